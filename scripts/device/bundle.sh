@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds qbench here (Release, sm_90 by default) and copies the executables plus the shared libraries the GPU
+# machine lacks (Debian's yaml-cpp and Google Benchmark; CUDA's own libraries are there) into .device-bundle/,
+# which a `device` run carries (carry: [".device-bundle"]). The GPU machine has no Debian -dev packages, so
+# building here and carrying the binaries is the cheap path; they ran there unchanged (PERF.md).
+#
+# usage: scripts/device/bundle.sh [TARGET...]      (default: every executable)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${QBENCH_DEVICE_BUILD:-$root/build-device}
+bundle=$root/.device-bundle
+grep -qx '/.device-bundle/' "$root/.git/info/exclude" 2>/dev/null || echo '/.device-bundle/' >> "$root/.git/info/exclude"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQBENCH_CUDA_ARCHITECTURES="${QBENCH_CUDA_ARCHITECTURES:-90}" \
+      -DQBENCH_BUILD_TESTS=ON -DQBENCH_BUILD_BENCHES=ON >/dev/null
+if [ $# -gt 0 ]; then
+  cmake --build "$build" -j"$(nproc)" --target "$@"
+else
+  cmake --build "$build" -j"$(nproc)"
+fi
+rm -rf "$bundle"; mkdir -p "$bundle/bin" "$bundle/lib"
+find "$build" -type f -executable \( -name 'qbench' -o -name 'test_*' -o -name 'bench_*' \) -not -path '*/CMakeFiles/*' \
+  -exec cp {} "$bundle/bin/" \;
+for lib in libyaml-cpp.so.0.7 libbenchmark.so.1; do
+  p=$(ldconfig -p | awk -v l="$lib" '$1==l {print $NF; exit}')
+  [ -n "$p" ] && cp -L "$p" "$bundle/lib/"
+done
+strip --strip-debug "$bundle"/bin/* 2>/dev/null || true
+du -sh "$bundle"

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Builds qbench here (Release, sm_90 by default) and copies the executables plus the shared libraries the GPU
 # machine lacks (Debian's yaml-cpp and Google Benchmark; CUDA's own libraries are there) into .device-bundle/,
-# which a `device` run carries (carry: [".device-bundle"]). The GPU machine has no Debian -dev packages, so
+# which a `device` run carries (carry: [".device-bundle"]). QBENCH_BUNDLE_NAME=x uses .device-bundle-x/ and
+# build-device-x/ instead, so several bundles can be prepared side by side. The GPU machine has no Debian -dev packages, so
 # building here and carrying the binaries is the cheap path; they ran there unchanged (PERF.md).
 #
 # usage: scripts/device/bundle.sh [TARGET...]      (default: every executable)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${QBENCH_DEVICE_BUILD:-$root/build-device}
-bundle=$root/.device-bundle
-grep -qx '/.device-bundle/' "$root/.git/info/exclude" 2>/dev/null || echo '/.device-bundle/' >> "$root/.git/info/exclude"
+suffix=${QBENCH_BUNDLE_NAME:+-$QBENCH_BUNDLE_NAME}
+build=${QBENCH_DEVICE_BUILD:-/work/build-device$suffix}
+bundle=$root/.device-bundle$suffix
+grep -qx '/.device-bundle*/' "$root/.git/info/exclude" 2>/dev/null || echo '/.device-bundle*/' >> "$root/.git/info/exclude"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQBENCH_CUDA_ARCHITECTURES="${QBENCH_CUDA_ARCHITECTURES:-90}" \
       -DQBENCH_BUILD_TESTS=ON -DQBENCH_BUILD_BENCHES=ON >/dev/null
 if [ $# -gt 0 ]; then

@@ -35,6 +35,8 @@ struct bnb_options {
 
 /// Generation settings of a cell.
 struct generation_options {
+    /// The prompt text the cell stands for (provenance; with synthetic weights the engine feeds prompt_tokens ids).
+    std::string prompt = "Describe this image";
     std::int64_t prompt_tokens = 16;      ///< text tokens of the prompt ("Describe this image" + template)
     std::int64_t image_tokens = -1;       ///< image embeddings spliced into the prompt; -1 = auto from the model
     std::int64_t max_new_tokens = 32;
@@ -64,7 +66,8 @@ nlohmann::json cell_to_json(const cell_spec& cell);
 cell_spec cell_from_json(const nlohmann::json& j, const std::string& where);
 /// A stable hash of cell_to_json (hex): equal cells have equal hashes on every machine; used by --resume.
 std::string cell_hash(const cell_spec& cell);
-/// Short human label: "vicuna-7b-v0 gptq 4b beam1 g5.2xlarge".
+/// Short human label: "vicuna-7b-v0 gptq 4b g128 beam1 g5.2xlarge", "tiny bnb 4b nf4 beam2 local",
+/// "llama-2-7b-chat fp16 16b beam4 g4dn.2xlarge" (the format detail distinguishes cells of option axes).
 std::string cell_label(const cell_spec& cell);
 
 }  // namespace qbench

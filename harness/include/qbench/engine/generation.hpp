@@ -26,6 +26,41 @@
 ///     b_j with token v_j, and the KV cache rows are reordered by parent. The result is beam 0 after the last step
 ///     (highest score; all beams have equal length so length_penalty does not matter).
 ///   beam_width 1 is greedy.
+///
+/// Decisions where the rules above leave room (made with the CPU reference, engine/cpu_executor.hpp; the CUDA
+/// executor follows them):
+///   Positions: the prefill rows (text and image alike) sit at positions 0 .. P-1, new token i is fed at P + i.
+///   Linear: y = fp16(sum x*w) accumulated in fp32 (CPU: double, index order). The engine rounds every linear
+///     output to fp16 itself, so a backend's cpu_linear may return unrounded floats.
+///   RMSNorm: inv = float(1 / sqrt(mean(x^2) + eps)) (CPU: mean in double, one rounding to float; GPU: rsqrtf is
+///     fine); then fp16(x * inv) with an fp32 multiply, then fp16(that * w) (an fp16 x fp16 product, exact in fp32).
+///   RoPE: inv_freq[i] = float(theta^(-2i/d)) computed once on the host in double (rope_inv_freq() in
+///     engine/reference_ops.hpp; upload that table); angle = float(position) * inv_freq[i], an fp32 multiply;
+///     cos/sin of that fp32 angle accurate to fp32 (CPU: double cos/sin rounded to float; GPU: a host-made table or
+///     sincosf, never __sinf/__cosf). cos/sin are NOT rounded to fp16 (HF's fp16 cos cache is not reproduced);
+///     each rotated element x_i*cos - x_{i+d/2}*sin (resp. x_{i+d/2}*cos + x_i*sin) is rounded once to fp16.
+///   Attention: scores = (q.k) * (1/sqrt(d)) and the softmax stay in fp32 (CPU: double) — neither the scores nor
+///     the probabilities are rounded to fp16 (flash-attention style); only the output row is.
+///   SwiGLU: silu(g) = g / (1 + exp(-g)) is not rounded on its own; fp16(silu(g) * u) is the one rounding.
+///   Residual add: h = fp16(float(h) + float(delta)), one fp32 add.
+///   Beam prefill: the prompt is prefilled once and its KV cache copied to the B beams (the same numbers as HF's B
+///     identical prefills); step 0's B logit rows are that one row repeated.
+///   Beam scores accumulate in double on the CPU (fp32 is allowed on the GPU); beam_width > 1 requires mode beam
+///     (HF's beam-sample is not offered), mode beam with beam_width 1 is greedy.
+///   Sampling: `step` = index of the token being chosen (0 = chosen from the prefill logits), `sequence` = 0 without
+///     beams. Arithmetic in double on the CPU: z = logit / temperature (temperature must be > 0); top_k 0 or >= V
+///     is off; weights exp(z - max) over the top-k survivors; top_p keeps the shortest descending prefix with
+///     (prefix weight / total weight) >= top_p; the draw is the first kept token (descending, ties by lower id)
+///     whose cumulative weight exceeds u * (kept weight); the last kept token if rounding leaves none.
+///   generation_output: for greedy and sample, beams = {tokens} and beam_scores = {sum of log_softmax(logits)[token]}
+///     over the untempered logits; for beam, all B beams best first with their raw summed log-probabilities.
+///     max_new_tokens 0 runs the prefill only and returns no tokens, beams {{}}, beam_scores {0}.
+///   Timing: prefill_ms = embedding + prefill + the first logits (choosing token 0 is not timed); step_ms[i] = the
+///     forward of token i plus choosing token i + 1 (beam step and cache reorder included).
+///   teacher_forced_logits(p, forced) returns forced.size() rows; row i is the distribution that predicts forced[i]
+///     (so forced.back() is never fed).
+///   What remains unpinned is accumulation order (and fp32 vs double), which moves a value only when it lands next
+///   to an fp16 rounding boundary: executors agree on tokens except where two candidates (nearly) tie.
 #include <cstdint>
 #include <vector>
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -34,6 +35,9 @@ public:
     virtual const tensor_info* find(std::string_view name) const = 0;
     /// Reads a tensor into host memory; throws input_error naming the file and tensor when absent or unreadable.
     virtual host_tensor read(std::string_view name) const = 0;
+    /// Reads a tensor's bytes into caller memory (e.g. a pinned staging buffer), saving a copy; `out.size()` must
+    /// equal the tensor's byte_size (else error). The default goes through read().
+    virtual void read_into(std::string_view name, std::span<std::byte> out) const;
     /// The `__metadata__` map (merged over shards).
     virtual const std::map<std::string, std::string>& metadata() const = 0;
     /// Total bytes of tensor data.

@@ -1,0 +1,227 @@
+// The bnb backend's GPU linears and their loaders: quantize-on-load (transient fp16 copy of one tensor, as
+// bitsandbytes), the batch-1 fused GEMV, bitsandbytes' batch > 1 strategy (dequantize to fp16, cuBLAS), and
+// LLM.int8().
+#include "backends/bnb/bnb_device_linear.hpp"
+
+#include "backends/bnb/bnb_kernels.cuh"
+#include "backends/bnb/bnb_load.hpp"
+#include "backends/bnb/bnb_workspace.cuh"
+#include "cuda/cuda_check.cuh"
+#include "cuda/device_context.cuh"
+#include "qbench/common/errors.hpp"
+
+#include <cstring>
+
+namespace qbench::bnb {
+
+namespace {
+
+device_buffer upload_bytes(device_context& context, const void* data, std::uint64_t bytes, const std::string& what) {
+    device_buffer buffer = context.allocate(bytes, what);
+    if (bytes) context.upload(buffer.get(), data, bytes);
+    return buffer;
+}
+
+launch_options options(device_context& context, cudaStream_t stream) { return {stream, context.pdl_enabled()}; }
+
+class device_4bit_linear final : public device_linear {
+public:
+    device_4bit_linear(device_context& context, std::shared_ptr<workspace> ws, quant_type type, bool fused_batches)
+        : m_context(context), m_ws(std::move(ws)), m_type(type), m_fused_batches(fused_batches) {}
+
+    // Set by the loaders.
+    device_4bit_view view;
+    device_buffer packed, absmax, codes, nested_absmax, nested_code;
+    std::uint64_t bytes = 0;
+
+    std::int64_t in_features() const override { return view.cols; }
+    std::int64_t out_features() const override { return view.rows; }
+    std::uint64_t weight_bytes() const override { return bytes; }
+    std::string format_name() const override {
+        return format_name_4bit(m_type, std::int64_t{1} << view.blocksize_log2, view.nested());
+    }
+    bool fused(std::int64_t rows) const {
+        return gemv_4bit_supported(view, rows) && (rows == 1 || m_fused_batches);
+    }
+    std::string kernel_path(std::int64_t rows) const override {
+        return fused(rows) ? "bnb-gemv-4bit" : "bnb-dequant-4bit+cublas";
+    }
+
+    void forward(const void* x, std::int64_t rows, void* y, CUstream_st* stream) override {
+        if (rows <= 0) return;
+        const auto* xh = static_cast<const __half*>(x);
+        auto* yh = static_cast<__half*>(y);
+        const launch_options o = options(m_context, stream);
+        if (fused(rows)) {
+            launch_gemv_4bit(view, xh, rows, yh, o);
+            return;
+        }
+        // bitsandbytes' MatMul4Bit: the whole weight dequantized to fp16, then F.linear (cuBLAS, fp32 accumulate).
+        launch_dequantize_4bit(view, m_ws->dequant(), o);
+        cublasHandle_t handle = m_context.cublas();
+        QB_CUBLAS_CHECK(cublasSetStream(handle, stream));
+        const float alpha = 1.0f, beta = 0.0f;
+        const int n = static_cast<int>(view.rows), k = static_cast<int>(view.cols), m = static_cast<int>(rows);
+        QB_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, m_ws->dequant(), CUDA_R_16F, k,
+                                     xh, CUDA_R_16F, k, &beta, yh, CUDA_R_16F, n, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+    }
+
+private:
+    device_context& m_context;
+    std::shared_ptr<workspace> m_ws;
+    quant_type m_type;
+    bool m_fused_batches;
+};
+
+class device_int8_linear final : public device_linear {
+public:
+    device_int8_linear(device_context& context, std::shared_ptr<workspace> ws, std::int64_t rows, std::int64_t cols,
+                       float threshold)
+        : m_context(context), m_ws(std::move(ws)), m_rows(rows), m_cols(cols), m_threshold(threshold) {}
+
+    device_buffer cb, scb;
+
+    std::int64_t in_features() const override { return m_cols; }
+    std::int64_t out_features() const override { return m_rows; }
+    std::uint64_t weight_bytes() const override { return cb.size() + scb.size(); }
+    std::string format_name() const override { return format_name_int8(m_threshold); }
+    bool gemv(std::int64_t rows) const { return rows <= k_gemv_int8_max_rows && gemv_int8_supported(m_cols); }
+    std::string kernel_path(std::int64_t rows) const override {
+        if (gemv(rows)) return "bnb-int8-quant+gemv";
+        return m_cols % 4 == 0 ? "bnb-int8-quant+cublaslt+epilogue" : "bnb-int8-quant+plain+epilogue";
+    }
+
+    void forward(const void* x, std::int64_t rows, void* y, CUstream_st* stream) override {
+        if (rows <= 0) return;
+        const auto* xh = static_cast<const __half*>(x);
+        auto* yh = static_cast<__half*>(y);
+        const launch_options o = options(m_context, stream);
+        int8_act_buffers act = m_ws->int8_buffers(rows, m_cols, stream);
+        launch_quantize_int8_activations(xh, rows, m_cols, m_threshold, act, o);
+        if (gemv(rows)) {
+            if (!(m_threshold > 0.0f)) act.outlier_mask = nullptr;  // no outlier columns to look for
+            launch_gemv_int8(cb.as<std::int8_t>(), scb.as<float>(), m_rows, m_cols, xh, act, rows, yh, o);
+            return;
+        }
+        std::int32_t* product = m_ws->int8_product(rows, m_rows, stream);
+        if (!cublaslt_int8_gemm(m_context.cublaslt(), act.q, cb.as<std::int8_t>(), product, rows, m_rows, m_cols,
+                                m_context.workspace(), m_context.workspace_bytes(), stream))
+            launch_int8_matmul_plain(act.q, cb.as<std::int8_t>(), rows, m_rows, m_cols, product, {stream, false});
+        launch_int8_gemm_epilogue(product, cb.as<std::int8_t>(), scb.as<float>(), m_rows, m_cols, xh, act, rows, yh,
+                                  {stream, false});
+    }
+
+private:
+    device_context& m_context;
+    std::shared_ptr<workspace> m_ws;
+    std::int64_t m_rows, m_cols;
+    float m_threshold;
+};
+
+// The FP16 weight of one linear in a transient device buffer (the extra VRAM bitsandbytes needs while loading).
+device_buffer upload_f16_weight(const linear_request& request, device_context& context) {
+    const host_tensor weight = read_f16_weight(request);
+    return upload_bytes(context, weight.data.data(), weight.byte_size(), "bnb transient fp16 " + request.prefix);
+}
+
+void fill_view_code(device_4bit_view& view, const std::array<float, 16>& code) {
+    std::memcpy(view.code, code.data(), sizeof(view.code));
+}
+
+}  // namespace
+
+std::unique_ptr<device_linear> load_4bit_device_linear(const linear_request& request, device_context& context) {
+    const quant_4bit_params p = params_of(request.cell);
+    auto ws = workspace::of(context);
+    auto linear = std::make_unique<device_4bit_linear>(context, ws, p.type, request.cell.bnb.small_batch_path == "fused");
+    device_4bit_view& v = linear->view;
+    v.rows = request.out_features;
+    v.cols = request.in_features;
+    const std::int64_t n = v.rows * v.cols;
+    const std::string& name = request.prefix;
+
+    if (auto pre = read_prequantized_4bit(request)) {
+        // A bitsandbytes checkpoint: upload its state as it is (its own quant_map and nested map).
+        v.blocksize_log2 = log2_exact(pre->blocksize);
+        fill_view_code(v, pre->code);
+        linear->packed = upload_bytes(context, pre->packed.data(), pre->packed.size(), "bnb packed 4-bit " + name);
+        if (pre->nested) {
+            const nested_absmax& s = pre->nested_state;
+            linear->codes = upload_bytes(context, s.codes.data(), s.codes.size(), "bnb absmax codes " + name);
+            linear->nested_absmax =
+                upload_bytes(context, s.absmax.data(), s.absmax.size() * sizeof(float), "bnb nested absmax " + name);
+            linear->nested_code = upload_bytes(context, s.code.data(), sizeof(s.code), "bnb nested map " + name);
+            v.nested_blocksize = static_cast<int>(s.blocksize);
+            v.nested_offset = s.offset;
+        } else {
+            linear->absmax =
+                upload_bytes(context, pre->absmax.data(), pre->absmax.size() * sizeof(float), "bnb absmax " + name);
+        }
+    } else {
+        // Quantize on the GPU as the tensor arrives: transient fp16 copy -> packed nibbles + absmax.
+        v.blocksize_log2 = log2_exact(p.blocksize);
+        fill_view_code(v, code_book(p.type));
+        const std::int64_t blocks = (n + p.blocksize - 1) / p.blocksize;
+        device_buffer f16 = upload_f16_weight(request, context);
+        linear->packed = context.allocate(static_cast<std::uint64_t>((n + 1) / 2), "bnb packed 4-bit " + name);
+        device_buffer absmax = context.allocate(static_cast<std::uint64_t>(blocks) * sizeof(float), "bnb absmax " + name);
+        const launch_options o{context.stream(), false};
+        launch_quantize_4bit(f16.as<__half>(), n, p.type, p.blocksize, linear->packed.as<std::uint8_t>(),
+                             absmax.as<float>(), o);
+        if (p.double_quant) {
+            const std::array<float, 256>& map = dynamic_map_signed();
+            linear->nested_code = upload_bytes(context, map.data(), sizeof(map), "bnb nested map " + name);
+            device_buffer offset = context.allocate(sizeof(float), "bnb nested offset " + name);
+            linear->codes = context.allocate(static_cast<std::uint64_t>(blocks), "bnb absmax codes " + name);
+            const std::int64_t nested_blocks = (blocks + k_nested_blocksize - 1) / k_nested_blocksize;
+            linear->nested_absmax =
+                context.allocate(static_cast<std::uint64_t>(nested_blocks) * sizeof(float), "bnb nested absmax " + name);
+            launch_absmax_mean(absmax.as<float>(), blocks, offset.as<float>(), o);
+            launch_double_quantize(absmax.as<float>(), blocks, offset.as<float>(), linear->nested_code.as<float>(),
+                                   k_nested_blocksize, linear->codes.as<std::uint8_t>(),
+                                   linear->nested_absmax.as<float>(), o);
+            QB_CUDA_CHECK(cudaMemcpyAsync(&v.nested_offset, offset.get(), sizeof(float), cudaMemcpyDeviceToHost,
+                                          context.stream()));
+            v.nested_blocksize = static_cast<int>(k_nested_blocksize);
+            QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));
+        } else {
+            linear->absmax = std::move(absmax);
+        }
+        QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));  // the transient buffers are released below
+    }
+    v.packed = linear->packed.as<std::uint8_t>();
+    v.absmax = linear->absmax ? linear->absmax.as<float>() : nullptr;
+    v.absmax_codes = linear->codes ? linear->codes.as<std::uint8_t>() : nullptr;
+    v.nested_absmax = linear->nested_absmax ? linear->nested_absmax.as<float>() : nullptr;
+    v.nested_code = linear->nested_code ? linear->nested_code.as<float>() : nullptr;
+    linear->bytes = linear->packed.size() + linear->absmax.size() + linear->codes.size() + linear->nested_absmax.size();
+    // The batch > 1 path needs room for this layer's fp16 weight (shared by all layers).
+    ws->reserve_dequant(static_cast<std::uint64_t>(n));
+    return linear;
+}
+
+std::unique_ptr<device_linear> load_int8_device_linear(const linear_request& request, device_context& context) {
+    auto ws = workspace::of(context);
+    const auto threshold = static_cast<float>(request.cell.bnb.int8_threshold);
+    auto linear = std::make_unique<device_int8_linear>(context, ws, request.out_features, request.in_features, threshold);
+    const std::int64_t n = request.out_features * request.in_features;
+    const std::string& name = request.prefix;
+    if (auto pre = read_prequantized_int8(request)) {
+        linear->cb = upload_bytes(context, pre->cb.data(), pre->cb.size(), "bnb int8 CB " + name);
+        linear->scb = upload_bytes(context, pre->scb.data(), pre->scb.size() * sizeof(float), "bnb int8 SCB " + name);
+    } else {
+        device_buffer f16 = upload_f16_weight(request, context);
+        linear->cb = context.allocate(static_cast<std::uint64_t>(n), "bnb int8 CB " + name);
+        linear->scb = context.allocate(static_cast<std::uint64_t>(request.out_features) * sizeof(float),
+                                       "bnb int8 SCB " + name);
+        launch_quantize_int8_rows(f16.as<__half>(), request.out_features, request.in_features,
+                                  linear->cb.as<std::int8_t>(), linear->scb.as<float>(), {context.stream(), false});
+        QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));
+    }
+    // Small-batch activation buffers now, so decode steps never allocate.
+    ws->int8_buffers(k_gemv_int8_max_rows, request.in_features, nullptr);
+    return linear;
+}
+
+}  // namespace qbench::bnb

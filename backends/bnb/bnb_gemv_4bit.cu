@@ -1,0 +1,241 @@
+// Fused 4-bit dequantize + GEMV for small batches (bitsandbytes' kgemm_4bit_inference_naive, rethought for
+// bandwidth): y[m, N] = x[m, K] . W^T with W in NF4/FP4 blocks, K % 32 == 0.
+//
+// Work split: a CTA of 256 threads is two row slots of 128 threads; a slot owns R consecutive output rows and its
+// threads stride over the rows' 16-byte chunks (32 weights, always inside one absmax block), so a 4096-wide row is
+// exactly one chunk per thread and every load is a coalesced 16-byte load. CTAs are persistent (grid = resident
+// CTAs) and walk the row groups; the first weights are fetched before the programmatic-dependent-launch wait, so
+// the weight stream starts while the previous kernel drains.
+//
+// Decode: a byte holds two codes (even element high). A 256-entry table maps a byte straight to the half2
+// (code[hi], code[lo]) that lines up with the activation half2 (x[2j], x[2j+1]); it lives in shared memory with one
+// copy per lane (entry e of lane l at word e*32 + l), so the 32 lanes of a warp always hit 32 different banks:
+// one conflict-free LDS per two weights. Products are summed in half2 over 8 weights, then in fp32; the block's
+// absmax multiplies the chunk's fp32 sum once.
+#include "backends/bnb/bnb_device_common.cuh"
+#include "cuda/reduce.cuh"
+
+#include <array>
+#include <stdexcept>
+
+namespace qbench::bnb {
+
+namespace {
+
+constexpr int k_threads = 256;
+constexpr int k_slot_threads = 128;
+constexpr int k_slots = k_threads / k_slot_threads;
+constexpr int k_slot_warps = k_slot_threads / 32;
+constexpr std::size_t k_lut_bytes = 256 * 32 * sizeof(std::uint32_t);  // 32 KiB
+
+__device__ __forceinline__ __half2 as_half2(std::uint32_t u) {
+    __half2 h;
+    static_assert(sizeof(h) == sizeof(u));
+    memcpy(&h, &u, sizeof(u));
+    return h;
+}
+
+// Sum over one 16-byte chunk of one row of code(w) * x in half2 per word, fp32 across words.
+__device__ __forceinline__ float chunk_dot(const std::uint32_t* lut_lane, const uint4& wv, const __half2* xs) {
+    const std::uint32_t words[4] = {wv.x, wv.y, wv.z, wv.w};
+    float s = 0.0f;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+        const std::uint32_t wd = words[q];
+        __half2 h = __hmul2(as_half2(lut_lane[(wd & 0xffu) << 5]), xs[4 * q]);
+        h = __hfma2(as_half2(lut_lane[((wd >> 8) & 0xffu) << 5]), xs[4 * q + 1], h);
+        h = __hfma2(as_half2(lut_lane[((wd >> 16) & 0xffu) << 5]), xs[4 * q + 2], h);
+        h = __hfma2(as_half2(lut_lane[(wd >> 24) << 5]), xs[4 * q + 3], h);
+        const float2 f = __half22float2(h);
+        s += f.x + f.y;
+    }
+    return s;
+}
+
+__device__ __forceinline__ void load_x_chunk(const __half* x, __half2* xs) {
+    const uint4* src = reinterpret_cast<const uint4*>(x);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const uint4 u = __ldg(src + j);
+        xs[4 * j + 0] = as_half2(u.x);
+        xs[4 * j + 1] = as_half2(u.y);
+        xs[4 * j + 2] = as_half2(u.z);
+        xs[4 * j + 3] = as_half2(u.w);
+    }
+}
+
+template <int R>
+struct chunk_regs {
+    uint4 w[R];
+    float absmax[R];
+};
+
+// Loads chunk c of the R rows starting at row0 (rows past N read as zero weights with absmax 0).
+template <int R>
+__device__ __forceinline__ void load_chunk(const device_4bit_view& w, std::int64_t row0, std::int64_t c,
+                                           chunk_regs<R>& regs) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const std::int64_t row = row0 + r;
+        if (row < w.rows) {
+            regs.w[r] = detail::load_nc16(w.packed + row * (w.cols / 2) + c * 16);
+            regs.absmax[r] = detail::block_absmax(w, (row * w.cols + c * 32) >> w.blocksize_log2);
+        } else {
+            regs.w[r] = make_uint4(0, 0, 0, 0);
+            regs.absmax[r] = 0.0f;
+        }
+    }
+}
+
+template <int MB, int R>
+__global__ void __launch_bounds__(k_threads)
+    gemv_4bit_kernel(device_4bit_view w, const __half* __restrict__ x, int m, __half* __restrict__ y) {
+    extern __shared__ std::uint32_t lut[];
+    __shared__ float partial[k_slots][k_slot_warps][R * MB];
+
+    // Byte -> (code[hi], code[lo]) as half2, 32 copies; lane-contiguous 16-byte stores are conflict-free.
+    for (int i = threadIdx.x; i < 256 * 8; i += k_threads) {
+        const int byte = i >> 3;
+        const __half2 h = __halves2half2(__float2half_rn(w.code[byte >> 4]), __float2half_rn(w.code[byte & 15]));
+        std::uint32_t u;
+        memcpy(&u, &h, sizeof(u));
+        reinterpret_cast<uint4*>(lut)[i] = make_uint4(u, u, u, u);
+    }
+
+    const int slot = threadIdx.x / k_slot_threads;
+    const int t = threadIdx.x % k_slot_threads;
+    const int lane = threadIdx.x & 31;
+    const int warp_in_slot = t >> 5;
+    const std::uint32_t* lut_lane = lut + lane;
+    const std::int64_t n_rows = w.rows, k = w.cols;
+    const std::int64_t chunks = k / 32;
+    const std::int64_t rows_per_unit = static_cast<std::int64_t>(k_slots) * R;
+    const std::int64_t units = (n_rows + rows_per_unit - 1) / rows_per_unit;
+
+    // Software pipeline over (unit, chunk): the next chunk's weights are in flight while this one is computed.
+    std::int64_t unit = blockIdx.x;
+    std::int64_t c = t;
+    chunk_regs<R> cur;
+    if (unit < units && c < chunks) load_chunk<R>(w, unit * rows_per_unit + slot * R, c, cur);
+    __syncthreads();  // the table is complete
+    pdl_wait();       // x is written by the previous kernel
+    pdl_trigger();
+
+    for (; unit < units; unit += gridDim.x) {
+        const std::int64_t row0 = unit * rows_per_unit + slot * R;
+        float acc[R][MB];
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int b = 0; b < MB; ++b) acc[r][b] = 0.0f;
+
+        for (c = t; c < chunks; c += k_slot_threads) {
+            // Prefetch: the next chunk of this row group, or the first chunk of this thread's next row group.
+            chunk_regs<R> next;
+            const bool more_here = c + k_slot_threads < chunks;
+            const std::int64_t next_unit = unit + gridDim.x;
+            if (more_here)
+                load_chunk<R>(w, row0, c + k_slot_threads, next);
+            else if (next_unit < units && t < chunks)
+                load_chunk<R>(w, next_unit * rows_per_unit + slot * R, t, next);
+
+            __half2 xs[16];
+            if constexpr (MB == 1) load_x_chunk(x + c * 32, xs);
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+#pragma unroll
+                for (int b = 0; b < MB; ++b) {
+                    if (b < m) {
+                        if constexpr (MB > 1) load_x_chunk(x + b * k + c * 32, xs);
+                        acc[r][b] = fmaf(chunk_dot(lut_lane, cur.w[r], xs), cur.absmax[r], acc[r][b]);
+                    }
+                }
+            }
+            cur = next;
+        }
+
+        // Reduce over the slot's 128 threads: shuffles within warps, shared memory across the 4 warps.
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int b = 0; b < MB; ++b) {
+                const float v = warp_sum(acc[r][b]);
+                if (lane == 0) partial[slot][warp_in_slot][r * MB + b] = v;
+            }
+        __syncthreads();
+        if (t < R * MB) {
+            const int r = t / MB, b = t % MB;
+            const std::int64_t row = row0 + r;
+            if (b < m && row < n_rows) {
+                float s = 0.0f;
+#pragma unroll
+                for (int wi = 0; wi < k_slot_warps; ++wi) s += partial[slot][wi][t];
+                y[b * n_rows + row] = __float2half_rn(s);
+            }
+        }
+        __syncthreads();  // partial is reused by the next row group
+    }
+}
+
+using gemv_kernel_t = void (*)(device_4bit_view, const __half*, int, __half*);
+
+template <int MB, int R>
+int resident_ctas() {
+    // Persistent grid: as many CTAs as fit at once (the 32 KiB table and registers decide), computed once.
+    static const int ctas = [] {
+        int device = 0, sms = 0, per_sm = 0;
+        QB_CUDA_CHECK(cudaGetDevice(&device));
+        QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_4bit_kernel<MB, R>, k_threads,
+                                                                    k_lut_bytes));
+        return std::max(1, sms * std::max(1, per_sm));
+    }();
+    return ctas;
+}
+
+template <int MB, int R>
+void launch_variant(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o) {
+    const std::int64_t rows_per_unit = static_cast<std::int64_t>(k_slots) * R;
+    const std::int64_t units = (w.rows + rows_per_unit - 1) / rows_per_unit;
+    const auto grid = static_cast<unsigned>(std::min<std::int64_t>(units, resident_ctas<MB, R>()));
+    launch_kernel(gemv_4bit_kernel<MB, R>, dim3(grid), dim3(k_threads), k_lut_bytes, o, w, x, static_cast<int>(m), y);
+}
+
+using launcher_t = void (*)(const device_4bit_view&, const __half*, std::int64_t, __half*, const launch_options&);
+
+// Batch 1 picks rows per slot (1, 2, 4); batches 2..8 use one row per slot and reload x per batch row from L1.
+constexpr std::array<launcher_t, 3> k_batch1 = {launch_variant<1, 1>, launch_variant<1, 2>, launch_variant<1, 4>};
+constexpr std::array<launcher_t, k_gemv_4bit_max_rows + 1> k_batched = {
+    nullptr,
+    launch_variant<1, 2>,
+    launch_variant<2, 1>,
+    launch_variant<3, 1>,
+    launch_variant<4, 1>,
+    launch_variant<5, 1>,
+    launch_variant<6, 1>,
+    launch_variant<7, 1>,
+    launch_variant<8, 1>,
+};
+
+}  // namespace
+
+bool gemv_4bit_supported(const device_4bit_view& w, std::int64_t m) {
+    return w.cols % 32 == 0 && w.cols > 0 && m >= 1 && m <= k_gemv_4bit_max_rows;
+}
+
+void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o,
+                      int rows_per_group) {
+    if (!gemv_4bit_supported(w, m))
+        throw std::invalid_argument("launch_gemv_4bit: needs K % 32 == 0 and 1 <= m <= 8 (K " +
+                                    std::to_string(w.cols) + ", m " + std::to_string(m) + ")");
+    if (w.rows <= 0) return;
+    if (m == 1 && rows_per_group != 0) {
+        const int idx = rows_per_group == 1 ? 0 : rows_per_group == 2 ? 1 : rows_per_group == 4 ? 2 : -1;
+        if (idx < 0) throw std::invalid_argument("launch_gemv_4bit: rows_per_group must be 1, 2 or 4");
+        k_batch1[static_cast<std::size_t>(idx)](w, x, m, y, o);
+        return;
+    }
+    k_batched[static_cast<std::size_t>(m)](w, x, m, y, o);
+}
+
+}  // namespace qbench::bnb

@@ -1,0 +1,106 @@
+#pragma once
+/// Launchers of the bitsandbytes-style kernels (one file per op: bnb_quantize.cu, bnb_dequantize.cu,
+/// bnb_gemv_4bit.cu, bnb_int8.cu). Device pointers throughout; every launcher enqueues on o.stream (with
+/// programmatic dependent launch when o.pdl) and checks the launch. Storage layouts: bnb_format.hpp.
+#include "backends/bnb/bnb_format.hpp"
+#include "cuda/launch.cuh"
+
+#include <cublasLt.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace qbench::bnb {
+
+/// A 4-bit weight resident on the GPU, passed to kernels by value.
+struct device_4bit_view {
+    const std::uint8_t* packed = nullptr;       ///< (rows*cols+1)/2 bytes
+    std::int64_t rows = 0;                      ///< N
+    std::int64_t cols = 0;                      ///< K
+    int blocksize_log2 = 6;
+    const float* absmax = nullptr;              ///< plain absmax per block; nullptr when double-quantized
+    const std::uint8_t* absmax_codes = nullptr; ///< nested: one code per block
+    const float* nested_absmax = nullptr;       ///< nested: one per nested block
+    const float* nested_code = nullptr;         ///< nested: the 256-entry dynamic map
+    int nested_blocksize = 256;
+    float nested_offset = 0.0f;
+    float code[16] = {};                        ///< the quant map
+
+    bool nested() const { return absmax == nullptr; }
+};
+
+// ---- load-time quantization (bnb_quantize.cu) --------------------------------------------------------------------
+
+/// Blockwise 4-bit quantization of n fp16 values: packed[(n+1)/2], absmax[ceil(n/bs)] (fp32). Bit-exact with
+/// quantize_4bit_ref: absmax = max|x|, q = tree(x * (1/absmax)).
+void launch_quantize_4bit(const __half* values, std::int64_t n, quant_type type, std::int64_t blocksize,
+                          std::uint8_t* packed, float* absmax, const launch_options& o);
+/// offset = fp32(double sum of absmax in a fixed order / n), written to *offset (one CTA).
+void launch_absmax_mean(const float* absmax, std::int64_t n, float* offset, const launch_options& o);
+/// Nested 8-bit quantization of absmax - *offset: codes[n], nested_absmax[ceil(n/nested_bs)]; `code` is the
+/// 256-entry dynamic map on the device. Bit-exact with double_quantize_ref given the same offset.
+void launch_double_quantize(const float* absmax, std::int64_t n, const float* offset, const float* code,
+                            std::int64_t nested_blocksize, std::uint8_t* codes, float* nested_absmax,
+                            const launch_options& o);
+/// LLM.int8() weight quantization of a [rows, cols] fp16 matrix: scb[rows], cb[rows*cols]. Bit-exact with
+/// quantize_int8_ref.
+void launch_quantize_int8_rows(const __half* values, std::int64_t rows, std::int64_t cols, std::int8_t* cb,
+                               float* scb, const launch_options& o);
+
+// ---- 4-bit dequantize + GEMV (bnb_dequantize.cu, bnb_gemv_4bit.cu) ---------------------------------------------
+
+/// out[i] = fp16(code[nibble(i)] * absmax(block(i))) for all rows*cols elements (bit-exact with dequantize_4bit_ref).
+void launch_dequantize_4bit(const device_4bit_view& w, __half* out, const launch_options& o);
+
+/// Whether the fused GEMV handles this weight and batch: K % 32 == 0 (16-byte rows) and m <= k_gemv_4bit_max_rows.
+inline constexpr std::int64_t k_gemv_4bit_max_rows = 8;
+bool gemv_4bit_supported(const device_4bit_view& w, std::int64_t m);
+/// y[m, N] = fp16( x[m, K] . W^T ) fused: dequantize in registers (code book as half2 pairs in shared memory),
+/// fp32 accumulation per 8 weights and across the row; absmax and double quantization resolved in the kernel.
+/// At m == 1, `rows_per_group` selects the variant (1, 2 or 4 output rows per 128-thread group; 0 = default 2).
+void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o,
+                      int rows_per_group = 0);
+
+// ---- LLM.int8() (bnb_int8.cu) ------------------------------------------------------------------------------------
+
+/// Device buffers of an activation quantization for up to `capacity_rows` rows of width k.
+struct int8_act_buffers {
+    std::int8_t* q = nullptr;           ///< [rows, k] int8, outlier columns zeroed
+    float* row_stats = nullptr;         ///< [rows]
+    std::uint32_t* outlier_mask = nullptr;  ///< [ceil(k/32)] bit c%32 of word c/32 = column c is an outlier
+    std::int32_t* outlier_cols = nullptr;   ///< [k] ascending outlier columns
+    std::int32_t* outlier_count = nullptr;  ///< [1]
+};
+
+/// LLM.int8() activation quantization of x[m, k] with `threshold` (0 = no decomposition): row statistics over
+/// |x| < threshold, outlier columns (any |x| >= threshold), q = round_half_even(x * 127 / row_stat), outlier columns
+/// zeroed. Bit-exact with quantize_int8_activations_ref.
+void launch_quantize_int8_activations(const __half* x, std::int64_t m, std::int64_t k, float threshold,
+                                      const int8_act_buffers& buffers, const launch_options& o);
+
+/// Whether the int8 GEMV handles k (16-byte rows: k % 16 == 0).
+bool gemv_int8_supported(std::int64_t k);
+inline constexpr std::int64_t k_gemv_int8_max_rows = 8;
+/// y[m, N] = fp16( int32(q . CB^T) * row_stats * SCB / 127^2 + sum over outlier columns x * CB * SCB / 127 ),
+/// m <= k_gemv_int8_max_rows, from quantized activations (launch_quantize_int8_activations) and the fp16 x.
+/// act.outlier_mask == nullptr skips the outlier columns (threshold 0).
+void launch_gemv_int8(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
+                      const int8_act_buffers& act, std::int64_t m, __half* y, const launch_options& o);
+
+/// The epilogue of the int8 GEMM path: y = fp16( acc * row_stats * SCB / 127^2 + outlier part ) from an int32
+/// [m, n] product, using the ordered outlier column list.
+void launch_int8_gemm_epilogue(const std::int32_t* acc, const std::int8_t* cb, const float* scb, std::int64_t n,
+                               std::int64_t k, const __half* x, const int8_act_buffers& act, std::int64_t m, __half* y,
+                               const launch_options& o);
+
+/// int32 acc[m, n] = q[m, k] . CB[n, k]^T, one thread per output (any shape; the fallback of the GEMM path).
+void launch_int8_matmul_plain(const std::int8_t* q, const std::int8_t* cb, std::int64_t m, std::int64_t n,
+                              std::int64_t k, std::int32_t* acc, const launch_options& o);
+
+/// int32 acc[m, n] = q[m, k] . CB[n, k]^T through cuBLASLt (CUBLAS_COMPUTE_32I). Returns false, enqueueing
+/// nothing, where cuBLASLt refuses (k % 4 != 0, no algorithm for the shape).
+bool cublaslt_int8_gemm(cublasLtHandle_t handle, const std::int8_t* q, const std::int8_t* cb, std::int32_t* acc,
+                        std::int64_t m, std::int64_t n, std::int64_t k, void* workspace, std::uint64_t workspace_bytes,
+                        cudaStream_t stream);
+
+}  // namespace qbench::bnb

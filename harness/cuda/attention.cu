@@ -1,0 +1,207 @@
+#include "cuda/attention.cuh"
+#include "cuda/reduce.cuh"
+#include "cuda/rope.cuh"
+
+#include "qbench/common/errors.hpp"
+
+namespace qbench {
+
+namespace {
+
+constexpr int k_threads = 128;
+constexpr std::size_t k_smem_limit = 48 * 1024;
+
+// Floats of dynamic shared memory: q, new k, new v (d each), scores (max_len), per-group partial outputs.
+std::size_t smem_floats(int head_dim, std::int64_t max_len) {
+    const int pairs = head_dim / 2;
+    const int groups = k_threads / pairs > 0 ? k_threads / pairs : 1;
+    return 3 * static_cast<std::size_t>(head_dim) + static_cast<std::size_t>(max_len) +
+           static_cast<std::size_t>(groups) * head_dim;
+}
+
+// Dot product of a cached fp16 key row with the fp32 query in shared memory.
+__device__ __forceinline__ float dot_row(const __half* __restrict__ krow, const float* qs, int d) {
+    float a0 = 0.0f, a1 = 0.0f;
+    if ((d & 7) == 0) {
+        const uint4* k4 = reinterpret_cast<const uint4*>(krow);
+        for (int c = 0; c < d / 8; ++c) {
+            const uint4 u = k4[c];
+            const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const float2 f = __half22float2(h[j]);
+                a0 = fmaf(f.x, qs[c * 8 + 2 * j], a0);
+                a1 = fmaf(f.y, qs[c * 8 + 2 * j + 1], a1);
+            }
+        }
+    } else {
+        for (int i = 0; i < d; i += 2) {
+            a0 = fmaf(__half2float(krow[i]), qs[i], a0);
+            a1 = fmaf(__half2float(krow[i + 1]), qs[i + 1], a1);
+        }
+    }
+    return a0 + a1;
+}
+
+// One block per (head, query). DECODE: the query is beam blockIdx.y at position *pos_ptr, and the kernel applies
+// RoPE and appends the new key/value itself (fused: one launch instead of three per layer). Otherwise the query is
+// prefill row blockIdx.y at position pos0 + row, q is already rotated and the cache already holds every key.
+template <bool DECODE>
+__global__ void __launch_bounds__(k_threads)
+    attention_kernel(const __half* __restrict__ q, const __half* __restrict__ k_new, const __half* __restrict__ v_new,
+                     const float* __restrict__ inv_freq, const std::int32_t* pos_ptr, std::int64_t pos0,
+                     const std::int32_t* slot_table, int heads, int kv_heads, int head_dim, std::int64_t max_len,
+                     float scale, __half* k_cache, __half* v_cache, __half* out) {
+    extern __shared__ float smem[];
+    __shared__ float scratch[32];
+    const int d = head_dim, half_d = head_dim / 2;
+    float* qs = smem;
+    float* kn = smem + d;
+    float* vn = smem + 2 * d;
+    float* scores = smem + 3 * d;
+    const int h = blockIdx.x;
+    const std::int64_t row = blockIdx.y;
+    const int group = heads / kv_heads;
+    const int g = h / group;
+    const std::int64_t kw = static_cast<std::int64_t>(kv_heads) * d;
+    const std::int64_t qw = static_cast<std::int64_t>(heads) * d;
+    float* partial = scores + max_len;
+
+    pdl_wait();
+    pdl_trigger();
+    const std::int64_t pos = DECODE ? static_cast<std::int64_t>(*pos_ptr) : pos0 + row;
+    const __half* qrow = q + row * qw + static_cast<std::int64_t>(h) * d;
+    if constexpr (DECODE) {
+        const __half* krow = k_new + row * kw + static_cast<std::int64_t>(g) * d;
+        const __half* vrow = v_new + row * kw + static_cast<std::int64_t>(g) * d;
+        for (int i = threadIdx.x; i < half_d; i += blockDim.x) {
+            float c, s;
+            rope_angle_dev(pos, inv_freq[i], c, s);
+            __half q1, q2, k1, k2;
+            rope_rotate(__half2float(qrow[i]), __half2float(qrow[i + half_d]), c, s, q1, q2);
+            qs[i] = __half2float(q1);
+            qs[i + half_d] = __half2float(q2);
+            rope_rotate(__half2float(krow[i]), __half2float(krow[i + half_d]), c, s, k1, k2);
+            kn[i] = __half2float(k1);
+            kn[i + half_d] = __half2float(k2);
+            vn[i] = __half2float(vrow[i]);
+            vn[i + half_d] = __half2float(vrow[i + half_d]);
+            if (h % group == 0) {  // one block per kv head appends; the others use kn/vn for this position
+                const std::int64_t at = ((row * max_len + pos) * kv_heads + g) * d;
+                k_cache[at + i] = k1;
+                k_cache[at + i + half_d] = k2;
+                v_cache[at + i] = vrow[i];
+                v_cache[at + i + half_d] = vrow[i + half_d];
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < d; i += blockDim.x) qs[i] = __half2float(qrow[i]);
+    }
+    __syncthreads();
+
+    // Where position p of this query's sequence lives.
+    auto slot_of = [&](std::int64_t p) -> std::int64_t {
+        if constexpr (DECODE) return slot_table[row * max_len + p];
+        return 0;
+    };
+
+    // Scores: one key per thread.
+    float local_max = -INFINITY;
+    for (std::int64_t p = threadIdx.x; p <= pos; p += blockDim.x) {
+        float s;
+        if (DECODE && p == pos) {
+            float a = 0.0f;
+            for (int i = 0; i < d; ++i) a = fmaf(kn[i], qs[i], a);
+            s = a;
+        } else {
+            const __half* krow = k_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d;
+            s = dot_row(krow, qs, d);
+        }
+        s *= scale;
+        scores[p] = s;
+        local_max = fmaxf(local_max, s);
+    }
+    const float mx = block_max(local_max, scratch);
+    float local_sum = 0.0f;
+    for (std::int64_t p = threadIdx.x; p <= pos; p += blockDim.x) {
+        const float e = expf(scores[p] - mx);
+        scores[p] = e;
+        local_sum += e;
+    }
+    const float sum = block_sum(local_sum, scratch);  // its barriers also publish scores[]
+
+    // Weighted sum of values: thread = (pair j, group gi); groups split the positions.
+    const int groups = blockDim.x / half_d > 0 ? blockDim.x / half_d : 1;
+    for (int t = threadIdx.x; t < groups * half_d; t += blockDim.x) {
+        const int j = t % half_d, gi = t / half_d;
+        float ax = 0.0f, ay = 0.0f;
+        for (std::int64_t p = gi; p <= pos; p += groups) {
+            float vx, vy;
+            if (DECODE && p == pos) {
+                vx = vn[2 * j];
+                vy = vn[2 * j + 1];
+            } else {
+                const __half2 v2 = reinterpret_cast<const __half2*>(
+                    v_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d)[j];
+                const float2 f = __half22float2(v2);
+                vx = f.x;
+                vy = f.y;
+            }
+            const float e = scores[p];
+            ax = fmaf(e, vx, ax);
+            ay = fmaf(e, vy, ay);
+        }
+        partial[gi * d + 2 * j] = ax;
+        partial[gi * d + 2 * j + 1] = ay;
+    }
+    __syncthreads();
+    __half* orow = out + row * qw + static_cast<std::int64_t>(h) * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        float a = 0.0f;
+        for (int gi = 0; gi < groups; ++gi) a += partial[gi * d + i];
+        orow[i] = __float2half_rn(a / sum);
+    }
+}
+
+void check_shape(const attention_shape& s) {
+    if (s.head_dim <= 0 || s.head_dim % 2 != 0 || s.head_dim > 256 || s.kv_heads <= 0 || s.heads % s.kv_heads != 0)
+        throw unsupported_error("attention: head_dim " + std::to_string(s.head_dim) + " with " +
+                                std::to_string(s.heads) + "/" + std::to_string(s.kv_heads) +
+                                " heads is not supported (head_dim must be even and <= 256)");
+    if (s.max_len > attention_max_len(s.head_dim))
+        throw unsupported_error("attention: context of " + std::to_string(s.max_len) + " positions exceeds the " +
+                                std::to_string(attention_max_len(s.head_dim)) + " this kernel supports");
+}
+
+}  // namespace
+
+std::int64_t attention_max_len(int head_dim) {
+    const std::size_t fixed = smem_floats(head_dim, 0);
+    return static_cast<std::int64_t>(k_smem_limit / sizeof(float) - fixed);
+}
+
+void launch_attention_prefill(const __half* q, const __half* k_cache, const __half* v_cache, std::int64_t rows,
+                              std::int64_t pos0, const attention_shape& shape, __half* out, const launch_options& o) {
+    if (rows <= 0) return;
+    check_shape(shape);
+    const std::size_t smem = smem_floats(shape.head_dim, shape.max_len) * sizeof(float);
+    launch_kernel(attention_kernel<false>, dim3(shape.heads, static_cast<unsigned>(rows)), dim3(k_threads), smem, o,
+                  q, static_cast<const __half*>(nullptr), static_cast<const __half*>(nullptr),
+                  static_cast<const float*>(nullptr), static_cast<const std::int32_t*>(nullptr), pos0,
+                  static_cast<const std::int32_t*>(nullptr), shape.heads, shape.kv_heads, shape.head_dim,
+                  shape.max_len, shape.scale, const_cast<__half*>(k_cache), const_cast<__half*>(v_cache), out);
+}
+
+void launch_attention_decode(const __half* q, const __half* k_new, const __half* v_new, const float* inv_freq,
+                             const std::int32_t* pos, const std::int32_t* slot_table, std::int64_t beams,
+                             const attention_shape& shape, __half* k_cache, __half* v_cache, __half* out,
+                             const launch_options& o) {
+    if (beams <= 0) return;
+    check_shape(shape);
+    const std::size_t smem = smem_floats(shape.head_dim, shape.max_len) * sizeof(float);
+    launch_kernel(attention_kernel<true>, dim3(shape.heads, static_cast<unsigned>(beams)), dim3(k_threads), smem, o,
+                  q, k_new, v_new, inv_freq, pos, std::int64_t{0}, slot_table, shape.heads, shape.kv_heads,
+                  shape.head_dim, shape.max_len, shape.scale, k_cache, v_cache, out);
+}
+
+}  // namespace qbench

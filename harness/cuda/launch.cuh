@@ -1,0 +1,61 @@
+#pragma once
+/// Kernel launch with optional programmatic dependent launch (PDL, sm_90+).
+///
+/// Why: a decode step is ~350 small kernels; between two of them the GPU normally idles while the first drains and
+/// the second ramps up. With PDL the next kernel is launched while its predecessor still runs: it may do work that
+/// does not depend on the predecessor (a GEMV loads its first weights, which never change) and then waits in
+/// pdl_wait() until the predecessor has finished and its writes are visible. A kernel launched with PDL MUST call
+/// pdl_wait() before it reads anything a previous kernel wrote and before it writes anything a previous kernel may
+/// still read. Each kernel calls pdl_trigger() right after its wait, so at most one successor runs ahead.
+/// On older GPUs (and with PDL off) both are no-ops and the launch is an ordinary one: the same code is correct on
+/// sm_75, sm_86 and sm_90.
+#include "cuda/cuda_check.cuh"
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+namespace qbench {
+
+/// Where and how a launcher enqueues its kernel.
+struct launch_options {
+    cudaStream_t stream = nullptr;
+    bool pdl = false;  ///< launch with programmatic stream serialization (only honoured on sm_90+)
+};
+
+#if defined(__CUDACC__)
+/// Waits until the preceding kernel in the stream has completed and its memory operations are visible.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/// Lets the next kernel in the stream be launched (it still waits for this one in its own pdl_wait()).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/// Launches `kernel<<<grid, block, smem, o.stream>>>(args...)`, with PDL when o.pdl; checks the launch.
+template <class... Params, class... Args>
+void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, const launch_options& o,
+                   Args&&... args) {
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = o.stream;
+    cudaLaunchAttribute attribute[1];
+    if (o.pdl) {
+        attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attribute[0].val.programmaticStreamSerializationAllowed = 1;
+        config.attrs = attribute;
+        config.numAttrs = 1;
+    }
+    QB_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+#endif  // __CUDACC__
+
+}  // namespace qbench

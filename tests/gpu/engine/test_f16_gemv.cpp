@@ -1,0 +1,147 @@
+// The fp16 backend's GPU linear (GEMV for rows <= 8, cuBLAS above) against its CPU reference (double accumulation,
+// fp16 output) on fresh random inputs: every row count 1..16 and 33, shapes not a multiple of the tile, K not a
+// multiple of 8, unaligned activations, and real Llama-7B shapes.
+#include "gpu_test_util.hpp"
+
+#include "backends/fp16/fp16_gemv.cuh"
+#include "backends/fp16/fp16_linear.hpp"
+
+#include "qbench/config/cell.hpp"
+#include "qbench/io/tensor_source.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+
+using namespace qbench;
+using namespace qbench::test;
+
+namespace {
+
+// A checkpoint of one tensor, in memory.
+class one_tensor_source final : public tensor_source {
+public:
+    one_tensor_source(std::string name, host_tensor t) : m_tensor(std::move(t)) {
+        m_info.name = std::move(name);
+        m_info.type = m_tensor.type;
+        m_info.shape = m_tensor.shape;
+        m_info.byte_size = m_tensor.byte_size();
+    }
+    const std::filesystem::path& path() const override { return m_path; }
+    std::vector<std::string> names() const override { return {m_info.name}; }
+    const tensor_info* find(std::string_view name) const override { return name == m_info.name ? &m_info : nullptr; }
+    host_tensor read(std::string_view name) const override {
+        require(name);
+        return m_tensor;
+    }
+    const std::map<std::string, std::string>& metadata() const override { return m_meta; }
+    std::uint64_t total_bytes() const override { return m_tensor.byte_size(); }
+
+private:
+    host_tensor m_tensor;
+    tensor_info m_info;
+    std::filesystem::path m_path{"memory:test"};
+    std::map<std::string, std::string> m_meta;
+};
+
+// y = x · wᵀ in double, rounded to fp16 (the fp16 linear's CPU semantics).
+std::vector<float> reference(const std::vector<float>& w, const std::vector<float>& x, std::int64_t rows,
+                             std::int64_t n, std::int64_t k) {
+    std::vector<float> y(rows * n);
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t o = 0; o < n; ++o) {
+            double acc = 0;
+            for (std::int64_t i = 0; i < k; ++i) acc += static_cast<double>(x[r * k + i]) * w[o * k + i];
+            y[r * n + o] = round_to_half(static_cast<float>(acc));
+        }
+    return y;
+}
+
+// Weights with the synthetic statistics: normal / sqrt(k).
+std::vector<float> weights(std::int64_t n, std::int64_t k, std::uint64_t seed) {
+    return random_halves(n * k, static_cast<float>(1.0 / std::sqrt(static_cast<double>(k))), seed);
+}
+
+void check_close(const std::vector<float>& got, const std::vector<float>& ref) {
+    double max_ref = 0, max_err = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        max_ref = std::max(max_ref, static_cast<double>(std::fabs(ref[i])));
+        max_err = std::max(max_err, std::fabs(static_cast<double>(got[i]) - ref[i]));
+    }
+    CHECK(rel_l2(got, ref) < 1e-3);     // fp16 output rounding alone is ~3e-4
+    CHECK(max_err <= 4e-3 * max_ref);   // no element far off (a wrong index would be)
+}
+
+}  // namespace
+
+TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gemv]") {
+    struct shape_case {
+        std::int64_t n, k;
+    };
+    for (const shape_case sc : {shape_case{300, 4096}, shape_case{77, 1000}, shape_case{129, 1003}, shape_case{5, 24},
+                                shape_case{1, 8}}) {
+        const std::uint64_t seed = fresh_seed();
+        const std::vector<float> w = weights(sc.n, sc.k, seed);
+        device_buffer dw = to_device_f16(w);
+        for (std::int64_t rows = 1; rows <= k_f16_gemv_max_rows; ++rows) {
+            const std::vector<float> x = random_halves(rows * sc.k, 1.0f, seed + rows);
+            const std::vector<float> ref = reference(w, x, rows, sc.n, sc.k);
+            for (const int rpw : {1, 2}) {
+                for (const bool pdl : {false, true}) {
+                    CAPTURE(sc.n, sc.k, rows, rpw, pdl, seed);
+                    device_buffer dx = to_device_f16(x);
+                    device_buffer dy = poisoned(rows * sc.n);
+                    launch_f16_gemv(dw.as<__half>(), dx.as<__half>(), dy.as<__half>(), rows, sc.n, sc.k,
+                                    {context().stream(), pdl && context().pdl_enabled()}, f16_gemv_variant{rpw});
+                    check_close(from_device_f16(dy.get(), rows * sc.n), ref);
+                }
+            }
+            // Activations at an address that is not 16-byte aligned take the scalar path and stay correct.
+            CAPTURE(sc.n, sc.k, rows, seed);
+            std::vector<float> shifted(1, 0.0f);
+            shifted.insert(shifted.end(), x.begin(), x.end());
+            device_buffer dxs = to_device_f16(shifted);
+            device_buffer dy = poisoned(rows * sc.n);
+            const __half* xs = dxs.as<__half>() + 1;
+            CHECK(f16_gemv_path(dw.get(), xs, rows, sc.k) == "gemv-f16-scalar");
+            launch_f16_gemv(dw.as<__half>(), xs, dy.as<__half>(), rows, sc.n, sc.k, {context().stream(), false});
+            check_close(from_device_f16(dy.get(), rows * sc.n), ref);
+        }
+    }
+}
+
+TEST_CASE("f16 device linear: GEMV and cuBLAS paths at Llama-7B shapes equal the CPU reference", "[gpu][gemv]") {
+    struct shape_case {
+        std::int64_t n, k;
+        std::vector<std::int64_t> rows;
+    };
+    const std::vector<shape_case> cases{{4096, 11008, {1, 4, 9}}, {11008, 4096, {2, 8, 16}}, {4096, 4096, {1, 3, 33}},
+                                        {250, 130, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}}};
+    cell_spec cell;
+    cell.framework = "fp16";
+    for (const shape_case& sc : cases) {
+        const std::uint64_t seed = fresh_seed();
+        const std::vector<float> w = weights(sc.n, sc.k, seed);
+        one_tensor_source source("layer.weight", make_f16_tensor(w, {sc.n, sc.k}));
+        const linear_request request{source, "layer", linear_kind::q_proj, sc.k, sc.n, cell};
+        std::unique_ptr<device_linear> linear = load_f16_device_linear(request, context());
+        CHECK(linear->weight_bytes() == static_cast<std::uint64_t>(sc.n * sc.k * 2));
+        CHECK(linear->format_name() == "f16");
+        for (const std::int64_t rows : sc.rows) {
+            CAPTURE(sc.n, sc.k, rows, seed, linear->kernel_path(rows));
+            CHECK(linear->kernel_path(rows) == (rows <= 8 ? f16_gemv_path(nullptr, nullptr, rows, sc.k) : "cublas-gemm-f16"));
+            const std::vector<float> x = random_halves(rows * sc.k, 1.0f, seed + 100 + rows);
+            device_buffer dx = to_device_f16(x);
+            device_buffer dy = poisoned(rows * sc.n);
+            linear->forward(dx.get(), rows, dy.get(), context().stream());
+            check_close(from_device_f16(dy.get(), rows * sc.n), reference(w, x, rows, sc.n, sc.k));
+        }
+    }
+}
+
+TEST_CASE("f16 device linear: a mis-shaped checkpoint tensor is an input error", "[gpu][gemv]") {
+    cell_spec cell;
+    one_tensor_source source("layer.weight", make_f16_tensor(std::vector<float>(12, 1.0f), {3, 4}));
+    const linear_request request{source, "layer", linear_kind::q_proj, 3, 4, cell};
+    CHECK_THROWS_AS(load_f16_device_linear(request, context()), input_error);
+}

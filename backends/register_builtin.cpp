@@ -12,4 +12,14 @@ void register_builtin_backends(backend_registry& registry) {
     registry.add(make_bnb_backend());
 }
 
+// Lives here, beside the list, so the interface library never depends on the backends library.
+const backend_registry& builtin_backends() {
+    static const backend_registry registry = [] {
+        backend_registry r;
+        register_builtin_backends(r);
+        return r;
+    }();
+    return registry;
+}
+
 }  // namespace qbench

@@ -11,9 +11,10 @@ namespace qbench::bnb::detail {
 
 /// dQuantizeNF4: number of thresholds strictly below x (NaN -> 0).
 __device__ __forceinline__ unsigned quantize_nf4(float x) {
+    constexpr std::array<float, 15> thresholds = k_nf4_thresholds;  // a constant copy: immediates in device code
     unsigned q = 0;
 #pragma unroll
-    for (int i = 0; i < 15; ++i) q += x > k_nf4_thresholds[i] ? 1u : 0u;
+    for (int i = 0; i < 15; ++i) q += x > thresholds[i] ? 1u : 0u;
     return q;
 }
 
@@ -21,9 +22,10 @@ __device__ __forceinline__ unsigned quantize_nf4(float x) {
 __device__ __forceinline__ unsigned quantize_fp4(float x) {
     const unsigned sign = x < 0.0f ? 8u : 0u;
     const float a = fabsf(x);
+    constexpr std::array<float, 7> thresholds = k_fp4_thresholds;
     unsigned rank = 0;
 #pragma unroll
-    for (int i = 0; i < 7; ++i) rank += a > k_fp4_thresholds[i] ? 1u : 0u;
+    for (int i = 0; i < 7; ++i) rank += a > thresholds[i] ? 1u : 0u;
     // rank -> code {0,1,6,7,4,5,2,3} packed 4 bits each.
     return sign | ((0x32547610u >> (4 * rank)) & 0xfu);
 }

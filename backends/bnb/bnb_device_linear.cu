@@ -8,8 +8,10 @@
 #include "backends/bnb/bnb_workspace.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
+#include "cuda/tensor_upload.cuh"
 #include "qbench/common/errors.hpp"
 
+#include <array>
 #include <cstring>
 
 namespace qbench::bnb {
@@ -58,8 +60,7 @@ public:
         }
         // bitsandbytes' MatMul4Bit: the whole weight dequantized to fp16, then F.linear (cuBLAS, fp32 accumulate).
         launch_dequantize_4bit(view, m_ws->dequant(), o);
-        cublasHandle_t handle = m_context.cublas();
-        QB_CUBLAS_CHECK(cublasSetStream(handle, stream));
+        cublasHandle_t handle = m_context.cublas_on(stream);
         const float alpha = 1.0f, beta = 0.0f;
         const int n = static_cast<int>(view.rows), k = static_cast<int>(view.cols), m = static_cast<int>(rows);
         QB_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, m_ws->dequant(), CUDA_R_16F, k,
@@ -119,10 +120,11 @@ private:
     float m_threshold;
 };
 
-// The FP16 weight of one linear in a transient device buffer (the extra VRAM bitsandbytes needs while loading).
+// The FP16 weight of one linear in a transient device buffer (the extra VRAM bitsandbytes needs while loading),
+// read through the context's pinned staging and timed upload like every other weight.
 device_buffer upload_f16_weight(const linear_request& request, device_context& context) {
-    const host_tensor weight = read_f16_weight(request);
-    return upload_bytes(context, weight.data.data(), weight.byte_size(), "bnb transient fp16 " + request.prefix);
+    const std::array<std::int64_t, 2> shape{request.out_features, request.in_features};
+    return upload_f16_tensor(context, request.source, request.prefix + ".weight", shape);
 }
 
 void fill_view_code(device_4bit_view& view, const std::array<float, 16>& code) {

@@ -26,7 +26,6 @@ __global__ void __launch_bounds__(k_quant_threads)
                                 int8_act_buffers out) {
     extern __shared__ std::uint32_t mask_s[];
     __shared__ float scratch[32];
-    __shared__ int list_base;
     pdl_wait();
     pdl_trigger();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -63,8 +62,6 @@ __global__ void __launch_bounds__(k_quant_threads)
 
     if (row != 0 || warp != 0 || out.outlier_cols == nullptr) return;
     // Ordered compaction of the mask by warp 0: 32 words per step, exclusive scan of their popcounts.
-    if (lane == 0) list_base = 0;
-    __syncwarp();
     int base = 0;
     for (std::int64_t w0 = 0; w0 < words; w0 += 32) {
         const std::int64_t wi = w0 + lane;

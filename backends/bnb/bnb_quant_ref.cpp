@@ -107,12 +107,13 @@ quant_4bit_weight quantize_4bit_ref(std::span<const float> values, std::int64_t 
     const std::int64_t n = rows * cols;
     std::vector<float> absmax = blockwise_absmax_ref(values, params.blocksize);
     w.packed.assign(static_cast<std::size_t>((n + 1) / 2), 0);
+    std::vector<float> inv(absmax.size());
+    for (std::size_t b = 0; b < absmax.size(); ++b) inv[b] = 1.0f / absmax[b];
     for (std::int64_t i = 0; i < n + (n & 1); ++i) {
-        const std::int64_t b = i / params.blocksize;
-        const float inv = 1.0f / absmax[static_cast<std::size_t>(std::min(b, w.blocks() - 1))];
+        const std::int64_t b = std::min(i / params.blocksize, w.blocks() - 1);
         // The odd tail element is padding that bitsandbytes loads as 0 before quantizing.
         const float v = i < n ? values[static_cast<std::size_t>(i)] : 0.0f;
-        const std::uint8_t q = quantize_4bit_value(params.type, v * inv);
+        const std::uint8_t q = quantize_4bit_value(params.type, v * inv[static_cast<std::size_t>(b)]);
         std::uint8_t& byte = w.packed[static_cast<std::size_t>(i >> 1)];
         byte = static_cast<std::uint8_t>((i & 1) ? (byte | q) : (q << 4));
     }

@@ -25,7 +25,8 @@ public:
     std::string format_name() const override { return "f16"; }
 
     std::string kernel_path(std::int64_t rows) const override {
-        if (rows <= k_f16_gemv_max_rows) return f16_gemv_path(m_weight.get(), m_weight.get(), rows, m_in);
+        if (rows <= k_f16_gemv_max_rows)
+            return f16_gemv_path(m_weight.get(), m_weight.get(), rows, m_in, default_f16_gemv_variant());
         return "cublas-gemm-f16";
     }
 
@@ -34,7 +35,7 @@ public:
         const auto* w = m_weight.as<const __half>();
         if (rows <= k_f16_gemv_max_rows) {
             launch_f16_gemv(w, static_cast<const __half*>(x), static_cast<__half*>(y), rows, m_out, m_in,
-                            launch_options{stream, m_context.pdl_enabled()});
+                            launch_options{stream, m_context.pdl_enabled()}, default_f16_gemv_variant());
             return;
         }
         // Row-major y[rows, out] = x[rows, in] · Wᵀ is column-major yᵀ[out, rows] = W[in, out]ᵀ · xᵀ[in, rows]:

@@ -3,6 +3,7 @@
 #include "qbench/common/errors.hpp"
 
 #include <array>
+#include <cstdlib>
 
 namespace qbench {
 
@@ -29,8 +30,10 @@ __device__ __forceinline__ void to_float8(const uint4& u, float (&f)[8]) {
     }
 }
 
-// R activation rows, RPW output rows per warp, U chunks per row in flight per lane.
-template <int R, int RPW, int U>
+// R activation rows, RPW output rows per warp, U chunks per row and group. PIPE: two groups alternate (the next
+// group's loads are issued before the current group is consumed, so loads stay in flight continuously); otherwise
+// one group at a time (a burst of U loads, then their use).
+template <int R, int RPW, int U, bool PIPE>
 __global__ void __launch_bounds__(k_warps_per_block * 32)
     f16_gemv_kernel(const uint4* __restrict__ w, const uint4* x, __half* y, int n, int chunks) {
     const int lane = threadIdx.x & 31;
@@ -49,8 +52,7 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[rr][r] = 0.0f;
 
-    uint4 wv[U][RPW];
-    auto load_group = [&](int c0) {
+    auto load_group = [&](uint4 (&wv)[U][RPW], int c0) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int c = c0 + 32 * u;
@@ -58,12 +60,7 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
             for (int rr = 0; rr < RPW; ++rr) wv[u][rr] = c < chunks ? load_weight(wrow[rr] + c) : make_uint4(0, 0, 0, 0);
         }
     };
-
-    int c0 = lane;
-    load_group(c0);  // independent of the previous kernel: overlaps its tail under PDL
-    pdl_wait();
-    pdl_trigger();
-    while (true) {
+    auto consume = [&](const uint4 (&wv)[U][RPW], int c0) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int c = c0 + 32 * u;
@@ -82,9 +79,32 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
                 }
             }
         }
-        c0 += 32 * U;
-        if (c0 >= chunks) break;
-        load_group(c0);
+    };
+
+    uint4 a[U][RPW];
+    int c0 = lane;
+    load_group(a, c0);  // independent of the previous kernel: overlaps its tail under PDL
+    pdl_wait();
+    pdl_trigger();
+    if constexpr (PIPE) {
+        uint4 b[U][RPW];
+        while (true) {
+            if (c0 + 32 * U < chunks) load_group(b, c0 + 32 * U);
+            consume(a, c0);
+            c0 += 32 * U;
+            if (c0 >= chunks) break;
+            if (c0 + 32 * U < chunks) load_group(a, c0 + 32 * U);
+            consume(b, c0);
+            c0 += 32 * U;
+            if (c0 >= chunks) break;
+        }
+    } else {
+        while (true) {
+            consume(a, c0);
+            c0 += 32 * U;
+            if (c0 >= chunks) break;
+            load_group(a, c0);
+        }
     }
 #pragma unroll
     for (int rr = 0; rr < RPW; ++rr)
@@ -97,7 +117,7 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
         }
 }
 
-// Any k, any alignment: one warp per output row, one element per lane per step.
+// Any width: one warp per output row, one element per lane per step (any k, any alignment).
 template <int R>
 __global__ void __launch_bounds__(k_warps_per_block * 32)
     f16_gemv_scalar_kernel(const __half* __restrict__ w, const __half* x, __half* y, int n, int k) {
@@ -127,19 +147,23 @@ __global__ void __launch_bounds__(k_warps_per_block * 32)
 using vec_kernel = void (*)(const uint4*, const uint4*, __half*, int, int);
 using scalar_kernel = void (*)(const __half*, const __half*, __half*, int, int);
 
-template <int RPW, int U, std::size_t... I>
+template <int RPW, int U, bool PIPE, std::size_t... I>
 constexpr std::array<vec_kernel, sizeof...(I)> vec_table(std::index_sequence<I...>) {
-    return {&f16_gemv_kernel<static_cast<int>(I) + 1, RPW, U>...};
+    return {&f16_gemv_kernel<static_cast<int>(I) + 1, RPW, U, PIPE>...};
 }
 template <std::size_t... I>
 constexpr std::array<scalar_kernel, sizeof...(I)> scalar_table(std::index_sequence<I...>) {
     return {&f16_gemv_scalar_kernel<static_cast<int>(I) + 1>...};
 }
 
-// Launchers by rows (index rows - 1): one output row per warp with 8 chunks in flight, or two with 4 each.
-constexpr auto k_rpw1 = vec_table<1, 8>(std::make_index_sequence<k_f16_gemv_max_rows>{});
-constexpr auto k_rpw2 = vec_table<2, 4>(std::make_index_sequence<k_f16_gemv_max_rows>{});
-constexpr auto k_scalar = scalar_table(std::make_index_sequence<k_f16_gemv_max_rows>{});
+// Launchers by rows (index rows - 1) for each variant {rows per warp, chunks per group, pipelined}: 8 chunks per
+// row in flight at a time in all four.
+using rows_seq = std::make_index_sequence<k_f16_gemv_max_rows>;
+constexpr auto k_rpw1_pipe = vec_table<1, 4, true>(rows_seq{});
+constexpr auto k_rpw2_pipe = vec_table<2, 2, true>(rows_seq{});
+constexpr auto k_rpw1_burst = vec_table<1, 8, false>(rows_seq{});
+constexpr auto k_rpw2_burst = vec_table<2, 4, false>(rows_seq{});
+constexpr auto k_scalar = scalar_table(rows_seq{});
 
 bool vectorizable(const void* w, const void* x, std::int64_t k) {
     return k % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
@@ -151,10 +175,20 @@ int default_rows_per_warp(std::int64_t rows) { return rows >= 3 ? 2 : 1; }
 
 }  // namespace
 
+f16_gemv_variant default_f16_gemv_variant() {
+    static const f16_gemv_variant v = [] {
+        f16_gemv_variant d;
+        if (const char* rpw = std::getenv("QBENCH_GEMV_RPW")) d.rows_per_warp = std::atoi(rpw) == 2 ? 2 : 1;
+        if (const char* pipe = std::getenv("QBENCH_GEMV_PIPE")) d.pipelined = std::atoi(pipe) != 0;
+        return d;
+    }();
+    return v;
+}
+
 std::string f16_gemv_path(const void* w, const void* x, std::int64_t rows, std::int64_t k, f16_gemv_variant variant) {
     if (!vectorizable(w, x, k)) return "gemv-f16-scalar";
     const int rpw = variant.rows_per_warp > 0 ? variant.rows_per_warp : default_rows_per_warp(rows);
-    return rpw == 2 ? "gemv-f16-vec-rpw2" : "gemv-f16-vec-rpw1";
+    return std::string("gemv-f16-") + (variant.pipelined ? "pipe" : "burst") + (rpw == 2 ? "-rpw2" : "-rpw1");
 }
 
 void launch_f16_gemv(const __half* w, const __half* x, __half* y, std::int64_t rows, std::int64_t n, std::int64_t k,
@@ -173,9 +207,10 @@ void launch_f16_gemv(const __half* w, const __half* x, __half* y, std::int64_t r
     const int rpw = variant.rows_per_warp > 0 ? variant.rows_per_warp : default_rows_per_warp(rows);
     const std::int64_t warps = (n + rpw - 1) / rpw;
     const dim3 grid(static_cast<unsigned>((warps + k_warps_per_block - 1) / k_warps_per_block));
-    const vec_kernel kernel = rpw == 2 ? k_rpw2[rows - 1] : k_rpw1[rows - 1];
-    launch_kernel(kernel, grid, block, 0, o, reinterpret_cast<const uint4*>(w), reinterpret_cast<const uint4*>(x), y,
-                  static_cast<int>(n), static_cast<int>(k / 8));
+    const auto& table =
+        variant.pipelined ? (rpw == 2 ? k_rpw2_pipe : k_rpw1_pipe) : (rpw == 2 ? k_rpw2_burst : k_rpw1_burst);
+    launch_kernel(table[rows - 1], grid, block, 0, o, reinterpret_cast<const uint4*>(w),
+                  reinterpret_cast<const uint4*>(x), y, static_cast<int>(n), static_cast<int>(k / 8));
 }
 
 }  // namespace qbench

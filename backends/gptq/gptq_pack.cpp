@@ -3,6 +3,7 @@
 #include "backends/gptq/gptq_format.hpp"
 #include "qbench/common/half.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -170,9 +171,10 @@ std::vector<std::uint8_t> intweight_from_fake_quant(std::span<const std::uint16_
             const float scale_zero = zeros[sz(g * N + n)] * s;                 // fp32, as `zeros * scales`
             const float s_half = round_to_half(s);                              // `self.scales = scales.half()`
             const float w = half_to_float(weight_f16[sz(n * K + k)]);
-            const float v = std::nearbyint((w + scale_zero) / s_half);         // torch.round: half to even
-            const std::int64_t q = std::isfinite(v) ? static_cast<std::int64_t>(v) : 0;
-            codes[sz(n * K + k)] = static_cast<std::uint8_t>(q < 0 ? 0 : (q > maxq ? maxq : q));
+            float v = std::nearbyint((w + scale_zero) / s_half);               // torch.round: half to even
+            if (!std::isfinite(v)) v = 0.0f;
+            v = std::min(std::max(v, 0.0f), static_cast<float>(maxq));          // see gptq_format.hpp: clamped
+            codes[sz(n * K + k)] = static_cast<std::uint8_t>(v);
         }
     return codes;
 }

@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstdint>
 
+#ifndef QB_GPTQ_HD
 #if defined(__CUDACC__)
 #define QB_GPTQ_HD __host__ __device__
 #else
 #define QB_GPTQ_HD
+#endif
 #endif
 
 namespace qbench::gptq {

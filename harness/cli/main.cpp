@@ -1,11 +1,17 @@
 // qbench: the command line. Each subcommand parses its flags (CLI11), calls the library, and turns typed errors into
 // one message and an exit code: 0 = every cell produced a record; 1 = a cell errored or timed out, or a command
 // failed; 2 = bad input (a YAML, checkpoint, results file or flag), with the file and place named; 130 = interrupted.
+#include "backends/gptq/gptq_quantize.hpp"
 #include "backends/quant_format.hpp"
 #include "qbench/backend/registry.hpp"
 #include "qbench/common/errors.hpp"
 #include "qbench/config/catalog.hpp"
 #include "qbench/config/matrix.hpp"
+#include "qbench/io/synthetic_checkpoint.hpp"
+#include "qbench/io/tensor_source.hpp"
+#include "qbench/report/claim_report.hpp"
+#include "qbench/report/claims.hpp"
+#include "qbench/report/compare.hpp"
 #include "qbench/results/provenance.hpp"
 #include "qbench/runner/gpu_probe.hpp"
 #include "qbench/runner/merge.hpp"
@@ -102,7 +108,7 @@ int main(int argc, char** argv) {
     std::string run_matrix_path, run_output, run_device = "auto", run_shard, run_cache;
     std::vector<std::string> run_filters;
     bool run_dry = false, run_resume = false, run_no_isolate = false, run_warm = false;
-    double run_timeout = 3600;
+    double run_timeout = 3600, run_cache_max_gb = 0;
     run->add_option("matrix", run_matrix_path, "Matrix YAML file")->required();
     run->add_option("-o,--output", run_output, "Results JSON file (default: qbench-results/<matrix>-<UTC time>.json)");
     run->add_option("--filter", run_filters, "Keep only cells with KEY=VALUE (axis or dotted option); repeatable");
@@ -113,6 +119,8 @@ int main(int argc, char** argv) {
     run->add_option("--timeout", run_timeout, "Per-cell wall-clock limit in seconds")->check(CLI::PositiveNumber);
     run->add_option("--cache-dir", run_cache, "Checkpoints and artifacts cache (default $QBENCH_CACHE_DIR or ~/.cache/qbench)");
     run->add_option("--configs", flags.configs_dir, "Catalog directory (default: the source tree's configs/)");
+    run->add_option("--cache-max-gb", run_cache_max_gb,
+                    "Cap on cached checkpoints + artifacts; least recently used go first (env QBENCH_CACHE_MAX_GB)");
     run->add_flag("--no-isolate", run_no_isolate, "Run cells in this process (debugging; a crash ends the run)");
     run->add_flag("--warm-load", run_warm, "Do not evict the checkpoint from the page cache before loading");
 
@@ -144,11 +152,55 @@ int main(int argc, char** argv) {
     merge->add_option("inputs", merge_inputs, "Results files (shards)")->required()->expected(2, -1);
     merge->add_option("-o,--output", merge_output, "Merged results file (must not exist)")->required();
 
+    // quantize
+    auto* quantize = app.add_subcommand("quantize", "Run GPTQ on a model and write an AutoGPTQ-layout artifact");
+    std::string q_model, q_out, q_checkpoint, q_device = "auto", q_cache, q_plan = "autogptq";
+    std::int64_t q_bits = 4, q_group = 128, q_samples = 128, q_seq_len = 2048;
+    std::uint64_t q_seed = 0;
+    double q_damp = 0.01;
+    bool q_desc_act = false, q_sym = false, q_static = false;
+    quantize->add_option("model", q_model, "Model catalog name")->required();
+    quantize->add_option("--bits", q_bits, "2, 3, 4 or 8")->check(CLI::IsMember({2, 3, 4, 8}));
+    quantize->add_option("--group-size", q_group, "Group size along the input (-1 = one group per row)");
+    quantize->add_flag("--desc-act", q_desc_act, "Act-order: quantize columns by decreasing Hessian diagonal");
+    quantize->add_flag("--static-groups", q_static, "Group parameters fixed before the column loop");
+    quantize->add_flag("--sym", q_sym, "Symmetric quantization (zero point at the middle)");
+    quantize->add_option("--damp-percent", q_damp, "Damping, fraction of the mean Hessian diagonal");
+    quantize->add_option("--samples", q_samples, "Calibration sequences");
+    quantize->add_option("--seq-len", q_seq_len, "Tokens per calibration sequence");
+    quantize->add_option("--seed", q_seed, "Seeds the synthetic weights and the calibration tokens");
+    quantize->add_option("--memory-plan", q_plan, "autogptq (whole FP16 model in host RAM) or streaming")
+        ->check(CLI::IsMember({"autogptq", "streaming"}));
+    quantize->add_option("--checkpoint", q_checkpoint, "FP16 checkpoint (default: the cached synthetic one)");
+    quantize->add_option("-o,--output", q_out, "Artifact directory")->required();
+    quantize->add_option("--device", q_device)->check(CLI::IsMember({"auto", "cuda", "cpu"}));
+    quantize->add_option("--cache-dir", q_cache, "Where the synthetic checkpoint is cached");
+    quantize->add_option("--configs", flags.configs_dir, "Catalog directory");
+
+    // compare
+    auto* compare = app.add_subcommand("compare", "Compare results files cell by cell (joined by parameters)");
+    std::vector<std::string> cmp_files, cmp_metrics;
+    std::string cmp_format = "markdown";
+    double cmp_fail = -1;
+    compare->add_option("files", cmp_files, "Results files; the first is the baseline")->required()->expected(2, -1);
+    compare->add_option("--format", cmp_format)->check(CLI::IsMember({"markdown", "csv", "json"}));
+    compare->add_option("--metric", cmp_metrics, "Metric paths to compare (default: speed, load, memory, quality)");
+    compare->add_option("--fail-above", cmp_fail, "Exit non-zero on a regression beyond PCT percent");
+
+    // report
+    auto* report = app.add_subcommand("report", "Evaluate the seed study's claims (configs/claims.yaml) on results");
+    std::string rep_file, rep_claims, rep_format = "markdown";
+    report->add_option("results", rep_file, "Results file")->required();
+    report->add_option("--claims", rep_claims, "Claims YAML (default: configs/claims.yaml)");
+    report->add_option("--format", rep_format)->check(CLI::IsMember({"markdown", "json"}));
+    report->add_option("--configs", flags.configs_dir, "Catalog directory");
+
     // internal: the child side of a cell, and the GPU probe
     auto* cell = app.add_subcommand("__cell", "(internal) run one cell; used by `run`");
     cell->group("");
     std::string cell_file, cell_result, cell_phase, cell_cache, cell_device = "cpu";
     bool cell_cold = false, cell_warm = false;
+    double cell_stream_bps = 0;
     cell->add_option("--cell", cell_file)->required();
     cell->add_option("--result", cell_result)->required();
     cell->add_option("--phase", cell_phase);
@@ -157,6 +209,7 @@ int main(int argc, char** argv) {
     cell->add_option("--device", cell_device);
     cell->add_flag("--cold", cell_cold);
     cell->add_flag("--warm", cell_warm);
+    cell->add_option("--stream-bandwidth", cell_stream_bps);
     auto* probe = app.add_subcommand("__gpu-probe", "(internal) describe the GPU as JSON");
     probe->group("");
     std::string probe_out;
@@ -192,6 +245,7 @@ int main(int argc, char** argv) {
             options.isolate = !run_no_isolate;
             options.cold_load = !run_warm;
             options.cell_timeout_s = run_timeout;
+            if (run_cache_max_gb > 0) ::setenv("QBENCH_CACHE_MAX_GB", std::to_string(run_cache_max_gb).c_str(), 1);
             options.command_line.assign(argv, argv + argc);
             const run_summary s = run_matrix(m, cells, cat, options);
             if (s.interrupted) return 130;
@@ -204,6 +258,56 @@ int main(int argc, char** argv) {
             inputs.command_line.assign(argv, argv + argc);
             if (!env_no_gpu) inputs.gpu = probe_gpu(/*isolate=*/true);
             std::cout << capture_provenance(inputs).dump(2) << "\n";
+            return 0;
+        }
+        if (*quantize) {
+            const catalog cat = load_catalog(flags.configs());
+            const model_config* model = cat.find_model(q_model);
+            if (!model) throw input_error("command line", "model", "unknown model '" + q_model + "' (qbench list models)");
+            gptq::gptq_quantize_options o;
+            o.bits = q_bits;
+            o.seed = q_seed;
+            o.gptq.group_size = q_group;
+            o.gptq.desc_act = q_desc_act;
+            o.gptq.static_groups = q_static;
+            o.gptq.sym = q_sym;
+            o.gptq.damp_percent = q_damp;
+            o.gptq.calibration_samples = q_samples;
+            o.gptq.calibration_seq_len = q_seq_len;
+            o.gptq.memory_plan = q_plan;
+            o.model_name_or_path = model->hf_name.empty() ? model->name : model->hf_name;
+            const auto checkpoint = q_checkpoint.empty()
+                                        ? ensure_synthetic_checkpoint(*model, q_seed, (q_cache.empty() ? default_cache_dir() : std::filesystem::path(q_cache)) / "checkpoints")
+                                        : std::filesystem::path(q_checkpoint);
+            auto source = open_checkpoint(checkpoint);
+            const bool use_cuda = resolve_use_cuda(q_device);
+            const auto r = gptq::quantize_model(*model, *source, o, q_out, use_cuda);
+            std::cout << r.to_json(o).dump(2) << "\n";
+            return 0;
+        }
+        if (*compare) {
+            std::vector<results_document> docs;
+            for (const auto& f : cmp_files) docs.push_back(load_results(f));
+            compare_options o;
+            o.names = cmp_files;
+            o.metrics = cmp_metrics;
+            if (cmp_fail >= 0) o.fail_above_pct = cmp_fail;
+            const compare_result r = compare_files(docs, o);
+            if (cmp_format == "csv")
+                std::cout << format_compare_csv(r);
+            else if (cmp_format == "json")
+                std::cout << compare_to_json(r).dump(2) << "\n";
+            else
+                std::cout << format_compare_markdown(r);
+            return compare_exit_code(r);
+        }
+        if (*report) {
+            const auto claims_path = rep_claims.empty() ? flags.configs() / "claims.yaml" : std::filesystem::path(rep_claims);
+            const report_result r = evaluate_claims(load_results(rep_file), load_claims(claims_path));
+            if (rep_format == "json")
+                std::cout << report_to_json(r).dump(2) << "\n";
+            else
+                std::cout << format_report_markdown(r);
             return 0;
         }
         if (*merge) {
@@ -221,7 +325,8 @@ int main(int argc, char** argv) {
         }
         if (*cell) {
             const bool use_cuda = cell_device == "cuda";
-            return run_cell_child(cell_file, cell_result, cell_phase, flags.configs(), cell_cache, use_cuda, !cell_warm);
+            return run_cell_child(cell_file, cell_result, cell_phase, flags.configs(), cell_cache, use_cuda, !cell_warm,
+                                  cell_stream_bps);
         }
         if (*probe) {
             const auto j = probe_gpu_here();

@@ -8,45 +8,56 @@ namespace qbench {
 
 namespace {
 
-constexpr int k_threads = 128;
+constexpr int k_threads = 256;
 constexpr std::size_t k_smem_limit = 48 * 1024;
+
+int value_groups(int head_dim) {
+    const int pairs = head_dim / 2;
+    return k_threads / pairs > 0 ? k_threads / pairs : 1;
+}
 
 // Floats of dynamic shared memory: q, new k, new v (d each), scores (max_len), per-group partial outputs.
 std::size_t smem_floats(int head_dim, std::int64_t max_len) {
-    const int pairs = head_dim / 2;
-    const int groups = k_threads / pairs > 0 ? k_threads / pairs : 1;
     return 3 * static_cast<std::size_t>(head_dim) + static_cast<std::size_t>(max_len) +
-           static_cast<std::size_t>(groups) * head_dim;
+           static_cast<std::size_t>(value_groups(head_dim)) * head_dim;
 }
 
-// Dot product of a cached fp16 key row with the fp32 query in shared memory.
+// Dot product of a cached fp16 key row with the fp32 query in shared memory. D > 0: every 16-byte load of the row
+// is issued before the first use (one memory round trip per key); D == 0: any even head size, strided.
+template <int D>
 __device__ __forceinline__ float dot_row(const __half* __restrict__ krow, const float* qs, int d) {
-    float a0 = 0.0f, a1 = 0.0f;
-    if ((d & 7) == 0) {
+    if constexpr (D > 0) {
         const uint4* k4 = reinterpret_cast<const uint4*>(krow);
-        for (int c = 0; c < d / 8; ++c) {
-            const uint4 u = k4[c];
-            const __half2* h = reinterpret_cast<const __half2*>(&u);
+        uint4 kr[D / 8];
+#pragma unroll
+        for (int c = 0; c < D / 8; ++c) kr[c] = k4[c];
+        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int c = 0; c < D / 8; ++c) {
+            const __half2* h = reinterpret_cast<const __half2*>(&kr[c]);
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 const float2 f = __half22float2(h[j]);
-                a0 = fmaf(f.x, qs[c * 8 + 2 * j], a0);
-                a1 = fmaf(f.y, qs[c * 8 + 2 * j + 1], a1);
+                a[j] = fmaf(f.x, qs[c * 8 + 2 * j], a[j]);
+                a[j] = fmaf(f.y, qs[c * 8 + 2 * j + 1], a[j]);
             }
         }
+        return (a[0] + a[1]) + (a[2] + a[3]);
     } else {
+        float a0 = 0.0f, a1 = 0.0f;
         for (int i = 0; i < d; i += 2) {
             a0 = fmaf(__half2float(krow[i]), qs[i], a0);
             a1 = fmaf(__half2float(krow[i + 1]), qs[i + 1], a1);
         }
+        return a0 + a1;
     }
-    return a0 + a1;
 }
 
 // One block per (head, query). DECODE: the query is beam blockIdx.y at position *pos_ptr, and the kernel applies
 // RoPE and appends the new key/value itself (fused: one launch instead of three per layer). Otherwise the query is
 // prefill row blockIdx.y at position pos0 + row, q is already rotated and the cache already holds every key.
-template <bool DECODE>
+// D: the head size when it is one of the compiled ones (loads fully unrolled), 0 for any other even size.
+template <bool DECODE, int D>
 __global__ void __launch_bounds__(k_threads)
     attention_kernel(const __half* __restrict__ q, const __half* __restrict__ k_new, const __half* __restrict__ v_new,
                      const float* __restrict__ inv_freq, const std::int32_t* pos_ptr, std::int64_t pos0,
@@ -54,18 +65,19 @@ __global__ void __launch_bounds__(k_threads)
                      float scale, __half* k_cache, __half* v_cache, __half* out) {
     extern __shared__ float smem[];
     __shared__ float scratch[32];
-    const int d = head_dim, half_d = head_dim / 2;
+    const int d = D > 0 ? D : head_dim;
+    const int half_d = d / 2;
     float* qs = smem;
     float* kn = smem + d;
     float* vn = smem + 2 * d;
     float* scores = smem + 3 * d;
+    float* partial = scores + max_len;
     const int h = blockIdx.x;
     const std::int64_t row = blockIdx.y;
     const int group = heads / kv_heads;
     const int g = h / group;
     const std::int64_t kw = static_cast<std::int64_t>(kv_heads) * d;
     const std::int64_t qw = static_cast<std::int64_t>(heads) * d;
-    float* partial = scores + max_len;
 
     pdl_wait();
     pdl_trigger();
@@ -114,8 +126,7 @@ __global__ void __launch_bounds__(k_threads)
             for (int i = 0; i < d; ++i) a = fmaf(kn[i], qs[i], a);
             s = a;
         } else {
-            const __half* krow = k_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d;
-            s = dot_row(krow, qs, d);
+            s = dot_row<D>(k_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d, qs, d);
         }
         s *= scale;
         scores[p] = s;
@@ -130,26 +141,35 @@ __global__ void __launch_bounds__(k_threads)
     }
     const float sum = block_sum(local_sum, scratch);  // its barriers also publish scores[]
 
-    // Weighted sum of values: thread = (pair j, group gi); groups split the positions.
+    // Weighted sum of values: thread = (pair j, group gi); the groups split the positions, four positions per
+    // iteration so four independent loads are in flight.
     const int groups = blockDim.x / half_d > 0 ? blockDim.x / half_d : 1;
+    auto value_at = [&](std::int64_t p, int j) -> float2 {
+        if (DECODE && p == pos) return make_float2(vn[2 * j], vn[2 * j + 1]);
+        return __half22float2(
+            reinterpret_cast<const __half2*>(v_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d)[j]);
+    };
     for (int t = threadIdx.x; t < groups * half_d; t += blockDim.x) {
         const int j = t % half_d, gi = t / half_d;
         float ax = 0.0f, ay = 0.0f;
-        for (std::int64_t p = gi; p <= pos; p += groups) {
-            float vx, vy;
-            if (DECODE && p == pos) {
-                vx = vn[2 * j];
-                vy = vn[2 * j + 1];
-            } else {
-                const __half2 v2 = reinterpret_cast<const __half2*>(
-                    v_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d)[j];
-                const float2 f = __half22float2(v2);
-                vx = f.x;
-                vy = f.y;
-            }
-            const float e = scores[p];
-            ax = fmaf(e, vx, ax);
-            ay = fmaf(e, vy, ay);
+        std::int64_t p = gi;
+        for (; p + 3 * groups <= pos; p += 4 * groups) {
+            const float2 v0 = value_at(p, j), v1 = value_at(p + groups, j), v2 = value_at(p + 2 * groups, j),
+                         v3 = value_at(p + 3 * groups, j);
+            const float e0 = scores[p], e1 = scores[p + groups], e2 = scores[p + 2 * groups], e3 = scores[p + 3 * groups];
+            ax = fmaf(e0, v0.x, ax);
+            ay = fmaf(e0, v0.y, ay);
+            ax = fmaf(e1, v1.x, ax);
+            ay = fmaf(e1, v1.y, ay);
+            ax = fmaf(e2, v2.x, ax);
+            ay = fmaf(e2, v2.y, ay);
+            ax = fmaf(e3, v3.x, ax);
+            ay = fmaf(e3, v3.y, ay);
+        }
+        for (; p <= pos; p += groups) {
+            const float2 v = value_at(p, j);
+            ax = fmaf(scores[p], v.x, ax);
+            ay = fmaf(scores[p], v.y, ay);
         }
         partial[gi * d + 2 * j] = ax;
         partial[gi * d + 2 * j + 1] = ay;
@@ -160,6 +180,23 @@ __global__ void __launch_bounds__(k_threads)
         float a = 0.0f;
         for (int gi = 0; gi < groups; ++gi) a += partial[gi * d + i];
         orow[i] = __float2half_rn(a / sum);
+    }
+}
+
+template <bool DECODE>
+using attention_fn = void (*)(const __half*, const __half*, const __half*, const float*, const std::int32_t*,
+                              std::int64_t, const std::int32_t*, int, int, int, std::int64_t, float, __half*, __half*,
+                              __half*);
+
+// The instance for a head size: fully unrolled for the common sizes, generic otherwise.
+template <bool DECODE>
+attention_fn<DECODE> pick(int head_dim) {
+    switch (head_dim) {
+    case 32: return attention_kernel<DECODE, 32>;
+    case 64: return attention_kernel<DECODE, 64>;
+    case 128: return attention_kernel<DECODE, 128>;
+    case 256: return attention_kernel<DECODE, 256>;
+    default: return attention_kernel<DECODE, 0>;
     }
 }
 
@@ -185,7 +222,7 @@ void launch_attention_prefill(const __half* q, const __half* k_cache, const __ha
     if (rows <= 0) return;
     check_shape(shape);
     const std::size_t smem = smem_floats(shape.head_dim, shape.max_len) * sizeof(float);
-    launch_kernel(attention_kernel<false>, dim3(shape.heads, static_cast<unsigned>(rows)), dim3(k_threads), smem, o,
+    launch_kernel(pick<false>(shape.head_dim), dim3(shape.heads, static_cast<unsigned>(rows)), dim3(k_threads), smem, o,
                   q, static_cast<const __half*>(nullptr), static_cast<const __half*>(nullptr),
                   static_cast<const float*>(nullptr), static_cast<const std::int32_t*>(nullptr), pos0,
                   static_cast<const std::int32_t*>(nullptr), shape.heads, shape.kv_heads, shape.head_dim,
@@ -199,7 +236,7 @@ void launch_attention_decode(const __half* q, const __half* k_new, const __half*
     if (beams <= 0) return;
     check_shape(shape);
     const std::size_t smem = smem_floats(shape.head_dim, shape.max_len) * sizeof(float);
-    launch_kernel(attention_kernel<true>, dim3(shape.heads, static_cast<unsigned>(beams)), dim3(k_threads), smem, o,
+    launch_kernel(pick<true>(shape.head_dim), dim3(shape.heads, static_cast<unsigned>(beams)), dim3(k_threads), smem, o,
                   q, k_new, v_new, inv_freq, pos, std::int64_t{0}, slot_table, shape.heads, shape.kv_heads,
                   shape.head_dim, shape.max_len, shape.scale, k_cache, v_cache, out);
 }

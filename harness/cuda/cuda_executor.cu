@@ -31,6 +31,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,7 @@ struct graph_key {
     double temperature = 0, top_p = 0;
     std::int64_t top_k = 0;
     std::uint64_t seed = 0;
+    bool pdl = false;  // launches are captured with or without programmatic dependent launch
     bool operator==(const graph_key&) const = default;
 };
 
@@ -391,29 +393,36 @@ graph_entry& cuda_executor_impl::graph_for(const graph_key& key) {
 
 bool cuda_executor_impl::capture(graph_entry& entry, const generation_config& g) {
     cudaStream_t st = m_context.stream();
-    cudaGraph_t graph = nullptr;
-    try {
-        QB_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        cudaGraph_t graph = nullptr;
         try {
-            enqueue_decode_step(g);
-        } catch (...) {
-            cudaStreamEndCapture(st, &graph);
-            if (graph != nullptr) cudaGraphDestroy(graph);
-            throw;
+            QB_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+            try {
+                enqueue_decode_step(g);
+            } catch (...) {
+                cudaStreamEndCapture(st, &graph);
+                if (graph != nullptr) cudaGraphDestroy(graph);
+                throw;
+            }
+            QB_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+            const cudaError_t err = cudaGraphInstantiate(&entry.exec, graph, 0);
+            cudaGraphDestroy(graph);
+            QB_CUDA_CHECK(err);
+            return true;
+        } catch (const cuda_error& e) {
+            // Capture is an optimization. A driver that cannot capture programmatic launches gets a second try
+            // without them; after that, steps are launched kernel by kernel. Said once, on stderr.
+            cudaGetLastError();
+            entry.exec = nullptr;
+            std::fprintf(stderr, "qbench: CUDA graph capture failed%s: %s\n",
+                         m_context.pdl_enabled() ? " with PDL, retrying without" : ", decoding without graphs",
+                         e.what());
+            if (!m_context.pdl_enabled()) break;
+            m_context.set_pdl_enabled(false);
         }
-        QB_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-        const cudaError_t err = cudaGraphInstantiate(&entry.exec, graph, 0);
-        cudaGraphDestroy(graph);
-        QB_CUDA_CHECK(err);
-        return true;
-    } catch (const cuda_error& e) {
-        // Capture is an optimization: fall back to launching kernel by kernel, and say why once.
-        cudaGetLastError();
-        entry.exec = nullptr;
-        if (!m_capture_failed) std::fprintf(stderr, "qbench: CUDA graph capture failed, decoding without graphs: %s\n", e.what());
-        m_capture_failed = true;
-        return false;
     }
+    m_capture_failed = true;
+    return false;
 }
 
 generation_output cuda_executor_impl::generate(const prompt& p, const generation_config& g) {
@@ -470,7 +479,8 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
     enqueue_choose(g, 1);
 
     const bool graphs = m_graphs_enabled && m_capturable && !m_capture_failed;
-    const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed};
+    const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed,
+                        m_context.pdl_enabled()};
     for (std::int64_t s = 1; s < N; ++s) {
         QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(s + 1)), st));
         if (graphs && !m_capture_failed) {

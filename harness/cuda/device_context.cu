@@ -59,13 +59,22 @@ device_context::device_context(const device_context_options& options)
     m_library_bytes = after_libs > before_libs ? after_libs - before_libs : 0;
     m_device_peak = after_libs;
 
-    if (m_budget && m_context_bytes + m_library_bytes > *m_budget)
-        throw out_of_memory(memory_kind::vram, m_context_bytes + m_library_bytes, *m_budget,
-                            "the CUDA context and libraries take " + mib(m_context_bytes + m_library_bytes) +
-                                ", more than the VRAM budget of " + mib(*m_budget));
-    if (options.workspace_bytes > 0) {
-        m_workspace = allocate(options.workspace_bytes, "cuBLAS workspace");
-        QB_CUBLAS_CHECK(cublasSetWorkspace(m_cublas, m_workspace.get(), m_workspace.size()));
+    try {
+        if (m_budget && m_context_bytes + m_library_bytes > *m_budget)
+            throw out_of_memory(memory_kind::vram, m_context_bytes + m_library_bytes, *m_budget,
+                                "the CUDA context and libraries take " + mib(m_context_bytes + m_library_bytes) +
+                                    ", more than the VRAM budget of " + mib(*m_budget));
+        if (options.workspace_bytes > 0) {
+            m_workspace = allocate(options.workspace_bytes, "cuBLAS workspace");
+            QB_CUBLAS_CHECK(cublasSetWorkspace(m_cublas, m_workspace.get(), m_workspace.size()));
+        }
+    } catch (...) {
+        // No destructor runs for a constructor that throws: release what exists so far.
+        m_workspace.reset();
+        cublasLtDestroy(m_cublaslt);
+        cublasDestroy(m_cublas);
+        cudaStreamDestroy(m_stream);
+        throw;
     }
     const char* env = std::getenv("QBENCH_PDL");
     set_pdl_enabled(options.allow_pdl && !(env != nullptr && std::strcmp(env, "0") == 0));

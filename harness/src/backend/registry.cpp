@@ -21,13 +21,4 @@ std::vector<const backend*> backend_registry::all() const {
     return out;
 }
 
-const backend_registry& builtin_backends() {
-    static const backend_registry registry = [] {
-        backend_registry r;
-        register_builtin_backends(r);
-        return r;
-    }();
-    return registry;
-}
-
 }  // namespace qbench

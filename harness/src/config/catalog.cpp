@@ -15,8 +15,8 @@ namespace cd = config_detail;
 
 namespace {
 
-constexpr std::uint64_t mib = std::uint64_t{1} << 20;
-constexpr std::uint64_t gib = std::uint64_t{1} << 30;
+constexpr std::uint64_t k_mib = std::uint64_t{1} << 20;
+constexpr std::uint64_t k_gib = std::uint64_t{1} << 30;
 
 // A reader of one key of a catalog entry.
 template <typename T>
@@ -110,9 +110,9 @@ const std::vector<entry_key<instance_profile>>& instance_keys() {
              v.compute_capability = (text[0] - '0') * 10 + (text[2] - '0');
          }},
         {"vram_usable_mib", true, [](const std::string& f, const e& x, p& v) {
-             v.vram_usable_bytes = static_cast<std::uint64_t>(cd::read_integer(f, x, 1, std::int64_t{1} << 22)) * mib; }},
+             v.vram_usable_bytes = static_cast<std::uint64_t>(cd::read_integer(f, x, 1, std::int64_t{1} << 22)) * k_mib; }},
         {"host_ram_gib", true, [](const std::string& f, const e& x, p& v) {
-             v.host_ram_bytes = static_cast<std::uint64_t>(cd::read_integer(f, x, 1, std::int64_t{1} << 16)) * gib; }},
+             v.host_ram_bytes = static_cast<std::uint64_t>(cd::read_integer(f, x, 1, std::int64_t{1} << 16)) * k_gib; }},
         {"gpu_bandwidth_gbs", true,
          [](const std::string& f, const e& x, p& v) { v.gpu_bandwidth_gbs = cd::read_number(f, x, 1.0, 1e6); }},
         {"fp16_tflops", false, [](const std::string& f, const e& x, p& v) { v.fp16_tflops = cd::read_number(f, x, 0.0, 1e6); }},
@@ -155,7 +155,7 @@ model_config parse_model(std::string_view text, const std::string& file, const s
 instance_profile parse_instance(std::string_view text, const std::string& file, const std::string* expected_name) {
     cd::yaml_entry entry;
     instance_profile p = parse_entry(text, file, "instance", instance_keys(), expected_name, entry);
-    if (p.name == local_instance_name)
+    if (p.name == k_local_instance_name)
         cd::throw_at(file, entry.key_node.Mark(), p.name, "'local' is built in (no budgets) and cannot be redefined");
     const YAML::Node fields = entry.value;
     // Instances that do not burst state one EBS figure: the burst rate is the baseline.
@@ -189,7 +189,7 @@ std::vector<std::string> names_of(const std::map<std::string, T>& map) {
 
 instance_profile local_instance() {
     instance_profile p;
-    p.name = std::string(local_instance_name);
+    p.name = std::string(k_local_instance_name);
     p.gpu_name = "the local GPU";
     p.source = "built in: the machine qbench runs on, without emulated budgets";
     return p;
@@ -228,7 +228,7 @@ catalog load_catalog(const std::filesystem::path& configs_dir) {
         instance_profile p = parse_instance(cd::read_config_file(file), file.string(), &stem);
         c.instances.emplace(p.name, std::move(p));
     }
-    c.instances.emplace(std::string(local_instance_name), local_instance());
+    c.instances.emplace(std::string(k_local_instance_name), local_instance());
     return c;
 }
 

@@ -13,9 +13,9 @@ namespace {
 // besides the image embeddings (models-and-instances.md section 2). It is an estimate without a tokenizer, not a
 // count: qbench drives the model with synthetic token ids of this length. The Llama-2 template ("[INST] ... [/INST]")
 // is about as long, so one number serves both variants.
-static_assert(auto_prompt_tokens == 55);
+static_assert(k_auto_prompt_tokens == 55);
 
-constexpr std::int64_t big = std::int64_t{1} << 20;
+constexpr std::int64_t k_big = std::int64_t{1} << 20;
 
 std::int64_t as_int(const field_value& v) { return std::get<std::int64_t>(v); }
 double as_num(const field_value& v) { return std::get<double>(v); }
@@ -42,7 +42,7 @@ std::string check_bits(const field_value& v) {
 
 std::string check_group_size(const field_value& v) {
     const std::int64_t g = as_int(v);
-    if (g == -1 || (is_power_of_two(g) && g >= 32 && g <= big)) return {};
+    if (g == -1 || (is_power_of_two(g) && g >= 32 && g <= k_big)) return {};
     return "must be -1 (one group per row) or a power of two >= 32, got " + std::to_string(g);
 }
 
@@ -72,7 +72,7 @@ std::string check_int8_threshold(const field_value& v) {
 
 std::string check_image_tokens(const field_value& v) {
     const std::int64_t n = as_int(v);
-    if (n == -1 || (n >= 0 && n <= big)) return {};
+    if (n == -1 || (n >= 0 && n <= k_big)) return {};
     return "must be >= 0 or auto, got " + std::to_string(n);
 }
 
@@ -80,8 +80,8 @@ std::string check_image_tokens(const field_value& v) {
 std::string check_beam(const field_value& v) { return in_range(as_int(v), 1, 64); }
 std::string check_seed(const field_value& v) { return in_range(as_int(v), 0, std::numeric_limits<std::int64_t>::max()); }
 std::string check_samples(const field_value& v) { return in_range(as_int(v), 1, 100000); }
-std::string check_positive_big(const field_value& v) { return in_range(as_int(v), 1, big); }
-std::string check_nonnegative_big(const field_value& v) { return in_range(as_int(v), 0, big); }
+std::string check_positive_big(const field_value& v) { return in_range(as_int(v), 1, k_big); }
+std::string check_nonnegative_big(const field_value& v) { return in_range(as_int(v), 0, k_big); }
 std::string check_recons(const field_value& v) { return in_range(as_int(v), 0, 65536); }
 std::string check_warmup(const field_value& v) { return in_range(as_int(v), 0, 10000); }
 std::string check_repetitions(const field_value& v) { return in_range(as_int(v), 1, 100000); }
@@ -162,7 +162,7 @@ const cell_field table[] = {
     {"generation.prompt", fk::text, fs::every_cell, "", false, 0, no_check,
      [](cell_spec& c, const field_value& v) { c.generation.prompt = as_text(v); },
      [](const cell_spec& c) -> field_value { return c.generation.prompt; }},
-    {"generation.prompt_tokens", fk::integer, fs::every_cell, "", true, auto_prompt_tokens, check_positive_big,
+    {"generation.prompt_tokens", fk::integer, fs::every_cell, "", true, k_auto_prompt_tokens, check_positive_big,
      [](cell_spec& c, const field_value& v) { c.generation.prompt_tokens = as_int(v); },
      [](const cell_spec& c) -> field_value { return c.generation.prompt_tokens; }},
     {"generation.image_tokens", fk::integer, fs::every_cell, "", true, -1, check_image_tokens,

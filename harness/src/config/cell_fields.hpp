@@ -79,6 +79,6 @@ std::string check_field_value(const cell_field& field, const field_value& value)
 std::string choices_list(const cell_field& field);
 
 /// What `prompt_tokens: auto` means (see cell_fields.cpp for where the number comes from).
-inline constexpr std::int64_t auto_prompt_tokens = 55;
+inline constexpr std::int64_t k_auto_prompt_tokens = 55;
 
 }  // namespace qbench::config_detail

@@ -7,8 +7,8 @@
 namespace qbench {
 namespace {
 
-constexpr std::size_t column_count = 9;
-using row = std::array<std::string, column_count>;
+constexpr std::size_t k_column_count = 9;
+using row = std::array<std::string, k_column_count>;
 
 // What distinguishes cells of the same framework and bits: the weight format's options.
 std::string format_options(const cell_spec& c) {
@@ -49,18 +49,18 @@ std::string describe_cells(const std::vector<cell_spec>& cells) {
         rows.push_back({std::to_string(i + 1), c.model, c.framework, std::to_string(c.bits), std::to_string(c.beam),
                         c.instance, format_options(c), token_summary(c), cell_hash(c)});
     }
-    std::array<std::size_t, column_count> width{};
+    std::array<std::size_t, k_column_count> width{};
     for (const row& r : rows)
-        for (std::size_t k = 0; k < column_count; ++k) width[k] = std::max(width[k], r[k].size());
+        for (std::size_t k = 0; k < k_column_count; ++k) width[k] = std::max(width[k], r[k].size());
     // Numbers right-aligned, text left-aligned.
-    constexpr std::array<bool, column_count> right = {true, false, false, true, true, false, false, false, false};
+    constexpr std::array<bool, k_column_count> right = {true, false, false, true, true, false, false, false, false};
     std::string out;
     for (const row& r : rows) {
         std::string line;
-        for (std::size_t k = 0; k < column_count; ++k) {
+        for (std::size_t k = 0; k < k_column_count; ++k) {
             const std::string pad(width[k] - r[k].size(), ' ');
             if (k) line += "  ";
-            line += right[k] ? pad + r[k] : r[k] + (k + 1 < column_count ? pad : "");
+            line += right[k] ? pad + r[k] : r[k] + (k + 1 < k_column_count ? pad : "");
         }
         out += line + "\n";
     }

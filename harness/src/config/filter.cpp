@@ -9,7 +9,7 @@ namespace cd = config_detail;
 
 namespace {
 
-constexpr std::string_view filter_source = "--filter";
+constexpr std::string_view k_filter_source = "--filter";
 
 struct filter {
     const cd::cell_field* field;
@@ -19,12 +19,12 @@ struct filter {
 filter parse_filter(const std::string& text) {
     const std::size_t eq = text.find('=');
     if (eq == std::string::npos || eq == 0)
-        throw input_error(std::string(filter_source), "'" + text + "'", "expected KEY=VALUE (e.g. bits=4 or framework=gptq,bnb)");
+        throw input_error(std::string(k_filter_source), "'" + text + "'", "expected KEY=VALUE (e.g. bits=4 or framework=gptq,bnb)");
     const std::string key = text.substr(0, eq);
     const std::string place = "key '" + key + "'";
     filter f{cd::find_field(key), {}};
     if (!f.field)
-        throw input_error(std::string(filter_source), place, "unknown key" + cd::suggestion_suffix(key, cd::field_keys()));
+        throw input_error(std::string(k_filter_source), place, "unknown key" + cd::suggestion_suffix(key, cd::field_keys()));
     std::string_view rest = std::string_view(text).substr(eq + 1);
     while (true) {
         const std::size_t comma = rest.find(',');
@@ -32,9 +32,9 @@ filter parse_filter(const std::string& text) {
         std::string why;
         // Command-line values are never "quoted YAML", so they parse as plain scalars.
         const std::optional<cd::field_value> value = cd::parse_field_text(*f.field, item, true, why);
-        if (!value) throw input_error(std::string(filter_source), place, why + ", got '" + std::string(item) + "'");
+        if (!value) throw input_error(std::string(k_filter_source), place, why + ", got '" + std::string(item) + "'");
         if (const std::string bad = cd::check_field_value(*f.field, *value); !bad.empty())
-            throw input_error(std::string(filter_source), place, bad);
+            throw input_error(std::string(k_filter_source), place, bad);
         f.alternatives.push_back(*value);
         if (comma == std::string_view::npos) break;
         rest.remove_prefix(comma + 1);

@@ -17,12 +17,12 @@ namespace {
 
 // Entries an exclude or include list may have; far above any real matrix, low enough that include x combinations
 // stays cheap.
-constexpr std::size_t max_rule_entries = 1000;
+constexpr std::size_t k_max_rule_entries = 1000;
 
 // The axes whose order the expansion fixes (first varies slowest); other axes follow in file order.
-constexpr std::array<std::string_view, 5> main_axes = {"model", "framework", "bits", "instance", "beam"};
+constexpr std::array<std::string_view, 5> k_main_axes = {"model", "framework", "bits", "instance", "beam"};
 // Keys every cell must get from an axis or an include entry (beam and instance have defaults).
-constexpr std::array<std::string_view, 3> required_keys = {"model", "framework", "bits"};
+constexpr std::array<std::string_view, 3> k_required_keys = {"model", "framework", "bits"};
 
 // A value with the place it was written, so any later check can point at it.
 struct located {
@@ -175,8 +175,8 @@ void matrix_reader::read_axes(const cd::yaml_entry& matrix_entry) {
     }
     // Fixed order for the main axes, file order for the rest (stable sort keeps it).
     const auto rank = [](const axis& a) {
-        const auto it = std::find(main_axes.begin(), main_axes.end(), a.field->key);
-        return static_cast<std::size_t>(it - main_axes.begin());
+        const auto it = std::find(k_main_axes.begin(), k_main_axes.end(), a.field->key);
+        return static_cast<std::size_t>(it - k_main_axes.begin());
     };
     std::stable_sort(m_axes.begin(), m_axes.end(), [&](const axis& x, const axis& y) { return rank(x) < rank(y); });
     // Rules are read after all axes, since exclude keys are checked against them.
@@ -189,8 +189,8 @@ void matrix_reader::read_axes(const cd::yaml_entry& matrix_entry) {
 std::vector<rule> matrix_reader::read_rules(const cd::yaml_entry& entry, bool axes_only) const {
     if (!entry.value.IsSequence())
         fail(entry.value_mark(), entry.path, "expected a list of maps ('- {key: value, ...}'), got " + cd::describe_node(entry.value));
-    if (entry.value.size() > max_rule_entries)
-        fail(entry.value_mark(), entry.path, "more than " + std::to_string(max_rule_entries) + " entries");
+    if (entry.value.size() > k_max_rule_entries)
+        fail(entry.value_mark(), entry.path, "more than " + std::to_string(k_max_rule_entries) + " entries");
     std::vector<std::string> known;
     if (axes_only)
         for (const axis& a : m_axes) known.emplace_back(a.field->key);
@@ -241,9 +241,9 @@ std::vector<combination> matrix_reader::expand() const {
                 next.push_back(c);
                 next.back().bindings.push_back({a.field, v, true});
             }
-            if (next.size() > max_matrix_cells)
+            if (next.size() > k_max_matrix_cells)
                 fail(m_matrix_mark, "matrix",
-                     "the axes expand to more than " + std::to_string(max_matrix_cells) + " combinations");
+                     "the axes expand to more than " + std::to_string(k_max_matrix_cells) + " combinations");
         }
         originals = std::move(next);
     }
@@ -283,8 +283,8 @@ std::vector<combination> matrix_reader::expand() const {
                 if (!c.find(a.field) && a.values.size() == 1) c.set(a.field, a.values.front(), false);
             added.push_back(std::move(c));
         }
-        if (originals.size() + added.size() > max_matrix_cells)
-            fail(r.mark, r.path, "the matrix expands to more than " + std::to_string(max_matrix_cells) + " cells");
+        if (originals.size() + added.size() > k_max_matrix_cells)
+            fail(r.mark, r.path, "the matrix expands to more than " + std::to_string(k_max_matrix_cells) + " cells");
     }
     originals.insert(originals.end(), std::make_move_iterator(added.begin()), std::make_move_iterator(added.end()));
     return originals;
@@ -297,7 +297,7 @@ cell_spec matrix_reader::finish(const combination& c) const {
         b.field->set(cell, b.value.value);
         origin[b.field->key] = b.value;
     }
-    for (const std::string_view key : required_keys)
+    for (const std::string_view key : k_required_keys)
         if (!c.find(cd::find_field(key)))
             fail(c.anchor, c.anchor_path,
                  "combination without '" + std::string(key) + "': give a '" + std::string(key) +

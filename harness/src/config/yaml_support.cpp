@@ -19,12 +19,12 @@ namespace qbench::config_detail {
 namespace {
 
 // A matrix is a few kilobytes; a megabyte is a mistake (a results file or a checkpoint passed by accident).
-constexpr std::size_t max_yaml_bytes = 1u << 20;
+constexpr std::size_t k_max_yaml_bytes = 1u << 20;
 // The text-level estimate below overcounts (a ": " inside a long line counts as a level), so its cut-off is looser
-// than max_yaml_depth, which the parsed tree must meet exactly.
-constexpr int max_estimated_nesting = 4 * max_yaml_depth;
+// than k_max_yaml_depth, which the parsed tree must meet exactly.
+constexpr int k_max_estimated_nesting = 4 * k_max_yaml_depth;
 // yaml_to_json visits aliased nodes once per reference, so a "billion laughs" document must be cut off.
-constexpr std::size_t max_json_nodes = 200000;
+constexpr std::size_t k_max_json_nodes = 200000;
 
 // Nesting of flow collections ("[[[[") and of block collections (indentation and "- - -") as an upper bound, computed
 // without parsing: yaml-cpp's own recursion guard allows 2000 levels, deep enough to exhaust a sanitizer build's
@@ -89,8 +89,8 @@ private:
 void to_json_into(const YAML::Node& node, nlohmann::json& out, int depth, std::size_t& budget, const std::string& file) {
     if (budget == 0) throw_at(file, node.Mark(), "", "document too large once anchors and aliases are expanded");
     --budget;
-    if (depth > max_yaml_depth)
-        throw_at(file, node.Mark(), "", "nesting deeper than " + std::to_string(max_yaml_depth) + " levels");
+    if (depth > k_max_yaml_depth)
+        throw_at(file, node.Mark(), "", "nesting deeper than " + std::to_string(k_max_yaml_depth) + " levels");
     switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null: out = nullptr; return;
@@ -153,9 +153,9 @@ std::string read_config_file(const std::filesystem::path& path) {
     if (ec || !std::filesystem::exists(status)) throw input_error(path.string(), "", "file not found");
     if (!std::filesystem::is_regular_file(status)) throw input_error(path.string(), "", "not a regular file");
     const auto size = std::filesystem::file_size(path, ec);
-    if (!ec && size > max_yaml_bytes)
+    if (!ec && size > k_max_yaml_bytes)
         throw input_error(path.string(), "", "file too large for a YAML configuration (" + std::to_string(size) +
-                                                 " bytes, limit " + std::to_string(max_yaml_bytes) + ")");
+                                                 " bytes, limit " + std::to_string(k_max_yaml_bytes) + ")");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw input_error(path.string(), "", std::string("cannot open: ") + std::strerror(errno));
     std::ostringstream text;
@@ -165,9 +165,9 @@ std::string read_config_file(const std::filesystem::path& path) {
 }
 
 YAML::Node parse_yaml_document(std::string_view text, const std::string& file) {
-    if (text.size() > max_yaml_bytes)
+    if (text.size() > k_max_yaml_bytes)
         throw input_error(file, "", "file too large for a YAML configuration (" + std::to_string(text.size()) +
-                                        " bytes, limit " + std::to_string(max_yaml_bytes) + ")");
+                                        " bytes, limit " + std::to_string(k_max_yaml_bytes) + ")");
     if (text.find('\0') != std::string_view::npos) throw input_error(file, "", "binary data (a NUL byte) in a YAML file");
     // Everything read ends up in JSON (cells, provenance), which is UTF-8; so must the file be.
     if (const auto bad = first_invalid_utf8(text)) {
@@ -179,8 +179,8 @@ YAML::Node parse_yaml_document(std::string_view text, const std::string& file) {
         throw input_error(file, std::to_string(line + 1) + ":" + std::to_string(column + 1),
                           std::string("not UTF-8 text (byte ") + hex + "); configuration files are UTF-8");
     }
-    if (estimated_nesting(text) > max_estimated_nesting)
-        throw input_error(file, "", "nesting deeper than " + std::to_string(max_yaml_depth) + " levels");
+    if (estimated_nesting(text) > k_max_estimated_nesting)
+        throw input_error(file, "", "nesting deeper than " + std::to_string(k_max_yaml_depth) + " levels");
     try {
         // Count the documents first, with at most two parser steps. yaml-cpp 0.7's LoadAll never returns on input
         // such as "," (a token no node starts with is reported as an empty document without being consumed, again
@@ -295,7 +295,7 @@ std::string read_text(const std::string& file, const yaml_entry& entry) {
 
 nlohmann::json yaml_to_json(const YAML::Node& node, const std::string& file) {
     nlohmann::json out;
-    std::size_t budget = max_json_nodes;
+    std::size_t budget = k_max_json_nodes;
     to_json_into(node, out, 0, budget, file);
     return out;
 }

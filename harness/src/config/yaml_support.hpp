@@ -26,11 +26,11 @@ std::string yaml_place(const YAML::Mark& mark, std::string_view key);
 std::string read_config_file(const std::filesystem::path& path);
 
 /// Parses a single YAML document. Syntax errors (with yaml-cpp's mark), a second document, input nested deeper than
-/// max_yaml_depth and input too large all become input_error; nothing yaml-cpp throws escapes.
+/// k_max_yaml_depth and input too large all become input_error; nothing yaml-cpp throws escapes.
 YAML::Node parse_yaml_document(std::string_view text, const std::string& file);
 
 /// Deepest block or flow nesting accepted (real matrices nest 4 deep).
-inline constexpr int max_yaml_depth = 64;
+inline constexpr int k_max_yaml_depth = 64;
 
 /// One `key: value` of a map, with the dotted path used in messages ("gptq.group_size", "matrix.exclude[2].bits").
 struct yaml_entry {

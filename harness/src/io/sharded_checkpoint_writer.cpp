@@ -111,7 +111,12 @@ void sharded_stream_writer::write(std::string_view name, const host_tensor& tens
 
 std::filesystem::path sharded_stream_writer::finish() {
     for (auto& w : m_shards) w->finish();
-    if (m_shards.size() == 1) return m_dir / k_single_checkpoint_file;
+    if (m_shards.size() == 1) {
+        // An index left by an earlier sharded write would win over the new file in open_checkpoint().
+        std::error_code ec;
+        std::filesystem::remove(m_dir / k_checkpoint_index_file, ec);
+        return m_dir / k_single_checkpoint_file;
+    }
     nlohmann::json index;
     index["metadata"]["total_size"] = m_data_bytes;
     auto& map = index["weight_map"] = nlohmann::json::object();

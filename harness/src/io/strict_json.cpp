@@ -13,6 +13,11 @@ namespace {
 struct duplicate_key {
     std::vector<std::string> path;
 };
+struct too_deep {};
+
+// Checkpoint JSON is at most four levels deep (header > tensor > shape); a hostile 100 MB header of nested
+// brackets would otherwise cost gigabytes of DOM before any check could refuse it.
+constexpr int k_max_depth = 64;
 // nlohmann quotes the offending input in its messages; that input may be invalid UTF-8 or control bytes, which
 // would make the message itself unprintable (and unencodable into a JSON results file). Escape such bytes.
 std::string printable(std::string_view s) {
@@ -81,6 +86,10 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& file,
     std::vector<std::string> key_path;
     auto callback = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
         const auto d = static_cast<std::size_t>(depth);
+        if ((event == nlohmann::json::parse_event_t::object_start ||
+             event == nlohmann::json::parse_event_t::array_start) &&
+            depth >= k_max_depth)
+            throw too_deep{};
         if (event == nlohmann::json::parse_event_t::object_start) {
             if (keys_at.size() < d + 2) keys_at.resize(d + 2);
             keys_at[d + 1].clear();
@@ -102,6 +111,9 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& file,
     } catch (const nlohmann::json::exception& e) {
         // e.g. out_of_range 406, a number too large even for a double: no position is given.
         throw input_error(file, json_place(text, 0, base_offset, style), "malformed JSON: " + reason_of(e));
+    } catch (const too_deep&) {
+        throw input_error(file, json_place(text, 0, base_offset, style),
+                          "malformed JSON: nested deeper than " + std::to_string(k_max_depth) + " levels");
     } catch (const duplicate_key& dup) {
         if (dup.path.size() <= 1) {
             const std::string name = dup.path.empty() ? std::string() : dup.path.front();

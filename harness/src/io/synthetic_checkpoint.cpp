@@ -26,9 +26,16 @@ public:
     explicit file_lock(const std::filesystem::path& path) {
         m_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (m_fd < 0) return;  // best effort: proceed unlocked
-        while (::flock(m_fd, LOCK_EX) != 0 && errno == EINTR) {
+        int rc = 0;
+        while ((rc = ::flock(m_fd, LOCK_EX)) != 0 && errno == EINTR) {
+        }
+        if (rc != 0) {
+            ::close(m_fd);
+            m_fd = -1;
         }
     }
+    /// False when locking was not possible (the rename still keeps the result correct).
+    bool held() const { return m_fd >= 0; }
     ~file_lock() {
         if (m_fd >= 0) ::close(m_fd);  // closing releases the lock
     }
@@ -142,6 +149,14 @@ std::filesystem::path ensure_synthetic_checkpoint(const model_config& model, std
     if (ec) throw error(cache_dir.string() + ": cannot create the cache directory: " + ec.message());
     const file_lock lock(cache_dir / (entry + ".lock"));
     if (complete()) return reuse();  // another process finished it while we waited
+    if (lock.held()) {
+        // Holding the lock, no live process is building this entry: temporary directories left for it are
+        // remains of a killed build (each can be gigabytes), safe to remove.
+        const std::string stale_prefix = entry + ".tmp-";
+        for (const auto& e : std::filesystem::directory_iterator(cache_dir, ec)) {
+            if (e.path().filename().string().rfind(stale_prefix, 0) == 0) std::filesystem::remove_all(e.path(), ec);
+        }
+    }
     if (std::filesystem::exists(dir))
         throw input_error(dir.string(), "",
                           "exists but is not a complete synthetic checkpoint (no " +

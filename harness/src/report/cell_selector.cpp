@@ -91,19 +91,6 @@ bool glob_match(std::string_view pattern, std::string_view text) {
     return p == pattern.size();
 }
 
-const nlohmann::json* find_dotted(const nlohmann::json& object, std::string_view key) {
-    const nlohmann::json* node = &object;
-    while (true) {
-        if (!node->is_object()) return nullptr;
-        const std::size_t dot = key.find('.');
-        const auto it = node->find(std::string(key.substr(0, dot)));
-        if (it == node->end()) return nullptr;
-        node = &*it;
-        if (dot == std::string_view::npos) return node;
-        key.remove_prefix(dot + 1);
-    }
-}
-
 std::string cell_key_without(nlohmann::json cell, std::span<const std::string> keys) {
     for (const std::string& key : keys) {
         // Cell keys are plain words joined by dots, so the dotted key maps one to one onto a JSON pointer. Only the

@@ -35,32 +35,27 @@ std::string percent_text(double fraction) {
     return text;
 }
 
-// The leaves under the dotted `keys` of a cell, flattened: {"framework": "fp16", "bnb.quant_type": "nf4", ...}.
-std::map<std::string, std::string> leaves_under(const nlohmann::json& cell, const std::vector<std::string>& keys) {
-    std::map<std::string, std::string> out;
-    for (const std::string& key : keys) {
-        const nlohmann::json* node = find_dotted(cell, key);
-        if (!node) continue;
-        if (node->is_object()) {
-            for (const auto& [name, value] : node->items())
-                out[key + "." + name] = value.is_string() ? value.get<std::string>() : value.dump();
-        } else {
-            out[key] = node->is_string() ? node->get<std::string>() : node->dump();
-        }
+// The words of a label ("vicuna-7b-v0 bnb 4b nf4 beam1 g5.2xlarge").
+std::vector<std::string> words(const std::string& label) {
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    while (pos < label.size()) {
+        const std::size_t end = std::min(label.find(' ', pos), label.size());
+        if (end > pos) out.push_back(label.substr(pos, end - pos));
+        pos = end + 1;
     }
     return out;
 }
 
-// How `other` differs from `base` in the varied keys: "framework=fp16 bits=16". Pairs agree on everything else, so
-// this is all a reader needs to tell the second cell from the first.
-std::string difference(const cell_entry& base, const cell_entry& other, const std::vector<std::string>& vary) {
-    const auto mine = leaves_under(base.cell, vary);
+// How `other` differs from `base`, in the words of its label: "fp16 16b" beside "vicuna-7b-v0 bnb 4b nf4 beam1
+// g5.2xlarge". Paired cells agree on everything outside `vary`, so that is all a reader needs. Where the labels agree
+// (an option the label does not show), the differing parameters are named instead.
+std::string difference(const cell_entry& base, const cell_entry& other) {
+    const std::vector<std::string> mine = words(base.label);
     std::string out;
-    for (const auto& [key, value] : leaves_under(other.cell, vary)) {
-        const auto it = mine.find(key);
-        if (it == mine.end() || it->second != value) out += (out.empty() ? "" : " ") + key + "=" + value;
-    }
-    return out.empty() ? other.label : out;
+    for (const std::string& w : words(other.label))
+        if (std::find(mine.begin(), mine.end(), w) == mine.end()) out += (out.empty() ? "" : " ") + w;
+    return out.empty() ? rd::cell_differences(other.cell, base.cell) : out;
 }
 
 class evaluator {
@@ -180,7 +175,8 @@ private:
 
     static std::string range_text(const std::vector<double>& values) {
         const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
-        return *lo == *hi ? rd::format_ratio(*lo) : rd::format_ratio(*lo) + "-" + rd::format_ratio(*hi);
+        const std::string low = rd::format_ratio(*lo), high = rd::format_ratio(*hi);
+        return low == high ? low : low + "-" + high;
     }
 
     // Pairs of (first, second) usable cells that agree on everything outside `vary`, in file order of `first`.
@@ -209,7 +205,7 @@ private:
             if (vb == 0) continue;  // no ratio to a zero; such a record would be broken anyway
             const double r = va / vb;
             ratios.push_back(r);
-            result.checks.push_back({a->label + " / " + difference(*a, *b, c.vary),
+            result.checks.push_back({a->label + " / " + difference(*a, *b),
                                      rd::format_ratio(r) + " (" + figure(*a, metric) + " / " + figure(*b, metric) + ")",
                                      (!c.min || r >= *c.min) && (!c.max || r <= *c.max)});
         }
@@ -254,7 +250,7 @@ private:
             if (o != 0) ratios.push_back(s / o);
             result.checks.push_back({best_subject->label,
                                      figure(*best_subject, metric) + " vs best other " + figure(*best_other, metric) +
-                                         " (" + difference(*best_subject, *best_other, c.vary) + ")",
+                                         " (" + difference(*best_subject, *best_other) + ")",
                                      holds});
         }
         if (result.checks.empty()) {
@@ -288,7 +284,7 @@ private:
                 figures += (figures.empty() ? "" : "; ") + metric + " " + rd::format_ratio(r) + " (" +
                            figure(*a, metric) + " / " + figure(*b, metric) + ")";
             }
-            if (compared) result.checks.push_back({a->label + " / " + difference(*a, *b, c.vary), figures, holds});
+            if (compared) result.checks.push_back({a->label + " / " + difference(*a, *b), figures, holds});
         }
         std::string metrics;
         for (const std::string& m : c.metrics) metrics += (metrics.empty() ? "" : ", ") + m;

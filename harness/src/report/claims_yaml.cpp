@@ -45,10 +45,14 @@ const std::vector<kind_keys>& kinds() {
     return table;
 }
 
-const std::vector<std::string> k_common_keys = {"id", "text", "source", "kind", "where"};
+// Keys every kind takes. A function-local table, like kinds(): claims may be parsed during static initialization.
+const std::vector<std::string>& common_keys() {
+    static const std::vector<std::string> keys = {"id", "text", "source", "kind", "where"};
+    return keys;
+}
 
 std::vector<std::string> all_claim_keys() {
-    std::vector<std::string> keys = k_common_keys;
+    std::vector<std::string> keys = common_keys();
     for (const kind_keys& k : kinds()) keys.insert(keys.end(), k.allowed.begin(), k.allowed.end());
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
@@ -149,7 +153,7 @@ private:
         c.kind = kind->kind;
 
         for (const auto& [key, entry] : keys) {
-            const bool common = std::find(k_common_keys.begin(), k_common_keys.end(), key) != k_common_keys.end();
+            const bool common = std::find(common_keys().begin(), common_keys().end(), key) != common_keys().end();
             const bool allowed = std::find(kind->allowed.begin(), kind->allowed.end(), key) != kind->allowed.end();
             if (!common && !allowed)
                 cd::throw_at(m_file, entry.key_node.Mark(), entry.path,

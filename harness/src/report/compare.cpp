@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <map>
-#include <set>
 
 namespace qbench {
 
@@ -17,39 +16,18 @@ namespace {
 // How often a cell was measured is how well, not what: a rerun with more repetitions still pairs with the original.
 const std::vector<std::string> k_not_join_keys = {"generation.warmup", "generation.repetitions"};
 
-// Leaf values of a cell JSON by dotted key, to say how cells with equal labels differ.
-void flatten(const nlohmann::json& node, const std::string& prefix, std::map<std::string, std::string>& out) {
-    for (const auto& [key, value] : node.items()) {
-        const std::string path = prefix.empty() ? key : prefix + "." + key;
-        if (value.is_object())
-            flatten(value, path, out);
-        else
-            out[path] = value.is_string() ? value.get<std::string>() : value.dump();
-    }
-}
-
-// cell_label leaves out options that rarely vary; where two joined cells share a label, name what tells them apart.
+// cell_label leaves out options that rarely vary; where joined cells share a label, name what tells them apart
+// (against another cell of the same label).
 void disambiguate_labels(std::vector<compared_cell>& cells) {
     std::map<std::string, std::vector<std::size_t>> by_label;
     for (std::size_t i = 0; i < cells.size(); ++i) by_label[cells[i].label].push_back(i);
     for (const auto& [label, members] : by_label) {
         if (members.size() < 2) continue;
-        std::vector<std::map<std::string, std::string>> leaves(members.size());
-        std::set<std::string> keys;
-        for (std::size_t m = 0; m < members.size(); ++m) {
-            flatten(cells[members[m]].cell, "", leaves[m]);
-            for (const auto& kv : leaves[m]) keys.insert(kv.first);
-        }
-        std::set<std::string> differing;
-        for (const std::string& key : keys)
-            for (std::size_t m = 1; m < members.size(); ++m)
-                if (leaves[m][key] != leaves[0][key]) differing.insert(key);
-        for (std::size_t m = 0; m < members.size(); ++m) {
-            std::string extra;
-            for (const std::string& key : differing)
-                extra += (extra.empty() ? "" : " ") + key + "=" + (leaves[m].count(key) ? leaves[m][key] : "-");
-            cells[members[m]].label += " [" + extra + "]";
-        }
+        std::vector<std::string> extra;
+        for (std::size_t m = 0; m < members.size(); ++m)
+            extra.push_back(report_detail::cell_differences(cells[members[m]].cell,
+                                                            cells[members[m == 0 ? 1 : 0]].cell));
+        for (std::size_t m = 0; m < members.size(); ++m) cells[members[m]].label += " [" + extra[m] + "]";
     }
 }
 
@@ -135,10 +113,14 @@ compare_result compare_files(const std::vector<results_document>& documents, con
             row.changes.resize(n);
             const auto& base = row.figures[0];
             for (std::size_t d = 1; d < n; ++d) {
-                if (!base || !row.figures[d] || base->value == 0) continue;
+                if (!base || !row.figures[d]) continue;
+                // No ratio to a zero (the KL divergence of an FP16 cell): equal zeros are the same, anything else
+                // cannot be put as a ratio and is left uncompared.
+                const bool zeros = base->value == 0 && row.figures[d]->value == 0;
+                if (base->value == 0 && !zeros) continue;
                 metric_row::change ch;
-                ch.ratio = row.figures[d]->value / base->value;
-                ch.change_pct = (row.figures[d]->value - base->value) / std::fabs(base->value) * 100;
+                ch.ratio = zeros ? 1.0 : row.figures[d]->value / base->value;
+                ch.change_pct = zeros ? 0.0 : (row.figures[d]->value - base->value) / std::fabs(base->value) * 100;
                 ch.verdict = judge(*base, *row.figures[d], direction_of(m), options.noise_floor);
                 ch.regression = options.fail_above_pct && ch.verdict == change_verdict::worse &&
                                 std::fabs(ch.change_pct) > *options.fail_above_pct;
@@ -152,7 +134,7 @@ compare_result compare_files(const std::vector<results_document>& documents, con
     if (options.fail_above_pct) {
         for (const compared_cell& cell : result.cells) {
             for (std::size_t d = 1; d < n; ++d) {
-                if (cell.outcomes[0] == outcome::ok && cell.outcomes[d] && *cell.outcomes[d] != outcome::ok)
+                if (stopped_running(cell, d))
                     result.regressions.push_back(cell.label + ": outcome ok -> " +
                                                  std::string(to_string(*cell.outcomes[d])) + " in " + result.names[d]);
                 for (const metric_row& row : cell.metrics)
@@ -165,6 +147,10 @@ compare_result compare_files(const std::vector<results_document>& documents, con
         }
     }
     return result;
+}
+
+bool stopped_running(const compared_cell& cell, std::size_t d) noexcept {
+    return cell.outcomes[0] == outcome::ok && cell.outcomes[d] && *cell.outcomes[d] != outcome::ok;
 }
 
 int compare_exit_code(const compare_result& result) noexcept {

@@ -120,11 +120,8 @@ std::string format_compare_csv(const compare_result& result) {
     std::string out = rd::csv_row({"cell", "model", "framework", "bits", "beam", "instance", "metric", "unit", "baseline",
                                    "baseline_value", "baseline_spread", "file", "value", "spread", "ratio",
                                    "change_pct", "verdict", "regression"});
-    const auto num = [](double v) {
-        char text[32];
-        std::snprintf(text, sizeof text, "%.17g", v);
-        return std::string(text);
-    };
+    // Shortest text that reads back as the same double, as the results files themselves write numbers.
+    const auto num = [](double v) { return nlohmann::json(v).dump(); };
     for (const compared_cell& cell : result.cells) {
         const std::vector<std::string> head = {cell.label,
                                                text_at(cell.cell, "model"),
@@ -142,8 +139,7 @@ std::string format_compare_csv(const compare_result& result) {
                 std::string verdict = "differs";
                 if (cell.outcomes[0] && cell.outcomes[d])
                     verdict = std::string(to_string(outcome_verdict(*cell.outcomes[0], *cell.outcomes[d])));
-                const bool regression = result.fail_above_pct && cell.outcomes[0] == outcome::ok &&
-                                        cell.outcomes[d] && *cell.outcomes[d] != outcome::ok;
+                const bool regression = result.fail_above_pct && stopped_running(cell, d);
                 emit({"outcome", "", result.names[0], outcome_text(cell.outcomes[0]), "", result.names[d],
                       outcome_text(cell.outcomes[d]), "", "", "", verdict, regression ? "true" : "false"});
             }

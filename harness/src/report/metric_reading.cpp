@@ -1,5 +1,6 @@
 #include "qbench/report/metric_reading.hpp"
 
+#include "qbench/report/cell_selector.hpp"
 #include "qbench/results/metrics.hpp"
 
 #include <algorithm>
@@ -28,17 +29,8 @@ bool numeric_kind(metric_kind kind) {
 }  // namespace
 
 std::optional<metric_figure> read_metric(const nlohmann::ordered_json& metrics, std::string_view path) {
-    // Metrics are ordered_json (file order kept); walk the dotted path through it.
-    const nlohmann::ordered_json* node = &metrics;
-    for (std::string_view rest = path;;) {
-        if (!node->is_object()) return std::nullopt;
-        const std::size_t dot = rest.find('.');
-        const auto it = node->find(std::string(rest.substr(0, dot)));
-        if (it == node->end()) return std::nullopt;
-        node = &*it;
-        if (dot == std::string_view::npos) break;
-        rest.remove_prefix(dot + 1);
-    }
+    const nlohmann::ordered_json* node = find_dotted(metrics, path);
+    if (!node) return std::nullopt;
     if (node->is_number()) return metric_figure{node->get<double>(), 0.0, 1};
     if (node->is_object() && node->contains(metric::k_median) && (*node)[metric::k_median].is_number()) {
         metric_figure f;

@@ -122,6 +122,27 @@ std::string document_letter(std::size_t i) {
     return std::string(1, static_cast<char>('A' + i % 26)) + (i >= 26 ? std::to_string(i / 26) : "");
 }
 
+std::string cell_differences(const nlohmann::json& cell, const nlohmann::json& base) {
+    // flatten() gives {"/gptq/damp_percent": 0.1, ...}: JSON pointers to every leaf.
+    const nlohmann::json mine = cell.flatten(), theirs = base.flatten();
+    const auto dotted = [](std::string pointer) {
+        pointer.erase(0, 1);
+        for (char& c : pointer)
+            if (c == '/') c = '.';
+        return pointer;
+    };
+    const auto text = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+    std::string out;
+    const auto add = [&](const std::string& key, const std::string& value) {
+        out += (out.empty() ? "" : " ") + dotted(key) + "=" + value;
+    };
+    for (const auto& [key, value] : mine.items())
+        if (!theirs.contains(key) || theirs[key] != value) add(key, text(value));
+    for (const auto& [key, value] : theirs.items())
+        if (!mine.contains(key)) add(key, "-");
+    return out;
+}
+
 std::string describe_provenance(const nlohmann::ordered_json& provenance) {
     // Files from other tools or older versions may lack any of these: say what is there, skip the rest.
     const auto text_at = [&](std::initializer_list<const char*> path) -> std::string {

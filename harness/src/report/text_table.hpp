@@ -25,6 +25,10 @@ std::string format_change_pct(double pct);
 /// The short name of the i-th compared file: "A", "B", ... ("A1" after "Z").
 std::string document_letter(std::size_t i);
 
+/// The parameters in which `cell` differs from `base` (both cell JSON), as "gptq.damp_percent=0.1 seed=2"; a key that
+/// `cell` lacks shows as "key=-".
+std::string cell_differences(const nlohmann::json& cell, const nlohmann::json& base);
+
 /// A line about where a results file comes from: "NVIDIA H200, qbench 0.1.0 @1a2b3c4, 2025-03-14T09:26:53Z".
 std::string describe_provenance(const nlohmann::ordered_json& provenance);
 

@@ -11,6 +11,7 @@
 #include "qbench/io/synthetic_checkpoint.hpp"
 #include "qbench/io/tensor_source.hpp"
 #include "qbench/results/metrics.hpp"
+#include "qbench/runner/cache_cap.hpp"
 #include "qbench/runner/generation_metrics.hpp"
 #include "qbench/runner/quality.hpp"
 #if QBENCH_RUNNER_CUDA
@@ -142,10 +143,16 @@ cell_result execute_cell(const cell_spec& cell, const cell_environment& env) {
         const artifact_request request{cell, model, fp16_ckpt, env.cache_dir / "artifacts", env.use_cuda};
         const auto artifact = b->prepare_artifact(request);
         merge_quantize_report(artifact, m);
+        touch_cache_entry(fp16_ckpt);
+        touch_cache_entry(artifact);
+        enforce_cache_cap(env.cache_dir, env.cache_max_bytes, {fp16_ckpt, artifact});
 
         if (env.use_cuda) {
 #if QBENCH_RUNNER_CUDA
-            run_cuda_cell(cell, model, *b, artifact, limits.vram_bytes, env.cache_dir, env.cold_load, env.on_phase, m);
+            const cuda_cell_inputs in{cell,          model,         *b,
+                                      artifact,      limits.vram_bytes, env.cache_dir,
+                                      env.cold_load, env.stream_bandwidth_bytes_per_s, env.on_phase};
+            run_cuda_cell(in, m);
 #else
             throw unsupported_error("this qbench was built without CUDA");
 #endif

@@ -86,20 +86,32 @@ double kl_divergence_from_logits(std::span<const float> p_logits, std::span<cons
     return std::max(kl, 0.0);
 }
 
+namespace {
+reference_data load_or_make_reference(const model_config& model, const prompt& p, const cell_spec& cell,
+                                      const std::filesystem::path& cache_dir, const reference_factory& make_reference) {
+    const auto path = reference_path(model, p, cell, cache_dir);
+    reference_data ref;
+    if (read_reference(path, ref)) return ref;
+    auto reference = make_reference();
+    generation_config greedy;
+    greedy.max_new_tokens = cell.generation.max_new_tokens;
+    greedy.seed = cell.seed;
+    ref.tokens = reference->generate(p, greedy).tokens;
+    ref.logits = reference->teacher_forced_logits(p, ref.tokens);
+    write_reference(path, ref);
+    return ref;
+}
+}  // namespace
+
+void prepare_quality_reference(const model_config& model, const prompt& p, const cell_spec& cell,
+                               const std::filesystem::path& cache_dir, const reference_factory& make_reference) {
+    load_or_make_reference(model, p, cell, cache_dir, make_reference);
+}
+
 nlohmann::ordered_json quality_against_fp16(executor& cell_executor, const model_config& model, const prompt& p,
                                             const cell_spec& cell, const std::filesystem::path& cache_dir,
                                             const reference_factory& make_reference) {
-    const auto path = reference_path(model, p, cell, cache_dir);
-    reference_data ref;
-    if (!read_reference(path, ref)) {
-        auto reference = make_reference();
-        generation_config greedy;
-        greedy.max_new_tokens = cell.generation.max_new_tokens;
-        greedy.seed = cell.seed;
-        ref.tokens = reference->generate(p, greedy).tokens;
-        ref.logits = reference->teacher_forced_logits(p, ref.tokens);
-        write_reference(path, ref);
-    }
+    const reference_data ref = load_or_make_reference(model, p, cell, cache_dir, make_reference);
     const auto cell_logits = cell_executor.teacher_forced_logits(p, ref.tokens);
     // Positions 0..n-1: the distributions of the n generated tokens (row i follows the prompt and tokens[0..i)).
     const std::size_t rows = std::min({ref.logits.size(), cell_logits.size(), ref.tokens.size()});

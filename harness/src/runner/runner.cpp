@@ -168,7 +168,8 @@ bool resolve_use_cuda(const std::string& device) {
 
 int run_cell_child(const std::filesystem::path& cell_file, const std::filesystem::path& result_file,
                    const std::filesystem::path& phase_file, const std::filesystem::path& configs_dir,
-                   const std::filesystem::path& cache_dir, bool use_cuda, bool cold_load) {
+                   const std::filesystem::path& cache_dir, bool use_cuda, bool cold_load,
+                   double stream_bandwidth_bytes_per_s) {
     std::ifstream in(cell_file);
     const cell_spec cell = cell_from_json(nlohmann::json::parse(in), cell_file.string());
     inject_fault_if_asked(cell_label(cell));
@@ -178,6 +179,10 @@ int run_cell_child(const std::filesystem::path& cell_file, const std::filesystem
     env.cache_dir = cache_dir;
     env.use_cuda = use_cuda;
     env.cold_load = cold_load;
+    env.stream_bandwidth_bytes_per_s = stream_bandwidth_bytes_per_s;
+    // The cache cap comes through the environment, so `qbench run --cache-max-gb` reaches every child.
+    if (const char* cap = std::getenv("QBENCH_CACHE_MAX_GB"); cap && *cap)
+        env.cache_max_bytes = static_cast<std::uint64_t>(std::stod(cap) * 1e9);
     env.on_phase = [&](std::string_view phase) {
         std::cerr << "qbench cell: phase " << phase << std::endl;
         if (phase_file.empty()) return;
@@ -203,13 +208,24 @@ run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, con
     std::filesystem::create_directories(options.cache_dir);
     if (options.output.has_parent_path()) std::filesystem::create_directories(options.output.parent_path());
 
+    double stream_bps = 0;  // the denominator of bandwidth_utilization, measured once per run
     results_file results = [&] {
-        if (options.resume && std::filesystem::exists(options.output)) return results_file::open_existing(options.output);
+        if (options.resume && std::filesystem::exists(options.output)) {
+            auto existing = results_file::open_existing(options.output);
+            const auto& gpu = existing.provenance().contains("gpu") ? existing.provenance().at("gpu") : nullptr;
+            if (gpu.is_object() && gpu.contains("stream_bandwidth_bytes_per_s"))
+                stream_bps = gpu.at("stream_bandwidth_bytes_per_s").get<double>();
+            return existing;
+        }
         provenance_inputs inputs;
         inputs.command_line = options.command_line;
         inputs.matrix_file = m.file;
         inputs.matrix_yaml = m.yaml_text;
-        if (use_cuda) inputs.gpu = probe_gpu(options.isolate);
+        if (use_cuda) {
+            inputs.gpu = probe_gpu(options.isolate);
+            if (inputs.gpu.is_object() && inputs.gpu.contains("stream_bandwidth_bytes_per_s"))
+                stream_bps = inputs.gpu.at("stream_bandwidth_bytes_per_s").get<double>();
+        }
         return results_file::create(options.output, capture_provenance(inputs));
     }();
     for (const auto& w : results.warnings()) std::cerr << "qbench: warning: " << w << "\n";
@@ -255,6 +271,7 @@ run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, con
                                                    "--configs", options.configs_dir.string(),
                                                    "--cache-dir", options.cache_dir.string(),
                                                    "--device", device,
+                                                   "--stream-bandwidth", std::to_string(stream_bps),
                                                    options.cold_load ? "--cold" : "--warm"};
             const child_exit exit = run_child(argv, co);
             if (exit.how == child_exit::kind::interrupted) {
@@ -266,7 +283,7 @@ run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, con
         } else {
             const auto t0 = std::chrono::steady_clock::now();
             run_cell_child(cell_file, result_file, phase_file, options.configs_dir, options.cache_dir, use_cuda,
-                           options.cold_load);
+                           options.cold_load, stream_bps);
             child_exit exit;
             exit.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             record = record_from_child(cell, result_file, exit, log_file, started_at, device);

@@ -79,7 +79,7 @@ TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gem
         std::int64_t n, k;
     };
     for (const shape_case sc : {shape_case{300, 4096}, shape_case{77, 1000}, shape_case{129, 1003}, shape_case{5, 24},
-                                shape_case{1, 8}}) {
+                                shape_case{1, 8}, shape_case{33, 8 * 32 * 9 + 8}}) {
         const std::uint64_t seed = fresh_seed();
         const std::vector<float> w = weights(sc.n, sc.k, seed);
         device_buffer dw = to_device_f16(w);
@@ -87,13 +87,16 @@ TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gem
             const std::vector<float> x = random_halves(rows * sc.k, 1.0f, seed + rows);
             const std::vector<float> ref = reference(w, x, rows, sc.n, sc.k);
             for (const int rpw : {1, 2}) {
-                for (const bool pdl : {false, true}) {
-                    CAPTURE(sc.n, sc.k, rows, rpw, pdl, seed);
-                    device_buffer dx = to_device_f16(x);
-                    device_buffer dy = poisoned(rows * sc.n);
-                    launch_f16_gemv(dw.as<__half>(), dx.as<__half>(), dy.as<__half>(), rows, sc.n, sc.k,
-                                    {context().stream(), pdl && context().pdl_enabled()}, f16_gemv_variant{rpw});
-                    check_close(from_device_f16(dy.get(), rows * sc.n), ref);
+                for (const bool pipelined : {false, true}) {
+                    for (const bool pdl : {false, true}) {
+                        CAPTURE(sc.n, sc.k, rows, rpw, pipelined, pdl, seed);
+                        device_buffer dx = to_device_f16(x);
+                        device_buffer dy = poisoned(rows * sc.n);
+                        launch_f16_gemv(dw.as<__half>(), dx.as<__half>(), dy.as<__half>(), rows, sc.n, sc.k,
+                                        {context().stream(), pdl && context().pdl_enabled()},
+                                        f16_gemv_variant{rpw, pipelined});
+                        check_close(from_device_f16(dy.get(), rows * sc.n), ref);
+                    }
                 }
             }
             // Activations at an address that is not 16-byte aligned take the scalar path and stay correct.
@@ -129,7 +132,7 @@ TEST_CASE("f16 device linear: GEMV and cuBLAS paths at Llama-7B shapes equal the
         CHECK(linear->format_name() == "f16");
         for (const std::int64_t rows : sc.rows) {
             CAPTURE(sc.n, sc.k, rows, seed, linear->kernel_path(rows));
-            CHECK(linear->kernel_path(rows) == (rows <= 8 ? f16_gemv_path(nullptr, nullptr, rows, sc.k) : "cublas-gemm-f16"));
+            CHECK(linear->kernel_path(rows) == (rows <= 8 ? f16_gemv_path(nullptr, nullptr, rows, sc.k, default_f16_gemv_variant()) : "cublas-gemm-f16"));
             const std::vector<float> x = random_halves(rows * sc.k, 1.0f, seed + 100 + rows);
             device_buffer dx = to_device_f16(x);
             device_buffer dy = poisoned(rows * sc.n);

@@ -24,6 +24,19 @@ using namespace qbench::test;
 namespace {
 
 launch_options plain() { return {context().stream(), false}; }
+
+// Attention in fp32 against the reference in double: outputs are averages of values, some near zero, so the bound
+// is relative to the output's scale rather than per element in ulps.
+void check_attention(const std::vector<float>& got, const std::vector<float>& ref) {
+    double max_ref = 0, max_err = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        max_ref = std::max(max_ref, static_cast<double>(std::fabs(ref[i])));
+        max_err = std::max(max_err, std::fabs(static_cast<double>(got[i]) - ref[i]));
+    }
+    CHECK(rel_l2(got, ref) < 1e-3);
+    CHECK(max_err <= 2e-3 * max_ref);
+    CHECK(compare_ulps(got, ref).exact_fraction >= 0.9);
+}
 launch_options with_pdl() { return {context().stream(), context().pdl_enabled()}; }
 
 }  // namespace
@@ -149,9 +162,7 @@ TEST_CASE("rope + prefill attention: equal rope_ref and attention_ref", "[gpu][k
         CHECK(compare_ulps(gq, q).max_ulps == 0);
         CHECK(compare_ulps(gk, k).max_ulps == 0);
         CHECK(compare_ulps(gv, v).max_ulps == 0);
-        const ulp_summary s = compare_ulps(go, ref);
-        CHECK(s.max_ulps <= 2);
-        CHECK(rel_l2(go, ref) < 1e-3);
+        check_attention(go, ref);
     }
 }
 
@@ -205,8 +216,7 @@ TEST_CASE("attention decode: rope, append and attention through beam slot tables
             std::vector<float> ref(qw);
             attention_ref(qb.data(), keys.data(), values.data(), 1, sc.pos, sc.heads, sc.kv_heads, d, ref.data());
             const std::vector<float> gb(got.begin() + b * qw, got.begin() + (b + 1) * qw);
-            CHECK(compare_ulps(gb, ref).max_ulps <= 2);
-            CHECK(rel_l2(gb, ref) < 1e-3);
+            check_attention(gb, ref);
             // The new key and value were appended to slot b at pos.
             const std::int64_t at = (b * max_len + sc.pos) * kw;
             CHECK(compare_ulps(std::vector<float>(gkc.begin() + at, gkc.begin() + at + kw), kb).max_ulps == 0);

@@ -30,8 +30,8 @@ std::string error_of(const std::function<void()>& f) {
     return "(no input_error)";
 }
 
-constexpr std::uint64_t mib = 1ull << 20;
-constexpr std::uint64_t gib = 1ull << 30;
+constexpr std::uint64_t k_mib = 1ull << 20;
+constexpr std::uint64_t k_gib = 1ull << 30;
 
 const char* const good_model = R"(m:
   hidden_size: 256
@@ -69,7 +69,7 @@ struct scratch_dir {
 
 }  // namespace
 
-TEST_CASE("shipped model shapes match the references", "[config][catalog][data]") {
+TEST_CASE("catalog: shipped model shapes match the references", "[cpu][config][catalog][data]") {
     const auto& c = shipped();
     for (const char* name : {"tiny", "vicuna-7b-v0", "vicuna-13b-v0", "llama-2-7b-chat", "llama-2-13b", "llama-3-8b"})
         CHECK(c.find_model(name) != nullptr);
@@ -106,26 +106,26 @@ TEST_CASE("shipped model shapes match the references", "[config][catalog][data]"
     CHECK(c.find_model("llama-2-70b")->total_params() == 68976648192);
 }
 
-TEST_CASE("shipped instances carry the usable VRAM nvidia-smi reports", "[config][catalog][data]") {
+TEST_CASE("catalog: shipped instances carry the usable VRAM nvidia-smi reports", "[cpu][config][catalog][data]") {
     const auto& c = shipped();
     const qbench::instance_profile& t4 = *c.find_instance("g4dn.2xlarge");
     CHECK(t4.gpu_name == "Tesla T4");
-    CHECK(t4.vram_usable_bytes == 15360 * mib);
-    CHECK(t4.host_ram_bytes == 32 * gib);
+    CHECK(t4.vram_usable_bytes == 15360 * k_mib);
+    CHECK(t4.host_ram_bytes == 32 * k_gib);
     CHECK(t4.compute_capability == 75);
     CHECK(t4.gpu_bandwidth_gbs == 320);
     CHECK(t4.disk_baseline_mbs == 143.75);
     CHECK(t4.disk_burst_mbs == 437.5);
     const qbench::instance_profile& g52 = *c.find_instance("g5.2xlarge");
-    CHECK(g52.vram_usable_bytes == 23028 * mib);
-    CHECK(g52.host_ram_bytes == 32 * gib);
+    CHECK(g52.vram_usable_bytes == 23028 * k_mib);
+    CHECK(g52.host_ram_bytes == 32 * k_gib);
     CHECK(g52.compute_capability == 86);
     CHECK(g52.disk_baseline_mbs == 106.25);
     const qbench::instance_profile& g54 = *c.find_instance("g5.4xlarge");
-    CHECK(g54.vram_usable_bytes == 23028 * mib);
-    CHECK(g54.host_ram_bytes == 64 * gib);
+    CHECK(g54.vram_usable_bytes == 23028 * k_mib);
+    CHECK(g54.host_ram_bytes == 64 * k_gib);
     CHECK(g54.disk_burst_mbs == g54.disk_baseline_mbs);  // no burst: one figure
-    CHECK(c.find_instance("g6.xlarge")->vram_usable_bytes == 23034 * mib);
+    CHECK(c.find_instance("g6.xlarge")->vram_usable_bytes == 23034 * k_mib);
     for (const auto& [name, p] : c.instances) {
         INFO(name);
         if (name == "local") continue;
@@ -142,7 +142,7 @@ TEST_CASE("shipped instances carry the usable VRAM nvidia-smi reports", "[config
     CHECK(c.find_instance("g5.2xl") == nullptr);
 }
 
-TEST_CASE("catalog files are read strictly", "[config][catalog][errors]") {
+TEST_CASE("catalog: catalog files are read strictly", "[cpu][config][catalog][errors]") {
     CHECK(qbench::parse_model_yaml(good_model, "m.yaml").num_kv_heads == 4);
     CHECK(qbench::parse_model_yaml("m:\n  hidden_size: 64\n  intermediate_size: 128\n  num_layers: 1\n"
                                    "  num_heads: 4\n  vocab_size: 16\n", "m.yaml")
@@ -190,7 +190,7 @@ TEST_CASE("catalog files are read strictly", "[config][catalog][errors]") {
     CHECK_THAT(instance_error("i:\n  gpu_name: x\n"), Contains("missing key 'gpu_count'"));
 }
 
-TEST_CASE("load_catalog reads a directory and checks file names", "[config][catalog]") {
+TEST_CASE("catalog: load_catalog reads a directory and checks file names", "[cpu][config][catalog]") {
     const scratch_dir dir("qbench-test-catalog-" + std::to_string(::getpid()));
     dir.write("models/m.yaml", good_model);
     dir.write("models/notes.txt", "not a catalog file");
@@ -208,7 +208,7 @@ TEST_CASE("load_catalog reads a directory and checks file names", "[config][cata
     CHECK_THAT(error_of([&] { qbench::load_catalog(dir.path); }), Contains("instances: catalog directory not found"));
 }
 
-TEST_CASE("default_configs_dir honours QBENCH_CONFIG_DIR", "[config][catalog]") {
+TEST_CASE("catalog: default_configs_dir honours QBENCH_CONFIG_DIR", "[cpu][config][catalog]") {
     const char* before = std::getenv("QBENCH_CONFIG_DIR");
     const std::string saved = before ? before : "";
     ::setenv("QBENCH_CONFIG_DIR", "/some/where", 1);

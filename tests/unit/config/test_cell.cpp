@@ -45,7 +45,7 @@ std::string error_of(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST_CASE("cell_to_json carries framework options only for their framework", "[config][cell]") {
+TEST_CASE("cell: cell_to_json carries framework options only for their framework", "[cpu][config][cell]") {
     const nlohmann::json g = qbench::cell_to_json(sample_cell("gptq"));
     CHECK(g.contains("gptq"));
     CHECK_FALSE(g.contains("bnb"));
@@ -68,7 +68,7 @@ TEST_CASE("cell_to_json carries framework options only for their framework", "[c
         CHECK(f.contains(key));
 }
 
-TEST_CASE("cell_from_json inverts cell_to_json", "[config][cell]") {
+TEST_CASE("cell: cell_from_json inverts cell_to_json", "[cpu][config][cell]") {
     for (const std::string framework : {"fp16", "gptq", "bnb"}) {
         const qbench::cell_spec c = sample_cell(framework);
         const nlohmann::json j = qbench::cell_to_json(c);
@@ -83,7 +83,7 @@ TEST_CASE("cell_from_json inverts cell_to_json", "[config][cell]") {
     }
 }
 
-TEST_CASE("image_tokens auto is written as \"auto\" and read back", "[config][cell]") {
+TEST_CASE("cell: image_tokens auto is written as \"auto\" and read back", "[cpu][config][cell]") {
     qbench::cell_spec c = sample_cell("fp16");
     c.generation.image_tokens = -1;
     const nlohmann::json j = qbench::cell_to_json(c);
@@ -91,7 +91,7 @@ TEST_CASE("image_tokens auto is written as \"auto\" and read back", "[config][ce
     CHECK(qbench::cell_from_json(j, "x").generation.image_tokens == -1);
 }
 
-TEST_CASE("cell_hash is stable and tells cells apart", "[config][cell]") {
+TEST_CASE("cell: cell_hash is stable and tells cells apart", "[cpu][config][cell]") {
     const qbench::cell_spec c = sample_cell("gptq");
     const std::string h = qbench::cell_hash(c);
     REQUIRE(h.size() == 16);
@@ -131,7 +131,7 @@ TEST_CASE("cell_hash is stable and tells cells apart", "[config][cell]") {
     CHECK(qbench::cell_hash(other_framework_option) == h);
 }
 
-TEST_CASE("cell_from_json rejects bad cells with the key", "[config][cell]") {
+TEST_CASE("cell: cell_from_json rejects bad cells with the key", "[cpu][config][cell]") {
     const nlohmann::json good = qbench::cell_to_json(sample_cell("gptq"));
     CHECK_THAT(error_of([] { qbench::cell_from_json(nlohmann::json::array(), "c.json"); }),
                Contains("c.json: a cell must be a JSON object"));
@@ -169,7 +169,7 @@ TEST_CASE("cell_from_json rejects bad cells with the key", "[config][cell]") {
     CHECK_THAT(error_of([&] { qbench::cell_from_json(j, "c.json"); }), Contains("key 'seed'"));
 }
 
-TEST_CASE("cell_label names the cell and its format", "[config][cell]") {
+TEST_CASE("cell: cell_label names the cell and its format", "[cpu][config][cell]") {
     CHECK(qbench::cell_label(sample_cell("gptq")) == "vicuna-7b-v0 gptq 4b g64-act beam2 g5.2xlarge");
     CHECK(qbench::cell_label(sample_cell("bnb")) == "vicuna-7b-v0 bnb 4b fp4-dq beam2 g5.2xlarge");
     CHECK(qbench::cell_label(sample_cell("fp16")) == "vicuna-7b-v0 fp16 16b beam2 g5.2xlarge");

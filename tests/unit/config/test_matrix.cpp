@@ -74,7 +74,7 @@ std::string with_axes(const std::string& axes, const std::string& rest = "") { r
 
 }  // namespace
 
-TEST_CASE("axes expand to their product in a fixed order", "[config][matrix]") {
+TEST_CASE("matrix: axes expand to their product in a fixed order", "[cpu][config][matrix]") {
     // Written in a scrambled order on purpose: the order of expansion does not depend on it.
     const qbench::matrix m = parse(with_axes("  beam: [1, 2]\n"
                                              "  bits: [4, 8]\n"
@@ -94,7 +94,7 @@ TEST_CASE("axes expand to their product in a fixed order", "[config][matrix]") {
     CHECK(m.name == "m");  // no name: the file name
 }
 
-TEST_CASE("any axis may be a scalar or a list", "[config][matrix]") {
+TEST_CASE("matrix: any axis may be a scalar or a list", "[cpu][config][matrix]") {
     const auto a = parse(with_axes("  model: tiny\n  framework: fp16\n  bits: 16\n  beam: 1\n  instance: local\n"));
     const auto b = parse(with_axes("  model: [tiny]\n  framework: [fp16]\n  bits: [16]\n  beam: [1]\n  instance: [local]\n"));
     REQUIRE(a.cells.size() == 1);
@@ -106,7 +106,7 @@ TEST_CASE("any axis may be a scalar or a list", "[config][matrix]") {
     CHECK(qbench::cell_hash(c.cells[0]) == qbench::cell_hash(a.cells[0]));
 }
 
-TEST_CASE("exclude removes combinations matching all keys of an entry", "[config][matrix]") {
+TEST_CASE("matrix: exclude removes combinations matching all keys of an entry", "[cpu][config][matrix]") {
     const std::string axes = "  model: tiny\n  framework: [gptq, bnb]\n  bits: [2, 4, 8]\n  beam: [1, 2]\n";
     CHECK(parse(with_axes(axes)).cells.size() == 12);
     // Both keys must match: only bnb 2 goes (both beams).
@@ -121,7 +121,7 @@ TEST_CASE("exclude removes combinations matching all keys of an entry", "[config
                                                          "tiny bnb 8b beam1 local"});
 }
 
-TEST_CASE("include extends matching combinations when it changes no original value", "[config][matrix]") {
+TEST_CASE("matrix: include extends matching combinations when it changes no original value", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  model: tiny\n  framework: [gptq, bnb]\n  bits: [4, 8]\n",
                                    "  include:\n"
                                    "    - {generation.max_new_tokens: 16}\n"
@@ -136,7 +136,7 @@ TEST_CASE("include extends matching combinations when it changes no original val
     }
 }
 
-TEST_CASE("include adds a new combination when it would change an original value", "[config][matrix]") {
+TEST_CASE("matrix: include adds a new combination when it would change an original value", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  model: tiny\n  framework: gptq\n  bits: [4, 8]\n  beam: [1, 2]\n",
                                    "  include:\n"
                                    "    - {framework: fp16, bits: 16, beam: 1}\n"
@@ -153,14 +153,14 @@ TEST_CASE("include adds a new combination when it would change an original value
     CHECK_THAT(e, Contains("m.yaml:6:7 (key 'matrix.include[0]')") && Contains("combination without 'model'"));
 }
 
-TEST_CASE("a matrix of include entries only lists its cells", "[config][matrix]") {
+TEST_CASE("matrix: a matrix of include entries only lists its cells", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  include:\n"
                                    "    - {model: tiny, framework: gptq, bits: 4}\n"
                                    "    - {model: tiny, framework: bnb, bits: 3, beam: 2}\n"));
     CHECK(labels(m.cells) == std::vector<std::string>{"tiny gptq 4b g128 beam1 local", "tiny bnb 3b beam2 local"});
 }
 
-TEST_CASE("option axes multiply only the cells they apply to", "[config][matrix]") {
+TEST_CASE("matrix: option axes multiply only the cells they apply to", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  model: tiny\n  framework: [gptq, bnb]\n  bits: [4, 8]\n"
                                    "  bnb.quant_type: [nf4, fp4]\n  gptq.group_size: [64, 128]\n"));
     CHECK(labels(m.cells) == std::vector<std::string>{
@@ -175,7 +175,7 @@ TEST_CASE("option axes multiply only the cells they apply to", "[config][matrix]
                                                       "tiny bnb 4b fp4 beam1 local"});
 }
 
-TEST_CASE("sections set options; an axis overrides its section", "[config][matrix]") {
+TEST_CASE("matrix: sections set options; an axis overrides its section", "[cpu][config][matrix]") {
     const auto m = parse("seed: 7\n"
                          "matrix:\n  model: tiny\n  framework: gptq\n  bits: 4\n  gptq.damp_percent: [0.05]\n"
                          "gptq:\n  group_size: 32\n  desc_act: yes\n  damp_percent: 0.1\n  calibration_samples: 8\n"
@@ -198,7 +198,7 @@ TEST_CASE("sections set options; an axis overrides its section", "[config][matri
     CHECK(c.generation.repetitions == 5);
 }
 
-TEST_CASE("image_tokens and prompt_tokens auto", "[config][matrix]") {
+TEST_CASE("matrix: image_tokens and prompt_tokens auto", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  model: [tiny, vicuna-7b-v0, llama-2-7b-chat]\n  framework: fp16\n  bits: 16\n",
                                    "generation:\n  prompt_tokens: auto\n  image_tokens: auto\n"));
     REQUIRE(m.cells.size() == 3);
@@ -214,19 +214,19 @@ TEST_CASE("image_tokens and prompt_tokens auto", "[config][matrix]") {
     CHECK(e.cells[0].generation.image_tokens == 5);
 }
 
-TEST_CASE("a combination a backend cannot run is still a cell", "[config][matrix]") {
+TEST_CASE("matrix: a combination a backend cannot run is still a cell", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  model: tiny\n  framework: [bnb, fp16]\n  bits: [3, 4]\n"));
     CHECK(m.cells.size() == 4);  // bnb 3 and fp16 3/4 become `unsupported` records at run time, not parse errors
 }
 
-TEST_CASE("identical cells are kept once", "[config][matrix]") {
+TEST_CASE("matrix: identical cells are kept once", "[cpu][config][matrix]") {
     // Both entries change the original framework, so each becomes a new combination; the second equals the first.
     const auto m = parse(with_axes("  model: tiny\n  framework: gptq\n  bits: 4\n",
                                    "  include:\n    - {framework: fp16, bits: 16}\n    - {framework: fp16, bits: 16}\n"));
     CHECK(labels(m.cells) == std::vector<std::string>{"tiny gptq 4b g128 beam1 local", "tiny fp16 16b beam1 local"});
 }
 
-TEST_CASE("filters select cells by axis or option", "[config][matrix]") {
+TEST_CASE("matrix: filters select cells by axis or option", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  model: tiny\n  framework: [gptq, bnb]\n  bits: [4, 8]\n  beam: [1, 2]\n"));
     REQUIRE(m.cells.size() == 8);
     CHECK(qbench::apply_filters(m.cells, {}).size() == 8);
@@ -247,7 +247,7 @@ TEST_CASE("filters select cells by axis or option", "[config][matrix]") {
     CHECK_THAT(error_of([&] { qbench::apply_filters(m.cells, {"bits"}); }), Contains("expected KEY=VALUE"));
 }
 
-TEST_CASE("errors name file, line:column and key", "[config][matrix][errors]") {
+TEST_CASE("matrix: errors name file, line:column and key", "[cpu][config][matrix][errors]") {
     SECTION("YAML syntax") {
         CHECK_THAT(parse_error("matrix:\n  model: [tiny,\n  bits: 4\n"),
                    Contains("m.yaml:") && Contains("YAML syntax error"));
@@ -383,7 +383,7 @@ TEST_CASE("errors name file, line:column and key", "[config][matrix][errors]") {
     }
 }
 
-TEST_CASE("the matrix keeps what was given, for provenance", "[config][matrix]") {
+TEST_CASE("matrix: the matrix keeps what was given, for provenance", "[cpu][config][matrix]") {
     const std::string yaml = "name: study\ndescription: a test\nmatrix:\n  model: tiny\n  framework: gptq\n  bits: [4, 8]\n"
                              "gptq:\n  damp_percent: 0.05\n  sym: \"yes\"\n";
     // sym "yes" in quotes is text, not a boolean.
@@ -402,7 +402,7 @@ TEST_CASE("the matrix keeps what was given, for provenance", "[config][matrix]")
     CHECK_FALSE(m.cells[0].gptq.sym);
 }
 
-TEST_CASE("describe_cells prints one aligned line per cell", "[config][matrix]") {
+TEST_CASE("matrix: describe_cells prints one aligned line per cell", "[cpu][config][matrix]") {
     const auto m = parse(with_axes("  model: tiny\n  framework: [gptq, bnb]\n  bits: [4, 8]\n"));
     const std::string text = qbench::describe_cells(m.cells);
     CHECK_THAT(text, Contains("#  model  framework  bits  beam  instance  format"));
@@ -415,7 +415,7 @@ TEST_CASE("describe_cells prints one aligned line per cell", "[config][matrix]")
 }
 
 // The real matrices against the real catalogs: they must always load, and the seed study has its 189 cells.
-TEST_CASE("configs/*.yaml load and expand", "[config][matrix][data]") {
+TEST_CASE("matrix: configs/*.yaml load and expand", "[cpu][config][matrix][data]") {
     const auto dir = std::filesystem::path(QBENCH_SOURCE_DIR) / "configs";
     const qbench::catalog cat = qbench::load_catalog(dir);
     std::size_t matrices = 0;

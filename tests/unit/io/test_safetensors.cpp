@@ -170,8 +170,13 @@ TEST_CASE("safetensors: every malformed header gives an input_error naming the f
         const auto pos = std::stoull(e.place().substr(5));
         CHECK(pos >= 8 + 20);
         CHECK(pos <= 8 + 32);
-        check_error(parse_error_of(make_raw("{\"a\": \"\xff\xfe\"}", 0)), k_bad, "byte ", "malformed JSON");
+        const auto utf8 = parse_error_of(make_raw("{\"a\": \"\xff\xfe\"}", 0));
+        check_error(utf8, k_bad, "byte ", "malformed JSON");
+        // the message quotes the bad input escaped, so it stays printable (and encodable into results JSON)
+        for (char c : std::string(utf8.what())) CHECK((c >= 0x20 && c < 0x7f));
         check_error(parse_error_of(make_raw("{\"a\": 1e999}", 0)), k_bad, "byte ", "malformed JSON");
+        check_error(parse_error_of(make_raw("{\"a\": " + std::string(100, '[') + std::string(100, ']') + "}", 0)),
+                    k_bad, "byte 8", "nested deeper than 64");
     }
     SECTION("entry is not an object, has unknown or missing keys") {
         check_error(parse_error_of(make_raw(R"({"a": 5})", 0)), k_bad, "tensor 'a'", "must be an object");
@@ -416,6 +421,7 @@ TEST_CASE("sharded checkpoints: plan, round trip, index", "[cpu][io]") {
     }
     SECTION("one shard: a single model.safetensors, no index") {
         const auto ckpt = dir / "single";
+        (void)write_sharded_checkpoint(ckpt, tensors, md, 400);  // an earlier sharded version is replaced
         const auto opened = write_sharded_checkpoint(ckpt, tensors, md, 1'000'000);
         CHECK(opened == ckpt / "model.safetensors");
         CHECK_FALSE(std::filesystem::exists(ckpt / "model.safetensors.index.json"));

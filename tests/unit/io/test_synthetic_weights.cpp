@@ -274,6 +274,15 @@ TEST_CASE("synthetic checkpoint: written once, readable, equal to the on-demand 
         check_same_sources(*open_checkpoint(a), *make_synthetic_source(m, 11));
         CHECK(count_entries(cache.path()) == 2);
     }
+    SECTION("remains of a killed build are cleaned up") {
+        const auto stale = cache / "tiny-io-test-seed5-v1.tmp-999999-1-0";
+        std::filesystem::create_directories(stale);
+        write_bytes(stale / "model.safetensors", std::vector<std::byte>(100));
+        const auto dir = ensure_synthetic_checkpoint(m, 5, cache.path());
+        CHECK_FALSE(std::filesystem::exists(stale));
+        CHECK(count_entries(cache.path()) == 2);
+        check_same_sources(*open_checkpoint(dir), *make_synthetic_source(m, 5));
+    }
     SECTION("a foreign, incomplete directory is not touched") {
         std::filesystem::create_directories(cache / "tiny-io-test-seed4-v1");
         check_error(expect_input_error([&] { (void)ensure_synthetic_checkpoint(m, 4, cache.path()); }),

@@ -2,7 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <typeinfo>
 
 using namespace qbench;
 
@@ -196,4 +200,44 @@ claims:
     const input_error e = parse_error(text.substr(0, text.rfind("expect: fits")) + "expect: maybe}\n");
     CHECK_THAT(e.place(), Catch::StartsWith("29:"));
     CHECK_THAT(e.message(), Catch::Contains("expected 'fits' or 'oom'"));
+}
+
+TEST_CASE("claims yaml: mangled files give input_error, nothing else", "[cpu][report]") {
+    // A small deterministic fuzz of the shipped file: every mutation either parses or is an input_error with a
+    // place; no other exception, no crash (the sanitizer build runs this too).
+    std::ifstream in(QBENCH_SOURCE_DIR "/configs/claims.yaml");
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const std::string original = buffer.str();
+    REQUIRE(original.size() > 1000);
+
+    std::uint64_t state = 0x9E3779B97F4A7C15ull;
+    const auto next = [&](std::uint64_t bound) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;  // PCG multiplier, LCG step
+        return (state >> 33) % bound;
+    };
+    const std::string specials = ":-[]{},#&*!|>'\"%@` \n\t0123456789.";
+    int parsed = 0, rejected = 0;
+    for (int round = 0; round < 300; ++round) {
+        std::string text = original;
+        for (std::uint64_t edits = 1 + next(4); edits > 0; --edits) {
+            const std::size_t at = next(text.size());
+            switch (next(3)) {
+            case 0: text[at] = specials[next(specials.size())]; break;
+            case 1: text.erase(at, 1 + next(8)); break;
+            default: text.insert(at, 1, specials[next(specials.size())]); break;
+            }
+        }
+        try {
+            parse_claims(text, "mangled.yaml");
+            ++parsed;
+        } catch (const input_error& e) {
+            CHECK(e.file() == "mangled.yaml");
+            ++rejected;
+        } catch (const std::exception& e) {
+            FAIL("round " << round << ": " << typeid(e).name() << ": " << e.what());
+        }
+    }
+    CHECK(rejected > 100);  // most mutations break something
+    CHECK(parsed + rejected == 300);
 }

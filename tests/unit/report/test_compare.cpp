@@ -84,7 +84,7 @@ TEST_CASE("compare: files from two machines join by cell parameters", "[cpu][rep
 
     const std::string csv = format_compare_csv(r);
     CHECK_THAT(csv, Catch::StartsWith("cell,model,framework,bits,beam,instance,metric,unit,baseline,"));
-    CHECK_THAT(csv, Catch::Contains(",decode_tokens_per_s,tokens/s,compare_a.json,100,") && Catch::Contains(",worse,false"));
+    CHECK_THAT(csv, Catch::Contains(",decode_tokens_per_s,tokens/s,compare_a.json,100.0,") && Catch::Contains(",worse,false"));
     CHECK_THAT(csv, Catch::Contains(",outcome,,compare_a.json,ok,,compare_b.json,oom_vram,,,,worse,false"));
     CHECK_THAT(csv, Catch::Contains(",outcome,,compare_a.json,absent,,compare_b.json,ok,,,,differs,false"));
 

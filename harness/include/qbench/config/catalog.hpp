@@ -39,7 +39,7 @@ struct instance_profile {
 };
 
 /// Name of the built-in pseudo-instance that runs with the local machine's real limits and no budgets.
-inline constexpr std::string_view local_instance_name = "local";
+inline constexpr std::string_view k_local_instance_name = "local";
 /// The "local" profile (no budgets, no figures).
 instance_profile local_instance();
 

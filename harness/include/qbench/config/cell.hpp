@@ -54,7 +54,7 @@ struct cell_spec {
     std::int64_t bits = 16;
     std::int64_t beam = 1;                ///< beam width (1 = no beam search)
     std::string instance = "local";       ///< instance catalog name, or "local" for no budgets
-    std::uint64_t seed = 0;
+    std::uint64_t seed = 0;               ///< 0 .. 2^63-1 in YAML and JSON (signed 64-bit integers there)
     gptq_options gptq;
     bnb_options bnb;
     generation_options generation;

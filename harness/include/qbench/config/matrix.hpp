@@ -52,7 +52,7 @@ struct matrix {
 };
 
 /// Most cells one matrix may expand to (a typo such as a 100-value list should not start a month-long run).
-inline constexpr std::size_t max_matrix_cells = 20000;
+inline constexpr std::size_t k_max_matrix_cells = 20000;
 
 /// Reads and expands a matrix file. Throws input_error ("FILE:LINE:COL (key 'K'): message") on any bad input:
 /// YAML syntax, unknown keys, wrong types, values out of range, unknown model or instance names.

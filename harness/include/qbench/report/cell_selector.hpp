@@ -43,8 +43,21 @@ struct cell_selector {
 /// Whether `text` matches `pattern` as a whole, where * stands for any run of characters and ? for one character.
 bool glob_match(std::string_view pattern, std::string_view text);
 
-/// The value at a dotted key ("bnb.quant_type") of a JSON object, or nullptr when it is absent.
-const nlohmann::json* find_dotted(const nlohmann::json& object, std::string_view key);
+/// The value at a dotted key ("bnb.quant_type", "quality.mean_kl") of a JSON object (nlohmann::json or
+/// ordered_json), or nullptr when it is absent.
+template <class Json>
+const Json* find_dotted(const Json& object, std::string_view key) {
+    const Json* node = &object;
+    while (true) {
+        if (!node->is_object()) return nullptr;
+        const std::size_t dot = key.find('.');
+        const auto it = node->find(std::string(key.substr(0, dot)));
+        if (it == node->end()) return nullptr;
+        node = &*it;
+        if (dot == std::string_view::npos) return node;
+        key.remove_prefix(dot + 1);
+    }
+}
 
 /// The cell JSON without the dotted `keys`, as canonical text: two cells get the same text exactly when they agree on
 /// every parameter outside `keys`. A group name ("bnb") removes the whole group. This is how cells are paired:

@@ -67,7 +67,8 @@ report_result evaluate_claims(const results_document& results, const claims_cata
 /// The scoreboard as markdown: a table (claim, measured, verdict, why), the checks of each claim, then the
 /// speed-and-quality table of the cells.
 std::string format_report_markdown(const report_result& report);
-/// The same as JSON: {"claims": [{id, text, source, kind, status, why, checks: [{subject, figures, holds}]}],
+/// The same as JSON: {"claims": [{id, text, source, kind, status, measured, why, checks: [{subject, figures,
+/// holds}]}],
 /// "cells": [{label, outcome, decode_tokens_per_s, top1_agreement, mean_kl, vram_peak_bytes}]} (absent figures null).
 nlohmann::ordered_json report_to_json(const report_result& report);
 

@@ -7,7 +7,7 @@
 ///   claims_version: 1
 ///   source: "default source note for claims without one"      # optional
 ///   claims:
-///     - id: bnb-4bit-two-thirds-of-fp16                        # unique, [a-z0-9-]
+///     - id: bnb-4bit-two-thirds-of-fp16                        # unique: a-z, 0-9, "-", "_", "."
 ///       text: "bitsandbytes 4-bit runs at about 2/3 of its FP16 speed"
 ///       source: "where the claim comes from"
 ///       where: {beam: 1}                                       # optional: every cell the claim looks at

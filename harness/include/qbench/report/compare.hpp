@@ -92,6 +92,9 @@ std::string format_compare_csv(const compare_result& result);
 /// "regressions", "warnings"}.
 nlohmann::ordered_json compare_to_json(const compare_result& result);
 
+/// Whether the cell ran (ok) in the baseline and not in document `d`: always a regression under --fail-above.
+bool stopped_running(const compared_cell& cell, std::size_t d) noexcept;
+
 /// 0, or k_compare_regression_exit_code when the result holds a regression.
 int compare_exit_code(const compare_result& result) noexcept;
 

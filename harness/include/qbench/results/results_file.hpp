@@ -47,7 +47,7 @@ public:
     static results_file open_existing(std::filesystem::path path);
 
     /// Validates `record` (the same checks as the reader; input_error naming "/cells/<n>") and rewrites the file
-    /// atomically with it appended. On any exception neither the file nor this object has changed.
+    /// atomically with it appended. On any exception the file is as before and the record is not added.
     void append(const cell_record& record);
 
     const std::filesystem::path& path() const noexcept { return m_path; }

@@ -20,6 +20,8 @@ struct cell_environment {
     std::filesystem::path cache_dir;          ///< checkpoints/, artifacts/, quality/ live below it
     bool use_cuda = false;                    ///< run on the GPU (else the CPU reference)
     bool cold_load = true;                    ///< evict the checkpoint from the page cache before the timed load
+    std::uint64_t cache_max_bytes = 0;        ///< cap on checkpoints + artifacts (LRU eviction); 0 = none
+    double stream_bandwidth_bytes_per_s = 0;  ///< measured once per run (provenance); 0 = the cell measures it
     /// Called when the cell enters a phase: "prepare", "quantize", "load", "generate", "quality".
     std::function<void(std::string_view phase)> on_phase;
 };

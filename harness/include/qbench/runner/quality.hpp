@@ -20,6 +20,13 @@ namespace qbench {
 /// Builds the FP16 reference executor when the cache does not have its distributions yet.
 using reference_factory = std::function<std::unique_ptr<executor>()>;
 
+/// Makes sure the FP16 reference for this (model, prompt, length) is in the cache, building it with make_reference
+/// if not. The GPU path calls this before the cell's budgeted context exists, so the reference never counts
+/// against the emulated instance's VRAM.
+void prepare_quality_reference(const model_config& model, const prompt& p, const cell_spec& cell,
+                               const std::filesystem::path& cache_dir, const reference_factory& make_reference);
+
+/// Compares the cell's teacher-forced distributions with the cached FP16 reference (made first if missing).
 nlohmann::ordered_json quality_against_fp16(executor& cell_executor, const model_config& model, const prompt& p,
                                             const cell_spec& cell, const std::filesystem::path& cache_dir,
                                             const reference_factory& make_reference);

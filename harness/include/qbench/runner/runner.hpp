@@ -59,6 +59,7 @@ bool resolve_use_cuda(const std::string& device);
 /// cells of a matrix complete. Never set outside tests.
 int run_cell_child(const std::filesystem::path& cell_file, const std::filesystem::path& result_file,
                    const std::filesystem::path& phase_file, const std::filesystem::path& configs_dir,
-                   const std::filesystem::path& cache_dir, bool use_cuda, bool cold_load);
+                   const std::filesystem::path& cache_dir, bool use_cuda, bool cold_load,
+                   double stream_bandwidth_bytes_per_s);
 
 }  // namespace qbench

@@ -1,0 +1,223 @@
+// The GPTQ linear on the GPU: AutoGPTQ tensors uploaded and rearranged into the device layout at load; fused
+// dequantize-and-multiply up to the batch threshold, reconstruct-to-fp16 + cuBLAS above it (exllama's strategy).
+#include "backends/gptq/gptq_artifact.hpp"
+#include "backends/gptq/gptq_device_layout.hpp"
+#include "backends/gptq/gptq_format.hpp"
+#include "backends/gptq/gptq_gemm.cuh"
+#include "backends/gptq/gptq_linear.hpp"
+
+#include "cuda/cuda_check.cuh"
+#include "cuda/device_context.cuh"
+
+#include "qbench/common/errors.hpp"
+#include "qbench/io/tensor_source.hpp"
+
+#include <array>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+namespace qbench::gptq {
+
+namespace {
+
+constexpr int k_max_splits = 8;
+
+/// Scratch shared by the GPTQ linears of one device context: the reconstructed fp16 weight, the staged
+/// (permuted/padded) activations and the split-K partial sums. Each is used only inside one forward call, and a
+/// context's forwards run in stream order (one stream), so one copy serves every layer, as exllama's temp_dq.
+/// Sizes grow at load time only, never during a forward (which may be captured into a CUDA graph).
+class shared_scratch {
+public:
+    explicit shared_scratch(device_context& context) : m_context(context) {}
+
+    static std::shared_ptr<shared_scratch> for_context(device_context& context) {
+        static std::mutex mutex;
+        static std::map<const device_context*, std::weak_ptr<shared_scratch>> registry;
+        std::lock_guard lock(mutex);
+        auto& slot = registry[&context];
+        auto s = slot.lock();
+        if (!s) {
+            s = std::make_shared<shared_scratch>(context);
+            slot = s;
+        }
+        return s;
+    }
+
+    void reserve(std::uint64_t recons_bytes, std::uint64_t stage_bytes, std::uint64_t partial_bytes) {
+        grow(m_recons, recons_bytes, "gptq scratch: reconstructed fp16 weight");
+        grow(m_stage, stage_bytes, "gptq scratch: staged activations");
+        grow(m_partials, partial_bytes, "gptq scratch: split-K partial sums");
+    }
+    __half* recons() const { return m_recons.as<__half>(); }
+    __half* stage() const { return m_stage.as<__half>(); }
+    float* partials() const { return m_partials.as<float>(); }
+
+private:
+    void grow(device_buffer& b, std::uint64_t bytes, const char* what) {
+        if (bytes <= b.size()) return;
+        b.reset();
+        b = m_context.allocate(bytes, what);
+    }
+    device_context& m_context;
+    device_buffer m_recons, m_stage, m_partials;
+};
+
+/// CTAs of the fused kernel resident on the whole GPU for (bits, rows), queried once per device.
+int resident_ctas(const device_context& context, int bits, int rows) {
+    static std::mutex mutex;
+    static std::map<std::array<int, 3>, int> cache;
+    const std::array<int, 3> key{context.device(), bits, rows};
+    std::lock_guard lock(mutex);
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    int per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused_kernel_for(bits, rows), k_fused_threads, 0));
+    const int total = std::max(1, per_sm) * context.properties().multiProcessorCount;
+    cache[key] = total;
+    return total;
+}
+
+template <class T>
+device_buffer upload_vector(device_context& context, const std::vector<T>& v, const char* what) {
+    device_buffer b = context.allocate(std::max<std::uint64_t>(v.size() * sizeof(T), 16), what);
+    if (!v.empty()) context.upload(b.get(), v.data(), v.size() * sizeof(T));
+    return b;
+}
+
+class gptq_device_linear final : public device_linear {
+public:
+    gptq_device_linear(device_context& context, const packed_linear& p, const void* qweight_host,
+                       std::int64_t recons_threshold)
+        : m_context(context) {
+        const std::int64_t K = p.in_features, N = p.out_features;
+        const std::int64_t G = static_cast<std::int64_t>(p.scales.size()) / N;
+        m_plan = plan_layout(K, N, p.bits, G, p.g_idx);
+        m_format = gptq_format_name(p.bits, p.group_size, !m_plan.sequential);
+
+        // qweight: AutoGPTQ's layout uploaded as is, rearranged on the GPU (exllama's make_sequential + our shuffle).
+        const std::uint64_t src_bytes = static_cast<std::uint64_t>(qweight_rows(K, p.bits) * N) * 4;
+        device_buffer src = context.allocate(src_bytes, "gptq qweight (AutoGPTQ layout, load only)");
+        context.upload(src.get(), qweight_host, src_bytes);
+        if (!m_plan.sequential) m_row_of = upload_vector(context, m_plan.row_of, "gptq row permutation");
+        m_qweight = context.allocate(m_plan.qweight_words() * 4, "gptq qweight (device layout)");
+        launch_repack(static_cast<int>(p.bits), src.as<const std::int32_t>(), row_of(), K, N,
+                      static_cast<int>(m_plan.slabs), static_cast<int>(m_plan.tiles), m_qweight.as<std::uint32_t>(),
+                      launch_options{context.stream(), false});
+        m_scales = upload_vector(context, tile_scales(m_plan, p.scales), "gptq scales");
+        m_zeros = upload_vector(context, tile_zeros(m_plan, p.qzeros), "gptq zeros");
+        m_slab_group = upload_vector(context, m_plan.slab_group, "gptq slab groups");
+        std::vector<std::int32_t> row_group(static_cast<std::size_t>(K));
+        for (std::int64_t r = 0; r < K; ++r)
+            row_group[static_cast<std::size_t>(r)] = p.g_idx[static_cast<std::size_t>(m_plan.row_of[static_cast<std::size_t>(r)])];
+        m_row_group = upload_vector(context, row_group, "gptq row groups");
+        m_counters = context.allocate(static_cast<std::uint64_t>(m_plan.tiles) * sizeof(unsigned), "gptq split-K counters");
+        QB_CUDA_CHECK(cudaMemsetAsync(m_counters.get(), 0, m_counters.size(), context.stream()));
+        QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));  // the repack read `src`, freed on return
+
+        m_fused_rows = m_plan.fused_ok ? std::max<std::int64_t>(0, recons_threshold) : 0;
+        for (int r = 1; r <= k_fused_max_rows; ++r)
+            m_splits[static_cast<std::size_t>(r)] =
+                choose_splits(static_cast<int>(m_plan.tiles), static_cast<int>(m_plan.slabs),
+                              resident_ctas(context, static_cast<int>(p.bits), r), k_max_splits);
+        m_scratch = shared_scratch::for_context(context);
+        const std::uint64_t padded_k = static_cast<std::uint64_t>(m_plan.slabs) * 32;
+        const std::uint64_t stage_rows = static_cast<std::uint64_t>(std::max<std::int64_t>(1, m_fused_rows));
+        m_scratch->reserve(static_cast<std::uint64_t>(K * N) * 2, stage_rows * padded_k * 2,
+                           static_cast<std::uint64_t>(k_max_splits * k_fused_max_rows * m_plan.tiles * 32) * 4);
+    }
+
+    std::int64_t in_features() const override { return m_plan.in_features; }
+    std::int64_t out_features() const override { return m_plan.out_features; }
+    std::uint64_t weight_bytes() const override { return m_plan.device_bytes(); }
+    std::string format_name() const override { return m_format; }
+    std::string kernel_path(std::int64_t rows) const override {
+        if (rows <= m_fused_rows) return "gptq-fused-" + std::to_string(m_plan.bits) + "b" + (m_plan.sequential ? "" : "-perm");
+        return "recons+cublas";
+    }
+
+    void forward(const void* x_ptr, std::int64_t rows, void* y_ptr, CUstream_st* stream) override {
+        if (rows <= 0) return;
+        const auto* x = static_cast<const __half*>(x_ptr);
+        auto* y = static_cast<__half*>(y_ptr);
+        const std::int64_t K = m_plan.in_features, N = m_plan.out_features;
+        const launch_options lo{stream, m_context.pdl_enabled()};
+        if (rows <= m_fused_rows) {
+            const __half* xin = x;
+            std::int64_t ldx = K;
+            const bool aligned = (reinterpret_cast<std::uintptr_t>(x) % 16) == 0;
+            if (!m_plan.sequential || K % 32 != 0 || !aligned) {
+                // Act-order gathers x into sorted-row order; a ragged K is zero-padded to whole slabs.
+                ldx = m_plan.slabs * 32;
+                launch_stage_x(x, K, rows, row_of(), K, ldx, m_scratch->stage(), lo);
+                xin = m_scratch->stage();
+            }
+            for (std::int64_t r0 = 0; r0 < rows; r0 += k_fused_max_rows) {
+                const int rr = static_cast<int>(std::min<std::int64_t>(k_fused_max_rows, rows - r0));
+                fused_args a;
+                a.qweight = m_qweight.as<const std::uint32_t>();
+                a.scales = m_scales.as<const __half>();
+                a.zeros = m_zeros.as<const std::uint8_t>();
+                a.slab_group = m_slab_group.as<const std::int32_t>();
+                a.x = xin + r0 * ldx;
+                a.ldx = ldx;
+                a.y = y + r0 * N;
+                a.partials = m_scratch->partials();
+                a.counters = m_counters.as<unsigned>();
+                a.n = static_cast<int>(N);
+                a.slabs = static_cast<int>(m_plan.slabs);
+                a.groups = static_cast<int>(m_plan.groups);
+                a.tiles = static_cast<int>(m_plan.tiles);
+                a.splits = m_splits[static_cast<std::size_t>(rr)];
+                fused_launcher_for(static_cast<int>(m_plan.bits), rr)(a, dim3(static_cast<unsigned>(a.tiles), static_cast<unsigned>(a.splits)), lo);
+            }
+            return;
+        }
+        launch_reconstruct(static_cast<int>(m_plan.bits), m_qweight.as<const std::uint32_t>(), m_scales.as<const __half>(),
+                           m_zeros.as<const std::uint8_t>(), m_row_group.as<const std::int32_t>(), row_of(), K, N,
+                           static_cast<int>(m_plan.slabs), static_cast<int>(m_plan.groups),
+                           static_cast<int>(m_plan.tiles), m_scratch->recons(), lo);
+        // Row-major y[rows, N] = x[rows, K] · W^T is column-major y^T[N, rows] = (W^T as column-major N x K) · x^T.
+        const float alpha = 1.0f, beta = 0.0f;
+        QB_CUBLAS_CHECK(cublasGemmEx(m_context.cublas_on(stream), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N),
+                                     static_cast<int>(rows), static_cast<int>(K), &alpha, m_scratch->recons(), CUDA_R_16F,
+                                     static_cast<int>(N), x, CUDA_R_16F, static_cast<int>(K), &beta, y, CUDA_R_16F,
+                                     static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+
+private:
+    const std::int32_t* row_of() const { return m_plan.sequential ? nullptr : m_row_of.as<const std::int32_t>(); }
+
+    device_context& m_context;
+    std::int64_t m_fused_rows = 0;
+    layout_plan m_plan;
+    std::string m_format;
+    device_buffer m_qweight, m_scales, m_zeros, m_slab_group, m_row_group, m_row_of, m_counters;
+    std::array<int, k_fused_max_rows + 1> m_splits{};
+    std::shared_ptr<shared_scratch> m_scratch;
+};
+
+}  // namespace
+
+std::unique_ptr<device_linear> make_gptq_device_linear(device_context& context, const packed_linear& p,
+                                                       std::int64_t recons_threshold) {
+    if (p.qweight.size() != static_cast<std::size_t>(qweight_rows(p.in_features, p.bits) * p.out_features))
+        throw error("gptq: packed layer without its qweight");
+    return std::make_unique<gptq_device_linear>(context, p, p.qweight.data(), recons_threshold);
+}
+
+std::unique_ptr<device_linear> load_gptq_device_linear(const linear_request& request, device_context& context) {
+    const packed_linear p =
+        read_packed_linear(request.source, request.prefix, request.in_features, request.out_features, false);
+    if (p.bits != request.cell.bits)
+        throw input_error(request.source.path().string(), "tensor '" + request.prefix + ".qweight'",
+                          "holds " + std::to_string(p.bits) + "-bit weights but the cell asks for " +
+                              std::to_string(request.cell.bits) + " bits");
+    // qweight straight from the file into pinned memory, then to the GPU.
+    const tensor_info& info = request.source.require(qweight_name(request.prefix));
+    std::byte* staging = context.staging(info.byte_size);
+    request.source.read_into(info.name, std::span<std::byte>(staging, info.byte_size));
+    return std::make_unique<gptq_device_linear>(context, p, staging, request.cell.gptq.recons_threshold);
+}
+
+}  // namespace qbench::gptq

@@ -1,0 +1,9 @@
+// Fused GPTQ kernels for 8-bit weights, rows 1..8 (one translation unit per width keeps compile times apart).
+#include "backends/gptq/gptq_gemm_kernel.cuh"
+
+namespace qbench::gptq {
+
+const fused_launcher* fused_launchers_b8() { return detail::fused_table<8>::launchers; }
+const void* fused_kernel_b8(int rows) { return detail::fused_table<8>::kernel(rows); }
+
+}  // namespace qbench::gptq

@@ -1,0 +1,231 @@
+// bench_gptq (Google Benchmark, a device-script tool, not a timed test):
+//   BM_gptq_linear   the GPTQ linear (fused kernels up to the batch threshold, reconstruct + cuBLAS above) per width at
+//                    Llama-7B shapes, batch 1..16: time per forward, GB/s of weights+metadata and the fraction of the
+//                    measured streaming bandwidth; several weight copies rotate so the 60 MB L2 cannot hold them,
+//                    forwards replayed from a CUDA graph (as the executor's decode step).
+//   BM_f16_linear    the fp16 linear (the fp16 backend's GEMV / cuBLAS) on the same shapes, for comparison.
+//   BM_decode_7b     every linear of a Llama-7B decode step (32 layers x 7 + fp16 lm_head) in one CUDA graph with
+//                    programmatic dependent launch: tokens/s, bandwidth utilization of the linears' bytes, and at the
+//                    end a table with the GPTQ/fp16 speedup of the same run and the beam 2/4 step cost.
+#include "gptq_gpu_test_util.hpp"
+
+#include "backends/fp16/fp16_linear.hpp"
+#include "backends/gptq/gptq_linear.hpp"
+
+#include "qbench/config/cell.hpp"
+#include "qbench/io/synthetic_checkpoint.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <tuple>
+#include <memory>
+#include <string>
+
+using namespace qbench;
+using namespace qbench::gptq;
+using namespace qbench::gptq::test;
+
+namespace {
+
+model_config llama7b() {
+    model_config m;
+    m.name = "llama-7b-shapes";
+    m.hidden_size = 4096;
+    m.intermediate_size = 11008;
+    m.num_layers = 32;
+    m.num_heads = 32;
+    m.num_kv_heads = 32;
+    m.vocab_size = 32000;
+    return m;
+}
+
+struct env {
+    device_context ctx;
+    double stream_gbs = 0;
+    std::unique_ptr<tensor_source> fp16_source;
+    env() {
+        stream_gbs = ctx.measure_stream_bandwidth_gbs();
+        fp16_source = make_synthetic_source(llama7b(), 1);
+        std::printf("device: %s, streaming bandwidth %.0f GB/s, PDL %s\n", ctx.properties().name, stream_gbs,
+                    ctx.pdl_enabled() ? "on" : "off");
+    }
+};
+env& the_env() {
+    static env e;
+    return e;
+}
+
+struct shape {
+    std::int64_t K, N;
+    linear_kind kind;
+    const char* name;
+};
+constexpr shape k_shapes[] = {{4096, 4096, linear_kind::q_proj, "qkvo"},
+                              {4096, 11008, linear_kind::gate_proj, "gate_up"},
+                              {11008, 4096, linear_kind::down_proj, "down"}};
+
+/// Times a captured sequence of forwards: median over repetitions of (graph time / forwards).
+double time_graph(device_context& ctx, const std::function<void(cudaStream_t)>& body, int forwards, int reps = 20) {
+    cudaStream_t st = ctx.stream();
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    body(st);  // warm up outside the graph (first launches, cuBLAS heuristics)
+    QB_CUDA_CHECK(cudaStreamSynchronize(st));
+    QB_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    body(st);
+    QB_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+    QB_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    cudaEvent_t a, b;
+    QB_CUDA_CHECK(cudaEventCreate(&a));
+    QB_CUDA_CHECK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; ++i) QB_CUDA_CHECK(cudaGraphLaunch(exec, st));
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) {
+        QB_CUDA_CHECK(cudaEventRecord(a, st));
+        QB_CUDA_CHECK(cudaGraphLaunch(exec, st));
+        QB_CUDA_CHECK(cudaEventRecord(b, st));
+        QB_CUDA_CHECK(cudaEventSynchronize(b));
+        float ms = 0;
+        QB_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+        times.push_back(ms * 1e-3 / forwards);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+}
+
+std::unique_ptr<device_linear> random_gptq_linear(device_context& ctx, std::int64_t K, std::int64_t N, std::int64_t bits,
+                                                  std::int64_t gs, bool act, std::uint64_t seed) {
+    static std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool>, packed_linear> cache;
+    auto key = std::make_tuple(K, N, bits, gs, act);
+    auto it = cache.find(key);
+    if (it == cache.end()) it = cache.emplace(key, pack(random_layer(K, N, bits, gs, act, seed))).first;
+    return make_gptq_device_linear(ctx, it->second, 8);
+}
+
+std::unique_ptr<device_linear> f16_linear(env& e, std::int64_t layer, linear_kind kind, std::int64_t K, std::int64_t N) {
+    cell_spec cell;
+    cell.framework = "fp16";
+    cell.bits = 16;
+    const std::string prefix = kind == linear_kind::lm_head ? "lm_head" : linear_prefix(layer, kind);
+    return load_f16_device_linear(linear_request{*e.fp16_source, prefix, kind, K, N, cell}, e.ctx);
+}
+
+/// One linear shape: copies rotate through a graph so every forward reads from DRAM.
+void run_linear_bench(benchmark::State& state, std::int64_t bits) {
+    env& e = the_env();
+    const shape& sh = k_shapes[state.range(0)];
+    const std::int64_t rows = state.range(1);
+    // Enough copies of the layer that the 60 MB L2 cannot hold them; kept across row counts.
+    static std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::unique_ptr<device_linear>>> sets;
+    auto& copies = sets[{bits, state.range(0)}];
+    std::uint64_t bytes = 0;
+    for (const auto& c : copies) bytes += c->weight_bytes();
+    while (bytes < (768ull << 20) || copies.size() < 4) {
+        copies.push_back(bits == 16 ? f16_linear(e, static_cast<std::int64_t>(copies.size()) % 32, sh.kind, sh.K, sh.N)
+                                    : random_gptq_linear(e.ctx, sh.K, sh.N, bits, 128, false, 11));
+        bytes += copies.back()->weight_bytes();
+    }
+    const device_buffer x = upload(e.ctx, to_half_bits(random_inputs(rows, sh.K, 5)));
+    device_buffer y = e.ctx.allocate(static_cast<std::uint64_t>(rows * sh.N) * 2, "bench y");
+    const auto body = [&](cudaStream_t st) {
+        for (auto& c : copies) c->forward(x.get(), rows, y.get(), st);
+    };
+    double t = 0;
+    for (auto _ : state) {
+        t = time_graph(e.ctx, body, static_cast<int>(copies.size()));
+        state.SetIterationTime(t);
+    }
+    const double gbs = static_cast<double>(copies.front()->weight_bytes()) / t * 1e-9;
+    state.counters["us"] = t * 1e6;
+    state.counters["GB/s"] = gbs;
+    state.counters["bw_frac"] = gbs / e.stream_gbs;
+    state.SetLabel(std::string(sh.name) + " " + copies.front()->kernel_path(rows));
+}
+
+void BM_gptq_linear(benchmark::State& state) { run_linear_bench(state, state.range(2)); }
+void BM_f16_linear(benchmark::State& state) { run_linear_bench(state, 16); }
+
+struct decode_result {
+    double step_s = 0;
+    double bytes = 0;
+};
+std::map<std::pair<std::int64_t, std::int64_t>, decode_result> g_decode;  // (bits, rows)
+
+/// All linears of a 7B decode step; bits 16 = fp16. The x/y buffers are shared (values do not matter for time).
+void BM_decode_7b(benchmark::State& state) {
+    env& e = the_env();
+    const std::int64_t bits = state.range(0);
+    const model_config m = llama7b();
+    std::vector<std::unique_ptr<device_linear>> linears;
+    std::uint64_t bytes = 0;
+    constexpr linear_kind kinds[] = {linear_kind::q_proj, linear_kind::k_proj, linear_kind::v_proj, linear_kind::o_proj,
+                                     linear_kind::gate_proj, linear_kind::up_proj, linear_kind::down_proj};
+    for (std::int64_t l = 0; l < m.num_layers; ++l)
+        for (linear_kind k : kinds) {
+            const std::int64_t K = linear_in_features(m, k), N = linear_out_features(m, k);
+            linears.push_back(bits == 16 ? f16_linear(e, l, k, K, N) : random_gptq_linear(e.ctx, K, N, bits, 128, false, 21 + static_cast<std::uint64_t>(k)));
+            bytes += linears.back()->weight_bytes();
+        }
+    linears.push_back(f16_linear(e, 0, linear_kind::lm_head, m.hidden_size, m.vocab_size));  // fp16 in every backend
+    bytes += linears.back()->weight_bytes();
+    const std::int64_t max_rows = 4;
+    const device_buffer x = upload(e.ctx, to_half_bits(random_inputs(max_rows, m.intermediate_size, 9)));
+    device_buffer y = e.ctx.allocate(static_cast<std::uint64_t>(max_rows * m.vocab_size) * 2, "bench y");
+    for (std::int64_t rows : {1, 2, 4}) {
+        const auto body = [&](cudaStream_t st) {
+            for (auto& lin : linears) lin->forward(x.get(), rows, y.get(), st);
+        };
+        const double t = time_graph(e.ctx, body, 1, 30);
+        g_decode[{bits, rows}] = {t, static_cast<double>(bytes)};
+    }
+    for (auto _ : state) state.SetIterationTime(g_decode[{bits, 1}].step_s);
+    const auto& r = g_decode[{bits, 1}];
+    state.counters["tok/s"] = 1.0 / r.step_s;
+    state.counters["GB/tok"] = r.bytes * 1e-9;
+    state.counters["bw_util"] = r.bytes / r.step_s * 1e-9 / e.stream_gbs;
+    state.SetLabel(bits == 16 ? "fp16" : "gptq-int" + std::to_string(bits) + "-g128");
+}
+
+void linear_args(benchmark::internal::Benchmark* b, bool with_bits) {
+    for (std::int64_t s = 0; s < 3; ++s)
+        for (std::int64_t rows : {1, 2, 3, 4, 8, 16}) {
+            if (with_bits)
+                for (std::int64_t bits : {2, 3, 4, 8}) b->Args({s, rows, bits});
+            else
+                b->Args({s, rows});
+        }
+}
+
+}  // namespace
+
+BENCHMARK(BM_gptq_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, true); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    if (!g_decode.empty()) {
+        const env& e = the_env();
+        std::printf("\nLlama-7B decode step, linears only (32 x 7 + fp16 lm_head), CUDA graph, stream %.0f GB/s\n", e.stream_gbs);
+        std::printf("%-8s %5s %10s %9s %8s %11s %14s\n", "format", "beam", "step ms", "tok/s", "bw_util", "x fp16", "step/beam1");
+        for (const auto& [key, r] : g_decode) {
+            const auto f16 = g_decode.find({16, key.second});
+            const auto b1 = g_decode.find({key.first, 1});
+            std::printf("%-8s %5lld %10.3f %9.1f %8.3f %11.2f %14.3f\n",
+                        key.first == 16 ? "fp16" : ("int" + std::to_string(key.first)).c_str(),
+                        static_cast<long long>(key.second), r.step_s * 1e3, 1.0 / r.step_s,
+                        r.bytes / r.step_s * 1e-9 / e.stream_gbs,
+                        f16 != g_decode.end() ? f16->second.step_s / r.step_s : 0.0, r.step_s / b1->second.step_s);
+        }
+    }
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,135 @@
+// GPTQ kernels against the CPU reference (label gpu): the fused dequantize-and-multiply kernels for 2, 3, 4 and 8 bits
+// with groups and act-order, the reconstruct + cuBLAS path, the load-time repack, on Llama-7B shapes and awkward ones,
+// batches 1, 2, 3, 4, 8, 16; outputs poisoned before each run; CUDA-graph capture.
+#include "gptq_gpu_test_util.hpp"
+
+#include "backends/gptq/gptq_device_layout.hpp"
+#include "backends/gptq/gptq_gemm.cuh"
+#include "backends/gptq/gptq_linear.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <string>
+
+using namespace qbench;
+using namespace qbench::gptq;
+using namespace qbench::gptq::test;
+
+namespace {
+struct shape {
+    std::int64_t K, N;
+    const char* name;
+    bool full;  // every variant (small shapes) or the main ones (7B shapes)
+};
+struct variant {
+    std::int64_t gs;
+    bool act;
+    const char* name;
+};
+constexpr std::int64_t k_batches[] = {1, 2, 3, 4, 8, 16};
+
+void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const variant& v, std::int64_t threshold,
+              std::uint64_t seed) {
+    const quantized_linear q = random_layer(sh.K, sh.N, bits, v.gs, v.act, seed);
+    const packed_linear p = pack(q);
+    const auto lin = make_gptq_device_linear(ctx, p, threshold);
+    const std::int64_t rows = 16;
+    const auto x = random_inputs(rows, sh.K, seed + 1);
+    const auto ref = reference_gemm(q.dequantize(), sh.N, sh.K, x, rows);
+    const device_buffer xd = upload(ctx, to_half_bits(x));
+    device_buffer yd = ctx.allocate(static_cast<std::uint64_t>(rows * sh.N) * 2, "test y");
+    for (std::int64_t b : k_batches) {
+        QB_CUDA_CHECK(cudaMemset(yd.get(), 0xff, static_cast<std::size_t>(rows * sh.N) * 2));  // NaN poison
+        lin->forward(xd.get(), b, yd.get(), ctx.stream());
+        QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+        const auto y = download<std::uint16_t>(yd.get(), static_cast<std::size_t>(b * sh.N));
+        const auto c = compare(y, ref, static_cast<std::size_t>(b * sh.N));
+        const std::string path = lin->kernel_path(b);
+        const double tol = path.rfind("gptq-fused", 0) == 0 ? 5e-3 : 1.5e-3;
+        INFO(sh.name << " K=" << sh.K << " N=" << sh.N << " bits=" << bits << " " << v.name << " batch=" << b
+                     << " path=" << path << " rel_l2=" << c.rel_l2 << " max_abs=" << c.max_abs << " nonfinite=" << c.nonfinite);
+        CHECK(c.nonfinite == 0);
+        CHECK(c.rel_l2 < tol);
+        // Rows past the batch are untouched (still poisoned).
+        if (b < rows) {
+            const auto rest = download<std::uint16_t>(static_cast<const std::uint16_t*>(yd.get()) + b * sh.N, static_cast<std::size_t>(sh.N));
+            CHECK(std::all_of(rest.begin(), rest.end(), [](std::uint16_t h) { return h == 0xffff; }));
+        }
+        if (b == 1 || b == 16) std::printf("  %-22s bits=%lld %-8s batch=%2lld %-22s rel_l2=%.2e\n", sh.name,
+                                           static_cast<long long>(bits), v.name, static_cast<long long>(b), path.c_str(), c.rel_l2);
+    }
+}
+}  // namespace
+
+TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes", "[gpu][gptq][kernels]") {
+    device_context ctx;
+    const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {4096, 11008, "7B gate/up", false},
+                            {11008, 4096, "7B down", false},  {688, 176, "ragged K and N", true},
+                            {96, 40, "tiny", true},           {4128, 4100, "K=4096+32, N%32=4", true},
+                            {320, 98, "N%4=2", true}};
+    const variant variants[] = {{128, false, "g128"}, {-1, false, "g-1"}, {128, true, "g128-act"},
+                                {32, true, "g32-act"}, {48, false, "g48"}};
+    std::uint64_t seed = 100;
+    for (const auto& sh : shapes)
+        for (std::int64_t bits : {2, 3, 4, 8})
+            for (const auto& v : variants) {
+                // Large shapes: every width at g128, the other group layouts at the widths that matter most.
+                if (!sh.full && v.gs != 128 && !(bits == 4 || (bits == 8 && v.gs == -1) || (bits == 3 && v.act))) continue;
+                if (!sh.full && (v.gs == 32 || v.gs == 48)) continue;
+                if (!sh.full && v.act && bits != 4 && bits != 3) continue;
+                run_case(ctx, sh, bits, v, 8, seed++);
+            }
+}
+
+TEST_CASE("a threshold above 8 runs the fused kernels in chunks of 8 rows", "[gpu][gptq][kernels]") {
+    device_context ctx;
+    for (std::int64_t bits : {3, 4}) run_case(ctx, {512, 256, "threshold 16", true}, bits, {64, true, "g64-act"}, 16, 7 + bits);
+    run_case(ctx, {512, 256, "threshold 0", true}, 4, {128, false, "g128"}, 0, 77);  // always reconstruct
+}
+
+TEST_CASE("the GPU repack equals the host layout bit for bit", "[gpu][gptq][layout]") {
+    device_context ctx;
+    for (std::int64_t bits : {2, 3, 4, 8})
+        for (bool act : {false, true}) {
+            const std::int64_t K = 688, N = 100;
+            const quantized_linear q = random_layer(K, N, bits, 32, act, 900 + bits);
+            const packed_linear p = pack(q);
+            const layout_plan plan = plan_layout(K, N, bits, q.groups(), p.g_idx);
+            const auto expect = repack_qweight_ref(plan, p.qweight);
+            const device_buffer src = upload(ctx, p.qweight);
+            const device_buffer row_of = upload(ctx, plan.row_of);
+            device_buffer dst = ctx.allocate(plan.qweight_words() * 4, "test repack");
+            launch_repack(static_cast<int>(bits), src.as<const std::int32_t>(), plan.sequential ? nullptr : row_of.as<const std::int32_t>(),
+                          K, N, static_cast<int>(plan.slabs), static_cast<int>(plan.tiles), dst.as<std::uint32_t>(),
+                          launch_options{ctx.stream(), false});
+            QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+            CHECK(download<std::uint32_t>(dst.get(), expect.size()) == expect);
+        }
+}
+
+TEST_CASE("the fused forward can be captured in a CUDA graph and replays identically", "[gpu][gptq][graph]") {
+    device_context ctx;
+    const quantized_linear q = random_layer(4096, 4096, 4, 128, true, 4242);
+    const auto lin = make_gptq_device_linear(ctx, pack(q), 8);
+    REQUIRE(lin->graph_capturable());
+    const auto x = random_inputs(4, 4096, 4243);
+    const device_buffer xd = upload(ctx, to_half_bits(x));
+    device_buffer y1 = ctx.allocate(4 * 4096 * 2, "y1"), y2 = ctx.allocate(4 * 4096 * 2, "y2");
+    for (std::int64_t rows : {1, 4}) {
+        lin->forward(xd.get(), rows, y1.get(), ctx.stream());
+        QB_CUDA_CHECK(cudaMemset(y2.get(), 0xff, 4 * 4096 * 2));
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        QB_CUDA_CHECK(cudaStreamBeginCapture(ctx.stream(), cudaStreamCaptureModeThreadLocal));
+        for (int i = 0; i < 3; ++i) lin->forward(xd.get(), rows, y2.get(), ctx.stream());
+        QB_CUDA_CHECK(cudaStreamEndCapture(ctx.stream(), &graph));
+        QB_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        for (int i = 0; i < 2; ++i) QB_CUDA_CHECK(cudaGraphLaunch(exec, ctx.stream()));
+        QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+        CHECK(download<std::uint16_t>(y1.get(), static_cast<std::size_t>(rows * 4096)) ==
+              download<std::uint16_t>(y2.get(), static_cast<std::size_t>(rows * 4096)));
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+    }
+}

@@ -22,7 +22,7 @@ namespace qbench::bnb {
 
 namespace {
 
-constexpr int k_threads = 256;
+constexpr int k_threads = 256;  // also the number of byte values: one table entry per thread
 constexpr int k_slot_threads = 128;
 constexpr int k_slots = k_threads / k_slot_threads;
 constexpr int k_slot_warps = k_slot_threads / 32;
@@ -93,12 +93,17 @@ __global__ void __launch_bounds__(k_threads)
     extern __shared__ std::uint32_t lut[];
     __shared__ float partial[k_slots][k_slot_warps][R * MB];
 
-    // Byte -> (code[hi], code[lo]) as half2, 32 copies; lane-contiguous 16-byte stores are conflict-free.
-    for (int i = threadIdx.x; i < 256 * 8; i += k_threads) {
-        const int byte = i >> 3;
+    // Byte -> (code[hi], code[lo]) as half2: one entry per thread (256 threads, 256 byte values), then 32 copies
+    // of each written with lane-contiguous 16-byte stores (conflict-free; a warp reads 4 entries, broadcast).
+    __shared__ std::uint32_t pairs[256];
+    {
+        const int byte = threadIdx.x;
         const __half2 h = __halves2half2(__float2half_rn(w.code[byte >> 4]), __float2half_rn(w.code[byte & 15]));
-        std::uint32_t u;
-        memcpy(&u, &h, sizeof(u));
+        memcpy(&pairs[byte], &h, sizeof(h));
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 256 * 8; i += k_threads) {
+        const std::uint32_t u = pairs[i >> 3];
         reinterpret_cast<uint4*>(lut)[i] = make_uint4(u, u, u, u);
     }
 

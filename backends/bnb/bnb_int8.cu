@@ -84,6 +84,118 @@ __global__ void __launch_bounds__(k_quant_threads)
     if (lane == 0) *out.outlier_count = base;
 }
 
+// The common case (k % 8 == 0, k <= 8 * 4 * 512): every element is loaded once, 8 columns per 16-byte load, kept
+// in registers from the outlier test to the quantized store; one block reduction, no second pass over x.
+constexpr int k_vec_per_thread = 4;
+
+__device__ __forceinline__ unsigned outlier_bits8(const uint4& u, float threshold) {
+    const std::uint32_t words[4] = {u.x, u.y, u.z, u.w};
+    unsigned bits = 0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        __half2 h;
+        memcpy(&h, &words[j], sizeof(h));
+        const float2 f = __half22float2(h);
+        bits |= (fabsf(f.x) >= threshold ? 1u : 0u) << (2 * j);
+        bits |= (fabsf(f.y) >= threshold ? 1u : 0u) << (2 * j + 1);
+    }
+    return bits;
+}
+
+__global__ void __launch_bounds__(k_quant_threads)
+    quantize_activations_vec_kernel(const __half* __restrict__ x, int m, std::int64_t k, float threshold,
+                                    int8_act_buffers out) {
+    extern __shared__ std::uint32_t mask_s[];
+    __shared__ float scratch[32];
+    pdl_wait();
+    pdl_trigger();
+    const int row = blockIdx.x;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const std::int64_t vecs = k / 8;
+    const bool decompose = threshold > 0.0f;
+    uint4 own[k_vec_per_thread];
+    unsigned flags[k_vec_per_thread];
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < k_vec_per_thread; ++i) {
+        const std::int64_t v = threadIdx.x + static_cast<std::int64_t>(i) * k_quant_threads;
+        flags[i] = 0;
+        own[i] = make_uint4(0, 0, 0, 0);
+        if (v >= vecs) continue;
+        own[i] = *reinterpret_cast<const uint4*>(x + static_cast<std::int64_t>(row) * k + 8 * v);
+        if (decompose)
+            for (int r = 0; r < m; ++r) {
+                const uint4 u = r == row ? own[i] : *reinterpret_cast<const uint4*>(x + static_cast<std::int64_t>(r) * k + 8 * v);
+                flags[i] |= outlier_bits8(u, threshold);
+            }
+        const std::uint32_t words[4] = {own[i].x, own[i].y, own[i].z, own[i].w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            __half2 h;
+            memcpy(&h, &words[j], sizeof(h));
+            const float2 f = __half22float2(h);
+            if (!(decompose && fabsf(f.x) >= threshold)) amax = fmaxf(amax, fabsf(f.x));
+            if (!(decompose && fabsf(f.y) >= threshold)) amax = fmaxf(amax, fabsf(f.y));
+        }
+    }
+    // Mask words: 4 consecutive vectors (32 columns) per word, combined across 4 adjacent lanes.
+#pragma unroll
+    for (int i = 0; i < k_vec_per_thread; ++i) {
+        const std::int64_t v = threadIdx.x + static_cast<std::int64_t>(i) * k_quant_threads;
+        std::uint32_t word = flags[i] << (8 * (lane & 3));
+        word |= __shfl_xor_sync(0xffffffffu, word, 1);
+        word |= __shfl_xor_sync(0xffffffffu, word, 2);
+        if ((lane & 3) == 0 && v < vecs) {
+            mask_s[v / 4] = word;
+            if (row == 0 && out.outlier_mask != nullptr) out.outlier_mask[v / 4] = word;
+        }
+    }
+    amax = block_max(amax, scratch);  // its barriers also publish mask_s
+    if (threadIdx.x == 0) out.row_stats[row] = amax;
+    const float scale = amax > 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+#pragma unroll
+    for (int i = 0; i < k_vec_per_thread; ++i) {
+        const std::int64_t v = threadIdx.x + static_cast<std::int64_t>(i) * k_quant_threads;
+        if (v >= vecs) continue;
+        const std::uint32_t words[4] = {own[i].x, own[i].y, own[i].z, own[i].w};
+        std::uint32_t packed[2] = {0, 0};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            __half2 h;
+            memcpy(&h, &words[j], sizeof(h));
+            const float2 f = __half22float2(h);
+            const int q0 = (flags[i] >> (2 * j)) & 1u ? 0 : __float2int_rn(__fmul_rn(f.x, scale));
+            const int q1 = (flags[i] >> (2 * j + 1)) & 1u ? 0 : __float2int_rn(__fmul_rn(f.y, scale));
+            packed[j / 2] |= ((static_cast<std::uint32_t>(q0) & 0xffu) | ((static_cast<std::uint32_t>(q1) & 0xffu) << 8))
+                             << (16 * (j % 2));
+        }
+        *reinterpret_cast<uint2*>(out.q + static_cast<std::int64_t>(row) * k + 8 * v) = make_uint2(packed[0], packed[1]);
+    }
+
+    if (row != 0 || warp != 0 || out.outlier_cols == nullptr) return;
+    const std::int64_t words_total = (k + 31) / 32;
+    int base = 0;
+    for (std::int64_t w0 = 0; w0 < words_total; w0 += 32) {
+        const std::int64_t wi = w0 + lane;
+        std::uint32_t bits = wi < words_total ? mask_s[wi] : 0u;
+        const int cnt = __popc(bits);
+        int incl = cnt;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const int v = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += v;
+        }
+        int pos = base + incl - cnt;
+        while (bits) {
+            const int b = __ffs(bits) - 1;
+            out.outlier_cols[pos++] = static_cast<std::int32_t>(wi * 32 + b);
+            bits &= bits - 1;
+        }
+        base += __shfl_sync(0xffffffffu, incl, 31);
+    }
+    if (lane == 0) *out.outlier_count = base;
+}
+
 // ---- int8 GEMV ---------------------------------------------------------------------------------------------------
 
 constexpr int k_gemv_threads = 256;
@@ -320,8 +432,13 @@ void launch_quantize_int8_activations(const __half* x, std::int64_t m, std::int6
     if (m <= 0) return;
     const std::size_t smem = static_cast<std::size_t>((k + 31) / 32) * sizeof(std::uint32_t);
     if (smem > 48 * 1024) throw std::invalid_argument("launch_quantize_int8_activations: k too large");
-    launch_kernel(quantize_activations_kernel, dim3(static_cast<unsigned>(m)), dim3(k_quant_threads), smem, o, x,
-                  static_cast<int>(m), k, threshold, buffers);
+    const bool aligned = reinterpret_cast<std::uintptr_t>(x) % 16 == 0 && reinterpret_cast<std::uintptr_t>(buffers.q) % 8 == 0;
+    if (k % 8 == 0 && k <= 8 * k_vec_per_thread * k_quant_threads && aligned)
+        launch_kernel(quantize_activations_vec_kernel, dim3(static_cast<unsigned>(m)), dim3(k_quant_threads), smem, o,
+                      x, static_cast<int>(m), k, threshold, buffers);
+    else
+        launch_kernel(quantize_activations_kernel, dim3(static_cast<unsigned>(m)), dim3(k_quant_threads), smem, o, x,
+                      static_cast<int>(m), k, threshold, buffers);
 }
 
 bool gemv_int8_supported(std::int64_t k) { return k > 0 && k % 16 == 0; }

@@ -80,13 +80,20 @@ void check_provenance(const ojson& doc, const json_check& check) {
     const auto at = [](std::string_view key) { return json_check::child("", key); };
     check.allowed_keys(doc, root,
                        {k_schema_version_key, "qbench_version", "git_commit", "git_dirty", "build", "host", "os",
-                        "timestamp", "command_line", "matrix", "gpu", k_cells_key});
+                        "timestamp", "command_line", "matrix", "gpu", "merged_from", k_cells_key});
     check.string_value(check.member(doc, k_schema_version_key, root), at(k_schema_version_key));
     check.string_value(check.member(doc, "qbench_version", root), at("qbench_version"));
     if (check.string_value(check.member(doc, "git_commit", root), at("git_commit")).empty())
         check.fail(at("git_commit"), "expected a commit hash or \"unknown\"");
     const ojson& dirty = check.member(doc, "git_dirty", root);
     if (!dirty.is_null()) check.boolean_value(dirty, at("git_dirty"));
+
+    // Optional: written by `qbench merge`, one summary object per merged input (runner/merge.hpp).
+    if (doc.contains("merged_from")) {
+        const ojson& merged = doc.at("merged_from");
+        check.expect_array(merged, at("merged_from"));
+        for (std::size_t i = 0; i < merged.size(); ++i) check.expect_object(merged[i], json_check::child(at("merged_from"), i));
+    }
 
     const ojson& build = check.member(doc, "build", root);
     check.expect_object(build, at("build"));

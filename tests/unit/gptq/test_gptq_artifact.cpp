@@ -313,3 +313,22 @@ TEST_CASE("a host budget smaller than the staged model is out_of_memory(host)", 
     host_memory::set_budget(0);
     fs::remove_all(dir);
 }
+
+TEST_CASE("timing: the smoke matrix's tiny model on the CPU path", "[.][timing]") {
+    const fs::path dir = temp_dir("timing");
+    model_config m = tiny_model();
+    m.hidden_size = 256;
+    m.intermediate_size = 688;
+    m.num_heads = 8;
+    m.num_kv_heads = 4;
+    m.vocab_size = 512;
+    const auto src = make_synthetic_source(m, 1234);
+    gptq_quantize_options o;
+    o.gptq.calibration_samples = 8;
+    o.gptq.calibration_seq_len = 64;
+    const auto r = quantize_model(m, *src, o, dir / "out", false);
+    std::printf("tiny CPU quantize: %.2f s (forward %.2f, algorithm %.2f, quality %.2f, write %.2f); gptq %.4f rtn %.4f\n",
+                r.quantize_time_s, r.forward_s, r.algorithm_s, r.quality_s, r.write_s, r.mean_gptq_relative_error,
+                r.mean_rtn_relative_error);
+    fs::remove_all(dir);
+}

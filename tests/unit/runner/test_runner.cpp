@@ -1,5 +1,6 @@
 // The runner end to end on the CPU reference: cells in child processes, injected crashes and hangs, atomic records,
 // shards, and a run killed with SIGKILL then resumed (nothing lost, nothing duplicated).
+#include "qbench/common/errors.hpp"
 #include "qbench/config/catalog.hpp"
 #include "qbench/config/matrix.hpp"
 #include "qbench/results/results_file.hpp"
@@ -30,16 +31,17 @@ std::filesystem::path fresh_dir(const std::string& name) {
 
 // A small matrix on the tiny model: 2 frameworks x beams 1, 2, plus a bnb 3-bit cell (unsupported).
 const char* k_matrix = R"(name: runner-test
-model: tiny
-framework: [fp16, bnb]
-bits: [16, 4]
-beam: [1, 2]
-instance: local
-exclude:
-  - {framework: fp16, bits: 4}
-  - {framework: bnb, bits: 16}
-include:
-  - {model: tiny, framework: bnb, bits: 3, beam: 1, instance: local}
+matrix:
+  model: tiny
+  framework: [fp16, bnb]
+  bits: [16, 4]
+  beam: [1, 2]
+  instance: local
+  exclude:
+    - {framework: fp16, bits: 4}
+    - {framework: bnb, bits: 16}
+  include:
+    - {model: tiny, framework: bnb, bits: 3, beam: 1, instance: local}
 generation:
   prompt_tokens: 6
   max_new_tokens: 4

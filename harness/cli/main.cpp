@@ -1,6 +1,7 @@
 // qbench: the command line. Each subcommand parses its flags (CLI11), calls the library, and turns typed errors into
 // one message and an exit code: 0 = every cell produced a record; 1 = a cell errored or timed out, or a command
-// failed; 2 = bad input (a YAML, checkpoint, results file or flag), with the file and place named; 130 = interrupted.
+// failed; 2 = bad input (a YAML, checkpoint, results file or flag), with the file and place named; 3 = `compare
+// --fail-above` found a regression; 130 = interrupted.
 #include "backends/gptq/gptq_quantize.hpp"
 #include "backends/quant_format.hpp"
 #include "qbench/backend/registry.hpp"

@@ -25,8 +25,8 @@
 
 namespace qbench {
 
-/// Exit status of `qbench compare --fail-above` when it finds a regression (1 stays "bad input").
-inline constexpr int k_compare_regression_exit_code = 2;
+/// Exit status of `qbench compare --fail-above` when it finds a regression (1 = a command failed, 2 = bad input).
+inline constexpr int k_compare_regression_exit_code = 3;
 
 /// The metrics compared when none are named: speed, load time, memory, bandwidth utilization, quality.
 inline constexpr std::string_view k_default_compare_metrics[] = {

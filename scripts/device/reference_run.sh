@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# On the GPU machine (from the repository root, with the bundle carried): runs qbench itself on the GPU — the
+# smoke matrix, then a matrix of real model shapes — and leaves the results files, reports and logs under $OUT.
+#
+#   device run: carry [".device-bundle"], command: bash scripts/device/reference_run.sh [MATRIX...]
+# Default matrices: configs/smoke.yaml configs/h200-quick.yaml. Cells run with --resume into $OUT, so a call cut
+# short keeps every finished cell.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+bundle=${QBENCH_BUNDLE:-.device-bundle}
+export LD_LIBRARY_PATH="$root/$bundle/lib:${LD_LIBRARY_PATH:-}"
+export QBENCH_CACHE_DIR=${QBENCH_CACHE_DIR:-/tmp/qbench-cache}
+# $OUT brings back at most 8 files: work in /tmp, then copy the results, reports and one tarball of logs.
+out=/tmp/qbench-reference
+mkdir -p "$out"
+qbench="$root/$bundle/bin/qbench"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -d '\r')
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv | tee "$out/nvidia-smi.txt"
+matrices=("$@")
+[ ${#matrices[@]} -gt 0 ] || matrices=(configs/smoke.yaml configs/h200-quick.yaml)
+for m in "${matrices[@]}"; do
+  name=$(basename "$m" .yaml)
+  file="$out/${gpu}-${name}.json"
+  echo "== qbench run $m -> $file"
+  "$qbench" run "$m" --configs configs --device cuda --resume -o "$file" --timeout "${QBENCH_CELL_TIMEOUT:-420}" \
+      2>&1 | tee "$out/${name}.log" | grep -v '|' | tail -n 40
+  "$qbench" report "$file" --configs configs > "$out/${gpu}-${name}-report.md" 2>&1 || true
+done
+if [ -n "${OUT:-}" ]; then
+  cp "$out"/*.json "$out"/*-report.md "$OUT"/ 2>/dev/null
+  tar czf "$OUT/reference-logs.tar.gz" -C "$out" . 2>/dev/null
+fi
+ls -la "$out" "${OUT:-$out}"

@@ -92,25 +92,32 @@ bool cholesky_inverse_upper(std::span<const float> h, std::int64_t k, std::vecto
     std::vector<double> a(sz(k * k));
     for (std::int64_t i = 0; i < k * k; ++i) a[sz(i)] = h[sz(i)];
     if (!cholesky_lower(a, k)) return false;
-    // Linv = L^-1 (lower), by forward substitution column by column.
+    // Linv = L^-1 (lower), row by row: Linv[i][:i] = -(sum_p L[i][p] Linv[p][:p+1]) / L[i][i] (contiguous rows).
     std::vector<double> linv(sz(k * k), 0.0);
-    for (std::int64_t c = 0; c < k; ++c) {
-        linv[sz(c * k + c)] = 1.0 / a[sz(c * k + c)];
-        for (std::int64_t i = c + 1; i < k; ++i) {
-            double s = 0.0;
-            for (std::int64_t p = c; p < i; ++p) s += a[sz(i * k + p)] * linv[sz(p * k + c)];
-            linv[sz(i * k + c)] = -s / a[sz(i * k + i)];
+    for (std::int64_t i = 0; i < k; ++i) {
+        double* row = &linv[sz(i * k)];
+        for (std::int64_t p = 0; p < i; ++p) {
+            const double coef = a[sz(i * k + p)];
+            const double* prow = &linv[sz(p * k)];
+            for (std::int64_t c = 0; c <= p; ++c) row[c] += coef * prow[c];
+        }
+        const double inv_d = 1.0 / a[sz(i * k + i)];
+        for (std::int64_t c = 0; c < i; ++c) row[c] = -row[c] * inv_d;
+        row[i] = inv_d;
+    }
+    // H^-1 = Linv^T Linv (cholesky_inverse), lower triangle, accumulated row by row of Linv.
+    std::vector<double> inv(sz(k * k), 0.0);
+    for (std::int64_t p = 0; p < k; ++p) {
+        const double* row = &linv[sz(p * k)];
+        for (std::int64_t i = 0; i <= p; ++i) {
+            const double ri = row[i];
+            if (ri == 0.0) continue;
+            double* out = &inv[sz(i * k)];
+            for (std::int64_t j = 0; j <= i; ++j) out[j] += ri * row[j];
         }
     }
-    // H^-1 = Linv^T Linv (cholesky_inverse), lower triangle.
-    std::vector<double> inv(sz(k * k), 0.0);
     for (std::int64_t i = 0; i < k; ++i)
-        for (std::int64_t j = 0; j <= i; ++j) {
-            double s = 0.0;
-            for (std::int64_t p = i; p < k; ++p) s += linv[sz(p * k + i)] * linv[sz(p * k + j)];
-            inv[sz(i * k + j)] = s;
-            inv[sz(j * k + i)] = s;
-        }
+        for (std::int64_t j = 0; j < i; ++j) inv[sz(j * k + i)] = inv[sz(i * k + j)];
     if (!cholesky_lower(inv, k)) return false;
     hinv_upper.assign(sz(k * k), 0.0f);
     for (std::int64_t i = 0; i < k; ++i)

@@ -2,7 +2,7 @@
 /// GPTQ linear layers loaded from an AutoGPTQ checkpoint, for the CPU reference and the GPU.
 ///
 /// CPU semantics: W[n, k] = scales[g, n] * (q[k, n] - z[g, n]) in float (g = g_idx[k]), dequantized once at load;
-/// y[r, n] = fp16( sum_k x[r, k] * W[n, k] ), the sum in double in index order (the fp16 linear's rule).
+/// y[r, n] = fp16( sum_k x[r, k] * W[n, k] ), the sum in float with eight fixed partial sums (gptq_cpu_dot.hpp).
 /// GPU: the fused kernels of gptq_gemm.cuh up to the batch threshold, reconstruct-to-fp16 + cuBLAS above it.
 #include "backends/gptq/gptq_pack.hpp"
 #include "qbench/backend/backend.hpp"

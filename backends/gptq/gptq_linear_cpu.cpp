@@ -1,5 +1,6 @@
 // The GPTQ linear on the CPU reference: dequantize once, multiply in double, round the output to fp16.
 #include "backends/gptq/gptq_artifact.hpp"
+#include "backends/gptq/gptq_cpu_dot.hpp"
 #include "backends/gptq/gptq_format.hpp"
 #include "backends/gptq/gptq_linear.hpp"
 
@@ -27,12 +28,8 @@ public:
     void forward(const float* x, std::int64_t rows, float* y) const override {
         for (std::int64_t r = 0; r < rows; ++r) {
             const float* xr = x + r * m_in;
-            for (std::int64_t n = 0; n < m_out; ++n) {
-                const float* w = m_weight.data() + n * m_in;
-                double s = 0.0;
-                for (std::int64_t k = 0; k < m_in; ++k) s += static_cast<double>(xr[k]) * static_cast<double>(w[k]);
-                y[r * m_out + n] = round_to_half(static_cast<float>(s));
-            }
+            for (std::int64_t n = 0; n < m_out; ++n)
+                y[r * m_out + n] = round_to_half(dot_f32(xr, m_weight.data() + n * m_in, m_in));
         }
     }
 

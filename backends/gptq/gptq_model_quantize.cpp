@@ -1,6 +1,7 @@
 // quantize_model: the driver shared by both devices, the CPU path (the CPU engine's layer forward with a linear
 // observer), the report, and the artifact cache.
 #include "backends/fp16/fp16_backend.hpp"
+#include "backends/gptq/gptq_cpu_dot.hpp"
 #include "backends/gptq/gptq_format.hpp"
 #include "backends/gptq/gptq_linear.hpp"
 #include "backends/gptq/gptq_quantize_internal.hpp"
@@ -61,6 +62,41 @@ void write_json_atomically(const std::filesystem::path& file, const nlohmann::or
     std::filesystem::rename(tmp, file);
 }
 
+/// The fp16 weights of the calibration forward as floats, multiplied with gptq_cpu_dot.hpp's float dot product: the
+/// engine's own fp16 linear sums in double in index order, which is exact to the last bit but several times slower,
+/// and calibration needs activations, not bit-exact logits (outputs are still rounded to fp16).
+class calibration_linear final : public cpu_linear {
+public:
+    calibration_linear(std::vector<float> w, std::int64_t in, std::int64_t out) : m_w(std::move(w)), m_in(in), m_out(out) {}
+    std::int64_t in_features() const override { return m_in; }
+    std::int64_t out_features() const override { return m_out; }
+    std::uint64_t weight_bytes() const override { return static_cast<std::uint64_t>(m_in * m_out) * 2; }
+    std::string format_name() const override { return "f16"; }
+    void forward(const float* x, std::int64_t rows, float* y) const override {
+        for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t n = 0; n < m_out; ++n) y[r * m_out + n] = round_to_half(dot_f32(x + r * m_in, &m_w[sz(n * m_in)], m_in));
+    }
+
+private:
+    std::vector<float> m_w;
+    std::int64_t m_in, m_out;
+};
+
+/// Thrown by an observer once it has the inputs it needs, so a calibration pass does not compute the rest of the
+/// layer (the engine's forward holds everything in vectors, so unwinding is clean).
+struct stop_forward {};
+
+/// The stage order of the linears' inputs: attention input, attention output, MLP input, SwiGLU output.
+int stage_rank(linear_kind k) {
+    switch (k) {
+    case linear_kind::o_proj: return 1;
+    case linear_kind::gate_proj:
+    case linear_kind::up_proj: return 2;
+    case linear_kind::down_proj: return 3;
+    default: return 0;
+    }
+}
+
 /// The CPU path: the engine's reference layer forward, Hessians from its linear observer.
 void quantize_model_cpu(const model_config& config, const weight_store& weights, const gptq_quantize_options& options,
                         artifact_writer& writer, gptq_quantize_report& report) {
@@ -72,6 +108,10 @@ void quantize_model_cpu(const model_config& config, const weight_store& weights,
     const auto fp16 = make_fp16_backend();
     host_reservation model_hold(weights.source().total_bytes(), "gptq (cpu): fp16 model for the reference forward");
     cpu_model model = load_cpu_model(config, weights.source(), *fp16, fp16_cell);
+    for (std::int64_t l = 0; l < config.num_layers; ++l)
+        for (linear_kind k : k_layer_linears)
+            linear_slot(model.layers[sz(l)], k) = std::make_unique<calibration_linear>(
+                weights.linear_f32(l, k), linear_in_features(config, k), linear_out_features(config, k));
     report.read_s += seconds_since(t_read);
 
     const std::int64_t T = options.gptq.calibration_seq_len;
@@ -92,8 +132,12 @@ void quantize_model_cpu(const model_config& config, const weight_store& weights,
             const auto t_fwd = clock_type::now();
             std::map<linear_kind, hessian_accumulator> hess;
             std::map<linear_kind, std::vector<float>> held_x;
-            for (linear_kind k : group)
+            linear_kind last = group.front();
+            for (linear_kind k : group) {
                 if (input_owner(k) == k) hess.emplace(k, hessian_accumulator(linear_in_features(config, k)));
+                if (stage_rank(k) > stage_rank(last)) last = k;
+            }
+            last = input_owner(last);
             for (std::int64_t s0 = 0; s0 < S; s0 += chunk) {
                 const std::int64_t n = std::min(chunk, S - s0);
                 std::vector<float> h(hidden.begin() + s0 * T * H, hidden.begin() + (s0 + n) * T * H);
@@ -101,16 +145,24 @@ void quantize_model_cpu(const model_config& config, const weight_store& weights,
                                                 std::int64_t in) {
                     auto it = hess.find(kind);
                     if (it != hess.end()) it->second.add_batch(std::span<const float>(x, sz(rows * in)), rows, n);
+                    if (kind == last) throw stop_forward{};
                 };
-                cpu_layer_forward(model, l, h, T, &obs);
+                try {
+                    cpu_layer_forward(model, l, h, T, &obs);
+                } catch (const stop_forward&) {
+                }
             }
             if (S_ho > 0) {
                 std::vector<float> h = held_out;
                 const linear_observer obs = [&](std::int64_t, linear_kind kind, const float* x, std::int64_t rows,
                                                 std::int64_t in) {
                     if (hess.count(kind)) held_x[kind].assign(x, x + rows * in);
+                    if (kind == last) throw stop_forward{};
                 };
-                cpu_layer_forward(model, l, h, T, &obs);
+                try {
+                    cpu_layer_forward(model, l, h, T, &obs);
+                } catch (const stop_forward&) {
+                }
             }
             report.forward_s += seconds_since(t_fwd);
 

@@ -3,6 +3,7 @@
 // support rules; a host budget turns into out_of_memory(host).
 #include "backends/gptq/gptq_artifact.hpp"
 #include "backends/gptq/gptq_backend.hpp"
+#include "backends/gptq/gptq_cpu_dot.hpp"
 #include "backends/gptq/gptq_format.hpp"
 #include "backends/gptq/gptq_linear.hpp"
 #include "backends/gptq/gptq_quantize.hpp"
@@ -63,7 +64,8 @@ model_config tiny_model() {
     return m;
 }
 
-/// y = x · W^T in double, rounded to fp16 (the cpu_linear contract).
+/// y = x · W^T as the GPTQ cpu_linear defines it (float, gptq_cpu_dot.hpp's fixed partial sums), rounded to fp16;
+/// checked within one fp16 step of the double-precision product, so the definition itself is tested too.
 std::vector<float> reference_forward(const std::vector<float>& w, std::int64_t N, std::int64_t K,
                                      const std::vector<float>& x, std::int64_t rows) {
     std::vector<float> y(sz(rows * N));
@@ -71,7 +73,9 @@ std::vector<float> reference_forward(const std::vector<float>& w, std::int64_t N
         for (std::int64_t n = 0; n < N; ++n) {
             double s = 0;
             for (std::int64_t k = 0; k < K; ++k) s += static_cast<double>(x[sz(r * K + k)]) * w[sz(n * K + k)];
-            y[sz(r * N + n)] = round_to_half(static_cast<float>(s));
+            const float f = round_to_half(dot_f32(&x[sz(r * K)], &w[sz(n * K)], K));
+            REQUIRE(std::abs(f - s) <= std::abs(s) * 1e-3 + 1e-6);
+            y[sz(r * N + n)] = f;
         }
     return y;
 }

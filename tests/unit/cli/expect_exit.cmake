@@ -1,0 +1,13 @@
+# Runs CMD (after emptying CLEAN_DIR if given) with ARGS and fails unless it exits with EXPECT_CODE and its output matches the regex EXPECT_TEXT.
+if(CLEAN_DIR)
+  file(REMOVE_RECURSE ${CLEAN_DIR})
+  file(MAKE_DIRECTORY ${CLEAN_DIR})
+endif()
+execute_process(COMMAND ${CMD} ${ARGS} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT code EQUAL EXPECT_CODE)
+  message(FATAL_ERROR "exit code ${code}, expected ${EXPECT_CODE}\nstdout: ${out}\nstderr: ${err}")
+endif()
+if(NOT "${out}${err}" MATCHES "${EXPECT_TEXT}")
+  message(FATAL_ERROR "output does not match '${EXPECT_TEXT}'\nstdout: ${out}\nstderr: ${err}")
+endif()
+message(STATUS "ok: exit ${code}: ${err}")

@@ -55,7 +55,10 @@ public:
         auto* yh = static_cast<__half*>(y);
         const launch_options o = options(m_context, stream);
         if (fused(rows)) {
-            launch_gemv_4bit(view, xh, rows, yh, o);
+            // Without programmatic dependent launch: on the H200 the 7B linear stack ran 2616 us/token without and
+            // 3138 us with it (PERF_NOTES.md, run 2); the table build and early CTAs of the next GEMV cost more than
+            // the overlap gains.
+            launch_gemv_4bit(view, xh, rows, yh, {stream, false});
             return;
         }
         // bitsandbytes' MatMul4Bit: the whole weight dequantized to fp16, then F.linear (cuBLAS, fp32 accumulate).

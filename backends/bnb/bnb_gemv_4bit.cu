@@ -182,6 +182,180 @@ __global__ void __launch_bounds__(k_threads)
     }
 }
 
+// ---- v2: warp-owned row groups, deep loads, one-instruction table addressing ------------------------------------
+//
+// Each warp owns R consecutive rows at a time; lane l reads chunks l, l+32, ..., U of them per row before the first
+// use (R*U*16 bytes in flight per thread), and a warp shuffle ends each row: no block-wide barrier after the table
+// is built. The table stride is 256 bytes per byte value, so the shared-memory address of (byte, lane) is
+// byte << 8 | lane * 4: a single byte permute (PRMT) of the packed word and the lane offset. Each 256-byte entry
+// uses its first 128 bytes for the 32 lane copies; the second half holds the staging copy used to build them.
+constexpr int k_v2_threads = 512;
+constexpr int k_v2_warps = k_v2_threads / 32;
+constexpr std::size_t k_v2_lut_bytes = 256 * 256;  // 64 KiB
+
+// Byte j of `word` as a table address: (byte << 8) | lane4 (lane4 = lane * 4 < 256 in the low byte).
+template <int J>
+__device__ __forceinline__ std::uint32_t lut_address(std::uint32_t word, std::uint32_t lane4) {
+    return __byte_perm(word, lane4, 0x5504u | (J << 4));
+}
+
+__device__ __forceinline__ __half2 lut_load(const unsigned char* lut, std::uint32_t address) {
+    return as_half2(*reinterpret_cast<const std::uint32_t*>(lut + address));
+}
+
+// 16 bytes of one row: the 16 (code[hi], code[lo]) pairs.
+__device__ __forceinline__ void decode16(const unsigned char* lut, std::uint32_t lane4, const uint4& wv, __half2* d) {
+    const std::uint32_t words[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+        d[4 * q + 0] = lut_load(lut, lut_address<0>(words[q], lane4));
+        d[4 * q + 1] = lut_load(lut, lut_address<1>(words[q], lane4));
+        d[4 * q + 2] = lut_load(lut, lut_address<2>(words[q], lane4));
+        d[4 * q + 3] = lut_load(lut, lut_address<3>(words[q], lane4));
+    }
+}
+
+// sum of d * x: half2 over 8 weights (4 pairs), fp32 across.
+__device__ __forceinline__ float dot16(const __half2* d, const __half2* xs) {
+    float s = 0.0f;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+        __half2 h = __hmul2(d[4 * q], xs[4 * q]);
+        h = __hfma2(d[4 * q + 1], xs[4 * q + 1], h);
+        h = __hfma2(d[4 * q + 2], xs[4 * q + 2], h);
+        h = __hfma2(d[4 * q + 3], xs[4 * q + 3], h);
+        const float2 f = __half22float2(h);
+        s += f.x + f.y;
+    }
+    return s;
+}
+
+template <int R, int U>
+struct batch_regs {
+    uint4 w[R][U];
+    float absmax[R][U];
+};
+
+template <int R, int U>
+__device__ __forceinline__ void load_batch(const device_4bit_view& w, std::int64_t row0, std::int64_t c0,
+                                           std::int64_t chunks, batch_regs<R, U>& b) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const std::int64_t c = c0 + 32 * u;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const std::int64_t row = row0 + r;
+            if (c < chunks && row < w.rows) {
+                b.w[r][u] = detail::load_nc16(w.packed + row * (w.cols / 2) + c * 16);
+                b.absmax[r][u] = detail::block_absmax(w, (row * w.cols + c * 32) >> w.blocksize_log2);
+            } else {
+                b.w[r][u] = make_uint4(0, 0, 0, 0);
+                b.absmax[r][u] = 0.0f;
+            }
+        }
+    }
+}
+
+template <int MB, int R, int U>
+__global__ void __launch_bounds__(k_v2_threads, 2)
+    gemv_4bit_warp_kernel(device_4bit_view w, const __half* __restrict__ x, int m, __half* __restrict__ y) {
+    extern __shared__ __align__(16) unsigned char lut_bytes[];
+    auto* lut_words = reinterpret_cast<std::uint32_t*>(lut_bytes);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const std::uint32_t lane4 = static_cast<std::uint32_t>(lane) * 4u;
+    const std::int64_t chunks = w.cols / 32;
+    const std::int64_t groups = (w.rows + R - 1) / R;
+    const std::int64_t warps_total = static_cast<std::int64_t>(gridDim.x) * k_v2_warps;
+    std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * k_v2_warps + warp;
+
+    // The first weights are requested before anything else: their latency covers the table build and the wait.
+    batch_regs<R, U> cur;
+    if (g < groups) load_batch<R, U>(w, g * R, lane, chunks, cur);
+
+    if (threadIdx.x < 256) {
+        const int byte = threadIdx.x;
+        const __half2 h = __halves2half2(__float2half_rn(w.code[byte >> 4]), __float2half_rn(w.code[byte & 15]));
+        memcpy(&lut_words[byte * 64 + 32], &h, sizeof(h));
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 256 * 8; i += k_v2_threads) {
+        const int e = i >> 3;
+        const std::uint32_t u = lut_words[e * 64 + 32];
+        reinterpret_cast<uint4*>(lut_bytes)[e * 16 + (i & 7)] = make_uint4(u, u, u, u);
+    }
+    __syncthreads();
+    pdl_wait();
+    pdl_trigger();
+
+    for (; g < groups; g += warps_total) {
+        const std::int64_t row0 = g * R;
+        float acc[R][MB];
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int b = 0; b < MB; ++b) acc[r][b] = 0.0f;
+        for (std::int64_t c0 = lane;;) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const std::int64_t c = c0 + 32 * u;
+                if (c >= chunks) break;
+                __half2 xs[16];
+                if constexpr (MB == 1) load_x_chunk(x + c * 32, xs);
+#pragma unroll
+                for (int r = 0; r < R; ++r) {
+                    __half2 d[16];
+                    decode16(lut_bytes, lane4, cur.w[r][u], d);
+#pragma unroll
+                    for (int b = 0; b < MB; ++b) {
+                        if (b < m) {
+                            if constexpr (MB > 1) load_x_chunk(x + b * w.cols + c * 32, xs);
+                            acc[r][b] = fmaf(dot16(d, xs), cur.absmax[r][u], acc[r][b]);
+                        }
+                    }
+                }
+            }
+            c0 += 32 * U;
+            if (c0 >= chunks) break;
+            load_batch<R, U>(w, row0, c0, chunks, cur);
+        }
+        // Next row group's first batch goes out before this one's reduction.
+        if (g + warps_total < groups) load_batch<R, U>(w, (g + warps_total) * R, lane, chunks, cur);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int b = 0; b < MB; ++b) {
+                const float v = warp_sum(acc[r][b]);
+                if (lane == 0 && b < m && row0 + r < w.rows) y[b * w.rows + row0 + r] = __float2half_rn(v);
+            }
+    }
+}
+
+template <int MB, int R, int U>
+int resident_warp_ctas() {
+    static const int ctas = [] {
+        int device = 0, sms = 0, per_sm = 0;
+        QB_CUDA_CHECK(cudaGetDevice(&device));
+        QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        QB_CUDA_CHECK(cudaFuncSetAttribute(gemv_4bit_warp_kernel<MB, R, U>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(k_v2_lut_bytes)));
+        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_4bit_warp_kernel<MB, R, U>,
+                                                                    k_v2_threads, k_v2_lut_bytes));
+        return std::max(1, sms * std::max(1, per_sm));
+    }();
+    return ctas;
+}
+
+template <int MB, int R, int U>
+void launch_warp_variant(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y,
+                         const launch_options& o) {
+    const std::int64_t groups = (w.rows + R - 1) / R;
+    const std::int64_t ctas_needed = (groups + k_v2_warps - 1) / k_v2_warps;
+    const auto grid = static_cast<unsigned>(std::min<std::int64_t>(ctas_needed, resident_warp_ctas<MB, R, U>()));
+    launch_kernel(gemv_4bit_warp_kernel<MB, R, U>, dim3(grid), dim3(k_v2_threads), k_v2_lut_bytes, o, w, x,
+                  static_cast<int>(m), y);
+}
+
 using gemv_kernel_t = void (*)(device_4bit_view, const __half*, int, __half*);
 
 template <int MB, int R>
@@ -208,9 +382,29 @@ void launch_variant(const device_4bit_view& w, const __half* x, std::int64_t m, 
 
 using launcher_t = void (*)(const device_4bit_view&, const __half*, std::int64_t, __half*, const launch_options&);
 
-// Batch 1 picks rows per slot (1, 2, 4); batches 2..8 use one row per slot and reload x per batch row from L1.
-constexpr std::array<launcher_t, 3> k_batch1 = {launch_variant<1, 1>, launch_variant<1, 2>, launch_variant<1, 4>};
+// Variants by id (gemv_4bit_variant_name): 0 is the default of each batch size.
+constexpr std::array<launcher_t, 8> k_batch1 = {
+    launch_warp_variant<1, 2, 2>,  // 0: default
+    launch_warp_variant<1, 2, 4>,  // 1
+    launch_warp_variant<1, 1, 4>,  // 2
+    launch_warp_variant<1, 4, 2>,  // 3
+    launch_variant<1, 1>,          // 4: v1 (block-owned row groups), 1 row per slot
+    launch_variant<1, 2>,          // 5
+    launch_variant<1, 4>,          // 6
+    launch_warp_variant<1, 1, 2>,  // 7
+};
 constexpr std::array<launcher_t, k_gemv_4bit_max_rows + 1> k_batched = {
+    nullptr,
+    launch_warp_variant<1, 2, 2>,
+    launch_warp_variant<2, 1, 2>,
+    launch_warp_variant<3, 1, 2>,
+    launch_warp_variant<4, 1, 2>,
+    launch_warp_variant<5, 1, 2>,
+    launch_warp_variant<6, 1, 2>,
+    launch_warp_variant<7, 1, 2>,
+    launch_warp_variant<8, 1, 2>,
+};
+constexpr std::array<launcher_t, k_gemv_4bit_max_rows + 1> k_batched_v1 = {
     nullptr,
     launch_variant<1, 2>,
     launch_variant<2, 1>,
@@ -229,18 +423,25 @@ bool gemv_4bit_supported(const device_4bit_view& w, std::int64_t m) {
 }
 
 void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o,
-                      int rows_per_group) {
+                      int variant) {
     if (!gemv_4bit_supported(w, m))
         throw std::invalid_argument("launch_gemv_4bit: needs K % 32 == 0 and 1 <= m <= 8 (K " +
                                     std::to_string(w.cols) + ", m " + std::to_string(m) + ")");
+    if (variant < 0 || variant >= static_cast<int>(k_batch1.size()))
+        throw std::invalid_argument("launch_gemv_4bit: variant " + std::to_string(variant) + " does not exist");
     if (w.rows <= 0) return;
-    if (m == 1 && rows_per_group != 0) {
-        const int idx = rows_per_group == 1 ? 0 : rows_per_group == 2 ? 1 : rows_per_group == 4 ? 2 : -1;
-        if (idx < 0) throw std::invalid_argument("launch_gemv_4bit: rows_per_group must be 1, 2 or 4");
-        k_batch1[static_cast<std::size_t>(idx)](w, x, m, y, o);
+    if (m == 1) {
+        k_batch1[static_cast<std::size_t>(variant)](w, x, m, y, o);
         return;
     }
-    k_batched[static_cast<std::size_t>(m)](w, x, m, y, o);
+    // Batches: the warp kernel by default; variants 4..6 select the v1 kernel here too.
+    (variant >= 4 && variant <= 6 ? k_batched_v1 : k_batched)[static_cast<std::size_t>(m)](w, x, m, y, o);
+}
+
+const char* gemv_4bit_variant_name(int variant) {
+    static const char* names[] = {"warp-r2-u2", "warp-r2-u4", "warp-r1-u4", "warp-r4-u2",
+                                  "block-r1",   "block-r2",   "block-r4",   "warp-r1-u2"};
+    return variant >= 0 && variant < 8 ? names[variant] : "?";
 }
 
 }  // namespace qbench::bnb

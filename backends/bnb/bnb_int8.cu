@@ -354,6 +354,138 @@ constexpr std::array<gemv_launcher_t, k_gemv_int8_max_rows + 1> k_int8_gemv = {
     launch_gemv_variant<8, 1>,
 };
 
+// v2: warp-owned row groups (R rows), U 16-byte chunks per lane per row in flight, warp shuffles only; the first
+// weights are requested before the dependent-launch wait. Preferred over the block-owned v1 above.
+constexpr int k_gemv2_threads = 256;
+constexpr int k_gemv2_warps = k_gemv2_threads / 32;
+
+template <int R, int U>
+struct int8_batch {
+    uint4 w[R][U];
+};
+
+template <int R, int U>
+__device__ __forceinline__ void load_int8_batch(const std::int8_t* cb, std::int64_t n, std::int64_t k, std::int64_t row0,
+                                                std::int64_t c0, std::int64_t chunks, int8_batch<R, U>& b) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const std::int64_t c = c0 + 32 * u;
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+            b.w[r][u] = (c < chunks && row0 + r < n) ? detail::load_nc16(cb + (row0 + r) * k + c * 16)
+                                                     : make_uint4(0, 0, 0, 0);
+    }
+}
+
+template <int MB, int R, int U>
+__global__ void __launch_bounds__(k_gemv2_threads)
+    gemv_int8_warp_kernel(const std::int8_t* __restrict__ cb, const float* __restrict__ scb, std::int64_t n,
+                          std::int64_t k, const __half* __restrict__ x, int8_act_buffers act, int m, bool outliers,
+                          __half* __restrict__ y) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const std::int64_t chunks = k / 16;
+    const std::int64_t groups = (n + R - 1) / R;
+    const std::int64_t warps_total = static_cast<std::int64_t>(gridDim.x) * k_gemv2_warps;
+    std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * k_gemv2_warps + warp;
+    int8_batch<R, U> cur;
+    if (g < groups) load_int8_batch<R, U>(cb, n, k, g * R, lane, chunks, cur);
+    pdl_wait();
+    pdl_trigger();
+
+    for (; g < groups; g += warps_total) {
+        const std::int64_t row0 = g * R;
+        int iacc[R][MB];
+        float facc[R][MB];
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int b = 0; b < MB; ++b) {
+                iacc[r][b] = 0;
+                facc[r][b] = 0.0f;
+            }
+        for (std::int64_t c0 = lane;;) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const std::int64_t c = c0 + 32 * u;
+                if (c >= chunks) break;
+                std::uint32_t obits = 0;
+                if (outliers) obits = (__ldg(act.outlier_mask + (c >> 1)) >> ((c & 1) * 16)) & 0xffffu;
+#pragma unroll
+                for (int b = 0; b < MB; ++b) {
+                    if (b < m) {
+                        const uint4 a = __ldg(reinterpret_cast<const uint4*>(act.q + b * k + c * 16));
+#pragma unroll
+                        for (int r = 0; r < R; ++r) iacc[r][b] = dot16(cur.w[r][u], a, iacc[r][b]);
+                        for (std::uint32_t bits = obits; bits; bits &= bits - 1) {
+                            const int j = __ffs(bits) - 1;
+                            const float xv = __half2float(x[b * k + c * 16 + j]);
+#pragma unroll
+                            for (int r = 0; r < R; ++r)
+                                facc[r][b] = fmaf(xv, static_cast<float>(signed_byte(cur.w[r][u], j)), facc[r][b]);
+                        }
+                    }
+                }
+            }
+            c0 += 32 * U;
+            if (c0 >= chunks) break;
+            load_int8_batch<R, U>(cb, n, k, row0, c0, chunks, cur);
+        }
+        if (g + warps_total < groups) load_int8_batch<R, U>(cb, n, k, (g + warps_total) * R, lane, chunks, cur);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int b = 0; b < MB; ++b) {
+                int iv = iacc[r][b];
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1) iv += __shfl_xor_sync(0xffffffffu, iv, off);
+                const float fv = warp_sum(facc[r][b]);
+                const std::int64_t row = row0 + r;
+                if (lane == 0 && b < m && row < n) {
+                    const float s = scb[row];
+                    const float out = static_cast<float>(iv) * (act.row_stats[b] * s * k_int8_dequant) + fv * (s / 127.0f);
+                    y[b * n + row] = __float2half_rn(out);
+                }
+            }
+    }
+}
+
+template <int MB, int R, int U>
+int resident_gemv2_ctas() {
+    static const int ctas = [] {
+        int device = 0, sms = 0, per_sm = 0;
+        QB_CUDA_CHECK(cudaGetDevice(&device));
+        QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_int8_warp_kernel<MB, R, U>,
+                                                                    k_gemv2_threads, 0));
+        return std::max(1, sms * std::max(1, per_sm));
+    }();
+    return ctas;
+}
+
+template <int MB, int R, int U>
+void launch_gemv2_variant(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
+                          const int8_act_buffers& act, std::int64_t m, bool outliers, __half* y,
+                          const launch_options& o) {
+    const std::int64_t groups = (n + R - 1) / R;
+    const std::int64_t ctas_needed = (groups + k_gemv2_warps - 1) / k_gemv2_warps;
+    const auto grid = static_cast<unsigned>(std::min<std::int64_t>(ctas_needed, resident_gemv2_ctas<MB, R, U>()));
+    launch_kernel(gemv_int8_warp_kernel<MB, R, U>, dim3(grid), dim3(k_gemv2_threads), 0, o, cb, scb, n, k, x, act,
+                  static_cast<int>(m), outliers, y);
+}
+
+// Batch 1: 2 rows x 4 chunks per lane (128 bytes of weights in flight per thread); larger batches fewer rows.
+constexpr std::array<gemv_launcher_t, k_gemv_int8_max_rows + 1> k_int8_gemv2 = {
+    nullptr,
+    launch_gemv2_variant<1, 2, 4>,
+    launch_gemv2_variant<2, 2, 2>,
+    launch_gemv2_variant<3, 2, 2>,
+    launch_gemv2_variant<4, 1, 2>,
+    launch_gemv2_variant<5, 1, 2>,
+    launch_gemv2_variant<6, 1, 2>,
+    launch_gemv2_variant<7, 1, 2>,
+    launch_gemv2_variant<8, 1, 2>,
+};
+
 // ---- GEMM epilogue -----------------------------------------------------------------------------------------------
 
 constexpr int k_epi_n = 64;
@@ -444,13 +576,17 @@ void launch_quantize_int8_activations(const __half* x, std::int64_t m, std::int6
 bool gemv_int8_supported(std::int64_t k) { return k > 0 && k % 16 == 0; }
 
 void launch_gemv_int8(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
-                      const int8_act_buffers& act, std::int64_t m, __half* y, const launch_options& o) {
+                      const int8_act_buffers& act, std::int64_t m, __half* y, const launch_options& o, int variant) {
     if (!gemv_int8_supported(k) || m < 1 || m > k_gemv_int8_max_rows)
         throw std::invalid_argument("launch_gemv_int8: needs k % 16 == 0 and 1 <= m <= 8 (k " + std::to_string(k) +
                                     ", m " + std::to_string(m) + ")");
     if (n <= 0) return;
     const bool outliers = act.outlier_mask != nullptr;
-    k_int8_gemv[static_cast<std::size_t>(m)](cb, scb, n, k, x, act, m, outliers, y, o);
+    if (variant < 0 || variant > 2) throw std::invalid_argument("launch_gemv_int8: variant must be 0, 1 or 2");
+    // Default: the block-owned kernel at batch 1 (measured faster with outlier columns: 14.4/22.9/23.7 us against
+    // 16.2/26.1/38.2 us at the three 7B shapes, PERF_NOTES.md), the warp-owned one for batches.
+    const bool block_owned = variant == 1 || (variant == 0 && m == 1);
+    (block_owned ? k_int8_gemv : k_int8_gemv2)[static_cast<std::size_t>(m)](cb, scb, n, k, x, act, m, outliers, y, o);
 }
 
 void launch_int8_gemm_epilogue(const std::int32_t* acc, const std::int8_t* cb, const float* scb, std::int64_t n,

@@ -57,9 +57,12 @@ inline constexpr std::int64_t k_gemv_4bit_max_rows = 8;
 bool gemv_4bit_supported(const device_4bit_view& w, std::int64_t m);
 /// y[m, N] = fp16( x[m, K] . W^T ) fused: dequantize in registers (code book as half2 pairs in shared memory),
 /// fp32 accumulation per 8 weights and across the row; absmax and double quantization resolved in the kernel.
-/// At m == 1, `rows_per_group` selects the variant (1, 2 or 4 output rows per 128-thread group; 0 = default 2).
+/// `variant` picks the kernel shape (gemv_4bit_variant_name; 0 = the default, the others for benchmarks).
 void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o,
-                      int rows_per_group = 0);
+                      int variant = 0);
+/// "warp-r2-u2" (default), ..., "block-r2" (v1): rows per group, chunks per lane in flight, who owns a row group.
+const char* gemv_4bit_variant_name(int variant);
+inline constexpr int k_gemv_4bit_variants = 8;
 
 // ---- LLM.int8() (bnb_int8.cu) ------------------------------------------------------------------------------------
 
@@ -84,8 +87,11 @@ inline constexpr std::int64_t k_gemv_int8_max_rows = 8;
 /// y[m, N] = fp16( int32(q . CB^T) * row_stats * SCB / 127^2 + sum over outlier columns x * CB * SCB / 127 ),
 /// m <= k_gemv_int8_max_rows, from quantized activations (launch_quantize_int8_activations) and the fp16 x.
 /// act.outlier_mask == nullptr skips the outlier columns (threshold 0).
+/// `variant` 0 = the default (block-owned row groups at m == 1, warp-owned above), 1 = block-owned (v1),
+/// 2 = warp-owned (v2).
 void launch_gemv_int8(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
-                      const int8_act_buffers& act, std::int64_t m, __half* y, const launch_options& o);
+                      const int8_act_buffers& act, std::int64_t m, __half* y, const launch_options& o,
+                      int variant = 0);
 
 /// The epilogue of the int8 GEMM path: y = fp16( acc * row_stats * SCB / 127^2 + outlier part ) from an int32
 /// [m, n] product, using the ordered outlier column list.

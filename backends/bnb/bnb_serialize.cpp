@@ -1,11 +1,13 @@
 #include "backends/bnb/bnb_serialize.hpp"
 
 #include "qbench/common/errors.hpp"
+#include "qbench/io/safetensors_writer.hpp"
 #include "qbench/io/tensor_source.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <map>
 #include <cstring>
 
 namespace qbench::bnb {
@@ -137,6 +139,13 @@ std::vector<named_tensor> state_dict_int8(const std::string& prefix, const int8_
     const std::uint8_t row_format = 0;
     out.push_back({prefix + ".weight_format", make_tensor(dtype::u8, {}, &row_format, 1)});
     return out;
+}
+
+void write_state_dict(const std::filesystem::path& path, const std::vector<named_tensor>& entries) {
+    std::map<std::string, host_tensor> tensors;
+    for (const named_tensor& e : entries)
+        if (!tensors.emplace(e.name, e.tensor).second) throw error("bnb state dict: tensor '" + e.name + "' repeats");
+    write_safetensors(path, tensors, {{"format", "pt"}});
 }
 
 bool has_prequantized_4bit(const tensor_source& source, const std::string& prefix) {

@@ -15,6 +15,7 @@
 #include "backends/bnb/bnb_format.hpp"
 #include "qbench/common/tensor.hpp"
 
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,10 @@ std::vector<named_tensor> state_dict_4bit(const std::string& prefix, const quant
                                           std::string_view dtype = "float16");
 /// State-dict entries of an LLM.int8() linear.
 std::vector<named_tensor> state_dict_int8(const std::string& prefix, const int8_weight& w);
+
+/// Writes state-dict entries as one safetensors file (metadata {"format": "pt"}, as torch's save_file writes it),
+/// through qbench's safetensors writer; throws error when a name repeats.
+void write_state_dict(const std::filesystem::path& path, const std::vector<named_tensor>& entries);
 
 /// Whether the source holds a bitsandbytes 4-bit (a P.weight.quant_state.bitsandbytes__* key) or int8 (P.SCB)
 /// serialization of the linear at `prefix`.

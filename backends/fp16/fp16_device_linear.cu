@@ -26,7 +26,7 @@ public:
 
     std::string kernel_path(std::int64_t rows) const override {
         if (rows <= k_f16_gemv_max_rows)
-            return f16_gemv_path(m_weight.get(), m_weight.get(), rows, m_in, default_f16_gemv_variant());
+            return f16_gemv_path(m_weight.get(), m_weight.get(), rows, m_out, m_in, default_f16_gemv_variant());
         return "cublas-gemm-f16";
     }
 

@@ -266,9 +266,8 @@ constexpr int k_default_rows_per_warp = 2;
 
 struct device_facts {
     int cc = 0;
-    int sms = 0;
 };
-// Compute capability and SM count of the current device, looked up once per device.
+// Compute capability of the current device, looked up once per device.
 device_facts facts() {
     static device_facts cache[64];
     int dev = 0;
@@ -278,7 +277,6 @@ device_facts facts() {
         int major = 0, minor = 0;
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-        cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, dev);
         f.cc = major * 10 + minor;
     }
     return f;
@@ -290,17 +288,19 @@ struct resolved {
     bool pipelined;
 };
 
-resolved resolve(const void* w, const void* x, std::int64_t n, std::int64_t k, const f16_gemv_variant& v) {
+// Measured on the H200 at Llama-7B shapes (PERF_NOTES.md, v3): the fp32-FMA kernel reads weights faster at 1 and 2
+// activation rows (0.67-0.92 of the stream bandwidth against 0.55-0.76), the mma kernel from 4 rows on, where the
+// FMA kernel's conversions make it issue-bound (0.26-0.69 against 0.52-0.72); k_split 8 beat 4 at every shape.
+constexpr std::int64_t k_mma_from_rows = 3;
+constexpr int k_default_k_split = 8;
+
+resolved resolve(const void* w, const void* x, std::int64_t rows, const f16_gemv_variant& v, std::int64_t k) {
     if (!vectorizable(w, x, k)) return {f16_gemv_kind::ffma, 0, 1, false};
     f16_gemv_kind kind = v.kind;
-    if (kind == f16_gemv_kind::automatic) kind = facts().cc >= 80 ? f16_gemv_kind::mma : f16_gemv_kind::ffma;
+    if (kind == f16_gemv_kind::automatic)
+        kind = facts().cc >= 80 && rows >= k_mma_from_rows ? f16_gemv_kind::mma : f16_gemv_kind::ffma;
     if (kind == f16_gemv_kind::mma && facts().cc < 80) kind = f16_gemv_kind::ffma;  // mma.m16n8k16 needs sm_80
-    int ks = v.k_split;
-    if (kind == f16_gemv_kind::mma && ks != 4 && ks != 8) {
-        // Few 16-row tiles: more warps per tile keep enough bytes in flight; many: smaller blocks even out the SMs.
-        const std::int64_t tiles = (n + 15) / 16;
-        ks = tiles < 4LL * facts().sms ? 8 : 4;
-    }
+    const int ks = v.k_split == 4 || v.k_split == 8 ? v.k_split : k_default_k_split;
     return {kind, ks, v.rows_per_warp == 1 ? 1 : k_default_rows_per_warp, v.pipelined};
 }
 
@@ -326,9 +326,9 @@ f16_gemv_variant default_f16_gemv_variant() {
 
 std::string f16_gemv_path(const void* w, const void* x, std::int64_t rows, std::int64_t n, std::int64_t k,
                           f16_gemv_variant variant) {
-    (void)rows;
+    (void)n;
     if (!vectorizable(w, x, k)) return "gemv-f16-scalar";
-    const resolved r = resolve(w, x, n, k, variant);
+    const resolved r = resolve(w, x, rows, variant, k);
     if (r.kind == f16_gemv_kind::mma) return "gemv-f16-mma-ks" + std::to_string(r.k_split);
     return std::string("gemv-f16-ffma-") + (r.pipelined ? "pipe" : "burst") + "-rpw" + std::to_string(r.rows_per_warp);
 }
@@ -346,7 +346,7 @@ void launch_f16_gemv(const __half* w, const __half* x, __half* y, std::int64_t r
                       static_cast<int>(k));
         return;
     }
-    const resolved r = resolve(w, x, n, k, variant);
+    const resolved r = resolve(w, x, rows, variant, k);
     const auto* w4 = reinterpret_cast<const uint4*>(w);
     const auto* x4 = reinterpret_cast<const uint4*>(x);
     if (r.kind == f16_gemv_kind::mma) {

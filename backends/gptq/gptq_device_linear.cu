@@ -24,11 +24,18 @@ namespace {
 constexpr int k_max_splits = 8;
 
 /// Scratch shared by the GPTQ linears of one device context: the reconstructed fp16 weight, the staged
-/// (permuted/padded) activations and the split-K partial sums. Each is used only inside one forward call, and a
-/// context's forwards run in stream order (one stream), so one copy serves every layer, as exllama's temp_dq.
-/// Sizes grow at load time only, never during a forward (which may be captured into a CUDA graph).
+/// (permuted/padded) activations and the split-K partial sums. Each is used only inside one forward call, so the
+/// linears that run on one stream (in stream order) share one set, as exllama's temp_dq; the executor runs some
+/// linears on side streams in parallel, so every stream gets its own set. Loads record the largest sizes; a stream's
+/// set is allocated at its first forward (the context's own stream at load time) — an eager forward, since the
+/// executor runs one eager step before it captures a graph; allocating inside a capture would fail, so that is
+/// reported as an error instead.
 class shared_scratch {
 public:
+    struct buffers {
+        device_buffer recons, stage, partials;
+    };
+
     explicit shared_scratch(device_context& context) : m_context(context) {}
 
     static std::shared_ptr<shared_scratch> for_context(device_context& context) {
@@ -44,23 +51,45 @@ public:
         return s;
     }
 
+    /// At load: the sizes one linear needs; the context's stream gets its set (without the reconstruct buffer,
+    /// which only batches above the threshold need) right away.
     void reserve(std::uint64_t recons_bytes, std::uint64_t stage_bytes, std::uint64_t partial_bytes) {
-        grow(m_recons, recons_bytes, "gptq scratch: reconstructed fp16 weight");
-        grow(m_stage, stage_bytes, "gptq scratch: staged activations");
-        grow(m_partials, partial_bytes, "gptq scratch: split-K partial sums");
+        std::lock_guard lock(m_mutex);
+        m_recons = std::max(m_recons, recons_bytes);
+        m_stage = std::max(m_stage, stage_bytes);
+        m_partials = std::max(m_partials, partial_bytes);
+        buffers& b = m_sets[m_context.stream()];
+        grow(b.stage, m_stage, "gptq scratch: staged activations", nullptr);
+        grow(b.partials, m_partials, "gptq scratch: split-K partial sums", nullptr);
     }
-    __half* recons() const { return m_recons.as<__half>(); }
-    __half* stage() const { return m_stage.as<__half>(); }
-    float* partials() const { return m_partials.as<float>(); }
+
+    /// At a forward: the set of `stream`, grown to the recorded sizes if needed.
+    const buffers& get(cudaStream_t stream, bool with_recons) {
+        std::lock_guard lock(m_mutex);
+        buffers& b = m_sets[stream];
+        grow(b.stage, m_stage, "gptq scratch: staged activations", stream);
+        grow(b.partials, m_partials, "gptq scratch: split-K partial sums", stream);
+        if (with_recons) grow(b.recons, m_recons, "gptq scratch: reconstructed fp16 weight", stream);
+        return b;
+    }
 
 private:
-    void grow(device_buffer& b, std::uint64_t bytes, const char* what) {
+    void grow(device_buffer& b, std::uint64_t bytes, const char* what, cudaStream_t stream) {
         if (bytes <= b.size()) return;
+        if (stream != nullptr) {
+            cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+            QB_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+            if (status != cudaStreamCaptureStatusNone)
+                throw cuda_error(std::string(what) + ": first used on a stream inside a graph capture; run one eager "
+                                                     "forward on that stream before capturing");
+        }
         b.reset();
         b = m_context.allocate(bytes, what);
     }
     device_context& m_context;
-    device_buffer m_recons, m_stage, m_partials;
+    std::mutex m_mutex;
+    std::uint64_t m_recons = 0, m_stage = 0, m_partials = 0;
+    std::map<cudaStream_t, buffers> m_sets;
 };
 
 /// CTAs of the fused kernel resident on the whole GPU for (bits, rows), queried once per device.
@@ -123,8 +152,13 @@ public:
         m_scratch = shared_scratch::for_context(context);
         const std::uint64_t padded_k = static_cast<std::uint64_t>(m_plan.slabs) * 32;
         const std::uint64_t stage_rows = static_cast<std::uint64_t>(std::max<std::int64_t>(1, m_fused_rows));
-        m_scratch->reserve(static_cast<std::uint64_t>(K * N) * 2, stage_rows * padded_k * 2,
-                           static_cast<std::uint64_t>(k_max_splits * k_fused_max_rows * m_plan.tiles * 32) * 4);
+        std::uint64_t partial_bytes = 16;
+        for (int r = 1; r <= k_fused_max_rows; ++r)
+            if (m_splits[static_cast<std::size_t>(r)] > 1)
+                partial_bytes = std::max<std::uint64_t>(
+                    partial_bytes, static_cast<std::uint64_t>(m_splits[static_cast<std::size_t>(r)] * r * m_plan.tiles * 32) * 4);
+        // Staging is also the fallback for an x that is not 16-byte aligned, so every layer reserves it.
+        m_scratch->reserve(static_cast<std::uint64_t>(K * N) * 2, stage_rows * padded_k * 2, partial_bytes);
     }
 
     std::int64_t in_features() const override { return m_plan.in_features; }
@@ -142,6 +176,7 @@ public:
         auto* y = static_cast<__half*>(y_ptr);
         const std::int64_t K = m_plan.in_features, N = m_plan.out_features;
         const launch_options lo{stream, m_context.pdl_enabled()};
+        const auto& scratch = m_scratch->get(stream, rows > m_fused_rows);
         if (rows <= m_fused_rows) {
             const __half* xin = x;
             std::int64_t ldx = K;
@@ -149,8 +184,8 @@ public:
             if (!m_plan.sequential || K % 32 != 0 || !aligned) {
                 // Act-order gathers x into sorted-row order; a ragged K is zero-padded to whole slabs.
                 ldx = m_plan.slabs * 32;
-                launch_stage_x(x, K, rows, row_of(), K, ldx, m_scratch->stage(), lo);
-                xin = m_scratch->stage();
+                launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
+                xin = scratch.stage.as<const __half>();
             }
             for (std::int64_t r0 = 0; r0 < rows; r0 += k_fused_max_rows) {
                 const int rr = static_cast<int>(std::min<std::int64_t>(k_fused_max_rows, rows - r0));
@@ -162,7 +197,7 @@ public:
                 a.x = xin + r0 * ldx;
                 a.ldx = ldx;
                 a.y = y + r0 * N;
-                a.partials = m_scratch->partials();
+                a.partials = scratch.partials.as<float>();
                 a.counters = m_counters.as<unsigned>();
                 a.n = static_cast<int>(N);
                 a.slabs = static_cast<int>(m_plan.slabs);
@@ -176,11 +211,11 @@ public:
         launch_reconstruct(static_cast<int>(m_plan.bits), m_qweight.as<const std::uint32_t>(), m_scales.as<const __half>(),
                            m_zeros.as<const std::uint8_t>(), m_row_group.as<const std::int32_t>(), row_of(), K, N,
                            static_cast<int>(m_plan.slabs), static_cast<int>(m_plan.groups),
-                           static_cast<int>(m_plan.tiles), m_scratch->recons(), lo);
+                           static_cast<int>(m_plan.tiles), scratch.recons.as<__half>(), lo);
         // Row-major y[rows, N] = x[rows, K] · W^T is column-major y^T[N, rows] = (W^T as column-major N x K) · x^T.
         const float alpha = 1.0f, beta = 0.0f;
         QB_CUBLAS_CHECK(cublasGemmEx(m_context.cublas_on(stream), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N),
-                                     static_cast<int>(rows), static_cast<int>(K), &alpha, m_scratch->recons(), CUDA_R_16F,
+                                     static_cast<int>(rows), static_cast<int>(K), &alpha, scratch.recons.as<const __half>(), CUDA_R_16F,
                                      static_cast<int>(N), x, CUDA_R_16F, static_cast<int>(K), &beta, y, CUDA_R_16F,
                                      static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }

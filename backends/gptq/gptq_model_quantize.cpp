@@ -206,6 +206,7 @@ void quantize_model_cpu(const model_config& config, const weight_store& weights,
         }
         if (S_ho > 0) cpu_layer_forward(model, l, held_out, T, nullptr);
         report.forward_s += seconds_since(t_out);
+        if (options.on_layer) options.on_layer(l + 1, config.num_layers, report.read_s + report.forward_s + report.algorithm_s + report.quality_s + report.write_s);
     }
 }
 }  // namespace

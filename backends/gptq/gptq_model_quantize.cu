@@ -169,6 +169,8 @@ void quantize_model_cuda(const model_config& model, const weight_store& weights,
         std::swap(h_cur, h_next);
         report.forward_s += seconds_since(t0);
         ctx.sample_device_memory();
+        if (options.on_layer)
+            options.on_layer(l + 1, model.num_layers, report.read_s + report.forward_s + report.algorithm_s + report.quality_s + report.write_s);
     }
     const auto mem = ctx.memory();
     report.vram_peak_bytes = mem.allocated_peak;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace qbench::gptq {
 
@@ -179,18 +180,50 @@ std::vector<std::uint8_t> intweight_from_fake_quant(std::span<const std::uint16_
     return codes;
 }
 
+namespace {
+/// qweight straight from codes [N][K] (each output row's codes are contiguous along K, the packing direction), over
+/// a few threads for large layers: each thread owns a range of columns n, so the words do not depend on the split.
+std::vector<std::int32_t> pack_qweight_rows(std::span<const std::uint8_t> codes_nk, std::int64_t K, std::int64_t N,
+                                            std::int64_t bits) {
+    const std::int64_t runs = ceil_div(K, k_pack_run);
+    std::vector<std::int32_t> out(sz(runs * bits * N));
+    auto work = [&](std::int64_t n0, std::int64_t n1) {
+        std::uint32_t vals[k_pack_run];
+        std::uint32_t words[8];
+        for (std::int64_t n = n0; n < n1; ++n) {
+            const std::uint8_t* row = &codes_nk[sz(n * K)];
+            for (std::int64_t r = 0; r < runs; ++r) {
+                for (std::int64_t v = 0; v < k_pack_run; ++v) {
+                    const std::int64_t k = r * k_pack_run + v;
+                    vals[v] = k < K ? row[k] : 0u;
+                }
+                pack_run(vals, bits, words);
+                for (std::int64_t w = 0; w < bits; ++w) out[sz((r * bits + w) * N + n)] = static_cast<std::int32_t>(words[w]);
+            }
+        }
+    };
+    const std::int64_t threads =
+        K * N < (1 << 20) ? 1 : std::clamp<std::int64_t>(std::thread::hardware_concurrency(), 1, 16);
+    if (threads == 1) {
+        work(0, N);
+        return out;
+    }
+    std::vector<std::thread> pool;
+    for (std::int64_t t = 0; t < threads; ++t) pool.emplace_back(work, N * t / threads, N * (t + 1) / threads);
+    for (auto& th : pool) th.join();
+    return out;
+}
+}  // namespace
+
 packed_linear pack(const quantized_linear& q) {
     q.validate();
     const std::int64_t K = q.in_features, N = q.out_features, G = q.groups();
-    std::vector<std::uint8_t> codes_kn(sz(K * N));
-    for (std::int64_t n = 0; n < N; ++n)
-        for (std::int64_t k = 0; k < K; ++k) codes_kn[sz(k * N + n)] = q.codes[sz(n * K + k)];
     packed_linear p;
     p.in_features = K;
     p.out_features = N;
     p.bits = q.bits;
     p.group_size = q.group_size;
-    p.qweight = pack_qweight(codes_kn, K, N, q.bits);
+    p.qweight = pack_qweight_rows(q.codes, K, N, q.bits);
     p.qzeros = pack_qzeros(q.zeros, G, N, q.bits);
     p.scales.resize(sz(G * N));
     for (std::size_t i = 0; i < p.scales.size(); ++i) p.scales[i] = float_to_half(q.scales[i]);

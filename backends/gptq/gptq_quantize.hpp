@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,8 @@ struct gptq_quantize_options {
     std::string model_name_or_path;
     /// Sequences per chunk of the GPU calibration forward (0: chosen from the model size).
     std::int64_t chunk_sequences = 0;
+    /// Called after each decoder layer with (layers done, layers in all, seconds since the start); may be empty.
+    std::function<void(std::int64_t, std::int64_t, double)> on_layer;
 };
 
 struct gptq_layer_report {

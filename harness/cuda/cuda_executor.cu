@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -156,6 +157,15 @@ private:
         m_row_logsum, m_cand_logit, m_cand_token;
     decode_state m_state;
 
+    // Decode steps run q, k, v (and gate, up) as parallel branches on side streams: the linears of one input
+    // overlap, so one kernel's ramp-up and tail hide behind another's stream of weights. QBENCH_PARALLEL_LINEARS=0
+    // turns it off.
+    bool m_parallel = true;
+    cudaStream_t m_side[2] = {nullptr, nullptr};
+    cudaEvent_t m_fork = nullptr, m_join[2] = {nullptr, nullptr};
+    void fork(int branches);
+    void join(int branches);
+
     bool m_graphs_enabled = true;
     bool m_graphs_used = false;
     bool m_capture_failed = false;
@@ -206,6 +216,11 @@ cuda_executor_impl::cuda_executor_impl(const model_config& model, const tensor_s
     m_inv_freq = context.allocate(inv_freq.size() * sizeof(float), "RoPE frequencies");
     context.upload(m_inv_freq.get(), inv_freq.data(), inv_freq.size() * sizeof(float));
 
+    if (const char* env = std::getenv("QBENCH_PARALLEL_LINEARS")) m_parallel = std::atoi(env) != 0;
+    for (cudaStream_t& s : m_side) QB_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    QB_CUDA_CHECK(cudaEventCreateWithFlags(&m_fork, cudaEventDisableTiming));
+    for (cudaEvent_t& e : m_join) QB_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+
     m_load.total_s = std::chrono::duration<double>(steady::now() - t0).count();
     m_load.read_s = timed.seconds();
     m_load.upload_s = context.upload_seconds() - upload0;
@@ -216,6 +231,27 @@ cuda_executor_impl::~cuda_executor_impl() {
     cudaStreamSynchronize(m_context.stream());
     drop_graphs();
     for (cudaEvent_t e : m_events) cudaEventDestroy(e);
+    for (cudaStream_t s : m_side) {
+        if (s == nullptr) continue;
+        cudaStreamSynchronize(s);
+        m_context.forget_stream(s);
+        cudaStreamDestroy(s);
+    }
+    if (m_fork != nullptr) cudaEventDestroy(m_fork);
+    for (cudaEvent_t e : m_join)
+        if (e != nullptr) cudaEventDestroy(e);
+}
+
+void cuda_executor_impl::fork(int branches) {
+    QB_CUDA_CHECK(cudaEventRecord(m_fork, m_context.stream()));
+    for (int i = 0; i < branches; ++i) QB_CUDA_CHECK(cudaStreamWaitEvent(m_side[i], m_fork, 0));
+}
+
+void cuda_executor_impl::join(int branches) {
+    for (int i = 0; i < branches; ++i) {
+        QB_CUDA_CHECK(cudaEventRecord(m_join[i], m_side[i]));
+        QB_CUDA_CHECK(cudaStreamWaitEvent(m_context.stream(), m_join[i], 0));
+    }
 }
 
 void cuda_executor_impl::drop_graphs() noexcept {
@@ -324,10 +360,14 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     auto* x = m_x.as<__half>();
     auto* h = m_h.as<__half>();
     auto* out = m_o.as<__half>();
+    // Branches only in decode steps: the prefill's GEMMs are long enough to fill the GPU on their own.
+    const bool branches = decode && m_parallel;
     launch_rms_norm(x, l == 0 ? nullptr : out, layer.input_norm.as<__half>(), eps, rows, H, h, o);
+    if (branches) fork(2);
     layer.linear[0]->forward(h, rows, m_q.get(), st);
-    layer.linear[1]->forward(h, rows, m_k.get(), st);
-    layer.linear[2]->forward(h, rows, m_v.get(), st);
+    layer.linear[1]->forward(h, rows, m_k.get(), branches ? m_side[0] : st);
+    layer.linear[2]->forward(h, rows, m_v.get(), branches ? m_side[1] : st);
+    if (branches) join(2);
     const attention_shape shape = attn_shape();
     if (decode) {
         launch_attention_decode(m_q.as<__half>(), m_k.as<__half>(), m_v.as<__half>(), m_inv_freq.as<float>(),
@@ -340,8 +380,10 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     }
     layer.linear[3]->forward(m_attn.get(), rows, out, st);
     launch_rms_norm(x, out, layer.post_norm.as<__half>(), eps, rows, H, h, o);
+    if (branches) fork(1);
     layer.linear[4]->forward(h, rows, m_gate.get(), st);
-    layer.linear[5]->forward(h, rows, m_up.get(), st);
+    layer.linear[5]->forward(h, rows, m_up.get(), branches ? m_side[0] : st);
+    if (branches) join(1);
     launch_swiglu(m_gate.as<__half>(), m_up.as<__half>(), rows * I, m_gate.as<__half>(), o);  // in place
     layer.linear[6]->forward(m_gate.get(), rows, out, st);
 }

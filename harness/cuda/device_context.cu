@@ -64,6 +64,7 @@ device_context::device_context(const device_context_options& options)
             throw out_of_memory(memory_kind::vram, m_context_bytes + m_library_bytes, *m_budget,
                                 "the CUDA context and libraries take " + mib(m_context_bytes + m_library_bytes) +
                                     ", more than the VRAM budget of " + mib(*m_budget));
+        m_workspace_size = options.workspace_bytes;
         if (options.workspace_bytes > 0) {
             m_workspace = allocate(options.workspace_bytes, "cuBLAS workspace");
             QB_CUBLAS_CHECK(cublasSetWorkspace(m_cublas, m_workspace.get(), m_workspace.size()));
@@ -82,6 +83,7 @@ device_context::device_context(const device_context_options& options)
 
 device_context::~device_context() {
     if (m_staging != nullptr) QB_CUDA_CHECK_NOEXCEPT(cudaFreeHost(m_staging));
+    m_stream_workspaces.clear();
     if (m_cublaslt != nullptr) cublasLtDestroy(m_cublaslt);
     if (m_cublas != nullptr) cublasDestroy(m_cublas);
     m_workspace.reset();
@@ -153,11 +155,31 @@ std::byte* device_context::staging(std::uint64_t bytes) {
 
 cublasHandle_t device_context::cublas_on(cudaStream_t stream) {
     if (stream != m_cublas_stream) {
+        const device_buffer* ws = &m_workspace;
+        if (stream != m_stream) {
+            auto it = std::find_if(m_stream_workspaces.begin(), m_stream_workspaces.end(),
+                                   [&](const auto& e) { return e.first == stream; });
+            if (it == m_stream_workspaces.end()) {
+                m_stream_workspaces.emplace_back(stream, allocate(m_workspace_size, "cuBLAS workspace (second stream)"));
+                it = m_stream_workspaces.end() - 1;
+            }
+            ws = &it->second;
+        }
         QB_CUBLAS_CHECK(cublasSetStream(m_cublas, stream));
-        if (m_workspace) QB_CUBLAS_CHECK(cublasSetWorkspace(m_cublas, m_workspace.get(), m_workspace.size()));
+        if (*ws) QB_CUBLAS_CHECK(cublasSetWorkspace(m_cublas, ws->get(), ws->size()));
         m_cublas_stream = stream;
     }
     return m_cublas;
+}
+
+void device_context::forget_stream(cudaStream_t stream) noexcept {
+    if (stream == m_stream) return;
+    if (m_cublas_stream == stream) {
+        cublasSetStream(m_cublas, m_stream);
+        if (m_workspace) cublasSetWorkspace(m_cublas, m_workspace.get(), m_workspace.size());
+        m_cublas_stream = m_stream;
+    }
+    std::erase_if(m_stream_workspaces, [&](const auto& e) { return e.first == stream; });
 }
 
 void device_context::sample_device_memory() {
@@ -173,6 +195,7 @@ device_memory_figures device_context::memory() const {
     f.context = m_context_bytes;
     f.libraries = m_library_bytes;
     f.workspace = m_workspace.size();
+    for (const auto& e : m_stream_workspaces) f.workspace += e.second.size();
     f.device_total = m_total;
     f.budget = m_budget;
     return f;

@@ -22,6 +22,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace qbench {
 
@@ -119,9 +121,12 @@ public:
     int compute_capability() const { return m_props.major * 10 + m_props.minor; }
     cudaStream_t stream() const { return m_stream; }
     cublasHandle_t cublas() const { return m_cublas; }
-    /// The cuBLAS handle bound to `stream`, with the accounted workspace (cublasSetStream resets a handle's
-    /// workspace to cuBLAS's own pool, so the two are set together).
+    /// The cuBLAS handle bound to `stream`, with an accounted workspace (cublasSetStream resets a handle's workspace
+    /// to cuBLAS's own pool, so the two are set together). Each stream gets its own workspace (the first, the
+    /// context's stream's, at creation; others on first use), so GEMMs on concurrent streams never share one.
     cublasHandle_t cublas_on(cudaStream_t stream);
+    /// Called before destroying a stream that was given to cublas_on: drops its workspace and binding.
+    void forget_stream(cudaStream_t stream) noexcept;
     cublasLtHandle_t cublaslt() const { return m_cublaslt; }
     void* workspace() const { return m_workspace.get(); }
     std::uint64_t workspace_bytes() const { return m_workspace.size(); }
@@ -156,6 +161,8 @@ private:
     std::uint64_t m_uploaded_bytes = 0;
     bool m_pdl = false;
     cudaStream_t m_cublas_stream = nullptr;
+    std::uint64_t m_workspace_size = 0;
+    std::vector<std::pair<cudaStream_t, device_buffer>> m_stream_workspaces;  // streams other than m_stream
     std::byte* m_staging = nullptr;
     std::uint64_t m_staging_bytes = 0;
     host_reservation m_staging_reservation;

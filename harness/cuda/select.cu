@@ -18,6 +18,23 @@ __device__ __forceinline__ float logit_at(const __half* row, std::int64_t v) {
     return isnan(f) ? -INFINITY : f;
 }
 
+// Calls f(v, logit) for this thread's ids v = threadIdx.x + i * blockDim.x in increasing order, four loads in flight
+// (a row is read by one block, so its latency, not bandwidth, is what a pass costs).
+template <class F>
+__device__ __forceinline__ void for_each_logit(const __half* row, std::int64_t vocab, F f) {
+    const std::int64_t stride = blockDim.x;
+    std::int64_t v = threadIdx.x;
+    for (; v + 3 * stride < vocab; v += 4 * stride) {
+        const float a = logit_at(row, v), b = logit_at(row, v + stride), c = logit_at(row, v + 2 * stride),
+                    d = logit_at(row, v + 3 * stride);
+        f(v, a);
+        f(v + stride, b);
+        f(v + 2 * stride, c);
+        f(v + 3 * stride, d);
+    }
+    for (; v < vocab; v += stride) f(v, logit_at(row, v));
+}
+
 // (value desc, index asc): the order of every choice in generation.hpp.
 __device__ __forceinline__ bool better(float a, int ia, float b, int ib) { return a > b || (a == b && ia < ib); }
 
@@ -63,15 +80,19 @@ __device__ double block_sum_f64(double v, double* scratch) {
 
 // log_softmax normalizer of a row as decoding.hpp computes it: max, then log(sum(exp(l - max))) in double.
 // Returns the log-sum; `mx` gets the max. Every thread gets both.
-__device__ double row_logsum(const __half* row, std::int64_t vocab, float& mx, float* fs, double* ds) {
-    float m = -INFINITY;
-    for (std::int64_t v = threadIdx.x; v < vocab; v += blockDim.x) m = fmaxf(m, logit_at(row, v));
-    m = block_max(m, fs);
-    double sum = 0.0;
-    for (std::int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
-        const float f = logit_at(row, v);
-        if (f != -INFINITY) sum += exp(static_cast<double>(f) - static_cast<double>(m));
+// `known_max`: the row's max when the caller has it already (NaN: compute it).
+__device__ double row_logsum(const __half* row, std::int64_t vocab, float& mx, float* fs, double* ds,
+                             float known_max = NAN) {
+    float m = known_max;
+    if (isnan(m)) {
+        m = -INFINITY;
+        for_each_logit(row, vocab, [&](std::int64_t, float f) { m = fmaxf(m, f); });
+        m = block_max(m, fs);
     }
+    double sum = 0.0;
+    for_each_logit(row, vocab, [&](std::int64_t, float f) {
+        if (f != -INFINITY) sum += exp(static_cast<double>(f) - static_cast<double>(m));
+    });
     sum = block_sum_f64(sum, ds);
     mx = m;
     return log(sum);
@@ -100,19 +121,18 @@ __global__ void __launch_bounds__(k_threads) choose_greedy_kernel(const __half* 
     const int step = *s.step;
     for (std::int64_t b = 0; b < s.beams; ++b) {
         const __half* row = logits + b * vocab;
-        float mx;
-        const double logsum = row_logsum(row, vocab, mx, sv, sd);
         float bv = -INFINITY;
         int bi = INT_MAX;
         // Each thread sees increasing ids, so a strict > keeps the lowest id among equal values.
-        for (std::int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
-            const float f = logit_at(row, v);
+        for_each_logit(row, vocab, [&](std::int64_t v, float f) {
             if (bi == INT_MAX || f > bv) {
                 bv = f;
                 bi = static_cast<int>(v);
             }
-        }
+        });
         block_best(bv, bi, sv, si);
+        float mx;
+        const double logsum = row_logsum(row, vocab, mx, sv, sd, bv);
         if (threadIdx.x == 0) {
             const int token = bi == INT_MAX ? 0 : bi;
             s.tokens[b] = token;
@@ -365,9 +385,8 @@ __global__ void __launch_bounds__(k_threads) beam_rows_kernel(const __half* logi
         tv[i] = -INFINITY;
         ti[i] = INT_MAX;
     }
-    for (std::int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
-        const float f = logit_at(row, v);
-        if (f == -INFINITY) continue;
+    for_each_logit(row, vocab, [&](std::int64_t v, float f) {
+        if (f == -INFINITY) return;
         if (f > tv[k_max_beam - 1]) {
             float cv = f;
             int ci = static_cast<int>(v);
@@ -383,7 +402,7 @@ __global__ void __launch_bounds__(k_threads) beam_rows_kernel(const __half* logi
                 }
             }
         }
-    }
+    });
     for (int k = 0; k < beams; ++k) {
         float bv = tv[0];
         int bi = ti[0];

@@ -22,9 +22,9 @@ fi
 rm -rf "$bundle"; mkdir -p "$bundle/bin" "$bundle/lib"
 find "$build" -type f -executable \( -name 'qbench' -o -name 'test_*' -o -name 'bench_*' \) -not -path '*/CMakeFiles/*' \
   -exec cp {} "$bundle/bin/" \;
-for lib in libyaml-cpp.so.0.7 libbenchmark.so.1; do
-  p=$(ldconfig -p | awk -v l="$lib" '$1==l {print $NF; exit}')
-  [ -n "$p" ] && cp -L "$p" "$bundle/lib/"
-done
+# Whatever the binaries load from Debian's yaml-cpp and Google Benchmark packages (names vary: libbenchmark.so.1debian).
+for bin in "$bundle"/bin/*; do
+  ldd "$bin" 2>/dev/null | awk '/libyaml-cpp|libbenchmark/ {print $3}'
+done | sort -u | while read -r p; do [ -n "$p" ] && cp -L "$p" "$bundle/lib/"; done
 strip --strip-debug "$bundle"/bin/* 2>/dev/null || true
 du -sh "$bundle"

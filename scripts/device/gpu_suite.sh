@@ -44,7 +44,7 @@ for b in "${bundles[@]}"; do export LD_LIBRARY_PATH=$root/${b}lib${LD_LIBRARY_PA
 # Extra arguments per benchmark binary (none for binaries not listed).
 bench_args() {
   case $(basename "$1") in
-    bench_f16_gemv) echo "--benchmark_min_time=0.1" ;;
+    bench_f16_gemv) echo "" ;;
     bench_decode) echo "--reps 3 --json $out/bench_decode.json" ;;
     *) echo "" ;;
   esac

@@ -1,12 +1,12 @@
 // Google Benchmark micro-benchmarks of the fp16 small-batch linear at Llama-7B shapes.
 //
-//   BM_f16_gemv/shape/rows/rpw/pipe/pdl  our GEMV, back-to-back launches over rotated weight copies (the working set is
+//   BM_f16_gemv/shape/rows/variant/pdl  our GEMV, back-to-back launches over rotated weight copies (the working set is
 //                                     several times the 60 MB L2, so every launch streams from HBM)
 //   BM_cublas_f16/shape/rows          cublasGemmEx (fp16 in/out, fp32 compute) on the same copies
 //   BM_llama7b_linears/rows/impl      one decode token's linears (32 layers x q,k,v,o,gate,up,down + lm_head, all
-//                                     distinct weights, 13.2 GB) as one CUDA graph: impl 0 = GEMV with PDL,
-//                                     1 = GEMV without PDL, 2 = cuBLAS. Its utilization is the ceiling of a decode
-//                                     step's.
+//                                     distinct weights, 13.2 GB) as one CUDA graph: impl 0 = GEMV (default
+//                                     variant) with PDL, 1 = without PDL, 2 = cuBLAS. Its utilization is the
+//                                     ceiling of a decode step's.
 // Counters: GB/s of weights read and util = GB/s over the stream bandwidth measured at start (PERF.md's method).
 // Time is device time from CUDA events (UseManualTime), per launch (per token for the graph benchmark).
 #include "backends/fp16/fp16_gemv.cuh"
@@ -31,6 +31,13 @@ struct linear_shape {
 constexpr linear_shape k_shapes[] = {{"qkvo", 4096, 4096}, {"gate_up", 11008, 4096}, {"down", 4096, 11008},
                                      {"lm_head", 32001, 4096}};
 constexpr std::uint64_t k_rotation_bytes = 480ull << 20;  // 8x the L2
+// Kernel variants: 0 = the default (mma, k_split by shape, on sm_80+), 1/2 = mma with k_split 4/8, 3 = the fp32-FMA
+// kernel (2 rows per warp, pipelined), 4 = the same, 1 row per warp.
+const f16_gemv_variant k_variants[] = {{},
+                                       {f16_gemv_kind::mma, 4, 0, true},
+                                       {f16_gemv_kind::mma, 8, 0, true},
+                                       {f16_gemv_kind::ffma, 0, 2, true},
+                                       {f16_gemv_kind::ffma, 0, 1, true}};
 
 device_context& ctx() {
     static device_context* c = new device_context();
@@ -98,10 +105,10 @@ void run_timed(benchmark::State& state, std::uint64_t bytes_per_launch, int laun
 void BM_f16_gemv(benchmark::State& state) {
     const linear_shape s = k_shapes[state.range(0)];
     const std::int64_t rows = state.range(1);
-    const f16_gemv_variant variant{static_cast<int>(state.range(2)), state.range(3) != 0};
-    const bool pdl = state.range(4) != 0 && ctx().pdl_enabled();
+    const f16_gemv_variant variant = k_variants[state.range(2)];
+    const bool pdl = state.range(3) != 0 && ctx().pdl_enabled();
     weight_set ws(s.n, s.k, rows);
-    state.SetLabel(std::string(s.name) + " " + f16_gemv_path(ws.copies[0].get(), ws.x.get(), rows, s.k, variant) +
+    state.SetLabel(std::string(s.name) + " " + f16_gemv_path(ws.copies[0].get(), ws.x.get(), rows, s.n, s.k, variant) +
                    (pdl ? " pdl" : ""));
     const int launches = static_cast<int>(ws.copies.size()) * 4;
     run_timed(state, static_cast<std::uint64_t>(s.n * s.k) * 2, launches, [&](int i) {
@@ -170,26 +177,30 @@ void BM_llama7b_linears(benchmark::State& state) {
 }
 
 void shape_args(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"shape", "rows", "rpw", "pipe", "pdl"});
-    for (int s = 0; s < 4; ++s)
+    b->ArgNames({"shape", "rows", "variant", "pdl"});
+    for (int s = 0; s < 4; ++s) {
         for (int rows : {1, 2, 4, 8})
-            for (int rpw : {1, 2})
-                for (int pipe : {0, 1}) b->Args({s, rows, rpw, pipe, 1});
-    for (int s = 0; s < 4; ++s) b->Args({s, 1, 1, 1, 0});
+            for (int variant : {1, 2, 3}) b->Args({s, rows, variant, 1});
+        b->Args({s, 1, 0, 0});  // the default without PDL
+    }
 }
 
 }  // namespace
 
-BENCHMARK(BM_f16_gemv)->Apply(shape_args)->UseManualTime()->Unit(benchmark::kMicrosecond);
+// Fixed iteration counts: an iteration is a batch of launches whose device time is far below its wall time (event
+// synchronization), so Google Benchmark's min-time search would take seconds per case.
+BENCHMARK(BM_f16_gemv)->Apply(shape_args)->UseManualTime()->Iterations(30)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_cublas_f16)
     ->ArgNames({"shape", "rows"})
     ->ArgsProduct({{0, 1, 2, 3}, {1, 4, 16}})
     ->UseManualTime()
+    ->Iterations(30)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_llama7b_linears)
     ->ArgNames({"rows", "impl"})
-    ->ArgsProduct({{1, 2, 4, 8}, {0, 1, 2}})
+    ->ArgsProduct({{1, 4}, {0, 1, 2}})
     ->UseManualTime()
+    ->Iterations(10)
     ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {

@@ -120,14 +120,6 @@ private:
     cudaEvent_t m_a{}, m_b{};
 };
 
-void report(benchmark::State& state, double bytes_per_launch) {
-    state.counters["GB_per_s"] =
-        benchmark::Counter(bytes_per_launch * static_cast<double>(state.iterations()) * k_launches_per_iteration / 1e9,
-                           benchmark::Counter::kIsRate);
-    // frac counters derive from the same rate; Google Benchmark cannot divide rates, so record them per iteration.
-    state.counters["bytes_MB"] = bytes_per_launch / 1e6;
-}
-
 template <class Launch>
 void run_timed(benchmark::State& state, double bytes_per_launch, Launch&& launch) {
     event_timer timer;
@@ -143,8 +135,9 @@ void run_timed(benchmark::State& state, double bytes_per_launch, Launch&& launch
         total += s;
     }
     cuda_ok(cudaGetLastError(), "benchmark");
-    report(state, bytes_per_launch);
     const double gbs = bytes_per_launch * static_cast<double>(state.iterations()) * k_launches_per_iteration / total / 1e9;
+    state.counters["GB_per_s"] = gbs;
+    state.counters["MB"] = bytes_per_launch / 1e6;
     state.counters["frac_4500"] = gbs / k_reference_gbs;
     state.counters["frac_stream"] = g_stream_gbs > 0 ? gbs / g_stream_gbs : 0.0;
 }
@@ -210,20 +203,21 @@ struct weights_4bit {
     }
 };
 
-// Args: shape, type (0 nf4, 1 fp4), dq, m, rows per group (0 = default).
+// Args: shape, type (0 nf4, 1 fp4), dq, m, kernel variant (0 = default; gemv_4bit_variant_name).
 void BM_bnb_gemv_4bit(benchmark::State& state) {
     const shape s = k_shapes[state.range(0)];
     const quant_type t = state.range(1) ? quant_type::fp4 : quant_type::nf4;
     const bool dq = state.range(2) != 0;
     const std::int64_t m = state.range(3);
-    const int rows = static_cast<int>(state.range(4));
+    const int variant = static_cast<int>(state.range(4));
     const std::uint64_t one = static_cast<std::uint64_t>(s.n * s.k / 2 + s.n * s.k / 64 * 4);
     weights_4bit w(s.n, s.k, t, dq, copies_for(one));
     dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
     fill_half(x.get(), x.size(), 3, 1.0f);
-    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq));
+    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq) + " " + gemv_4bit_variant_name(variant));
     run_timed(state, static_cast<double>(w.bytes), [&](int i) {
-        launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), {nullptr, false}, rows);
+        launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), {nullptr, false},
+                         variant);
     });
 }
 
@@ -281,11 +275,13 @@ void fill_activations_with_outliers(__half* x, std::int64_t m, std::int64_t k) {
     cudaMemcpy(x, host.data(), host.size() * 2, cudaMemcpyHostToDevice);
 }
 
-// Args: shape, m, threshold x10. m <= 8: quantize + GEMV; larger: quantize + cuBLASLt + epilogue.
+// Args: shape, m, threshold x10, GEMV variant (0 default, 1 block-owned rows, 2 warp-owned). m <= 8: quantize + GEMV;
+// larger: quantize + cuBLASLt + epilogue.
 void BM_bnb_int8(benchmark::State& state) {
     const shape s = k_shapes[state.range(0)];
     const std::int64_t m = state.range(1);
     const float threshold = static_cast<float>(state.range(2)) / 10.0f;
+    const int variant = static_cast<int>(state.range(3));
     weights_int8 w(s.n, s.k, copies_for(static_cast<std::uint64_t>(s.n * s.k)));
     dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
     fill_activations_with_outliers(x.get(), m, s.k);
@@ -297,14 +293,15 @@ void BM_bnb_int8(benchmark::State& state) {
     cublasLtCreate(&lt);
     dev<std::uint8_t> ws(32u << 20);
     const bool gemv = m <= k_gemv_int8_max_rows;
-    state.SetLabel(std::string(s.name) + " " + format_name_int8(threshold) + (gemv ? " quant+gemv" : " quant+cublaslt+epilogue"));
+    state.SetLabel(std::string(s.name) + " " + format_name_int8(threshold) + (gemv ? (variant == 1 ? " quant+gemv-block" : variant == 2 ? " quant+gemv-warp" : " quant+gemv") : " quant+cublaslt+epilogue"));
     run_timed(state, static_cast<double>(w.bytes), [&](int i) {
         const std::size_t c = static_cast<std::size_t>(i) % w.cb.size();
         int8_act_buffers act{q.get(), rs.get(), mask.get(), cols.get(), count.get()};
         launch_quantize_int8_activations(x.get(), m, s.k, threshold, act, {nullptr, false});
         if (gemv) {
             if (!(threshold > 0)) act.outlier_mask = nullptr;
-            launch_gemv_int8(w.cb[c].get(), w.scb[c].get(), s.n, s.k, x.get(), act, m, y.get(), {nullptr, false});
+            launch_gemv_int8(w.cb[c].get(), w.scb[c].get(), s.n, s.k, x.get(), act, m, y.get(), {nullptr, false},
+                             variant);
         } else {
             if (!cublaslt_int8_gemm(lt, q.get(), w.cb[c].get(), product.get(), m, s.n, s.k, ws.get(), ws.size(), nullptr))
                 launch_int8_matmul_plain(q.get(), w.cb[c].get(), m, s.n, s.k, product.get(), {nullptr, false});
@@ -335,7 +332,7 @@ void BM_fp16_gemv(benchmark::State& state) {
     weights_f16 w(s.n, s.k, copies_for(static_cast<std::uint64_t>(s.n * s.k * 2)));
     dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
     fill_half(x.get(), x.size(), 3, 1.0f);
-    state.SetLabel(std::string(s.name) + " f16 " + f16_gemv_path(w.w[0].get(), x.get(), m, s.k));
+    state.SetLabel(std::string(s.name) + " f16 " + f16_gemv_path(w.w[0].get(), x.get(), m, s.n, s.k));
     run_timed(state, static_cast<double>(s.n * s.k * 2), [&](int i) {
         launch_f16_gemv(w.w[static_cast<std::size_t>(i) % w.w.size()].get(), x.get(), y.get(), m, s.n, s.k, {nullptr, false});
     });
@@ -363,16 +360,19 @@ void BM_fp16_cublas(benchmark::State& state) {
 // ---- Llama-7B linear stack: one decode step's linears in a CUDA graph -----------------------------------------------
 
 // Format: 0 fp16, 1 nf4, 2 nf4+dq, 3 fp4, 4 int8 (threshold 6), 5 int8 (threshold 0). Arg 1: PDL on/off.
+// Arg 2: the 4-bit GEMV variant.
 // Per layer q, k, v, o (4096x4096), gate, up (11008x4096), down (4096x11008); 32 layers; then lm_head
 // 32000x4096 in fp16 (transformers keeps it unquantized). Bytes = all weights and scales read once.
 void BM_linear_stack_7b(benchmark::State& state) {
     const int format = static_cast<int>(state.range(0));
     const bool pdl = state.range(1) != 0;
+    const int variant = static_cast<int>(state.range(2));
     constexpr int layers = 32;
     const shape per_layer[7] = {{4096, 4096, ""}, {4096, 4096, ""}, {4096, 4096, ""}, {4096, 4096, ""},
                                 {11008, 4096, ""}, {11008, 4096, ""}, {4096, 11008, ""}};
     static const char* names[] = {"f16", "bnb-nf4-bs64", "bnb-nf4-bs64-dq", "bnb-fp4-bs64", "bnb-int8-t6", "bnb-int8-t0"};
-    state.SetLabel(std::string("llama-7b linears + f16 lm_head, ") + names[format] + (pdl ? ", pdl" : ""));
+    state.SetLabel(std::string("7b linears+f16 head ") + names[format] + (pdl ? " pdl" : "") +
+                   (format >= 1 && format <= 3 ? std::string(" ") + gemv_4bit_variant_name(variant) : std::string()));
     std::vector<std::unique_ptr<weights_4bit>> w4;
     std::vector<std::unique_ptr<weights_int8>> w8;
     std::vector<std::unique_ptr<weights_f16>> w16;
@@ -409,7 +409,7 @@ void BM_linear_stack_7b(benchmark::State& state) {
             for (const shape& s : per_layer) {
                 // x is reused as every layer's input (values do not matter for speed; all layers read it).
                 if (format == 0) launch_f16_gemv(w16[i]->w[0].get(), x.get(), y.get(), 1, s.n, s.k, o);
-                else if (format <= 3) launch_gemv_4bit(w4[i]->views[0], x.get(), 1, y.get(), o);
+                else if (format <= 3) launch_gemv_4bit(w4[i]->views[0], x.get(), 1, y.get(), o, variant);
                 else {
                     int8_act_buffers act{q.get(), rs.get(), mask.get(), cols.get(), count.get()};
                     launch_quantize_int8_activations(x.get(), 1, s.k, threshold, act, o);
@@ -449,24 +449,34 @@ void BM_linear_stack_7b(benchmark::State& state) {
 }
 
 void gemv_args(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"shape", "fp4", "dq", "m", "rows"});
+    b->ArgNames({"shape", "fp4", "dq", "m", "variant"});
     for (int s = 0; s < 3; ++s) {
-        for (int rows : {1, 2, 4}) b->Args({s, 0, 0, 1, rows});
+        for (int v = 0; v < k_gemv_4bit_variants; ++v) b->Args({s, 0, 0, 1, v});
         for (int fp4 : {0, 1})
             for (int dq : {0, 1})
                 if (fp4 || dq) b->Args({s, fp4, dq, 1, 0});
-        for (int m : {2, 3, 4, 8}) b->Args({s, 0, 0, m, 0});
+        for (int m : {2, 4, 8}) b->Args({s, 0, 0, m, 0});
     }
+}
+
+void stack_args(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"format", "pdl", "variant"});
+    for (int f = 0; f < 6; ++f)
+        for (int pdl : {1, 0}) b->Args({f, pdl, 0});
+    b->Args({1, 1, 5});  // nf4 with the v1 (block-owned) GEMV
+    b->Args({1, 1, 2});
 }
 
 }  // namespace
 
-BENCHMARK(BM_bnb_gemv_4bit)->Apply(gemv_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
-BENCHMARK(BM_bnb_dequant_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {2, 4, 8, 16}})->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
-BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10"})->ArgsProduct({{0, 1, 2}, {1, 2, 4, 8, 16}, {0, 60}})->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
-BENCHMARK(BM_fp16_gemv)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1, 4, 8}})->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
-BENCHMARK(BM_fp16_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1, 16}})->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.05);
-BENCHMARK(BM_linear_stack_7b)->ArgNames({"format", "pdl"})->ArgsProduct({{0, 1, 2, 3, 4, 5}, {0, 1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(0.2);
+// Fixed iteration counts: each benchmark function runs once (its setup fills hundreds of MB of weights).
+BENCHMARK(BM_linear_stack_7b)->Apply(stack_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(30);
+BENCHMARK(BM_bnb_gemv_4bit)->Apply(gemv_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_dequant_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {4, 16}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(40);
+BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10", "variant"})->ArgsProduct({{0, 1, 2}, {1}, {60, 0}, {1, 2}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10", "variant"})->ArgsProduct({{0, 1, 2}, {4, 8, 16}, {60}, {0}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(40);
+BENCHMARK(BM_fp16_gemv)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1, 4}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_fp16_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1, 16}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
 
 int main(int argc, char** argv) {
     int devices = 0;

@@ -30,12 +30,13 @@ run_test test_gpu_bnb_linear ${LINEAR_TEST_LIMIT:-90}
 python3 - "$out/bench_bnb.json" <<'PY' || tail -40 "$out/bench_bnb.txt"
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(f"{'benchmark':44s} {'label':40s} {'us':>8s} {'GB/s':>6s} {'f4500':>6s} {'fstrm':>6s} {'tok/s':>6s}")
+print(f"{'benchmark (args)':34s} {'label':44s} {'us':>8s} {'GB/s':>5s} {'f4500':>5s} {'tok/s':>6s}")
 for b in d["benchmarks"]:
-    g = b.get("GB_per_s", 0)
-    g = g / 1e9 if g > 1e6 else g
-    name = b["name"].replace("BM_", "").replace("/manual_time", "")
-    print(f"{name[:44]:44s} {b.get('label','')[:40]:40s} {b['real_time']:8.2f} {g:6.0f} "
-          f"{b.get('frac_4500',0):6.3f} {b.get('frac_stream',0):6.3f} {b.get('tokens_per_s',0):6.1f}")
+    name = b["name"].replace("BM_", "").replace("/manual_time", "").replace("/iterations:60", "")
+    name = name.replace("/iterations:40", "").replace("/iterations:30", "")
+    for k in ("shape:", "fp4:", "dq:", "m:", "variant:", "t10:", "format:", "pdl:"):
+        name = name.replace(k, "")
+    print(f"{name[:34]:34s} {b.get('label','')[:44]:44s} {b['real_time']:8.1f} {b.get('GB_per_s',0):5.0f} "
+          f"{b.get('frac_4500',0):5.3f} {b.get('tokens_per_s',0):6.1f}")
 PY
 exit $status

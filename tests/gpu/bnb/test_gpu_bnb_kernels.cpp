@@ -186,19 +186,23 @@ TEST_CASE("gpu bnb: fused 4-bit GEMV against the reference", "[gpu][bnb]") {
         dev<__half> xd = to_device_half(x);
         struct run {
             std::int64_t m;
-            int rows;
+            int variant;
         };
-        for (const run r : {run{1, 0}, run{1, 1}, run{1, 2}, run{1, 4}, run{2, 0}, run{3, 0}, run{4, 0}, run{8, 0}}) {
+        std::vector<run> runs;
+        for (int v = 0; v < k_gemv_4bit_variants; ++v) runs.push_back({1, v});
+        for (std::int64_t m : {2, 3, 4, 8}) runs.push_back({m, 0});
+        for (std::int64_t m : {2, 8}) runs.push_back({m, 5});  // the v1 kernel at a batch
+        for (const run r : runs) {
             dev<__half> y(static_cast<std::size_t>(r.m * n));
             y.poison();
-            launch_gemv_4bit(d.view, xd.get(), r.m, y.get(), k_plain, r.rows);
+            launch_gemv_4bit(d.view, xd.get(), r.m, y.get(), k_plain, r.variant);
             const std::vector<float> got = from_device_half(y);
             const std::vector<float> ref_m(ref.begin(), ref.begin() + r.m * n);
             const std::vector<double> s_m(s.begin(), s.begin() + r.m * n);
             // fp16 code book and half2 partial sums of 8 products: ~3 * 2^-11 of sum |x w|; fp16 output rounding.
             const comparison c = compare(got, ref_m, s_m, 2e-3, 1.0 / 1024, 1e-6);
             INFO("shape [" << n << ", " << k << "] " << quant_type_name(gc.t) << (gc.dq ? " dq" : "") << " m " << r.m
-                           << " rows/group " << r.rows << " first bad " << c.first_bad << " worst " << c.worst_ratio
+                           << " variant " << gemv_4bit_variant_name(r.variant) << " first bad " << c.first_bad << " worst " << c.worst_ratio
                            << " rel_l2 " << c.rel_l2);
             CHECK(c.bad == 0);
             CHECK(c.rel_l2 < 2e-3);
@@ -293,9 +297,11 @@ TEST_CASE("gpu bnb: LLM.int8() GEMV and GEMM paths against the reference", "[gpu
                 launch_quantize_int8_activations(xd.get(), m, k, threshold, act, k_plain);
                 std::string path;
                 if (m <= k_gemv_int8_max_rows && gemv_int8_supported(k)) {
-                    path = "gemv";
+                    // Both GEMV kernels: warp-owned (2) at m = 1, block-owned (1) at m = 2 and 3, defaults otherwise.
+                    const int variant = m == 1 ? 2 : (m == 2 || m == 3) ? 1 : 0;
+                    path = "gemv-variant-" + std::to_string(variant);
                     if (!(threshold > 0.0f)) act.outlier_mask = nullptr;
-                    launch_gemv_int8(cb.get(), scb.get(), n, k, xd.get(), act, m, y.get(), k_plain);
+                    launch_gemv_int8(cb.get(), scb.get(), n, k, xd.get(), act, m, y.get(), k_plain, variant);
                 } else {
                     product.poison();
                     path = "cublaslt";

@@ -79,6 +79,7 @@ TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gem
         std::int64_t n, k;
     };
     for (const shape_case sc : {shape_case{300, 4096}, shape_case{77, 1000}, shape_case{129, 1003}, shape_case{5, 24},
+                                shape_case{4096, 11008}, shape_case{17, 4104},
                                 shape_case{1, 8}, shape_case{33, 8 * 32 * 9 + 8}}) {
         const std::uint64_t seed = fresh_seed();
         const std::vector<float> w = weights(sc.n, sc.k, seed);
@@ -86,17 +87,19 @@ TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gem
         for (std::int64_t rows = 1; rows <= k_f16_gemv_max_rows; ++rows) {
             const std::vector<float> x = random_halves(rows * sc.k, 1.0f, seed + rows);
             const std::vector<float> ref = reference(w, x, rows, sc.n, sc.k);
-            for (const int rpw : {1, 2}) {
-                for (const bool pipelined : {false, true}) {
-                    for (const bool pdl : {false, true}) {
-                        CAPTURE(sc.n, sc.k, rows, rpw, pipelined, pdl, seed);
-                        device_buffer dx = to_device_f16(x);
-                        device_buffer dy = poisoned(rows * sc.n);
-                        launch_f16_gemv(dw.as<__half>(), dx.as<__half>(), dy.as<__half>(), rows, sc.n, sc.k,
-                                        {context().stream(), pdl && context().pdl_enabled()},
-                                        f16_gemv_variant{rpw, pipelined});
-                        check_close(from_device_f16(dy.get(), rows * sc.n), ref);
-                    }
+            const std::vector<f16_gemv_variant> variants{
+                {f16_gemv_kind::mma, 4, 0, true},    {f16_gemv_kind::mma, 8, 0, true},
+                {f16_gemv_kind::ffma, 0, 1, false},  {f16_gemv_kind::ffma, 0, 1, true},
+                {f16_gemv_kind::ffma, 0, 2, false},  {f16_gemv_kind::ffma, 0, 2, true}};
+            for (const f16_gemv_variant& variant : variants) {
+                for (const bool pdl : {false, true}) {
+                    device_buffer dx = to_device_f16(x);
+                    const std::string path = f16_gemv_path(dw.get(), dx.get(), rows, sc.n, sc.k, variant);
+                    CAPTURE(sc.n, sc.k, rows, path, pdl, seed);
+                    device_buffer dy = poisoned(rows * sc.n);
+                    launch_f16_gemv(dw.as<__half>(), dx.as<__half>(), dy.as<__half>(), rows, sc.n, sc.k,
+                                    {context().stream(), pdl && context().pdl_enabled()}, variant);
+                    check_close(from_device_f16(dy.get(), rows * sc.n), ref);
                 }
             }
             // Activations at an address that is not 16-byte aligned take the scalar path and stay correct.
@@ -106,7 +109,7 @@ TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gem
             device_buffer dxs = to_device_f16(shifted);
             device_buffer dy = poisoned(rows * sc.n);
             const __half* xs = dxs.as<__half>() + 1;
-            CHECK(f16_gemv_path(dw.get(), xs, rows, sc.k) == "gemv-f16-scalar");
+            CHECK(f16_gemv_path(dw.get(), xs, rows, sc.n, sc.k) == "gemv-f16-scalar");
             launch_f16_gemv(dw.as<__half>(), xs, dy.as<__half>(), rows, sc.n, sc.k, {context().stream(), false});
             check_close(from_device_f16(dy.get(), rows * sc.n), ref);
         }
@@ -132,7 +135,7 @@ TEST_CASE("f16 device linear: GEMV and cuBLAS paths at Llama-7B shapes equal the
         CHECK(linear->format_name() == "f16");
         for (const std::int64_t rows : sc.rows) {
             CAPTURE(sc.n, sc.k, rows, seed, linear->kernel_path(rows));
-            CHECK(linear->kernel_path(rows) == (rows <= 8 ? f16_gemv_path(nullptr, nullptr, rows, sc.k, default_f16_gemv_variant()) : "cublas-gemm-f16"));
+            CHECK(linear->kernel_path(rows) == (rows <= 8 ? f16_gemv_path(nullptr, nullptr, rows, sc.n, sc.k, default_f16_gemv_variant()) : "cublas-gemm-f16"));
             const std::vector<float> x = random_halves(rows * sc.k, 1.0f, seed + 100 + rows);
             device_buffer dx = to_device_f16(x);
             device_buffer dy = poisoned(rows * sc.n);

@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
         }
     }
     o.gptq.memory_plan = plan;
+    o.on_layer = [](std::int64_t done, std::int64_t total, double s) {
+        std::fprintf(stderr, "  layer %lld/%lld done, %.1f s\n", static_cast<long long>(done), static_cast<long long>(total), s);
+    };
     model_config m;
     m.name = "llama-" + model_name + "-shapes";
     if (model_name == "13b") {

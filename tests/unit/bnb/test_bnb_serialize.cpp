@@ -4,7 +4,6 @@
 #include "backends/bnb/bnb_serialize.hpp"
 #include "bnb_test_util.hpp"
 #include "qbench/common/errors.hpp"
-#include "qbench/io/safetensors_writer.hpp"
 #include "qbench/io/tensor_source.hpp"
 
 #include <catch2/catch.hpp>
@@ -113,10 +112,11 @@ TEST_CASE("bnb serialize: round trip through a safetensors file", "[cpu][bnb]") 
     const std::vector<float> v = test::random_weights(63, 32 * 128, 0.05f);
     const quant_4bit_weight w = quantize_4bit_ref(v, 32, 128, {quant_type::nf4, 64, true});
     const int8_weight w8 = quantize_int8_ref(v, 32, 128);
-    std::map<std::string, host_tensor> tensors;
-    for (const auto& e : state_dict_4bit("model.layers.0.self_attn.q_proj", w)) tensors[e.name] = e.tensor;
-    for (const auto& e : state_dict_int8("model.layers.0.self_attn.k_proj", w8)) tensors[e.name] = e.tensor;
-    write_safetensors(dir.path() / "model.safetensors", tensors, {{"format", "pt"}});
+    std::vector<named_tensor> entries = state_dict_4bit("model.layers.0.self_attn.q_proj", w);
+    for (auto& e : state_dict_int8("model.layers.0.self_attn.k_proj", w8)) entries.push_back(std::move(e));
+    write_state_dict(dir.path() / "model.safetensors", entries);
+    CHECK(open_checkpoint(dir.path() / "model.safetensors")->metadata().at("format") == "pt");
+    CHECK_THROWS_AS(write_state_dict(dir.path() / "twice.safetensors", {entries[0], entries[0]}), error);
     const auto source = open_checkpoint(dir.path() / "model.safetensors");
     check_same(read_4bit(*source, "model.layers.0.self_attn.q_proj"), w);
     const int8_weight back = read_int8(*source, "model.layers.0.self_attn.k_proj");

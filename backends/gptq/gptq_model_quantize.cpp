@@ -99,7 +99,7 @@ int stage_rank(linear_kind k) {
 
 /// The CPU path: the engine's reference layer forward, Hessians from its linear observer.
 void quantize_model_cpu(const model_config& config, const weight_store& weights, const gptq_quantize_options& options,
-                        artifact_writer& writer, gptq_quantize_report& report) {
+                        async_linear_writer& writer, gptq_quantize_report& report) {
     const auto t_read = clock_type::now();
     cell_spec fp16_cell;
     fp16_cell.model = config.name;
@@ -190,10 +190,8 @@ void quantize_model_cpu(const model_config& config, const weight_store& weights,
                     report.quality_s += seconds_since(t_q);
                 }
                 report.layers.push_back(lr);
-                const auto t_w = clock_type::now();
-                writer.write_linear(prefix, r.q);
-                report.write_s += seconds_since(t_w);
                 linear_slot(model.layers[sz(l)], k) = make_gptq_cpu_linear(r.q, 0);
+                report.write_s += writer.submit(prefix, std::move(r.q));
             }
         }
         // The layer's output with every linear quantized: the next layer's input.
@@ -210,6 +208,72 @@ void quantize_model_cpu(const model_config& config, const weight_store& weights,
     }
 }
 }  // namespace
+
+async_linear_writer::async_linear_writer(artifact_writer& writer, std::size_t max_pending)
+    : m_writer(writer), m_max_pending(std::max<std::size_t>(1, max_pending)), m_thread([this] { run(); }) {}
+
+async_linear_writer::~async_linear_writer() {
+    {
+        std::lock_guard lock(m_mutex);
+        m_stop = true;
+    }
+    m_changed.notify_all();
+    m_thread.join();
+}
+
+void async_linear_writer::run() {
+    std::unique_lock lock(m_mutex);
+    for (;;) {
+        m_changed.wait(lock, [&] { return m_stop || !m_queue.empty(); });
+        if (m_queue.empty()) return;  // stopping and drained
+        task t = std::move(m_queue.front());
+        m_queue.pop_front();
+        m_busy = true;
+        const bool skip = m_error != nullptr;  // after a failure, drop the rest
+        lock.unlock();
+        const auto t0 = clock_type::now();
+        std::exception_ptr err;
+        if (!skip) {
+            try {
+                m_writer.write_linear(t.prefix, t.q);
+            } catch (...) {
+                err = std::current_exception();
+            }
+        }
+        t = task{};
+        lock.lock();
+        m_busy_s += seconds_since(t0);
+        if (err && !m_error) m_error = err;
+        m_busy = false;
+        m_changed.notify_all();
+    }
+}
+
+double async_linear_writer::submit(std::string prefix, quantized_linear q) {
+    const auto t0 = clock_type::now();
+    host_reservation hold(static_cast<std::uint64_t>(q.codes.size()) + (q.scales.size() + q.zeros.size()) * 5,
+                          "gptq: quantized layer waiting to be written");
+    std::unique_lock lock(m_mutex);
+    m_changed.wait(lock, [&] { return m_error != nullptr || m_queue.size() < m_max_pending; });
+    if (m_error) std::rethrow_exception(m_error);
+    m_queue.push_back(task{std::move(prefix), std::move(q), std::move(hold)});
+    lock.unlock();
+    m_changed.notify_all();
+    return seconds_since(t0);
+}
+
+double async_linear_writer::finish() {
+    const auto t0 = clock_type::now();
+    std::unique_lock lock(m_mutex);
+    m_changed.wait(lock, [&] { return m_queue.empty() && !m_busy; });
+    if (m_error) std::rethrow_exception(m_error);
+    return seconds_since(t0);
+}
+
+double async_linear_writer::busy_seconds() const {
+    std::lock_guard lock(m_mutex);
+    return m_busy_s;
+}
 
 std::vector<std::vector<linear_kind>> sequential_groups(bool true_sequential) {
     if (!true_sequential) return {{std::begin(k_layer_linears), std::end(k_layer_linears)}};
@@ -315,7 +379,7 @@ nlohmann::ordered_json gptq_quantize_report::to_json(const gptq_quantize_options
     j["quantize_device_peak_bytes"] = device_peak_bytes;
     j["device"] = device;
     j["phases_s"] = {{"read", read_s}, {"forward", forward_s}, {"algorithm", algorithm_s}, {"quality", quality_s},
-                     {"write", write_s}};
+                     {"write", write_s}, {"write_busy", write_busy_s}};
     j["artifact_bytes"] = artifact_bytes;
     nlohmann::ordered_json opt;
     opt["bits"] = o.bits;
@@ -379,13 +443,18 @@ gptq_quantize_report quantize_model(const model_config& model, const tensor_sour
         qc.true_sequential = options.true_sequential;
         qc.model_name_or_path = options.model_name_or_path.empty() ? model.hf_name : options.model_name_or_path;
         artifact_writer writer(out_dir, model, qc, fp16);
-        if (use_cuda) {
+        {
+            async_linear_writer linears(writer);
+            if (use_cuda) {
 #if QBENCH_HAVE_CUDA
-            quantize_model_cuda(model, weights, options, writer, report);
+                quantize_model_cuda(model, weights, options, linears, report);
 #endif
-        } else {
-            report.device = "cpu";
-            quantize_model_cpu(model, weights, options, writer, report);
+            } else {
+                report.device = "cpu";
+                quantize_model_cpu(model, weights, options, linears, report);
+            }
+            report.write_s += linears.finish();
+            report.write_busy_s = linears.busy_seconds();
         }
         const auto t_w = clock_type::now();
         writer.copy_unquantized();

@@ -36,7 +36,7 @@ __global__ void scale_kernel(float* h, std::int64_t n, float f) {
 }  // namespace
 
 void quantize_model_cuda(const model_config& model, const weight_store& weights, const gptq_quantize_options& options,
-                         artifact_writer& writer, gptq_quantize_report& report) {
+                         async_linear_writer& writer, gptq_quantize_report& report) {
     device_context ctx;
     ctx.set_pdl_enabled(false);
     report.device = std::string("cuda: ") + ctx.properties().name;
@@ -153,9 +153,7 @@ void quantize_model_cuda(const model_config& model, const weight_store& weights,
                     report.quality_s += seconds_since(tq);
                 }
                 report.layers.push_back(lr);
-                const auto tw = clock_type::now();
-                writer.write_linear(prefix, r.q);
-                report.write_s += seconds_since(tw);
+                report.write_s += writer.submit(prefix, std::move(r.q));
                 // true_sequential: later groups of this layer see this linear quantized.
                 if (options.true_sequential) w.linear[static_cast<std::size_t>(k)] = quant[k].as<const __half>();
             }

@@ -67,7 +67,8 @@ struct gptq_quantize_report {
     double forward_s = 0;             ///< calibration forward passes incl. Hessian accumulation
     double algorithm_s = 0;           ///< GPTQ per linear
     double quality_s = 0;
-    double write_s = 0;
+    double write_s = 0;               ///< time the run waited for the artifact writer (it writes in the background)
+    double write_busy_s = 0;          ///< time the background writer spent packing and writing
     std::uint64_t host_peak_bytes = 0;   ///< accounted host peak during the run
     std::uint64_t rss_peak_bytes = 0;    ///< the process's peak RSS (getrusage)
     std::uint64_t vram_peak_bytes = 0;   ///< accounting-allocator peak (GPU path)

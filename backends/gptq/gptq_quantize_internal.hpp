@@ -10,6 +10,11 @@
 #include "qbench/io/tensor_source.hpp"
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -56,6 +61,41 @@ private:
     mutable double m_read_s = 0;
 };
 
+/// Writes quantized linears into the artifact on a background thread, so packing and disk writes overlap the next
+/// linears' calibration and algorithm (on the GPU path the write of a 7B artifact would otherwise add minutes).
+/// At most `max_pending` layers wait (accounted as host memory); an error of the writer thread is rethrown by the
+/// next submit() or by finish().
+class async_linear_writer {
+public:
+    explicit async_linear_writer(artifact_writer& writer, std::size_t max_pending = 4);
+    ~async_linear_writer();
+    async_linear_writer(const async_linear_writer&) = delete;
+    async_linear_writer& operator=(const async_linear_writer&) = delete;
+    /// Queues one layer; blocks while the queue is full. Returns the seconds it blocked.
+    double submit(std::string prefix, quantized_linear q);
+    /// Waits until everything is written; returns the seconds it waited. Rethrows a writer error.
+    double finish();
+    /// Seconds the writer thread spent writing.
+    double busy_seconds() const;
+
+private:
+    struct task {
+        std::string prefix;
+        quantized_linear q;
+        host_reservation hold;
+    };
+    void run();
+    artifact_writer& m_writer;
+    std::size_t m_max_pending;
+    mutable std::mutex m_mutex;
+    std::condition_variable m_changed;
+    std::deque<task> m_queue;
+    bool m_busy = false, m_stop = false;
+    std::exception_ptr m_error;
+    double m_busy_s = 0;
+    std::thread m_thread;
+};
+
 /// Seconds since `t0`.
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -65,7 +105,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 /// The GPU driver (gptq_model_quantize.cu): calibration forward on the GPU, the per-linear algorithm with
 /// cuBLAS/cuSOLVER; writes every quantized linear through `writer` and fills the report's timings, peaks and layers.
 void quantize_model_cuda(const model_config& model, const weight_store& weights, const gptq_quantize_options& options,
-                         artifact_writer& writer, gptq_quantize_report& report);
+                         async_linear_writer& writer, gptq_quantize_report& report);
 #endif
 
 }  // namespace qbench::gptq

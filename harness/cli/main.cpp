@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
 
     // run
     auto* run = app.add_subcommand("run", "Run a matrix: one child process per cell, results appended atomically");
-    std::string run_matrix_path, run_output, run_device = "auto", run_shard, run_cache;
+    std::string run_matrix_path, run_output, run_work_dir, run_device = "auto", run_shard, run_cache;
     std::vector<std::string> run_filters;
     bool run_dry = false, run_resume = false, run_no_isolate = false, run_warm = false;
     double run_timeout = 3600, run_cache_max_gb = 0;
@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
     run->add_option("--timeout", run_timeout, "Per-cell wall-clock limit in seconds")->check(CLI::PositiveNumber);
     run->add_option("--cache-dir", run_cache, "Checkpoints and artifacts cache (default $QBENCH_CACHE_DIR or ~/.cache/qbench)");
     run->add_option("--configs", flags.configs_dir, "Catalog directory (default: the source tree's configs/)");
+    run->add_option("--work-dir", run_work_dir, "Per-cell logs and scratch files (default: <output>.work)");
     run->add_option("--cache-max-gb", run_cache_max_gb,
                     "Cap on cached checkpoints + artifacts; least recently used go first (env QBENCH_CACHE_MAX_GB)");
     run->add_flag("--no-isolate", run_no_isolate, "Run cells in this process (debugging; a crash ends the run)");
@@ -246,6 +247,7 @@ int main(int argc, char** argv) {
             options.isolate = !run_no_isolate;
             options.cold_load = !run_warm;
             options.cell_timeout_s = run_timeout;
+            options.work_dir = run_work_dir;
             if (run_cache_max_gb > 0) ::setenv("QBENCH_CACHE_MAX_GB", std::to_string(run_cache_max_gb).c_str(), 1);
             options.command_line.assign(argv, argv + argc);
             const run_summary s = run_matrix(m, cells, cat, options);

@@ -11,9 +11,12 @@ cd "$root"
 bundle=${QBENCH_BUNDLE:-.device-bundle}
 export LD_LIBRARY_PATH="$root/$bundle/lib:${LD_LIBRARY_PATH:-}"
 export QBENCH_CACHE_DIR=${QBENCH_CACHE_DIR:-/tmp/qbench-cache}
-# $OUT brings back at most 8 files: work in /tmp, then copy the results, reports and one tarball of logs.
+# Results files go straight to a directory that survives between calls while the machine stays warm; $OUT (at most
+# 8 files back) gets copies, the reports and one tarball of logs. The whole script ends before the device call's
+# limit: each qbench run gets SIGTERM at the deadline, stops its running cell, and leaves a valid file for --resume.
 out=/tmp/qbench-reference
 mkdir -p "$out"
+deadline=$(( $(date +%s) + ${QBENCH_CALL_SECONDS:-540} ))
 qbench="$root/$bundle/bin/qbench"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -d '\r')
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv | tee "$out/nvidia-smi.txt"
@@ -23,12 +26,15 @@ for m in "${matrices[@]}"; do
   name=$(basename "$m" .yaml)
   file="$out/${gpu}-${name}.json"
   echo "== qbench run $m -> $file"
-  "$qbench" run "$m" --configs configs --device cuda --resume -o "$file" --timeout "${QBENCH_CELL_TIMEOUT:-420}" \
-      2>&1 | tee "$out/${name}.log" | grep -v '|' | tail -n 40
+  left=$(( deadline - $(date +%s) ))
+  [ "$left" -gt 30 ] || { echo "no time left for $m"; continue; }
+  timeout --signal=TERM --kill-after=20 "$left" "$qbench" run "$m" --configs configs --device cuda --resume \
+      -o "$file" --work-dir "$out/work-$name" --timeout "${QBENCH_CELL_TIMEOUT:-420}" >"$out/${name}.log" 2>&1
+  echo "exit $?"; grep -v '^|' "$out/${name}.log" | grep -- '->' | tail -n 40; grep '^|' "$out/${name}.log" | tail -n 20
   "$qbench" report "$file" --configs configs > "$out/${gpu}-${name}-report.md" 2>&1 || true
 done
 if [ -n "${OUT:-}" ]; then
   cp "$out"/*.json "$out"/*-report.md "$OUT"/ 2>/dev/null
-  tar czf "$OUT/reference-logs.tar.gz" -C "$out" . 2>/dev/null
+  tar czf "$OUT/reference-logs.tar.gz" -C "$out" --exclude='*.json' . 2>/dev/null
 fi
 ls -la "$out" "${OUT:-$out}"

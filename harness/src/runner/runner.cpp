@@ -230,7 +230,8 @@ run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, con
     }();
     for (const auto& w : results.warnings()) std::cerr << "qbench: warning: " << w << "\n";
 
-    const auto work_dir = std::filesystem::path(options.output.string() + ".work");
+    const auto work_dir = options.work_dir.empty() ? std::filesystem::path(options.output.string() + ".work")
+                                                   : options.work_dir;
     std::filesystem::create_directories(work_dir);
 
     stop_signal_scope signals;

@@ -32,6 +32,8 @@ struct run_options {
     double cell_timeout_s = 3600;
     shard_spec shard;
     std::vector<std::string> command_line;
+    /// Per-cell files (cell JSON, result, phase, log); empty = "<output>.work".
+    std::filesystem::path work_dir;
     /// The qbench binary that runs a cell (`qbench __cell`); empty = this executable.
     std::filesystem::path child_executable;
 };

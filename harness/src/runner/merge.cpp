@@ -17,7 +17,9 @@ nlohmann::ordered_json provenance_summary(const std::filesystem::path& file, con
     s["timestamp"] = field_or_null(p, "timestamp");
     s["git_commit"] = field_or_null(p, "git_commit");
     s["hostname"] = p.contains("host") ? field_or_null(p.at("host"), "hostname") : nullptr;
-    s["gpu_name"] = p.contains("gpu") && p.at("gpu").is_object() ? field_or_null(p.at("gpu"), "name") : nullptr;
+    // The CUDA layer names the device "device_name"; "name" is the key provenance.hpp suggests.
+    const auto& gpu = p.contains("gpu") ? p.at("gpu") : nlohmann::ordered_json(nullptr);
+    s["gpu_name"] = !gpu.is_object() ? nullptr : gpu.contains("name") ? gpu.at("name") : field_or_null(gpu, "device_name");
     s["command_line"] = field_or_null(p, "command_line");
     return s;
 }

@@ -21,6 +21,32 @@ constexpr int k_quant_threads = 512;
 
 // One CTA per activation row; every CTA derives the column outlier mask from all rows (small: m * k values), CTA 0
 // also publishes the mask and the ordered outlier list.
+// Ordered compaction of the outlier-column bit mask (one bit per input column) into a list of column indices, run
+// by one warp: 32 mask words per step, an exclusive scan of their popcounts gives each lane its output position.
+__device__ __forceinline__ void compact_outlier_mask(const std::uint32_t* mask_s, std::int64_t words, int lane,
+                                                     std::int32_t* outlier_cols, std::int32_t* outlier_count) {
+    int base = 0;
+    for (std::int64_t w0 = 0; w0 < words; w0 += 32) {
+        const std::int64_t wi = w0 + lane;
+        std::uint32_t bits = wi < words ? mask_s[wi] : 0u;
+        const int cnt = __popc(bits);
+        int incl = cnt;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const int v = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += v;
+        }
+        int pos = base + incl - cnt;
+        while (bits) {
+            const int b = __ffs(bits) - 1;
+            outlier_cols[pos++] = static_cast<std::int32_t>(wi * 32 + b);
+            bits &= bits - 1;
+        }
+        base += __shfl_sync(0xffffffffu, incl, 31);
+    }
+    if (lane == 0) *outlier_count = base;
+}
+
 __global__ void __launch_bounds__(k_quant_threads)
     quantize_activations_kernel(const __half* __restrict__ x, int m, std::int64_t k, float threshold,
                                 int8_act_buffers out) {
@@ -61,27 +87,7 @@ __global__ void __launch_bounds__(k_quant_threads)
     }
 
     if (row != 0 || warp != 0 || out.outlier_cols == nullptr) return;
-    // Ordered compaction of the mask by warp 0: 32 words per step, exclusive scan of their popcounts.
-    int base = 0;
-    for (std::int64_t w0 = 0; w0 < words; w0 += 32) {
-        const std::int64_t wi = w0 + lane;
-        std::uint32_t bits = wi < words ? mask_s[wi] : 0u;
-        const int cnt = __popc(bits);
-        int incl = cnt;
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const int v = __shfl_up_sync(0xffffffffu, incl, off);
-            if (lane >= off) incl += v;
-        }
-        int pos = base + incl - cnt;
-        while (bits) {
-            const int b = __ffs(bits) - 1;
-            out.outlier_cols[pos++] = static_cast<std::int32_t>(wi * 32 + b);
-            bits &= bits - 1;
-        }
-        base += __shfl_sync(0xffffffffu, incl, 31);
-    }
-    if (lane == 0) *out.outlier_count = base;
+    compact_outlier_mask(mask_s, words, lane, out.outlier_cols, out.outlier_count);
 }
 
 // The common case (k % 8 == 0, k <= 8 * 4 * 512): every element is loaded once, 8 columns per 16-byte load, kept
@@ -173,27 +179,7 @@ __global__ void __launch_bounds__(k_quant_threads)
     }
 
     if (row != 0 || warp != 0 || out.outlier_cols == nullptr) return;
-    const std::int64_t words_total = (k + 31) / 32;
-    int base = 0;
-    for (std::int64_t w0 = 0; w0 < words_total; w0 += 32) {
-        const std::int64_t wi = w0 + lane;
-        std::uint32_t bits = wi < words_total ? mask_s[wi] : 0u;
-        const int cnt = __popc(bits);
-        int incl = cnt;
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const int v = __shfl_up_sync(0xffffffffu, incl, off);
-            if (lane >= off) incl += v;
-        }
-        int pos = base + incl - cnt;
-        while (bits) {
-            const int b = __ffs(bits) - 1;
-            out.outlier_cols[pos++] = static_cast<std::int32_t>(wi * 32 + b);
-            bits &= bits - 1;
-        }
-        base += __shfl_sync(0xffffffffu, incl, 31);
-    }
-    if (lane == 0) *out.outlier_count = base;
+    compact_outlier_mask(mask_s, (k + 31) / 32, lane, out.outlier_cols, out.outlier_count);
 }
 
 // ---- int8 GEMV ---------------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Charts (each as PNG and SVG, one panel per model and instance):
   tokens_per_s           decode tokens/s by framework and bit width, beam widths side by side, p10-p90 whiskers;
                          cells that did not run are marked where their bar would be (OOM, RAM, n/a, error)
   load_time              load time, split into read / upload / quantize-on-load where the record has the parts
-  vram                   VRAM peak against the instance's budget (dashed); an OOM cell is drawn hatched up to what it
+  vram                   VRAM at its peak as the budget counts it (CUDA context + vision tower + allocations)
+                         against the instance's budget (dashed); an OOM cell is drawn hatched up to what it
                          asked for: budget - available + requested
   bandwidth_utilization  bytes a decode step must read per second over the device's measured bandwidth (1 = limit)
   quality_vs_speed       top-1 agreement and mean KL against FP16 beside decode tokens/s
@@ -126,9 +127,13 @@ class Matrix:
         return self.cells.get((model, instance, config, beam))
 
     def budget_bytes(self, instance, overrides):
-        """The instance's VRAM budget: --budget, else what an OOM record on it says; None when unknown."""
+        """The instance's VRAM budget: --budget, else what a cell on it records (vram_budget_bytes, or an OOM record's
+        budget in older files); None when unknown."""
         if instance in overrides:
             return overrides[instance] * GIB
+        for r in self.records:
+            if r["cell"]["instance"] == instance and isinstance(r["metrics"].get("vram_budget_bytes"), int):
+                return r["metrics"]["vram_budget_bytes"]
         for r in self.records:
             oom = r["metrics"].get("oom")
             if r["cell"]["instance"] == instance and isinstance(oom, dict) and oom.get("kind") == "vram" \
@@ -155,14 +160,17 @@ def panel_grid(matrix, title, ylabel):
     return fig, axes
 
 
-def finish_panel(ax, top, missing, headroom=1.12):
-    """Sets the y range from the tallest bar and writes, where a cell has no bar, why (OOM, n/a, ...)."""
-    top = top or 1.0
-    ax.set_ylim(0, top * headroom)
-    for x, record in missing:
-        if record is not None:
-            text = OUTCOME_MARK.get(record["outcome"], record["outcome"])
-            ax.text(x, 0.02 * top, text, ha="center", va="bottom", rotation=90, fontsize=7, color="#B22222")
+def finish_row(panels, headroom=1.12):
+    """Sets one y range for a row of panels (they share the y axis) from the tallest bar in any of them, then writes,
+    where a cell has no bar, why (OOM, n/a, ...). Per-panel limits would let the last panel of the row (perhaps one
+    where nothing ran) decide the scale of all of them."""
+    top = max((t for _, t, _ in panels), default=0.0) or 1.0
+    for ax, _, missing in panels:
+        ax.set_ylim(0, top * headroom)
+        for x, record in missing:
+            if record is not None:
+                text = OUTCOME_MARK.get(record["outcome"], record["outcome"])
+                ax.text(x, 0.02 * top, text, ha="center", va="bottom", rotation=90, fontsize=7, color="#B22222")
 
 
 def beam_legend(fig, matrix):
@@ -176,12 +184,13 @@ def beam_bars(matrix, metric_path, title, ylabel, scale=1.0, whiskers=False, lim
     n = max(1, len(matrix.beams))
     width = 0.8 / n
     for i, model in enumerate(matrix.models):
+        row = []
         for j, instance in enumerate(matrix.instances):
             ax = axes[i][j]
             top = 0.0
             missing = []
             for b, beam in enumerate(matrix.beams):
-                xs, ys, errs, x_all = [], [], [], []
+                xs, ys, errs = [], [], []
                 for k, config in enumerate(matrix.configs):
                     x = k - 0.4 + width * (b + 0.5)
                     r = matrix.get(model, instance, config, beam)
@@ -199,7 +208,8 @@ def beam_bars(matrix, metric_path, title, ylabel, scale=1.0, whiskers=False, lim
             if limit_line is not None:
                 ax.axhline(limit_line, color="black", linestyle="--", linewidth=1)
                 top = max(top, limit_line)
-            finish_panel(ax, top, missing)
+            row.append((ax, top, missing))
+        finish_row(row)
     beam_legend(fig, matrix)
     return fig
 
@@ -207,6 +217,7 @@ def beam_bars(matrix, metric_path, title, ylabel, scale=1.0, whiskers=False, lim
 def load_time_chart(matrix):
     fig, axes = panel_grid(matrix, "Load time (cold page cache)", "seconds")
     for i, model in enumerate(matrix.models):
+        row = []
         for j, instance in enumerate(matrix.instances):
             ax = axes[i][j]
             top = 0.0
@@ -237,17 +248,20 @@ def load_time_chart(matrix):
                 else:
                     ax.bar(k, total, 0.6, color="#4C72B0")
                 top = max(top, total)
-            finish_panel(ax, top, missing)
+            row.append((ax, top, missing))
             if labelled:
                 ax.legend(fontsize=7, loc="upper right")
+        finish_row(row)
     return fig
 
 
 def vram_chart(matrix, budgets):
-    fig, axes = panel_grid(matrix, "VRAM peak against the instance's budget", "GiB")
+    fig, axes = panel_grid(matrix, "VRAM peak against the instance's budget "
+                                   "(gray: CUDA context; light: MiniGPT-4 vision tower)", "GiB")
     n = max(1, len(matrix.beams))
     width = 0.8 / n
     for i, model in enumerate(matrix.models):
+        row = []
         for j, instance in enumerate(matrix.instances):
             ax = axes[i][j]
             budget = matrix.budget_bytes(instance, budgets)
@@ -269,15 +283,22 @@ def vram_chart(matrix, budgets):
                         ax.text(x, need, "OOM", ha="center", va="bottom", rotation=90, fontsize=7, color="#B22222")
                         top = max(top, need)
                     elif peak is not None:
-                        ax.bar(x, peak / GIB, width, color=color)
-                        top = max(top, peak / GIB)
+                        # Stacked as the budget counts them: CUDA context (gray), the resident vision tower
+                        # (light), then the model's own allocations at their peak.
+                        context = (metric(r, "vram_context_bytes") or 0) / GIB
+                        vision = (metric(r, "vram_vision_tower_bytes") or 0) / GIB
+                        ax.bar(x, context, width, color="#BBBBBB")
+                        ax.bar(x, vision, width, bottom=context, color=color, alpha=0.35)
+                        ax.bar(x, peak / GIB - vision, width, bottom=context + vision, color=color)
+                        top = max(top, context + peak / GIB)
                     else:
                         missing.append((x, r))
             if budget:
                 ax.axhline(budget / GIB, color="#B22222", linestyle="--", linewidth=1,
                            label="budget %.1f GiB" % (budget / GIB))
                 ax.legend(fontsize=7, loc="upper center")
-            finish_panel(ax, top, missing, headroom=1.2)
+            row.append((ax, top, missing))
+        finish_row(row, headroom=1.2)
     beam_legend(fig, matrix)
     return fig
 

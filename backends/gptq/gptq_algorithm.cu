@@ -89,9 +89,25 @@ __global__ void permute_sym_kernel(const float* h, std::int64_t k, const int* pe
     }
 }
 
-__global__ void add_diag_kernel(float* h, std::int64_t k, float v) {
-    const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
-    if (i < k) h[i * k + i] += v;
+/// hd = (double) h + damp on the diagonal: the factorization chain runs in fp64, as the CPU reference does.
+__global__ void damped_to_double_kernel(const float* h, std::int64_t k, double damp, double* hd) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < k * k;
+         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+        hd[i] = static_cast<double>(h[i]) + (i / k == i % k ? damp : 0.0);
+}
+
+__global__ void double_to_float_kernel(const double* hd, std::int64_t n, float* h) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+        h[i] = static_cast<float>(hd[i]);
+}
+
+__global__ void count_non_finite_kernel(const float* h, std::int64_t n, unsigned long long* count) {
+    unsigned long long local = 0;
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+        local += !isfinite(h[i]);
+    if (local) atomicAdd(count, local);
 }
 
 /// The column loop of one block [i1, i1 + cnt) for 64 rows. W (global) keeps its block-start values: group params
@@ -269,43 +285,68 @@ gptq_result gptq_gpu::quantize(const __half* w16, std::int64_t N, std::int64_t K
     for (float d : diag_h) diag_sum += d;
     const float mean_diag = static_cast<float>(diag_sum / static_cast<double>(K));
 
-    // Hinv = cholesky(cholesky_inverse(cholesky(H + damp I)), upper). Column-major lower factors read as row-major
-    // are the upper factor the column loop wants, so every call uses CUBLAS_FILL_MODE_LOWER.
-    device_buffer backup = alloc(KK * 4, "gptq: H backup");
-    QB_CUDA_CHECK(cudaMemcpyAsync(backup.get(), hw, KK * 4, cudaMemcpyDeviceToDevice, st));
+    // A Hessian with inf/NaN (activations that overflowed fp16) cannot be damped into shape: say so plainly.
+    {
+        device_buffer bad = alloc(8, "gptq: finite check");
+        QB_CUDA_CHECK(cudaMemsetAsync(bad.get(), 0, 8, st));
+        count_non_finite_kernel<<<1024, k_threads, 0, st>>>(hw, static_cast<std::int64_t>(KK), bad.as<unsigned long long>());
+        QB_CUDA_CHECK_LAUNCH(st);
+        unsigned long long non_finite = 0;
+        QB_CUDA_CHECK(cudaMemcpyAsync(&non_finite, bad.get(), 8, cudaMemcpyDeviceToHost, st));
+        QB_CUDA_CHECK(cudaStreamSynchronize(st));
+        if (non_finite != 0)
+            throw error("gptq: the Hessian has " + std::to_string(non_finite) + " non-finite entries of " +
+                        std::to_string(KK) + " (calibration activations overflowed fp16)");
+    }
+
+    // Hinv = cholesky(cholesky_inverse(cholesky(H + damp I)), upper), in fp64. In fp32 the chain fails on real
+    // shapes whose Hessian carries one dominant direction (the largest eigenvalue near K x the mean diagonal: the
+    // rounding of a K-term factorization then exceeds 1% damping; seen on Vicuna-13B's layers), and the CPU reference
+    // factorizes in double too. Column-major lower factors read as row-major are the upper factor the column loop
+    // wants, so every call uses CUBLAS_FILL_MODE_LOWER.
+    device_buffer hd = alloc(KK * 8, "gptq: H fp64 factorization");
     int lwork_a = 0, lwork_b = 0;
     const int k32 = static_cast<int>(K);
-    QB_CUSOLVER_CHECK(cusolverDnSpotrf_bufferSize(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hw, k32, &lwork_a));
-    QB_CUSOLVER_CHECK(cusolverDnSpotri_bufferSize(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hw, k32, &lwork_b));
+    QB_CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hd.as<double>(), k32, &lwork_a));
+    QB_CUSOLVER_CHECK(cusolverDnDpotri_bufferSize(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hd.as<double>(), k32, &lwork_b));
     const int lwork = std::max(lwork_a, lwork_b);
-    device_buffer work = alloc(static_cast<std::uint64_t>(lwork) * 4, "gptq: cuSOLVER workspace");
+    device_buffer work = alloc(static_cast<std::uint64_t>(lwork) * 8, "gptq: cuSOLVER workspace");
     device_buffer info = alloc(4, "gptq: cuSOLVER info");
     double damp = cfg.damp_percent;
+    std::string failed_step;
+    int failed_info = 0;
     for (int attempt = 0;; ++attempt) {
-        QB_CUDA_CHECK(cudaMemcpyAsync(hw, backup.get(), KK * 4, cudaMemcpyDeviceToDevice, st));
-        add_diag_kernel<<<blocks_for(K, k_threads), k_threads, 0, st>>>(hw, K, static_cast<float>(damp) * mean_diag);
+        damped_to_double_kernel<<<1024, k_threads, 0, st>>>(hw, K, damp * static_cast<double>(mean_diag), hd.as<double>());
         QB_CUDA_CHECK_LAUNCH(st);
         int ok = 0;
-        auto check_info = [&]() {
+        auto check_info = [&](const char* step) {
             QB_CUDA_CHECK(cudaMemcpyAsync(&ok, info.get(), 4, cudaMemcpyDeviceToHost, st));
             QB_CUDA_CHECK(cudaStreamSynchronize(st));
+            if (ok != 0) failed_step = step, failed_info = ok;
             return ok == 0;
         };
         bool good = false;
-        QB_CUSOLVER_CHECK(cusolverDnSpotrf(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hw, k32, work.as<float>(), lwork, info.as<int>()));
-        if (check_info()) {
-            QB_CUSOLVER_CHECK(cusolverDnSpotri(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hw, k32, work.as<float>(), lwork, info.as<int>()));
-            if (check_info()) {
-                QB_CUSOLVER_CHECK(cusolverDnSpotrf(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hw, k32, work.as<float>(), lwork, info.as<int>()));
-                good = check_info();
+        QB_CUSOLVER_CHECK(cusolverDnDpotrf(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hd.as<double>(), k32, work.as<double>(), lwork, info.as<int>()));
+        if (check_info("cholesky(H + damp I)")) {
+            QB_CUSOLVER_CHECK(cusolverDnDpotri(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hd.as<double>(), k32, work.as<double>(), lwork, info.as<int>()));
+            if (check_info("cholesky_inverse")) {
+                QB_CUSOLVER_CHECK(cusolverDnDpotrf(m_solver, CUBLAS_FILL_MODE_LOWER, k32, hd.as<double>(), k32, work.as<double>(), lwork, info.as<int>()));
+                good = check_info("cholesky(H^-1)");
             }
         }
         if (good) break;
-        if (attempt >= 100) throw error("gptq: Hessian not positive definite even with damping " + std::to_string(damp));
+        // GPTQModel-style escalation (AutoGPTQ gives up at once): record the damping actually used.
+        if (attempt >= 100)
+            throw error("gptq: Hessian not positive definite even with damping " + std::to_string(damp) + " (" +
+                        failed_step + " failed at leading minor " + std::to_string(failed_info) + ", mean diagonal " +
+                        std::to_string(mean_diag) + ")");
         damp += 0.01;
     }
+    double_to_float_kernel<<<1024, k_threads, 0, st>>>(hd.as<const double>(), static_cast<std::int64_t>(KK), hw);
+    QB_CUDA_CHECK_LAUNCH(st);
+    hd.reset();
+    work.reset();
     res.damp_used = damp;
-    backup.reset();
 
     const std::int64_t groups_out = grouped ? G : 1;
     device_buffer list_scale = alloc(static_cast<std::uint64_t>(groups_out * N) * 4, "gptq: scales");

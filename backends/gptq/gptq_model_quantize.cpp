@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 
 namespace qbench::gptq {
@@ -327,6 +328,15 @@ weight_store::weight_store(const tensor_source& source, const model_config& mode
     std::uint64_t total = 0;
     for (const auto& n : names) total += source.require(n).byte_size;
     m_hold = host_reservation(total, "gptq: fp16 model staged in host RAM (memory_plan autogptq)");
+    // AutoGPTQ loads with low_cpu_mem_usage=False: transformers builds the whole fp16 model, then torch.load()s one
+    // checkpoint shard at a time into RAM beside it and copies it in. So while staging, the largest shard of the
+    // checkpoint is held on top of the model (the seed's Vicuna checkpoints were written with transformers' 10 GB
+    // shards; qbench's synthetic ones use the same size).
+    std::map<std::filesystem::path, std::uint64_t> shard_bytes;
+    for (const auto& n : source.names()) shard_bytes[source.require(n).file] += source.require(n).byte_size;
+    std::uint64_t largest_shard = 0;
+    for (const auto& [file, bytes] : shard_bytes) largest_shard = std::max(largest_shard, bytes);
+    host_reservation shard_buffer(largest_shard, "gptq: one checkpoint shard as torch.load holds it (memory_plan autogptq)");
     for (const auto& n : names) {
         const host_tensor t = source.read(n);
         std::vector<std::uint16_t> bits(sz(t.numel()));

@@ -134,7 +134,18 @@ void quantize_model_cuda(const model_config& model, const weight_store& weights,
                 QB_CUDA_CHECK(cudaMemcpyAsync(hcopy.get(), hess.at(owner_of(k)).get(), static_cast<std::size_t>(K * K) * 4,
                                               cudaMemcpyDeviceToDevice, st));
                 quant[k] = ctx.allocate(static_cast<std::uint64_t>(N * K) * 2, "gptq: fake-quantized weight");
-                gptq_result r = alg.quantize(orig[k].as<const __half>(), N, K, hcopy.as<float>(), cfg, quant[k].as<__half>());
+                gptq_result r;
+                try {
+                    r = alg.quantize(orig[k].as<const __half>(), N, K, hcopy.as<float>(), cfg, quant[k].as<__half>());
+                } catch (const out_of_memory&) {
+                    throw;
+                } catch (const cuda_error&) {
+                    throw;
+                } catch (const unsupported_error&) {
+                    throw;
+                } catch (const error& e) {
+                    throw error(prefix + ": " + e.what());  // which layer, for the cell's reason
+                }
                 hcopy.reset();
                 gptq_layer_report lr;
                 lr.name = prefix;

@@ -1,6 +1,7 @@
 #include "qbench/config/catalog.hpp"
 
 #include "qbench/common/errors.hpp"
+#include "qbench/engine/vision_tower.hpp"
 #include "suggest.hpp"
 #include "yaml_support.hpp"
 
@@ -91,6 +92,14 @@ const std::vector<entry_key<model_config>>& model_keys() {
              v.eos_token_id = static_cast<std::int32_t>(cd::read_integer(f, x, 0, 1 << 21)); }},
         {"minigpt4_image_tokens", false,
          [](const std::string& f, const e& x, m& v) { v.minigpt4_image_tokens = cd::read_integer(f, x, 0, 4096); }},
+        {"vision_tower", false, [](const std::string& f, const e& x, m& v) {
+             v.vision_tower = cd::read_text(f, x);
+             if (!find_vision_tower(v.vision_tower)) {
+                 std::string known;
+                 for (const auto& n : vision_tower_names()) known += (known.empty() ? "" : ", ") + n;
+                 cd::throw_at(f, x.value_mark(), x.path, "unknown vision tower '" + v.vision_tower + "' (known: " + known + ")");
+             }
+         }},
     };
     return keys;
 }

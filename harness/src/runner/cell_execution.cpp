@@ -51,16 +51,26 @@ void merge_quantize_report(const std::filesystem::path& artifact, nlohmann::orde
         if (j.contains(key) && j[key].is_number()) metrics[key] = j[key];
 }
 
+// Bytes a load reads from disk: the safetensors files of the artifact (a file, or a directory of shards).
+std::uint64_t checkpoint_file_bytes(const std::filesystem::path& artifact) {
+    if (!std::filesystem::is_directory(artifact)) return std::filesystem::file_size(artifact);
+    std::uint64_t bytes = 0;
+    for (const auto& e : std::filesystem::directory_iterator(artifact))
+        if (e.is_regular_file() && e.path().extension() == ".safetensors") bytes += e.file_size();
+    return bytes;
+}
+
 struct budgets {
     std::uint64_t vram_bytes = 0;  // 0 = none
     std::uint64_t host_bytes = 0;
+    double disk_mb_per_s = 0;      // the instance's EBS baseline, for the read-time projection; 0 = none
 };
 
 budgets budgets_for(const cell_spec& cell, const catalog& cat) {
     if (cell.instance == "local") return {};
     const auto it = cat.instances.find(cell.instance);
     if (it == cat.instances.end()) throw error("unknown instance '" + cell.instance + "'");
-    return {it->second.vram_usable_bytes, it->second.host_ram_bytes};
+    return {it->second.vram_usable_bytes, it->second.host_ram_bytes, it->second.disk_baseline_mbs};
 }
 
 cell_result run_cpu(const cell_spec& cell, const model_config& model, const backend& b,
@@ -132,6 +142,9 @@ cell_result execute_cell(const cell_spec& cell, const cell_environment& env) {
         if (model_it == cat.models.end()) throw error("unknown model '" + cell.model + "'");
         const model_config& model = model_it->second;
         limits = budgets_for(cell, cat);
+        // Every budgeted cell says what it was held to (plots draw it; an oom record repeats it with the request).
+        if (limits.vram_bytes && env.use_cuda) m[metric::k_vram_budget_bytes] = limits.vram_bytes;
+        if (limits.host_bytes) m[metric::k_host_budget_bytes] = limits.host_bytes;
 
         // The checkpoint every cell starts from is written without budgets: it stands for the file a user downloaded.
         if (env.on_phase) env.on_phase("prepare");
@@ -159,6 +172,11 @@ cell_result execute_cell(const cell_spec& cell, const cell_environment& env) {
         } else {
             result = run_cpu(cell, model, *b, artifact, env, std::move(result));
         }
+        // What reading the checkpoint would take from the instance's EBS volume at its baseline throughput: a
+        // projection beside the measured read on this machine's disk, not a measurement.
+        if (limits.disk_mb_per_s > 0)
+            m[metric::k_load_read_projected_s] =
+                static_cast<double>(checkpoint_file_bytes(artifact)) / (limits.disk_mb_per_s * 1e6);
         result.outcome = outcome::ok;
     } catch (const out_of_memory& e) {
         result.outcome = e.kind() == memory_kind::vram ? outcome::oom_vram : outcome::oom_host;

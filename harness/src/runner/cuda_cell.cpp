@@ -4,6 +4,7 @@
 #include "qbench/common/errors.hpp"
 #include "qbench/engine/cuda_api.hpp"
 #include "qbench/engine/prompt.hpp"
+#include "qbench/engine/vision_tower.hpp"
 #include "qbench/io/page_cache.hpp"
 #include "qbench/io/synthetic_checkpoint.hpp"
 #include "qbench/io/tensor_source.hpp"
@@ -78,6 +79,16 @@ void run_cuda_cell(const cuda_cell_inputs& in, nlohmann::ordered_json& m) {
     if (stream_bps <= 0) {
         stream_bps = measure_stream_bandwidth_gbs(*context) * 1e9;
         reset_memory_peaks(*context);
+    }
+
+    // MiniGPT-4 builds its vision encoder before the LLM and keeps it on the GPU in fp16: reserve those bytes first,
+    // so an instance budget meets them where the real deployment does.
+    std::shared_ptr<void> vision_tower;
+    if (const vision_tower_spec* tower = find_vision_tower(in.model.vision_tower)) {
+        if (in.on_phase) in.on_phase("vision-tower");
+        const std::uint64_t bytes = vision_tower_bytes(*tower, in.model.hidden_size);
+        vision_tower = hold_device_memory(*context, bytes, "MiniGPT-4 vision tower " + in.model.vision_tower + " (fp16, resident)");
+        m[metric::k_vram_vision_tower_bytes] = bytes;
     }
 
     if (in.on_phase) in.on_phase("load");

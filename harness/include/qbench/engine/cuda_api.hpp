@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <optional>
 #include <string>
 
@@ -54,6 +55,12 @@ struct cuda_memory_report {
 cuda_memory_report memory_report(const device_context& context);
 /// Restarts the peaks at the current values (after a provenance measurement, before a cell).
 void reset_memory_peaks(device_context& context);
+
+/// Device memory held beside the model for something qbench accounts for but does not execute (MiniGPT-4's vision
+/// tower, engine/vision_tower.hpp): allocated through the context's accounting allocator, so it counts against the
+/// budget (throws out_of_memory(vram) when it does not fit), and zero-filled so the pages really exist. Freed when
+/// the returned handle is destroyed; it must not outlive the context.
+std::shared_ptr<void> hold_device_memory(device_context& context, std::uint64_t bytes, std::string_view what);
 
 /// GPU name, compute capability, SMs, L2, memory, clocks, ECC, driver/runtime/cuBLAS versions, context bytes.
 nlohmann::json gpu_environment(const device_context& context);

@@ -21,6 +21,9 @@ struct model_config {
     std::int32_t eos_token_id = 2;
     /// Image tokens MiniGPT-4 splices into the prompt for this LLM: 32 (Vicuna v0, Q-Former) or 64 (Llama-2).
     std::int64_t minigpt4_image_tokens = 32;
+    /// MiniGPT-4's vision encoder resident beside this LLM (engine/vision_tower.hpp), empty = none: its fp16
+    /// weights count against the VRAM budget as in the real deployment.
+    std::string vision_tower;
 
     std::int64_t head_dim() const { return hidden_size / num_heads; }
     std::int64_t q_size() const { return num_heads * head_dim(); }

@@ -47,9 +47,10 @@ std::unique_ptr<tensor_source> make_synthetic_source(const model_config& model, 
 /// Writes (once) the synthetic checkpoint of (model, seed) under `cache_dir` and returns its directory. Streams
 /// tensor by tensor, so RAM holds at most two tensors. Safe when several processes race: one builds in a temporary
 /// directory under a lock, then renames it into place; the others wait and reuse it. Throws input_error when a
-/// cached directory exists but was made for a different model shape (delete it to rebuild).
+/// cached directory exists but was made for a different model shape (delete it to rebuild). Shards of at most 10 GB,
+/// transformers' default when the seed's Vicuna checkpoints were written (AutoGPTQ's memory plan holds one of them).
 std::filesystem::path ensure_synthetic_checkpoint(const model_config& model, std::uint64_t seed,
                                                   const std::filesystem::path& cache_dir,
-                                                  std::uint64_t max_shard_bytes = 5'000'000'000);
+                                                  std::uint64_t max_shard_bytes = 10'000'000'000);
 
 }  // namespace qbench

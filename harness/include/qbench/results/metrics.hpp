@@ -48,6 +48,8 @@ inline constexpr char k_load_read_s[] = "load_read_s";          ///< part of loa
 inline constexpr char k_load_upload_s[] = "load_upload_s";      ///< part of load_time_s: host -> device copies
 inline constexpr char k_load_quantize_s[] = "load_quantize_s";  ///< part of load_time_s: quantize-on-load (bnb)
 inline constexpr char k_load_time_warm_s[] = "load_time_warm_s";  ///< the same load again with a warm page cache
+/// PROJECTION, not a measurement: checkpoint bytes / the emulated instance's EBS baseline throughput.
+inline constexpr char k_load_read_projected_s[] = "load_read_projected_s";
 // Ahead-of-time quantization (gptq: `qbench quantize`, the run that made the artifact).
 inline constexpr char k_quantize_time_s[] = "quantize_time_s";
 inline constexpr char k_quantize_host_peak_bytes[] = "quantize_host_peak_bytes";  ///< accounted host peak during it
@@ -57,6 +59,9 @@ inline constexpr char k_vram_peak_bytes[] = "vram_peak_bytes";  ///< peak of the
 inline constexpr char k_vram_device_peak_bytes[] = "vram_device_peak_bytes";  ///< device-level peak (cudaMemGetInfo/NVML)
 inline constexpr char k_vram_context_bytes[] = "vram_context_bytes";      ///< CUDA context, measured and counted
 inline constexpr char k_vram_workspace_bytes[] = "vram_workspace_bytes";  ///< cuBLAS/cuBLASLt workspaces
+inline constexpr char k_vram_vision_tower_bytes[] = "vram_vision_tower_bytes";  ///< MiniGPT-4's resident vision tower
+inline constexpr char k_vram_budget_bytes[] = "vram_budget_bytes";  ///< the emulated instance's usable VRAM
+inline constexpr char k_host_budget_bytes[] = "host_budget_bytes";  ///< the emulated instance's host RAM
 inline constexpr char k_host_peak_rss_bytes[] = "host_peak_rss_bytes";    ///< the child's peak resident set
 inline constexpr char k_host_accounted_peak_bytes[] = "host_accounted_peak_bytes";  ///< peak of host_memory accounting
 inline constexpr char k_weight_bytes[] = "weight_bytes";  ///< predicted bytes of all weights incl. scales, as stored
@@ -108,6 +113,7 @@ inline constexpr auto k_metric_table = std::to_array<metric_info>({
     {metric::k_load_upload_s, metric_kind::number, "s"},
     {metric::k_load_quantize_s, metric_kind::number, "s"},
     {metric::k_load_time_warm_s, metric_kind::number, "s"},
+    {metric::k_load_read_projected_s, metric_kind::number, "s"},
     {metric::k_quantize_time_s, metric_kind::number, "s"},
     {metric::k_quantize_host_peak_bytes, metric_kind::integer, "bytes"},
     {metric::k_quantize_vram_peak_bytes, metric_kind::integer, "bytes"},
@@ -115,6 +121,9 @@ inline constexpr auto k_metric_table = std::to_array<metric_info>({
     {metric::k_vram_device_peak_bytes, metric_kind::integer, "bytes"},
     {metric::k_vram_context_bytes, metric_kind::integer, "bytes"},
     {metric::k_vram_workspace_bytes, metric_kind::integer, "bytes"},
+    {metric::k_vram_vision_tower_bytes, metric_kind::integer, "bytes"},
+    {metric::k_vram_budget_bytes, metric_kind::integer, "bytes"},
+    {metric::k_host_budget_bytes, metric_kind::integer, "bytes"},
     {metric::k_host_peak_rss_bytes, metric_kind::integer, "bytes"},
     {metric::k_host_accounted_peak_bytes, metric_kind::integer, "bytes"},
     {metric::k_weight_bytes, metric_kind::integer, "bytes"},

@@ -11,7 +11,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 suffix=${QBENCH_BUNDLE_NAME:+-$QBENCH_BUNDLE_NAME}
 build=${QBENCH_DEVICE_BUILD:-/work/build-device$suffix}
 bundle=$root/.device-bundle$suffix
-grep -qx '/.device-bundle*/' "$root/.git/info/exclude" 2>/dev/null || echo '/.device-bundle*/' >> "$root/.git/info/exclude"
+exclude=$(git -C "$root" rev-parse --git-path info/exclude)  # also right in a worktree, where .git is a file
+grep -qx '/.device-bundle*/' "$exclude" 2>/dev/null || echo '/.device-bundle*/' >> "$exclude"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQBENCH_CUDA_ARCHITECTURES="${QBENCH_CUDA_ARCHITECTURES:-90}" \
       -DQBENCH_BUILD_TESTS=ON -DQBENCH_BUILD_BENCHES=ON >/dev/null
 if [ $# -gt 0 ]; then

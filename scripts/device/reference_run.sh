@@ -4,7 +4,7 @@
 #
 #   device run: carry [".device-bundle"], command: bash scripts/device/reference_run.sh [MATRIX...]
 # Default matrices: configs/smoke.yaml configs/h200-quick.yaml. Cells run with --resume into $OUT, so a call cut
-# short keeps every finished cell.
+# short keeps every finished cell; QBENCH_RESUME_DIR=dir (carried) holds an earlier call's results files to go on from.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -16,6 +16,10 @@ export QBENCH_CACHE_DIR=${QBENCH_CACHE_DIR:-/tmp/qbench-cache}
 # limit: each qbench run gets SIGTERM at the deadline, stops its running cell, and leaves a valid file for --resume.
 out=/tmp/qbench-reference
 mkdir -p "$out"
+# A fresh machine starts empty: results of an earlier call (fetched from its $OUT and carried back in) seed --resume.
+if [ -n "${QBENCH_RESUME_DIR:-}" ] && [ -d "$QBENCH_RESUME_DIR" ]; then
+  cp -n "$QBENCH_RESUME_DIR"/*.json "$out"/ 2>/dev/null
+fi
 deadline=$(( $(date +%s) + ${QBENCH_CALL_SECONDS:-540} ))
 qbench="$root/$bundle/bin/qbench"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -d '\r')

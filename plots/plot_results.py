@@ -165,8 +165,11 @@ def finish_row(panels, headroom=1.12):
     where a cell has no bar, why (OOM, n/a, ...). Per-panel limits would let the last panel of the row (perhaps one
     where nothing ran) decide the scale of all of them."""
     top = max((t for _, t, _ in panels), default=0.0) or 1.0
-    for ax, _, missing in panels:
+    for ax, panel_top, missing in panels:
         ax.set_ylim(0, top * headroom)
+        if not panel_top and all(record is None for _, record in missing):
+            ax.text(0.5, 0.5, "no cells of this model on this instance", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=8, color="gray")
         for x, record in missing:
             if record is not None:
                 text = OUTCOME_MARK.get(record["outcome"], record["outcome"])

@@ -64,6 +64,19 @@ __global__ void residual_add_kernel(const __half* a, const __half* b, std::int64
         out[i] = __float2half_rn(__half2float(a[i]) + __half2float(b[i]));
 }
 
+__global__ void widen_kernel(const __half* x, std::int64_t n, float* out) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+        out[i] = __half2float(x[i]);
+}
+
+// Row-major h: SSYRK (column-major lower) filled the upper triangle; copy it onto the lower one.
+__global__ void mirror_upper_kernel(float* h, std::int64_t k) {
+    for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < k * k; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+        const std::int64_t r = i / k, c = i % k;
+        if (r > c) h[i] = h[c * k + r];
+    }
+}
+
 }  // namespace
 
 calib_stage stage_of(linear_kind kind) {
@@ -141,12 +154,27 @@ void calib_forward::linear(const __half* x, std::int64_t rows, const __half* w, 
 }
 
 void calib_forward::hessian_add(float* h, const __half* x, std::int64_t rows, std::int64_t k) {
-    // H (k x k) += X^T X with X row-major [rows, k] = column-major k x rows: H = X_cm · X_cm^T.
+    // H (k x k) += X^T X in plain fp32, as AutoGPTQ does (inp.float() @ inp.t(), TF32 off): X widened to fp32, then
+    // SSYRK into one triangle (column-major lower = row-major upper), mirrored by symmetrize_hessian(). A
+    // tensor-core GEMM from fp16 operands gave Vicuna-13B's late o_proj inputs a Hessian that 1.01 x the mean diagonal
+    // of damping could not make positive definite, even factorized in fp64.
+    const std::uint64_t n = static_cast<std::uint64_t>(rows * k);
+    if (!m_x32 || m_x32.size() < n * 4) {
+        m_x32.reset();
+        m_x32 = m_context.allocate(n * 4, "gptq calib: fp32 inputs for the Hessian");
+    }
+    widen_kernel<<<static_cast<unsigned>(std::min<std::uint64_t>((n + 255) / 256, 65535)), 256, 0, m_context.stream()>>>(
+        x, static_cast<std::int64_t>(n), m_x32.as<float>());
+    QB_CUDA_CHECK_LAUNCH(m_context.stream());
     const float one = 1.0f;
-    QB_CUBLAS_CHECK(cublasGemmEx(m_blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(k), static_cast<int>(k),
-                                 static_cast<int>(rows), &one, x, CUDA_R_16F, static_cast<int>(k), x, CUDA_R_16F,
-                                 static_cast<int>(k), &one, h, CUDA_R_32F, static_cast<int>(k), CUBLAS_COMPUTE_32F,
-                                 CUBLAS_GEMM_DEFAULT));
+    QB_CUBLAS_CHECK(cublasSsyrk(m_blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(k), static_cast<int>(rows),
+                                &one, m_x32.as<const float>(), static_cast<int>(k), &one, h, static_cast<int>(k)));
+}
+
+void calib_forward::symmetrize_hessian(float* h, std::int64_t k) {
+    const std::int64_t n = k * k;
+    mirror_upper_kernel<<<static_cast<unsigned>(std::min<std::int64_t>((n + 255) / 256, 65535)), 256, 0, m_context.stream()>>>(h, k);
+    QB_CUDA_CHECK_LAUNCH(m_context.stream());
 }
 
 void calib_forward::attention(std::int64_t sequences) {

@@ -50,6 +50,8 @@ public:
 
     /// H += x^T x over `rows` rows of x [rows, k] (fp16 inputs, products exact, fp32 accumulation).
     void hessian_add(float* h, const __half* x, std::int64_t rows, std::int64_t k);
+    /// After the last hessian_add of a Hessian: fills the triangle SSYRK left untouched.
+    void symmetrize_hessian(float* h, std::int64_t k);
 
     std::int64_t seq_len() const { return m_seq_len; }
 
@@ -63,6 +65,7 @@ private:
     cublasHandle_t m_blas = nullptr;
     device_buffer m_inv_freq;
     device_buffer m_xn, m_q, m_k, m_v, m_krot, m_vrot, m_attn, m_tmp, m_h2, m_xn2, m_gate, m_up, m_act, m_scores;
+    device_buffer m_x32;  // fp32 copy of one Hessian input chunk
 };
 
 }  // namespace qbench::gptq

@@ -119,6 +119,7 @@ void quantize_model_cuda(const model_config& model, const weight_store& weights,
             }
             for (auto& [k, hb] : hess) {
                 const std::int64_t K = linear_in_features(model, k);
+                fwd.symmetrize_hessian(hb.as<float>(), K);
                 scale_kernel<<<1024, 256, 0, st>>>(hb.as<float>(), K * K, static_cast<float>(2.0 / static_cast<double>(S)));
                 QB_CUDA_CHECK_LAUNCH(st);
             }

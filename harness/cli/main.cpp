@@ -108,14 +108,18 @@ int main(int argc, char** argv) {
     auto* run = app.add_subcommand("run", "Run a matrix: one child process per cell, results appended atomically");
     std::string run_matrix_path, run_output, run_work_dir, run_device = "auto", run_shard, run_cache;
     std::vector<std::string> run_filters;
-    bool run_dry = false, run_resume = false, run_no_isolate = false, run_warm = false;
+    bool run_dry = false, run_resume = false, run_no_isolate = false, run_warm = false, run_retry = false;
     double run_timeout = 3600, run_cache_max_gb = 0;
     run->add_option("matrix", run_matrix_path, "Matrix YAML file")->required();
     run->add_option("-o,--output", run_output, "Results JSON file (default: qbench-results/<matrix>-<UTC time>.json)");
     run->add_option("--filter", run_filters, "Keep only cells with KEY=VALUE (axis or dotted option); repeatable");
     run->add_flag("--dry-run", run_dry, "List the expanded cells and exit");
     run->add_option("--device", run_device, "Where cells run")->check(CLI::IsMember({"auto", "cuda", "cpu"}));
-    run->add_flag("--resume", run_resume, "Skip cells already recorded in --output with the same config hash");
+    CLI::Option* resume_flag =
+        run->add_flag("--resume", run_resume, "Skip cells already recorded in --output with the same config hash");
+    run->add_flag("--retry-failed", run_retry,
+                  "With --resume: run cells recorded as error or timeout again, replacing their records")
+        ->needs(resume_flag);
     run->add_option("--shard", run_shard, "Run the deterministic slice I/N (0 <= I < N) of the cells");
     run->add_option("--timeout", run_timeout, "Per-cell wall-clock limit in seconds")->check(CLI::PositiveNumber);
     run->add_option("--cache-dir", run_cache, "Checkpoints and artifacts cache (default $QBENCH_CACHE_DIR or ~/.cache/qbench)");
@@ -220,7 +224,8 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // --help/--version are "errors" with code 0; every real one is bad input: exit 2, not CLI11's own codes.
+        return app.exit(e) == 0 ? 0 : 2;
     }
 
     try {
@@ -244,6 +249,7 @@ int main(int argc, char** argv) {
             options.cache_dir = run_cache.empty() ? default_cache_dir() : std::filesystem::path(run_cache);
             options.device = run_device;
             options.resume = run_resume;
+            options.retry_failed = run_retry;
             options.isolate = !run_no_isolate;
             options.cold_load = !run_warm;
             options.cell_timeout_s = run_timeout;

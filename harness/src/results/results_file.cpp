@@ -184,6 +184,35 @@ void results_file::append(const cell_record& record) {
     }
 }
 
+void results_file::put(const cell_record& record) {
+    {
+        lock_file lock(lock_path(m_path));
+        struct stat st {};
+        if (::stat(m_path.c_str(), &st) == 0) {
+            if (stamp_of<file_stamp>(st) != m_stamp) reload();  // another process appended: keep its records
+        }
+        const auto it = std::find_if(m_records.begin(), m_records.end(),
+                                     [&](const cell_record& r) { return r.config_hash == record.config_hash; });
+        if (it != m_records.end()) {
+            const auto index = static_cast<std::size_t>(it - m_records.begin());
+            nlohmann::ordered_json j = record_to_json(record);
+            cell_record checked =
+                detail::check_record(j, detail::json_check(m_path.string(), true), "/cells/" + std::to_string(index));
+            std::swap(m_record_json[index], j);
+            std::swap(m_records[index], checked);
+            try {
+                write_out();
+            } catch (...) {
+                std::swap(m_record_json[index], j);
+                std::swap(m_records[index], checked);
+                throw;
+            }
+            return;
+        }
+    }
+    append(record);
+}
+
 bool results_file::has_record_with_hash(std::string_view config_hash) const {
     return std::any_of(m_records.begin(), m_records.end(),
                        [&](const cell_record& r) { return r.config_hash == config_hash; });

@@ -201,6 +201,14 @@ int run_cell_child(const std::filesystem::path& cell_file, const std::filesystem
     return 0;
 }
 
+namespace {
+bool recorded_as_failed(const results_file& results, const std::string& hash) {
+    for (const cell_record& r : results.records())
+        if (r.config_hash == hash) return r.outcome == outcome::error || r.outcome == outcome::timeout;
+    return false;
+}
+}  // namespace
+
 run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, const catalog& cat,
                        const run_options& options) {
     const bool use_cuda = resolve_use_cuda(options.device);
@@ -240,7 +248,8 @@ run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, con
     for (std::size_t i = 0; i < cells.size(); ++i) {
         const cell_spec& cell = cells[i];
         const std::string hash = cell_hash(cell);
-        if (options.resume && results.has_record_with_hash(hash)) {
+        if (options.resume && results.has_record_with_hash(hash) &&
+            !(options.retry_failed && recorded_as_failed(results, hash))) {
             ++summary.skipped;
             progress.skipped(i, cell);
             continue;
@@ -289,7 +298,7 @@ run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, con
             exit.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             record = record_from_child(cell, result_file, exit, log_file, started_at, device);
         }
-        results.append(record);
+        results.put(record);  // replaces the failed record of a retried cell
         ++summary.recorded;
         if (record.outcome == outcome::error || record.outcome == outcome::timeout) ++summary.failed;
         progress.finish(i, cell, record);

@@ -113,6 +113,38 @@ TEST_CASE("runner: every cell gets a record; crashes and hangs stay in their cel
     CHECK(unsupported == 1);
 }
 
+TEST_CASE("runner: --resume --retry-failed reruns failed cells and replaces their records", "[cpu][runner]") {
+    fixture f;
+    ::setenv("QBENCH_FAULT_INJECTION", "fp16 16b beam2=crash", 1);
+    auto o = f.options("retry.json");
+    const run_summary first = run_matrix(f.m, f.m.cells, f.cat, o);
+    ::unsetenv("QBENCH_FAULT_INJECTION");
+    REQUIRE(first.failed == 1);
+    const results_document before = load_results(o.output);
+    REQUIRE(before.cells.size() == 5);
+
+    // Plain --resume keeps the failure; --retry-failed runs exactly that cell again, in the same place.
+    o.resume = true;
+    const run_summary plain = run_matrix(f.m, f.m.cells, f.cat, o);
+    CHECK(plain.skipped == 5);
+    CHECK(plain.recorded == 0);
+    o.retry_failed = true;
+    const run_summary retried = run_matrix(f.m, f.m.cells, f.cat, o);
+    CHECK(retried.skipped == 4);
+    CHECK(retried.recorded == 1);
+    CHECK(retried.failed == 0);
+    const results_document after = load_results(o.output);
+    REQUIRE(after.cells.size() == 5);
+    for (const auto& [hash, n] : hash_counts(after)) CHECK(n == 1);
+    for (std::size_t i = 0; i < after.cells.size(); ++i) {
+        CHECK(after.cells[i].config_hash == before.cells[i].config_hash);
+        if (cell_label(after.cells[i].cell).find("fp16 16b beam2") != std::string::npos)
+            CHECK(after.cells[i].outcome == outcome::ok);
+        else
+            CHECK(after.cells[i].started_at == before.cells[i].started_at);  // untouched
+    }
+}
+
 TEST_CASE("runner: shards are deterministic, disjoint and cover the matrix", "[cpu][runner]") {
     fixture f;
     std::map<std::string, int> seen;

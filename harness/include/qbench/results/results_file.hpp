@@ -49,6 +49,9 @@ public:
     /// Validates `record` (the same checks as the reader; input_error naming "/cells/<n>") and rewrites the file
     /// atomically with it appended. On any exception the file is as before and the record is not added.
     void append(const cell_record& record);
+    /// As append(), but a record with the same config_hash is replaced where it stands (run --retry-failed), so a
+    /// file never holds two records of one cell.
+    void put(const cell_record& record);
 
     const std::filesystem::path& path() const noexcept { return m_path; }
     const nlohmann::ordered_json& provenance() const noexcept { return m_provenance; }

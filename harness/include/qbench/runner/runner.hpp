@@ -27,6 +27,8 @@ struct run_options {
     std::filesystem::path cache_dir;           ///< checkpoints, artifacts, quality references
     std::string device = "auto";               ///< "auto" | "cuda" | "cpu"
     bool resume = false;
+    /// With resume: cells recorded as error or timeout run again and their record is replaced (not duplicated).
+    bool retry_failed = false;
     bool isolate = true;                       ///< one child process per cell (default); false = in-process
     bool cold_load = true;
     double cell_timeout_s = 3600;

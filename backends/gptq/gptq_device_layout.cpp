@@ -92,7 +92,125 @@ layout_plan plan_layout(std::int64_t K, std::int64_t N, std::int64_t bits, std::
         for (std::int64_t r = s * k_slab_rows; r < std::min(K, (s + 1) * k_slab_rows); ++r)
             if (g_idx[sz(p.row_of[sz(r)])] != g0) p.fused_ok = false;
     }
+    // mma layout: k-blocks of 4 slabs; the kernel scales per block when a block never straddles two groups.
+    p.kblocks = ceil_div(p.slabs, k_block_slabs);
+    p.ntiles = ceil_div(N, k_ntile_cols);
+    p.block_group.resize(sz(p.kblocks));
+    p.block_groups = p.fused_ok;
+    for (std::int64_t b = 0; b < p.kblocks; ++b) {
+        p.block_group[sz(b)] = p.slab_group[sz(b * k_block_slabs)];
+        for (std::int64_t s = b * k_block_slabs; s < std::min(p.slabs, (b + 1) * k_block_slabs); ++s)
+            if (p.slab_group[sz(s)] != p.block_group[sz(b)]) p.block_groups = false;
+    }
+    p.group_shift = -1;
+    if (p.block_groups)
+        for (int sh = 0; sh <= 31 && p.group_shift < 0; ++sh) {
+            bool ok = true;
+            for (std::int64_t b = 0; b < p.kblocks && ok; ++b) ok = p.block_group[sz(b)] == static_cast<std::int32_t>(b >> sh);
+            if (ok) p.group_shift = sh;
+        }
     return p;
+}
+
+std::uint64_t layout_plan::mma_device_bytes() const {
+    std::uint64_t b = mma_qweight_words() * 4;
+    if (mma_block_path()) b += mma_unit_meta_words() * 4;
+    else b += mma_meta_words() * 4 + static_cast<std::uint64_t>(kblocks * k_block_slabs) * 4;
+    if (!sequential) b += static_cast<std::uint64_t>(in_features) * 4;
+    return b;
+}
+
+namespace {
+template <int Bits>
+void repack_unit(const layout_plan& plan, std::span<const std::int32_t> qweight, std::int64_t tile, std::int64_t kb,
+                 std::uint32_t* unit) {
+    const std::int64_t K = plan.in_features, N = plan.out_features;
+    for (int lane = 0; lane < 32; ++lane) {
+        const std::int64_t n = tile * k_ntile_cols + lane / 4;
+        std::uint32_t words[8] = {};
+        if (n < N)
+            for (int i = 0; i < 32; ++i) {
+                const std::int64_t r = kb * k_block_rows + unit_row(lane % 4, i);
+                if (r < K) place_code<Bits>(words, i, autogptq_code(qweight.data(), N, Bits, plan.row_of[sz(r)], n));
+            }
+        for (int w = 0; w < Bits; ++w) unit[unit_word_offset(Bits, lane, w)] = words[w];
+    }
+}
+
+template <int Bits>
+std::uint32_t mma_code_impl(const layout_plan& plan, std::span<const std::uint32_t> qweight, std::int64_t r, std::int64_t n) {
+    using g = pair_geometry<Bits>;
+    const std::int64_t kb = r / k_block_rows, rr = r % k_block_rows;
+    const int j = static_cast<int>(rr / 32), q = static_cast<int>((rr % 32) / 8), t = static_cast<int>(rr % 8);
+    const int lane = static_cast<int>(n % k_ntile_cols) * 4 + q;
+    const std::uint32_t* unit = &qweight[sz(unit_index(plan.ntiles, plan.kblocks, n / k_ntile_cols, kb) * 32 * Bits)];
+    std::uint32_t w[Bits];
+    for (int i = 0; i < Bits; ++i) w[i] = unit[unit_word_offset(Bits, lane, i)];
+    const int i = 8 * j + t, p = i / 2, h = i % 2;
+    std::uint32_t pair;
+    int fshift = 0;
+    if (g::special_pair && p == 15) {
+        pair = decode_special_pair3(w[0], w[1 % Bits], w[2 % Bits]);
+    } else {
+        pair = decode_pair<Bits>(w[p / g::pairs_per_word], p % g::pairs_per_word);
+        fshift = g::field_shift(p % g::pairs_per_word);
+    }
+    const std::uint32_t field = h ? pair >> 16 : pair & 0xffffu;
+    return (field & 0x3ffu) >> fshift;
+}
+}  // namespace
+
+std::vector<std::uint32_t> repack_qweight_mma_ref(const layout_plan& plan, std::span<const std::int32_t> qweight) {
+    if (qweight.size() != sz(qweight_rows(plan.in_features, plan.bits) * plan.out_features))
+        throw std::invalid_argument("gptq layout: qweight size");
+    std::vector<std::uint32_t> out(sz(static_cast<std::int64_t>(plan.mma_qweight_words())));
+    for (std::int64_t tile = 0; tile < plan.ntiles; ++tile)
+        for (std::int64_t kb = 0; kb < plan.kblocks; ++kb) {
+            std::uint32_t* unit = &out[sz(unit_index(plan.ntiles, plan.kblocks, tile, kb) * 32 * plan.bits)];
+            switch (plan.bits) {
+            case 2: repack_unit<2>(plan, qweight, tile, kb, unit); break;
+            case 3: repack_unit<3>(plan, qweight, tile, kb, unit); break;
+            case 4: repack_unit<4>(plan, qweight, tile, kb, unit); break;
+            default: repack_unit<8>(plan, qweight, tile, kb, unit); break;
+            }
+        }
+    return out;
+}
+
+std::vector<std::uint32_t> mma_meta(const layout_plan& plan, std::span<const std::uint16_t> scales,
+                                    std::span<const std::int32_t> qzeros) {
+    const std::int64_t N = plan.out_features, G = plan.groups;
+    if (scales.size() != sz(G * N)) throw std::invalid_argument("gptq layout: scales size");
+    const auto z = unpack_qzeros(qzeros, G, N, plan.bits);
+    std::vector<std::uint32_t> out(sz(static_cast<std::int64_t>(plan.mma_meta_words())), 0);
+    for (std::int64_t g = 0; g < G; ++g)
+        for (std::int64_t n = 0; n < N; ++n) {
+            std::uint32_t* rec = &out[sz(((n / k_ntile_cols) * G + g) * k_meta_words)];
+            const int c = static_cast<int>(n % k_ntile_cols);
+            rec[c / 2] |= static_cast<std::uint32_t>(scales[sz(g * N + n)]) << (16 * (c % 2));
+            rec[4 + c / 4] |= static_cast<std::uint32_t>(z[sz(g * N + n)]) << (8 * (c % 4));
+        }
+    return out;
+}
+
+std::vector<std::uint32_t> mma_unit_meta(const layout_plan& plan, std::span<const std::uint32_t> group_meta) {
+    if (group_meta.size() != plan.mma_meta_words()) throw std::invalid_argument("gptq layout: meta size");
+    std::vector<std::uint32_t> out(sz(static_cast<std::int64_t>(plan.mma_unit_meta_words())));
+    for (std::int64_t tile = 0; tile < plan.ntiles; ++tile)
+        for (std::int64_t kb = 0; kb < plan.kblocks; ++kb) {
+            const std::uint32_t* rec = &group_meta[sz((tile * plan.groups + plan.block_group[sz(kb)]) * k_meta_words)];
+            std::copy(rec, rec + k_meta_words, &out[sz(unit_index(plan.ntiles, plan.kblocks, tile, kb) * k_meta_words)]);
+        }
+    return out;
+}
+
+std::uint32_t mma_code(const layout_plan& plan, std::span<const std::uint32_t> qweight, std::int64_t r, std::int64_t n) {
+    switch (plan.bits) {
+    case 2: return mma_code_impl<2>(plan, qweight, r, n);
+    case 3: return mma_code_impl<3>(plan, qweight, r, n);
+    case 4: return mma_code_impl<4>(plan, qweight, r, n);
+    default: return mma_code_impl<8>(plan, qweight, r, n);
+    }
 }
 
 std::vector<std::uint32_t> repack_qweight_ref(const layout_plan& plan, std::span<const std::int32_t> qweight) {

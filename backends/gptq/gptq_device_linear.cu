@@ -4,6 +4,7 @@
 #include "backends/gptq/gptq_device_layout.hpp"
 #include "backends/gptq/gptq_format.hpp"
 #include "backends/gptq/gptq_gemm.cuh"
+#include "backends/gptq/gptq_gemm_mma.cuh"
 #include "backends/gptq/gptq_linear.hpp"
 
 #include "cuda/cuda_check.cuh"
@@ -13,6 +14,7 @@
 #include "qbench/io/tensor_source.hpp"
 
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -107,6 +109,35 @@ int resident_ctas(const device_context& context, int bits, int rows) {
     return total;
 }
 
+/// Which fused kernel a layer is loaded for: v2 (mma layout, gptq_gemm_mma.cuh) unless QBENCH_GPTQ_KERNEL=v1
+/// (the half2 kernels of gptq_gemm_kernel.cuh over the slab layout, kept for comparison).
+bool use_mma_kernels() {
+    const char* v = std::getenv("QBENCH_GPTQ_KERNEL");
+    return v == nullptr || std::string(v) != "v1";
+}
+
+/// The v2 variant: QBENCH_GPTQ_OCC=3 three CTAs per SM, else the default (two).
+mma_variant chosen_mma_variant() {
+    const char* v = std::getenv("QBENCH_GPTQ_OCC");
+    return v != nullptr && std::string(v) == "3" ? mma_variant::occ3 : mma_variant::occ2;
+}
+
+/// CTAs of the v2 kernel for a layer at a row count: one wave of resident CTAs (QBENCH_GPTQ_CTAS_PER_SM overrides
+/// the occupancy), at most k_mma_max_tiles tiles per CTA.
+int mma_ctas(const device_context& context, int bits, bool block_groups, mma_variant variant, int ntiles, int rows) {
+    const int sms = context.properties().multiProcessorCount;
+    int per_sm = 0;
+    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
+    if (per_sm <= 0) {
+        const int guess = std::min(k_mma_max_tiles, std::max(1, (ntiles + 2 * sms - 1) / (2 * sms)));
+        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mma_kernel_for(bits, block_groups, variant), k_mma_threads,
+                                                                    mma_smem_bytes(guess + 1, rows)));
+        per_sm = std::max(1, per_sm);
+    }
+    const int ctas = std::min(ntiles, per_sm * sms);
+    return std::max(ctas, (ntiles + k_mma_max_tiles - 1) / k_mma_max_tiles);
+}
+
 template <class T>
 device_buffer upload_vector(device_context& context, const std::vector<T>& v, const char* what) {
     device_buffer b = context.allocate(std::max<std::uint64_t>(v.size() * sizeof(T), 16), what);
@@ -124,18 +155,35 @@ public:
         m_plan = plan_layout(K, N, p.bits, G, p.g_idx);
         m_format = gptq_format_name(p.bits, p.group_size, !m_plan.sequential);
 
+        m_mma = use_mma_kernels();
+        m_variant = chosen_mma_variant();
         // qweight: AutoGPTQ's layout uploaded as is, rearranged on the GPU (exllama's make_sequential + our shuffle).
         const std::uint64_t src_bytes = static_cast<std::uint64_t>(qweight_rows(K, p.bits) * N) * 4;
         device_buffer src = context.allocate(src_bytes, "gptq qweight (AutoGPTQ layout, load only)");
         context.upload(src.get(), qweight_host, src_bytes);
         if (!m_plan.sequential) m_row_of = upload_vector(context, m_plan.row_of, "gptq row permutation");
-        m_qweight = context.allocate(m_plan.qweight_words() * 4, "gptq qweight (device layout)");
-        launch_repack(static_cast<int>(p.bits), src.as<const std::int32_t>(), row_of(), K, N,
-                      static_cast<int>(m_plan.slabs), static_cast<int>(m_plan.tiles), m_qweight.as<std::uint32_t>(),
-                      launch_options{context.stream(), false});
-        m_scales = upload_vector(context, tile_scales(m_plan, p.scales), "gptq scales");
-        m_zeros = upload_vector(context, tile_zeros(m_plan, p.qzeros), "gptq zeros");
-        m_slab_group = upload_vector(context, m_plan.slab_group, "gptq slab groups");
+        // v2 reads the groups of whole k-blocks: pad to kblocks * 4 slabs with the last group (x is zero there).
+        std::vector<std::int32_t> slab_group = m_plan.slab_group;
+        slab_group.resize(static_cast<std::size_t>(m_plan.kblocks * k_block_slabs), slab_group.empty() ? 0 : slab_group.back());
+        m_slab_group = upload_vector(context, slab_group, "gptq slab groups");
+        m_block_path = m_plan.mma_block_path();
+        if (m_mma) {
+            m_qweight = context.allocate(m_plan.mma_qweight_words() * 4, "gptq qweight (mma layout)");
+            launch_repack_mma(static_cast<int>(p.bits), src.as<const std::int32_t>(), row_of(), K, N,
+                              static_cast<int>(m_plan.kblocks), static_cast<int>(m_plan.ntiles),
+                              m_qweight.as<std::uint32_t>(), launch_options{context.stream(), false});
+            const auto meta = mma_meta(m_plan, p.scales, p.qzeros);
+            m_meta = upload_vector(context, meta, "gptq scales and zeros (mma layout, per group)");
+            if (m_plan.mma_block_path())
+                m_unit_meta = upload_vector(context, mma_unit_meta(m_plan, meta), "gptq scales and zeros (mma layout, per unit)");
+        } else {
+            m_qweight = context.allocate(m_plan.qweight_words() * 4, "gptq qweight (device layout)");
+            launch_repack(static_cast<int>(p.bits), src.as<const std::int32_t>(), row_of(), K, N,
+                          static_cast<int>(m_plan.slabs), static_cast<int>(m_plan.tiles), m_qweight.as<std::uint32_t>(),
+                          launch_options{context.stream(), false});
+            m_scales = upload_vector(context, tile_scales(m_plan, p.scales), "gptq scales");
+            m_zeros = upload_vector(context, tile_zeros(m_plan, p.qzeros), "gptq zeros");
+        }
         std::vector<std::int32_t> row_group(static_cast<std::size_t>(K));
         for (std::int64_t r = 0; r < K; ++r)
             row_group[static_cast<std::size_t>(r)] = p.g_idx[static_cast<std::size_t>(m_plan.row_of[static_cast<std::size_t>(r)])];
@@ -147,14 +195,15 @@ public:
         m_fused_rows = m_plan.fused_ok ? std::max<std::int64_t>(0, recons_threshold) : 0;
         for (int r = 1; r <= k_fused_max_rows; ++r)
             m_splits[static_cast<std::size_t>(r)] =
-                choose_splits(static_cast<int>(m_plan.tiles), static_cast<int>(m_plan.slabs),
-                              resident_ctas(context, static_cast<int>(p.bits), r), k_max_splits);
+                m_mma ? mma_ctas(context, static_cast<int>(p.bits), m_block_path, m_variant, static_cast<int>(m_plan.ntiles), r)
+                      : choose_splits(static_cast<int>(m_plan.tiles), static_cast<int>(m_plan.slabs),
+                                      resident_ctas(context, static_cast<int>(p.bits), r), k_max_splits);
         m_scratch = shared_scratch::for_context(context);
-        const std::uint64_t padded_k = static_cast<std::uint64_t>(m_plan.slabs) * 32;
+        const std::uint64_t padded_k = static_cast<std::uint64_t>(padded_in());
         const std::uint64_t stage_rows = static_cast<std::uint64_t>(std::max<std::int64_t>(1, m_fused_rows));
         std::uint64_t partial_bytes = 16;
         for (int r = 1; r <= k_fused_max_rows; ++r)
-            if (m_splits[static_cast<std::size_t>(r)] > 1)
+            if (!m_mma && m_splits[static_cast<std::size_t>(r)] > 1)
                 partial_bytes = std::max<std::uint64_t>(
                     partial_bytes, static_cast<std::uint64_t>(m_splits[static_cast<std::size_t>(r)] * r * m_plan.tiles * 32) * 4);
         // Staging is also the fallback for an x that is not 16-byte aligned, so every layer reserves it.
@@ -163,10 +212,12 @@ public:
 
     std::int64_t in_features() const override { return m_plan.in_features; }
     std::int64_t out_features() const override { return m_plan.out_features; }
-    std::uint64_t weight_bytes() const override { return m_plan.device_bytes(); }
+    std::uint64_t weight_bytes() const override { return m_mma ? m_plan.mma_device_bytes() : m_plan.device_bytes(); }
     std::string format_name() const override { return m_format; }
     std::string kernel_path(std::int64_t rows) const override {
-        if (rows <= m_fused_rows) return "gptq-fused-" + std::to_string(m_plan.bits) + "b" + (m_plan.sequential ? "" : "-perm");
+        if (rows <= m_fused_rows)
+            return std::string(m_mma ? "gptq-fused-mma-" : "gptq-fused-") + std::to_string(m_plan.bits) + "b" +
+                   (m_plan.sequential ? "" : "-perm");
         return "recons+cublas";
     }
 
@@ -181,11 +232,33 @@ public:
             const __half* xin = x;
             std::int64_t ldx = K;
             const bool aligned = (reinterpret_cast<std::uintptr_t>(x) % 16) == 0;
-            if (!m_plan.sequential || K % 32 != 0 || !aligned) {
+            if (!m_plan.sequential || K % (m_mma ? k_block_rows : k_slab_rows) != 0 || !aligned) {
                 // Act-order gathers x into sorted-row order; a ragged K is zero-padded to whole slabs.
-                ldx = m_plan.slabs * 32;
+                ldx = padded_in();
                 launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
                 xin = scratch.stage.as<const __half>();
+            }
+            if (m_mma) {
+                for (std::int64_t r0 = 0; r0 < rows; r0 += k_mma_max_rows) {
+                    const int rr = static_cast<int>(std::min<std::int64_t>(k_mma_max_rows, rows - r0));
+                    mma_args a;
+                    a.qweight = m_qweight.as<const std::uint32_t>();
+                    a.meta = m_meta.as<const std::uint32_t>();
+                    a.unit_meta = m_unit_meta.as<const std::uint32_t>();
+                    a.slab_group = m_slab_group.as<const std::int32_t>();
+                    a.x = xin + r0 * ldx;
+                    a.ldx = ldx;
+                    a.y = y + r0 * N;
+                    a.n = static_cast<int>(N);
+                    a.rows = rr;
+                    a.slabs = static_cast<int>(m_plan.slabs);
+                    a.kblocks = static_cast<int>(m_plan.kblocks);
+                    a.ntiles = static_cast<int>(m_plan.ntiles);
+                    a.groups = static_cast<int>(m_plan.groups);
+                    a.group_shift = m_plan.group_shift;
+                    mma_launcher_for(static_cast<int>(m_plan.bits), m_block_path, m_variant)(a, m_splits[static_cast<std::size_t>(rr)], lo);
+                }
+                return;
             }
             for (std::int64_t r0 = 0; r0 < rows; r0 += k_fused_max_rows) {
                 const int rr = static_cast<int>(std::min<std::int64_t>(k_fused_max_rows, rows - r0));
@@ -208,10 +281,15 @@ public:
             }
             return;
         }
-        launch_reconstruct(static_cast<int>(m_plan.bits), m_qweight.as<const std::uint32_t>(), m_scales.as<const __half>(),
-                           m_zeros.as<const std::uint8_t>(), m_row_group.as<const std::int32_t>(), row_of(), K, N,
-                           static_cast<int>(m_plan.slabs), static_cast<int>(m_plan.groups),
-                           static_cast<int>(m_plan.tiles), scratch.recons.as<__half>(), lo);
+        if (m_mma)
+            launch_reconstruct_mma(static_cast<int>(m_plan.bits), m_qweight.as<const std::uint32_t>(), m_meta.as<const std::uint32_t>(),
+                                   m_row_group.as<const std::int32_t>(), row_of(), K, N, static_cast<int>(m_plan.kblocks),
+                                   static_cast<int>(m_plan.ntiles), static_cast<int>(m_plan.groups), scratch.recons.as<__half>(), lo);
+        else
+            launch_reconstruct(static_cast<int>(m_plan.bits), m_qweight.as<const std::uint32_t>(), m_scales.as<const __half>(),
+                               m_zeros.as<const std::uint8_t>(), m_row_group.as<const std::int32_t>(), row_of(), K, N,
+                               static_cast<int>(m_plan.slabs), static_cast<int>(m_plan.groups),
+                               static_cast<int>(m_plan.tiles), scratch.recons.as<__half>(), lo);
         // Row-major y[rows, N] = x[rows, K] · W^T is column-major y^T[N, rows] = (W^T as column-major N x K) · x^T.
         const float alpha = 1.0f, beta = 0.0f;
         QB_CUBLAS_CHECK(cublasGemmEx(m_context.cublas_on(stream), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(N),
@@ -221,14 +299,19 @@ public:
     }
 
 private:
+    /// Row length of staged x: whole slabs (v1) or whole k-blocks (v2), zero-padded past K.
+    std::int64_t padded_in() const { return m_mma ? m_plan.kblocks * k_block_rows : m_plan.slabs * k_slab_rows; }
     const std::int32_t* row_of() const { return m_plan.sequential ? nullptr : m_row_of.as<const std::int32_t>(); }
 
     device_context& m_context;
     std::int64_t m_fused_rows = 0;
     layout_plan m_plan;
     std::string m_format;
-    device_buffer m_qweight, m_scales, m_zeros, m_slab_group, m_row_group, m_row_of, m_counters;
-    std::array<int, k_fused_max_rows + 1> m_splits{};
+    device_buffer m_qweight, m_scales, m_zeros, m_slab_group, m_row_group, m_row_of, m_counters, m_meta, m_unit_meta;
+    bool m_mma = true;
+    bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)
+    mma_variant m_variant = mma_variant::occ2;
+    std::array<int, k_fused_max_rows + 1> m_splits{};  ///< v1: K splits per row count; v2: CTAs per row count
     std::shared_ptr<shared_scratch> m_scratch;
 };
 

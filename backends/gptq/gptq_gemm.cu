@@ -1,5 +1,6 @@
 // Dispatch of the fused GPTQ kernels, the split-K heuristic, and the x staging kernel (act-order gather and padding).
 #include "backends/gptq/gptq_gemm.cuh"
+#include "backends/gptq/gptq_gemm_mma.cuh"
 
 #include <array>
 
@@ -15,6 +16,11 @@ constexpr std::array<launcher_table_fn, 4> k_launcher_tables = {&fused_launchers
                                                                  &fused_launchers_b4, &fused_launchers_b8};
 constexpr std::array<kernel_fn, 4> k_kernel_tables = {&fused_kernel_b2, &fused_kernel_b3, &fused_kernel_b4,
                                                       &fused_kernel_b8};
+using mma_table_fn = const mma_launcher* (*)();
+using mma_kernel_fn = const void* (*)(int);
+constexpr std::array<mma_table_fn, 4> k_mma_tables = {&mma_launchers_b2, &mma_launchers_b3, &mma_launchers_b4,
+                                                      &mma_launchers_b8};
+constexpr std::array<mma_kernel_fn, 4> k_mma_kernels = {&mma_kernel_b2, &mma_kernel_b3, &mma_kernel_b4, &mma_kernel_b8};
 
 __global__ void stage_x_kernel(const __half* x, std::int64_t ldx, std::int64_t rows, const std::int32_t* row_of,
                                std::int64_t k, std::int64_t padded_k, __half* out) {
@@ -41,6 +47,18 @@ const void* fused_kernel_for(int bits, int rows) {
     const int w = width_index(bits);
     if (w < 0) return nullptr;
     return k_kernel_tables[static_cast<std::size_t>(w)](rows);
+}
+
+mma_launcher mma_launcher_for(int bits, bool block_groups, mma_variant v) {
+    const int w = width_index(bits);
+    if (w < 0) return nullptr;
+    return k_mma_tables[static_cast<std::size_t>(w)]()[2 * static_cast<int>(v) + (block_groups ? 1 : 0)];
+}
+
+const void* mma_kernel_for(int bits, bool block_groups, mma_variant v) {
+    const int w = width_index(bits);
+    if (w < 0) return nullptr;
+    return k_mma_kernels[static_cast<std::size_t>(w)](2 * static_cast<int>(v) + (block_groups ? 1 : 0));
 }
 
 int choose_splits(int tiles, int slabs, int resident_ctas, int max_splits) {

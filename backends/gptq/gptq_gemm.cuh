@@ -1,6 +1,8 @@
 #pragma once
-/// Fused dequantize-and-multiply for small batches: y[rows, N] = x[rows, K] · W^T with W in the device layout of
-/// gptq_device_layout.hpp, for 1..8 rows per launch (larger batches reconstruct fp16 and call cuBLAS, as exllama).
+/// Fused dequantize-and-multiply for small batches, version 1 (half2 FMA over the slab layout; selected with
+/// QBENCH_GPTQ_KERNEL=v1, kept as the measured baseline): y[rows, N] = x[rows, K] · W^T with W in the device layout
+/// of gptq_device_layout.hpp, for 1..8 rows per launch (larger batches reconstruct fp16 and call cuBLAS, as
+/// exllama). The default is version 2, gptq_gemm_mma.cuh (tensor-core mma over the mma layout).
 ///
 /// Work split: a CTA of 256 threads owns one tile of 32 output columns and a contiguous range of slabs (32 K rows);
 /// thread t handles columns 4*(t%8) .. +3 (one 16-byte load per word) and every 32nd slab of the range starting at

@@ -2,6 +2,7 @@
 // AutoGPTQ's qweight into the device layout. Both decode with the same functions as the fused kernels.
 #include "backends/gptq/gptq_device_layout.hpp"
 #include "backends/gptq/gptq_gemm.cuh"
+#include "backends/gptq/gptq_gemm_mma.cuh"
 
 #include <array>
 #include <cstring>
@@ -71,6 +72,81 @@ __global__ void repack_kernel(const std::int32_t* src, const std::int32_t* row_o
     for (int w = 0; w < Bits; ++w) dst[((static_cast<std::size_t>(tile) * slabs + s) * Bits + w) * 32 + c] = words[w];
 }
 
+constexpr int k_blocks_per_cta = 4;
+
+/// mma layout: one thread per (ntile, k-block, lane) gathers its 32 codes from AutoGPTQ's stream and places them.
+template <int Bits>
+__global__ void repack_mma_kernel(const std::int32_t* src, const std::int32_t* row_of, std::int64_t k, std::int64_t n,
+                                  int kblocks, std::uint32_t* dst) {
+    const int tile = static_cast<int>(blockIdx.x);
+    const int lane = static_cast<int>(threadIdx.x);
+    const int kb = static_cast<int>(blockIdx.y) * k_blocks_per_cta + static_cast<int>(threadIdx.y);
+    if (kb >= kblocks) return;
+    const std::int64_t col = static_cast<std::int64_t>(tile) * k_ntile_cols + lane / 4;
+    std::uint32_t words[Bits];
+#pragma unroll
+    for (int w = 0; w < Bits; ++w) words[w] = 0;
+    if (col < n)
+        for (int i = 0; i < 32; ++i) {
+            const std::int64_t r = static_cast<std::int64_t>(kb) * k_block_rows + unit_row(lane % 4, i);
+            if (r < k) place_code<Bits>(words, i, autogptq_code(src, n, Bits, row_of ? row_of[r] : r, col));
+        }
+    std::uint32_t* unit = dst + static_cast<std::size_t>(unit_index(gridDim.x, kblocks, tile, kb)) * 32 * Bits;
+#pragma unroll
+    for (int w = 0; w < Bits; ++w) unit[unit_word_offset(Bits, lane, w)] = words[w];
+}
+
+/// mma layout: one thread per (ntile, k-block, lane) writes its 32 weights ((q - z) * s, one rounding, as the
+/// v1 reconstruct) to their original rows.
+template <int Bits>
+__global__ void reconstruct_mma_kernel(const std::uint32_t* qweight, const std::uint32_t* meta, const std::int32_t* row_group,
+                                       const std::int32_t* row_of, std::int64_t k, std::int64_t n, int kblocks,
+                                       int groups, __half* w_t) {
+    using g = pair_geometry<Bits>;
+    pdl_wait();
+    pdl_trigger();
+    const int tile = static_cast<int>(blockIdx.x);
+    const int lane = static_cast<int>(threadIdx.x);
+    const int kb = static_cast<int>(blockIdx.y) * k_blocks_per_cta + static_cast<int>(threadIdx.y);
+    const int c = lane / 4, q = lane % 4;
+    const std::int64_t col = static_cast<std::int64_t>(tile) * k_ntile_cols + c;
+    if (kb >= kblocks || col >= n) return;
+    const std::uint32_t* unit = qweight + static_cast<std::size_t>(unit_index(gridDim.x, kblocks, tile, kb)) * 32 * Bits;
+    std::uint32_t u[Bits];
+#pragma unroll
+    for (int w = 0; w < Bits; ++w) u[w] = unit[unit_word_offset(Bits, lane, w)];
+#pragma unroll
+    for (int p = 0; p < 16; ++p) {
+        std::uint32_t pair;
+        int fshift = 0;
+        if (g::special_pair && p == 15) {
+            pair = decode_special_pair3(u[0], u[1 % Bits], u[2 % Bits]);
+        } else {
+            pair = decode_pair<Bits>(u[p / g::pairs_per_word], p % g::pairs_per_word);
+            fshift = g::field_shift(p % g::pairs_per_word);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const std::int64_t r = static_cast<std::int64_t>(kb) * k_block_rows + unit_row(q, 2 * p + h);
+            if (r >= k) continue;
+            const std::uint32_t code = ((pair >> (16 * h)) & 0x3ffu) >> fshift;
+            const std::uint32_t* rec = meta + (static_cast<std::size_t>(tile) * groups + row_group[r]) * k_meta_words;
+            const std::uint32_t z = (rec[4 + c / 4] >> (8 * (c % 4))) & 0xffu;
+            const float s = __half2float(__ushort_as_half(static_cast<unsigned short>(rec[c / 2] >> (16 * (c % 2)))));
+            const float v = static_cast<float>(static_cast<int>(code) - static_cast<int>(z)) * s;
+            w_t[static_cast<std::int64_t>(row_of ? row_of[r] : r) * n + col] = __float2half_rn(v);
+        }
+    }
+}
+
+using recons_mma_fn = void (*)(const std::uint32_t*, const std::uint32_t*, const std::int32_t*, const std::int32_t*,
+                               std::int64_t, std::int64_t, int, int, __half*);
+using repack_mma_fn = void (*)(const std::int32_t*, const std::int32_t*, std::int64_t, std::int64_t, int, std::uint32_t*);
+constexpr std::array<recons_mma_fn, 4> k_recons_mma = {&reconstruct_mma_kernel<2>, &reconstruct_mma_kernel<3>,
+                                                       &reconstruct_mma_kernel<4>, &reconstruct_mma_kernel<8>};
+constexpr std::array<repack_mma_fn, 4> k_repack_mma = {&repack_mma_kernel<2>, &repack_mma_kernel<3>,
+                                                       &repack_mma_kernel<4>, &repack_mma_kernel<8>};
+
 using recons_fn = void (*)(const std::uint32_t*, const __half*, const std::uint8_t*, const std::int32_t*,
                            const std::int32_t*, std::int64_t, std::int64_t, int, int, __half*);
 using repack_fn = void (*)(const std::int32_t*, const std::int32_t*, std::int64_t, std::int64_t, int, std::uint32_t*);
@@ -97,6 +173,25 @@ void launch_repack(int bits, const std::int32_t* qweight_autogptq, const std::in
     const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((slabs + k_slabs_per_block - 1) / k_slabs_per_block));
     launch_kernel(k_repack[static_cast<std::size_t>(w)], grid, dim3(32, k_slabs_per_block), 0, o, qweight_autogptq,
                   row_of, k, n, slabs, qweight_device);
+}
+
+void launch_repack_mma(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,
+                       std::int64_t n, int kblocks, int ntiles, std::uint32_t* qweight_device, const launch_options& o) {
+    const int w = width_index(bits);
+    if (w < 0) throw error("gptq repack: unsupported bits " + std::to_string(bits));
+    const dim3 grid(static_cast<unsigned>(ntiles), static_cast<unsigned>((kblocks + k_blocks_per_cta - 1) / k_blocks_per_cta));
+    launch_kernel(k_repack_mma[static_cast<std::size_t>(w)], grid, dim3(32, k_blocks_per_cta), 0, o, qweight_autogptq,
+                  row_of, k, n, kblocks, qweight_device);
+}
+
+void launch_reconstruct_mma(int bits, const std::uint32_t* qweight, const std::uint32_t* meta,
+                            const std::int32_t* row_group, const std::int32_t* row_of, std::int64_t k, std::int64_t n,
+                            int kblocks, int ntiles, int groups, __half* w_t, const launch_options& o) {
+    const int w = width_index(bits);
+    if (w < 0) throw error("gptq reconstruct: unsupported bits " + std::to_string(bits));
+    const dim3 grid(static_cast<unsigned>(ntiles), static_cast<unsigned>((kblocks + k_blocks_per_cta - 1) / k_blocks_per_cta));
+    launch_kernel(k_recons_mma[static_cast<std::size_t>(w)], grid, dim3(32, k_blocks_per_cta), 0, o, qweight, meta,
+                  row_group, row_of, k, n, kblocks, groups, w_t);
 }
 
 }  // namespace qbench::gptq

@@ -5,11 +5,13 @@
 
 #include "backends/gptq/gptq_device_layout.hpp"
 #include "backends/gptq/gptq_gemm.cuh"
+#include "backends/gptq/gptq_gemm_mma.cuh"
 #include "backends/gptq/gptq_linear.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 using namespace qbench;
@@ -28,6 +30,13 @@ struct variant {
     const char* name;
 };
 constexpr std::int64_t k_batches[] = {1, 2, 3, 4, 8, 16};
+
+/// Sets an environment knob of the GPTQ linear (read when a layer is made) for a scope.
+struct env_choice {
+    env_choice(const char* name, const char* value) : m_name(name) { setenv(name, value, 1); }
+    ~env_choice() { unsetenv(m_name); }
+    const char* m_name;
+};
 
 void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const variant& v, std::int64_t threshold,
               std::uint64_t seed) {
@@ -82,10 +91,46 @@ TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes",
             }
 }
 
+TEST_CASE("the kernel variants (v1; v2 at 3 CTAs per SM; v2 at 1 CTA per SM) match the CPU reference", "[gpu][gptq][kernels]") {
+    device_context ctx;
+    std::uint64_t seed = 500;
+    const char* knobs[3][2] = {{"QBENCH_GPTQ_KERNEL", "v1"}, {"QBENCH_GPTQ_OCC", "3"}, {"QBENCH_GPTQ_CTAS_PER_SM", "1"}};
+    for (const auto& knob : knobs) {
+        const env_choice choice(knob[0], knob[1]);
+        std::printf("  -- %s=%s\n", knob[0], knob[1]);
+        for (std::int64_t bits : {2, 3, 4, 8}) {
+            run_case(ctx, {688, 176, "ragged K and N", true}, bits, {128, true, "g128-act"}, 8, seed++);
+            run_case(ctx, {4128, 4100, "K=4096+32", true}, bits, {32, true, "g32-act"}, 8, seed++);
+            run_case(ctx, {4096, 11008, "7B gate/up", true}, bits, {128, false, "g128"}, 8, seed++);
+        }
+    }
+}
+
 TEST_CASE("a threshold above 8 runs the fused kernels in chunks of 8 rows", "[gpu][gptq][kernels]") {
     device_context ctx;
     for (std::int64_t bits : {3, 4}) run_case(ctx, {512, 256, "threshold 16", true}, bits, {64, true, "g64-act"}, 16, 7 + bits);
     run_case(ctx, {512, 256, "threshold 0", true}, 4, {128, false, "g128"}, 0, 77);  // always reconstruct
+}
+
+TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit", "[gpu][gptq][layout]") {
+    device_context ctx;
+    for (std::int64_t bits : {2, 3, 4, 8})
+        for (bool act : {false, true}) {
+            const std::int64_t K = 688, N = 100;
+            const quantized_linear q = random_layer(K, N, bits, 32, act, 950 + bits);
+            const packed_linear p = pack(q);
+            const layout_plan plan = plan_layout(K, N, bits, q.groups(), p.g_idx);
+            const auto expect = repack_qweight_mma_ref(plan, p.qweight);
+            const device_buffer src = upload(ctx, p.qweight);
+            const device_buffer row_of = upload(ctx, plan.row_of);
+            device_buffer dst = ctx.allocate(plan.mma_qweight_words() * 4, "test repack");
+            QB_CUDA_CHECK(cudaMemset(dst.get(), 0x5a, plan.mma_qweight_words() * 4));
+            launch_repack_mma(static_cast<int>(bits), src.as<const std::int32_t>(), plan.sequential ? nullptr : row_of.as<const std::int32_t>(),
+                              K, N, static_cast<int>(plan.kblocks), static_cast<int>(plan.ntiles), dst.as<std::uint32_t>(),
+                              launch_options{ctx.stream(), false});
+            QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+            CHECK(download<std::uint32_t>(dst.get(), expect.size()) == expect);
+        }
 }
 
 TEST_CASE("the GPU repack equals the host layout bit for bit", "[gpu][gptq][layout]") {

@@ -55,10 +55,10 @@ public:
         auto* yh = static_cast<__half*>(y);
         const launch_options o = options(m_context, stream);
         if (fused(rows)) {
-            // Without programmatic dependent launch: on the H200 the 7B linear stack ran 2616 us/token without and
-            // 3138 us with it (PERF_NOTES.md, run 2); the table build and early CTAs of the next GEMV cost more than
-            // the overlap gains.
-            launch_gemv_4bit(view, xh, rows, yh, {stream, false});
+            // Batch 1 runs the team kernel, which requests its first weights before the PDL wait: with PDL the 7B
+            // linear stack ran 1591 instead of 2014 us/token (PERF_NOTES.md, v3 run 1). The batched kernels (v2)
+            // ran slower with PDL (3139 vs 2616 us), so they launch without it.
+            launch_gemv_4bit(view, xh, rows, yh, rows == 1 ? o : launch_options{stream, false});
             return;
         }
         // bitsandbytes' MatMul4Bit: the whole weight dequantized to fp16, then F.linear (cuBLAS, fp32 accumulate).
@@ -92,6 +92,7 @@ public:
     std::string format_name() const override { return format_name_int8(m_threshold); }
     bool gemv(std::int64_t rows) const { return rows <= k_gemv_int8_max_rows && gemv_int8_supported(m_cols); }
     std::string kernel_path(std::int64_t rows) const override {
+        if (rows == 1 && gemv_int8_fused_supported(m_cols)) return "bnb-int8-fused-gemv";
         if (gemv(rows)) return "bnb-int8-quant+gemv";
         return m_cols % 4 == 0 ? "bnb-int8-quant+cublaslt+epilogue" : "bnb-int8-quant+plain+epilogue";
     }
@@ -101,6 +102,11 @@ public:
         const auto* xh = static_cast<const __half*>(x);
         auto* yh = static_cast<__half*>(y);
         const launch_options o = options(m_context, stream);
+        if (rows == 1 && gemv_int8_fused_supported(m_cols)) {
+            // One kernel: activation quantization folded into the GEMV (bnb_gemv_team.cu).
+            launch_gemv_int8_fused(cb.as<std::int8_t>(), scb.as<float>(), m_rows, m_cols, xh, m_threshold, yh, o);
+            return;
+        }
         int8_act_buffers act = m_ws->int8_buffers(rows, m_cols, stream);
         launch_quantize_int8_activations(xh, rows, m_cols, m_threshold, act, o);
         if (gemv(rows)) {

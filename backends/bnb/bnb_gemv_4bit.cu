@@ -382,17 +382,12 @@ void launch_variant(const device_4bit_view& w, const __half* x, std::int64_t m, 
 
 using launcher_t = void (*)(const device_4bit_view&, const __half*, std::int64_t, __half*, const launch_options&);
 
-// Variants by id (gemv_4bit_variant_name): 0 is the default of each batch size.
-constexpr std::array<launcher_t, 8> k_batch1 = {
-    launch_warp_variant<1, 2, 2>,  // 0: default
-    launch_warp_variant<1, 2, 4>,  // 1
-    launch_warp_variant<1, 1, 4>,  // 2
-    launch_warp_variant<1, 4, 2>,  // 3
-    launch_variant<1, 1>,          // 4: v1 (block-owned row groups), 1 row per slot
-    launch_variant<1, 2>,          // 5
-    launch_variant<1, 4>,          // 6
-    launch_warp_variant<1, 1, 2>,  // 7
-};
+// Batch-1 variants by id (gemv_4bit_variant_name): ids below gemv_team_configs() are the team kernels
+// (bnb_gemv_team.cu), then v2 and v1 for comparison.
+constexpr launcher_t k_v2_batch1 = launch_warp_variant<1, 2, 2>;
+constexpr launcher_t k_v1_batch1 = launch_variant<1, 2>;
+constexpr int k_v2_id = 6, k_v1_id = 7;
+
 constexpr std::array<launcher_t, k_gemv_4bit_max_rows + 1> k_batched = {
     nullptr,
     launch_warp_variant<1, 2, 2>,
@@ -427,21 +422,25 @@ void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m
     if (!gemv_4bit_supported(w, m))
         throw std::invalid_argument("launch_gemv_4bit: needs K % 32 == 0 and 1 <= m <= 8 (K " +
                                     std::to_string(w.cols) + ", m " + std::to_string(m) + ")");
-    if (variant < 0 || variant >= static_cast<int>(k_batch1.size()))
+    if (variant < 0 || variant >= k_gemv_4bit_variants)
         throw std::invalid_argument("launch_gemv_4bit: variant " + std::to_string(variant) + " does not exist");
     if (w.rows <= 0) return;
     if (m == 1) {
-        k_batch1[static_cast<std::size_t>(variant)](w, x, m, y, o);
+        if (variant < gemv_team_configs() && gemv_4bit_team_supported(w))
+            launch_gemv_4bit_team(w, x, y, o, variant);
+        else
+            (variant == k_v1_id ? k_v1_batch1 : k_v2_batch1)(w, x, m, y, o);
         return;
     }
-    // Batches: the warp kernel by default; variants 4..6 select the v1 kernel here too.
-    (variant >= 4 && variant <= 6 ? k_batched_v1 : k_batched)[static_cast<std::size_t>(m)](w, x, m, y, o);
+    // Batches: the warp kernel (v2) by default; the v1 id selects the v1 kernel here too.
+    (variant == k_v1_id ? k_batched_v1 : k_batched)[static_cast<std::size_t>(m)](w, x, m, y, o);
 }
 
 const char* gemv_4bit_variant_name(int variant) {
-    static const char* names[] = {"warp-r2-u2", "warp-r2-u4", "warp-r1-u4", "warp-r4-u2",
-                                  "block-r1",   "block-r2",   "block-r4",   "warp-r1-u2"};
-    return variant >= 0 && variant < 8 ? names[variant] : "?";
+    if (variant >= 0 && variant < gemv_team_configs()) return gemv_team_config_name(variant);
+    if (variant == k_v2_id) return "warp-r2-u2";
+    if (variant == k_v1_id) return "block-r2";
+    return "?";
 }
 
 }  // namespace qbench::bnb

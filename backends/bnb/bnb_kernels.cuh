@@ -57,12 +57,37 @@ inline constexpr std::int64_t k_gemv_4bit_max_rows = 8;
 bool gemv_4bit_supported(const device_4bit_view& w, std::int64_t m);
 /// y[m, N] = fp16( x[m, K] . W^T ) fused: dequantize in registers (code book as half2 pairs in shared memory),
 /// fp32 accumulation per 8 weights and across the row; absmax and double quantization resolved in the kernel.
-/// `variant` picks the kernel shape (gemv_4bit_variant_name; 0 = the default, the others for benchmarks).
+/// `variant` picks the kernel shape (gemv_4bit_variant_name; 0 = the default, the others for benchmarks). At m == 1
+/// variants below gemv_team_configs() run the team kernel (launch_gemv_4bit_team) where it applies, else v2.
 void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o,
                       int variant = 0);
-/// "warp-r2-u2" (default), ..., "block-r2" (v1): rows per group, chunks per lane in flight, who owns a row group.
+/// "team-..." (v3, batch 1), "warp-r2-u2" (v2), "block-r2" (v1).
 const char* gemv_4bit_variant_name(int variant);
 inline constexpr int k_gemv_4bit_variants = 8;
+
+// ---- batch-1 team kernels (bnb_gemv_team.cu) ----------------------------------------------------------------------
+
+/// Launch shapes of the team kernels: 0 is the default; the others exist for benchmarks.
+int gemv_team_configs();
+const char* gemv_team_config_name(int config);
+/// Whether the 4-bit team kernel handles this weight: K % 32 == 0 and K <= 16384.
+bool gemv_4bit_team_supported(const device_4bit_view& w);
+/// y[N] = fp16( x[K] . W^T ) for one token: each thread keeps 32 activations in registers for the whole kernel,
+/// rows stream through a ring of 16-byte loads, the weights of the first rows are requested before the PDL wait.
+/// Arithmetic: fp16 code book times fp16 x in half2 chains of 16 weights (8 products per half), fp32 beyond, the
+/// block's absmax applied in fp32.
+void launch_gemv_4bit_team(const device_4bit_view& w, const __half* x, __half* y, const launch_options& o,
+                           int config = 0);
+/// Launch shapes of the fused int8 GEMV (gemv_team_configs() of them; 0 is the default).
+const char* gemv_int8_fused_config_name(int config);
+/// Whether the fused int8 GEMV handles k: k % 32 == 0 and k <= 16384.
+bool gemv_int8_fused_supported(std::int64_t k);
+/// LLM.int8() for one token in one kernel: y[n] = fp16( int32(q . CB^T) * row_stat * SCB / 127^2
+/// + sum over outlier columns x * CB * SCB / 127 ), where the activation quantization (row_stat over |x| < threshold,
+/// q = round_half_even(x * 127 / row_stat), outlier columns |x| >= threshold zeroed) happens inside the kernel,
+/// exactly as launch_quantize_int8_activations does it. threshold <= 0: no decomposition.
+void launch_gemv_int8_fused(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
+                            float threshold, __half* y, const launch_options& o, int config = 0);
 
 // ---- LLM.int8() (bnb_int8.cu) ------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -142,6 +143,42 @@ void run_timed(benchmark::State& state, double bytes_per_launch, Launch&& launch
     state.counters["frac_stream"] = g_stream_gbs > 0 ? gbs / g_stream_gbs : 0.0;
 }
 
+// The same measurement inside a CUDA graph: k_launches_per_iteration launches over rotating weight copies captured
+// once (with programmatic dependent launch when `pdl`), replayed per iteration, as a decode step runs them.
+// launch(i, options) enqueues launch i.
+template <class Launch>
+void run_graph_timed(benchmark::State& state, double bytes_per_launch, bool pdl, Launch&& launch) {
+    cudaStream_t stream;
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    const launch_options o{stream, pdl};
+    for (int w = 0; w < 3; ++w) launch(w, o);  // warm-up outside the capture: module load, occupancy queries
+    cuda_ok(cudaStreamSynchronize(stream), "warm-up");
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+    for (int i = 0; i < k_launches_per_iteration; ++i) launch(i, o);
+    cuda_ok(cudaStreamEndCapture(stream, &graph), "end capture");
+    cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    for (int i = 0; i < 3; ++i) cudaGraphLaunch(exec, stream);
+    cuda_ok(cudaStreamSynchronize(stream), "graph warm-up");
+    event_timer timer;
+    double total = 0;
+    for (auto _ : state) {
+        const double s = timer.seconds(stream, [&] { cudaGraphLaunch(exec, stream); });
+        state.SetIterationTime(s / k_launches_per_iteration);
+        total += s;
+    }
+    cuda_ok(cudaGetLastError(), "benchmark");
+    const double gbs = bytes_per_launch * static_cast<double>(state.iterations()) * k_launches_per_iteration / total / 1e9;
+    state.counters["GB_per_s"] = gbs;
+    state.counters["MB"] = bytes_per_launch / 1e6;
+    state.counters["frac_4500"] = gbs / k_reference_gbs;
+    state.counters["frac_stream"] = g_stream_gbs > 0 ? gbs / g_stream_gbs : 0.0;
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
+}
+
 int copies_for(std::uint64_t bytes) { return static_cast<int>(std::max<std::uint64_t>(2, k_working_set / std::max<std::uint64_t>(bytes, 1) + 1)); }
 
 // ---- 4-bit ------------------------------------------------------------------------------------------------------
@@ -203,18 +240,27 @@ struct weights_4bit {
     }
 };
 
-// Args: shape, type (0 nf4, 1 fp4), dq, m, kernel variant (0 = default; gemv_4bit_variant_name).
+// Args: shape, type (0 nf4, 1 fp4), dq, m, kernel variant (0 = default; gemv_4bit_variant_name), graph (1: 20
+// launches in a CUDA graph with PDL, as in a decode step; 0: launched one by one, launch gaps included).
 void BM_bnb_gemv_4bit(benchmark::State& state) {
     const shape s = k_shapes[state.range(0)];
     const quant_type t = state.range(1) ? quant_type::fp4 : quant_type::nf4;
     const bool dq = state.range(2) != 0;
     const std::int64_t m = state.range(3);
     const int variant = static_cast<int>(state.range(4));
+    const bool graph = state.range(5) != 0;
     const std::uint64_t one = static_cast<std::uint64_t>(s.n * s.k / 2 + s.n * s.k / 64 * 4);
     weights_4bit w(s.n, s.k, t, dq, copies_for(one));
     dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
     fill_half(x.get(), x.size(), 3, 1.0f);
-    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq) + " " + gemv_4bit_variant_name(variant));
+    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq) + " " + gemv_4bit_variant_name(variant) +
+                   (graph ? " graph+pdl" : ""));
+    if (graph) {
+        run_graph_timed(state, static_cast<double>(w.bytes), true, [&](int i, const launch_options& o) {
+            launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), o, variant);
+        });
+        return;
+    }
     run_timed(state, static_cast<double>(w.bytes), [&](int i) {
         launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), {nullptr, false},
                          variant);
@@ -312,6 +358,31 @@ void BM_bnb_int8(benchmark::State& state) {
     cublasLtDestroy(lt);
 }
 
+// Args: shape, threshold x10, config (gemv_int8_fused_config_name): the one-kernel batch-1 LLM.int8().
+void BM_bnb_int8_fused(benchmark::State& state) {
+    const shape s = k_shapes[state.range(0)];
+    const float threshold = static_cast<float>(state.range(1)) / 10.0f;
+    const int config = static_cast<int>(state.range(2));
+    const bool graph = state.range(3) != 0;
+    weights_int8 w(s.n, s.k, copies_for(static_cast<std::uint64_t>(s.n * s.k)));
+    dev<__half> x(static_cast<std::size_t>(s.k)), y(static_cast<std::size_t>(s.n));
+    fill_activations_with_outliers(x.get(), 1, s.k);
+    state.SetLabel(std::string(s.name) + " " + format_name_int8(threshold) + " fused " + gemv_int8_fused_config_name(config) +
+                   (graph ? " graph+pdl" : ""));
+    if (graph) {
+        run_graph_timed(state, static_cast<double>(w.bytes), true, [&](int i, const launch_options& o) {
+            const std::size_t c = static_cast<std::size_t>(i) % w.cb.size();
+            launch_gemv_int8_fused(w.cb[c].get(), w.scb[c].get(), s.n, s.k, x.get(), threshold, y.get(), o, config);
+        });
+        return;
+    }
+    run_timed(state, static_cast<double>(w.bytes), [&](int i) {
+        const std::size_t c = static_cast<std::size_t>(i) % w.cb.size();
+        launch_gemv_int8_fused(w.cb[c].get(), w.scb[c].get(), s.n, s.k, x.get(), threshold, y.get(), {nullptr, false},
+                               config);
+    });
+}
+
 // ---- fp16 baselines ---------------------------------------------------------------------------------------------
 
 struct weights_f16 {
@@ -360,7 +431,8 @@ void BM_fp16_cublas(benchmark::State& state) {
 // ---- Llama-7B linear stack: one decode step's linears in a CUDA graph -----------------------------------------------
 
 // Format: 0 fp16, 1 nf4, 2 nf4+dq, 3 fp4, 4 int8 (threshold 6), 5 int8 (threshold 0). Arg 1: PDL on/off.
-// Arg 2: the 4-bit GEMV variant.
+// Arg 2: the 4-bit GEMV variant (gemv_4bit_variant_name), or for int8 the fused config (gemv_int8_fused_config_name),
+// -1 = the two-kernel path (activation quantization, then the int8 GEMV).
 // Per layer q, k, v, o (4096x4096), gate, up (11008x4096), down (4096x11008); 32 layers; then lm_head
 // 32000x4096 in fp16 (transformers keeps it unquantized). Bytes = all weights and scales read once.
 void BM_linear_stack_7b(benchmark::State& state) {
@@ -371,25 +443,42 @@ void BM_linear_stack_7b(benchmark::State& state) {
     const shape per_layer[7] = {{4096, 4096, ""}, {4096, 4096, ""}, {4096, 4096, ""}, {4096, 4096, ""},
                                 {11008, 4096, ""}, {11008, 4096, ""}, {4096, 11008, ""}};
     static const char* names[] = {"f16", "bnb-nf4-bs64", "bnb-nf4-bs64-dq", "bnb-fp4-bs64", "bnb-int8-t6", "bnb-int8-t0"};
-    state.SetLabel(std::string("7b linears+f16 head ") + names[format] + (pdl ? " pdl" : "") +
-                   (format >= 1 && format <= 3 ? std::string(" ") + gemv_4bit_variant_name(variant) : std::string()));
-    std::vector<std::unique_ptr<weights_4bit>> w4;
-    std::vector<std::unique_ptr<weights_int8>> w8;
-    std::vector<std::unique_ptr<weights_f16>> w16;
-    double bytes = 0;
-    for (int l = 0; l < layers; ++l)
-        for (const shape& s : per_layer) {
-            if (format == 0) {
-                w16.push_back(std::make_unique<weights_f16>(s.n, s.k, 1));
-                bytes += static_cast<double>(s.n * s.k * 2);
-            } else if (format <= 3) {
-                w4.push_back(std::make_unique<weights_4bit>(s.n, s.k, format == 3 ? quant_type::fp4 : quant_type::nf4, format == 2, 1));
-                bytes += static_cast<double>(w4.back()->bytes);
-            } else {
-                w8.push_back(std::make_unique<weights_int8>(s.n, s.k, 1));
-                bytes += static_cast<double>(w8.back()->bytes);
+    std::string kernel = format >= 1 && format <= 3 ? gemv_4bit_variant_name(variant)
+                         : format >= 4 ? (variant < 0 ? "quant+gemv" : gemv_int8_fused_config_name(variant))
+                                       : "";
+    state.SetLabel(std::string("7b linears+f16 head ") + names[format] + (pdl ? " pdl " : " ") + kernel);
+    // The weights of a format are made once per process and shared by its configurations (setup dominates the
+    // device time otherwise); int8 thresholds 6 and 0 share theirs.
+    struct stack_weights {
+        std::vector<std::unique_ptr<weights_4bit>> w4;
+        std::vector<std::unique_ptr<weights_int8>> w8;
+        std::vector<std::unique_ptr<weights_f16>> w16;
+        double bytes = 0;
+    };
+    static std::map<int, std::unique_ptr<stack_weights>> cache;
+    const int kind = std::min(format, 4);
+    if (!cache[kind]) {
+        auto sw = std::make_unique<stack_weights>();
+        for (int l = 0; l < layers; ++l)
+            for (const shape& s : per_layer) {
+                if (format == 0) {
+                    sw->w16.push_back(std::make_unique<weights_f16>(s.n, s.k, 1));
+                    sw->bytes += static_cast<double>(s.n * s.k * 2);
+                } else if (format <= 3) {
+                    sw->w4.push_back(std::make_unique<weights_4bit>(s.n, s.k, format == 3 ? quant_type::fp4 : quant_type::nf4,
+                                                                    format == 2, 1));
+                    sw->bytes += static_cast<double>(sw->w4.back()->bytes);
+                } else {
+                    sw->w8.push_back(std::make_unique<weights_int8>(s.n, s.k, 1));
+                    sw->bytes += static_cast<double>(sw->w8.back()->bytes);
+                }
             }
-        }
+        cache[kind] = std::move(sw);
+    }
+    const auto& w4 = cache[kind]->w4;
+    const auto& w8 = cache[kind]->w8;
+    const auto& w16 = cache[kind]->w16;
+    double bytes = cache[kind]->bytes;
     weights_f16 head(32000, 4096, 1);
     bytes += 32000.0 * 4096 * 2;
     dev<__half> x(11008), y(32000);
@@ -410,7 +499,10 @@ void BM_linear_stack_7b(benchmark::State& state) {
                 // x is reused as every layer's input (values do not matter for speed; all layers read it).
                 if (format == 0) launch_f16_gemv(w16[i]->w[0].get(), x.get(), y.get(), 1, s.n, s.k, o);
                 else if (format <= 3) launch_gemv_4bit(w4[i]->views[0], x.get(), 1, y.get(), o, variant);
-                else {
+                else if (variant >= 0) {
+                    launch_gemv_int8_fused(w8[i]->cb[0].get(), w8[i]->scb[0].get(), s.n, s.k, x.get(), threshold,
+                                           y.get(), o, variant);
+                } else {
                     int8_act_buffers act{q.get(), rs.get(), mask.get(), cols.get(), count.get()};
                     launch_quantize_int8_activations(x.get(), 1, s.k, threshold, act, o);
                     if (!(threshold > 0)) act.outlier_mask = nullptr;
@@ -449,34 +541,43 @@ void BM_linear_stack_7b(benchmark::State& state) {
 }
 
 void gemv_args(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"shape", "fp4", "dq", "m", "variant"});
+    b->ArgNames({"shape", "fp4", "dq", "m", "variant", "graph"});
     for (int s = 0; s < 3; ++s) {
-        for (int v = 0; v < k_gemv_4bit_variants; ++v) b->Args({s, 0, 0, 1, v});
-        for (int fp4 : {0, 1})
-            for (int dq : {0, 1})
-                if (fp4 || dq) b->Args({s, fp4, dq, 1, 0});
-        for (int m : {2, 4, 8}) b->Args({s, 0, 0, m, 0});
+        for (int v = 0; v < k_gemv_4bit_variants; ++v) b->Args({s, 0, 0, 1, v, 1});
+        for (int v = 0; v < gemv_team_configs(); ++v) {
+            b->Args({s, 0, 1, 1, v, 1});
+            b->Args({s, 1, 0, 1, v, 1});
+        }
+        for (int v : {0, 6}) b->Args({s, 0, 0, 1, v, 0});
+        for (int m : {2, 8}) b->Args({s, 0, 0, m, 0, 0});
     }
 }
 
+// Most telling first (the device call has a time limit): the defaults with and without PDL, then every config.
 void stack_args(benchmark::internal::Benchmark* b) {
     b->ArgNames({"format", "pdl", "variant"});
-    for (int f = 0; f < 6; ++f)
-        for (int pdl : {1, 0}) b->Args({f, pdl, 0});
-    b->Args({1, 1, 5});  // nf4 with the v1 (block-owned) GEMV
-    b->Args({1, 1, 2});
+    for (int f = 1; f <= 5; ++f) b->Args({f, 1, 0});
+    b->Args({0, 1, 0});
+    for (int f = 1; f <= 5; ++f)
+        for (int v = 1; v < gemv_team_configs(); ++v) b->Args({f, 1, v});
+    for (int f = 0; f <= 5; ++f) b->Args({f, 0, 0});
+    b->Args({1, 0, 6});  // v2 as last measured
+    b->Args({4, 1, -1});  // int8 two-kernel path
+    b->Args({5, 1, -1});
 }
 
 }  // namespace
 
 // Fixed iteration counts: each benchmark function runs once (its setup fills hundreds of MB of weights).
-BENCHMARK(BM_linear_stack_7b)->Apply(stack_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(30);
+BENCHMARK(BM_linear_stack_7b)->Apply(stack_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(50);
 BENCHMARK(BM_bnb_gemv_4bit)->Apply(gemv_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_int8_fused)->ArgNames({"shape", "t10", "config", "graph"})->ArgsProduct({{0, 1, 2}, {60, 0}, {0, 1, 2, 3, 4}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_int8_fused)->ArgNames({"shape", "t10", "config", "graph"})->ArgsProduct({{0, 1, 2}, {60, 0}, {0}, {0}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10", "variant"})->ArgsProduct({{0, 1, 2}, {1}, {60, 0}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_fp16_gemv)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_fp16_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
 BENCHMARK(BM_bnb_dequant_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {4, 16}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(40);
-BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10", "variant"})->ArgsProduct({{0, 1, 2}, {1}, {60, 0}, {1, 2}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
-BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10", "variant"})->ArgsProduct({{0, 1, 2}, {4, 8, 16}, {60}, {0}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(40);
-BENCHMARK(BM_fp16_gemv)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1, 4}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
-BENCHMARK(BM_fp16_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1, 16}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10", "variant"})->ArgsProduct({{0, 1, 2}, {4, 16}, {60}, {0}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(40);
 
 int main(int argc, char** argv) {
     int devices = 0;

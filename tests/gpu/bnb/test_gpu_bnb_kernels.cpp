@@ -25,7 +25,7 @@ struct shape {
 // Real shapes (q/k/v/o, gate/up, down of Llama-7B) and awkward ones: odd element counts, K not a multiple of the
 // block or of 32, a single row, N not a multiple of the row group.
 const shape k_real[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-const shape k_awkward[] = {{37, 99}, {5, 4100}, {1, 33}, {130, 96}, {4097, 4128}, {3, 11008}};
+const shape k_awkward[] = {{37, 99}, {5, 4100}, {1, 33}, {130, 96}, {4097, 4128}, {3, 11008}, {2, 16416}};
 
 std::uint64_t g_seed = 1000;  // every case draws fresh inputs
 
@@ -164,20 +164,26 @@ TEST_CASE("gpu bnb: fused 4-bit GEMV against the reference", "[gpu][bnb]") {
         shape s;
         quant_type t;
         bool dq;
+        std::int64_t bs = 64;
     };
     std::vector<gemv_case> cases;
     for (const shape& s : k_real) {
         cases.push_back({s, quant_type::nf4, false});
         cases.push_back({s, quant_type::fp4, true});
     }
+    cases.push_back({k_real[2], quant_type::nf4, true});
     for (const shape& s : k_awkward)
         if (s.k % 32 == 0) {
             cases.push_back({s, quant_type::nf4, true});
             cases.push_back({s, quant_type::fp4, false});
         }
+    // Other block sizes: a 32-column slice is one block (32), or a block spans many slices and rows (256, 4096).
+    cases.push_back({{130, 96}, quant_type::nf4, false, 32});
+    cases.push_back({{37, 4096}, quant_type::nf4, true, 256});
+    cases.push_back({{19, 1024}, quant_type::fp4, true, 4096});
     for (const gemv_case& gc : cases) {
         const std::int64_t n = gc.s.n, k = gc.s.k, mmax = 8;
-        const quant_4bit_weight w = quantize_4bit_ref(weights(n * k, 1.0f / 64.0f), n, k, {gc.t, 64, gc.dq});
+        const quant_4bit_weight w = quantize_4bit_ref(weights(n * k, 1.0f / 64.0f), n, k, {gc.t, gc.bs, gc.dq});
         const std::vector<float> x = activations(mmax, k, 0);
         std::vector<float> ref(static_cast<std::size_t>(mmax * n));
         matmul_4bit_ref(w, x.data(), mmax, ref.data());
@@ -191,7 +197,7 @@ TEST_CASE("gpu bnb: fused 4-bit GEMV against the reference", "[gpu][bnb]") {
         std::vector<run> runs;
         for (int v = 0; v < k_gemv_4bit_variants; ++v) runs.push_back({1, v});
         for (std::int64_t m : {2, 3, 4, 8}) runs.push_back({m, 0});
-        for (std::int64_t m : {2, 8}) runs.push_back({m, 5});  // the v1 kernel at a batch
+        for (std::int64_t m : {2, 8}) runs.push_back({m, 7});  // the v1 kernel at a batch
         for (const run r : runs) {
             dev<__half> y(static_cast<std::size_t>(r.m * n));
             y.poison();
@@ -201,7 +207,7 @@ TEST_CASE("gpu bnb: fused 4-bit GEMV against the reference", "[gpu][bnb]") {
             const std::vector<double> s_m(s.begin(), s.begin() + r.m * n);
             // fp16 code book and half2 partial sums of 8 products: ~3 * 2^-11 of sum |x w|; fp16 output rounding.
             const comparison c = compare(got, ref_m, s_m, 2e-3, 1.0 / 1024, 1e-6);
-            INFO("shape [" << n << ", " << k << "] " << quant_type_name(gc.t) << (gc.dq ? " dq" : "") << " m " << r.m
+            INFO("shape [" << n << ", " << k << "] " << quant_type_name(gc.t) << (gc.dq ? " dq" : "") << " bs " << gc.bs << " m " << r.m
                            << " variant " << gemv_4bit_variant_name(r.variant) << " first bad " << c.first_bad << " worst " << c.worst_ratio
                            << " rel_l2 " << c.rel_l2);
             CHECK(c.bad == 0);
@@ -290,6 +296,21 @@ TEST_CASE("gpu bnb: LLM.int8() GEMV and GEMM paths against the reference", "[gpu
             dev<float> rs(static_cast<std::size_t>(mmax));
             dev<std::uint32_t> mask(static_cast<std::size_t>((k + 31) / 32));
             dev<std::int32_t> cols(static_cast<std::size_t>(k)), count(1), product(static_cast<std::size_t>(mmax * n));
+            if (gemv_int8_fused_supported(k)) {
+                // The fused batch-1 kernel (activation quantization inside), every launch shape.
+                const std::vector<float> ref_1(ref.begin(), ref.begin() + n);
+                const std::vector<double> s_1(sabs.begin(), sabs.begin() + n);
+                for (int config = 0; config < gemv_team_configs(); ++config) {
+                    dev<__half> y(static_cast<std::size_t>(n));
+                    y.poison();
+                    launch_gemv_int8_fused(cb.get(), scb.get(), n, k, xd.get(), threshold, y.get(), k_plain, config);
+                    const comparison c = compare(from_device_half(y), ref_1, s_1, 1e-5, 2.0 / 1024, 1e-6);
+                    INFO("shape [" << n << ", " << k << "] m 1 threshold " << threshold << " fused "
+                                   << gemv_int8_fused_config_name(config) << " first bad " << c.first_bad << " worst "
+                                   << c.worst_ratio);
+                    CHECK(c.bad == 0);
+                }
+            }
             for (std::int64_t m : batches) {
                 int8_act_buffers act{q.get(), rs.get(), mask.get(), cols.get(), count.get()};
                 dev<__half> y(static_cast<std::size_t>(m * n));

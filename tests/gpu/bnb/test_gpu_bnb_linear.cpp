@@ -97,7 +97,8 @@ TEST_CASE("gpu bnb: kernel paths follow bitsandbytes' dispatch", "[gpu][bnb]") {
     const auto odd = backend->load_device_linear({source, "v", linear_kind::q_proj, 100, 64, cell_of(4, "nf4", false, "fused", 6)}, context);
     CHECK(odd->kernel_path(1) == "bnb-dequant-4bit+cublas");
     const auto i8 = backend->load_device_linear({source, "w", linear_kind::q_proj, 4096, 64, cell_of(8, "nf4", false, "dequantize", 6)}, context);
-    CHECK(i8->kernel_path(1) == "bnb-int8-quant+gemv");
+    CHECK(i8->kernel_path(1) == "bnb-int8-fused-gemv");
+    CHECK(i8->kernel_path(2) == "bnb-int8-quant+gemv");
     CHECK(i8->kernel_path(32) == "bnb-int8-quant+cublaslt+epilogue");
 }
 

@@ -4,7 +4,8 @@
 #
 #   device run: carry [".device-bundle"], command: bash scripts/device/reference_run.sh [MATRIX...]
 # Default matrices: configs/smoke.yaml configs/h200-quick.yaml. Cells run with --resume into $OUT, so a call cut
-# short keeps every finished cell; QBENCH_RESUME_DIR=dir (carried) holds an earlier call's results files to go on from.
+# short keeps every finished cell; QBENCH_RESUME_DIR=dir (carried) holds an earlier call's results files to go on from,
+# QBENCH_RETRY_FAILED=1 runs their error/timeout cells again (qbench run --retry-failed).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -32,7 +33,8 @@ for m in "${matrices[@]}"; do
   echo "== qbench run $m -> $file"
   left=$(( deadline - $(date +%s) ))
   [ "$left" -gt 30 ] || { echo "no time left for $m"; continue; }
-  timeout --signal=TERM --kill-after=20 "$left" "$qbench" run "$m" --configs configs --device cuda --resume \
+  retry=(); [ -n "${QBENCH_RETRY_FAILED:-}" ] && retry=(--retry-failed)
+  timeout --signal=TERM --kill-after=20 "$left" "$qbench" run "$m" --configs configs --device cuda --resume "${retry[@]}" \
       -o "$file" --work-dir "$out/work-$name" --timeout "${QBENCH_CELL_TIMEOUT:-420}" >"$out/${name}.log" 2>&1
   echo "exit $?"; grep -v '^|' "$out/${name}.log" | grep -- '->' | tail -n 40; grep '^|' "$out/${name}.log" | tail -n 20
   "$qbench" report "$file" --configs configs > "$out/${gpu}-${name}-report.md" 2>&1 || true

@@ -19,7 +19,7 @@ out=/tmp/qbench-reference
 mkdir -p "$out"
 # A fresh machine starts empty: results of an earlier call (fetched from its $OUT and carried back in) seed --resume.
 if [ -n "${QBENCH_RESUME_DIR:-}" ] && [ -d "$QBENCH_RESUME_DIR" ]; then
-  cp -n "$QBENCH_RESUME_DIR"/*.json "$out"/ 2>/dev/null
+  cp -n "$QBENCH_RESUME_DIR"/*.json "$out"/ 2>/dev/null; chmod u+w "$out"/*.json 2>/dev/null
 fi
 deadline=$(( $(date +%s) + ${QBENCH_CALL_SECONDS:-540} ))
 qbench="$root/$bundle/bin/qbench"

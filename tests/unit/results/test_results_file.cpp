@@ -75,7 +75,7 @@ TEST_CASE("results_file: records round-trip through the file in order", "[cpu][r
         CHECK(file.records().size() == records.size());
     }
     const std::string text = slurp(path);
-    CHECK(text.rfind("{\n  \"schema_version\": \"1.0.0\",\n", 0) == 0);  // the first key of the file
+    CHECK(text.rfind("{\n  \"schema_version\": \"1.1.0\",\n", 0) == 0);  // the first key of the file
     CHECK(text.find("\"samples\": [") != std::string::npos);              // arrays of numbers stay on one line
     CHECK_FALSE(std::filesystem::exists(path.string() + ".tmp"));
     CHECK_FALSE(std::filesystem::exists(path.string() + ".lock"));

@@ -8,8 +8,8 @@
 namespace qbench {
 
 inline constexpr int k_results_schema_major = 1;
-inline constexpr int k_results_schema_minor = 0;
+inline constexpr int k_results_schema_minor = 1;
 inline constexpr int k_results_schema_patch = 0;
-inline constexpr char k_results_schema_version[] = "1.0.0";
+inline constexpr char k_results_schema_version[] = "1.1.0";
 
 }  // namespace qbench

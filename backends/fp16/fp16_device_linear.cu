@@ -4,6 +4,7 @@
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
+#include "cuda/fused_linear.hpp"
 #include "cuda/tensor_upload.cuh"
 
 #include "qbench/io/tensor_source.hpp"
@@ -14,7 +15,7 @@ namespace qbench {
 
 namespace {
 
-class f16_device_linear final : public device_linear {
+class f16_device_linear final : public device_linear, public fused_linear {
 public:
     f16_device_linear(device_context& context, device_buffer weight, std::int64_t in, std::int64_t out)
         : m_context(context), m_weight(std::move(weight)), m_in(in), m_out(out) {}
@@ -45,6 +46,36 @@ public:
                                      static_cast<int>(rows), static_cast<int>(m_in), &alpha, w, CUDA_R_16F,
                                      static_cast<int>(m_in), x, CUDA_R_16F, static_cast<int>(m_in), &beta, y,
                                      CUDA_R_16F, static_cast<int>(m_out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+
+    // q, k, v (or any linears of one input) as one GEMV launch over all their weights.
+    bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
+                       CUstream_st* stream) override {
+        if (count < 0 || count + 1 > k_f16_gemv_max_segments) return false;
+        f16_gemv_segment segments[k_f16_gemv_max_segments];
+        segments[0] = {m_weight.as<const __half>(), static_cast<__half*>(ys[0]), m_out};
+        if (!f16_gemv_fusable(segments[0].w, x, rows, m_in) || ys[0] == nullptr) return false;
+        for (int i = 0; i < count; ++i) {
+            const auto* other = dynamic_cast<const f16_device_linear*>(others[i]);
+            if (other == nullptr || other->m_in != m_in || ys[i + 1] == nullptr) return false;
+            segments[i + 1] = {other->m_weight.as<const __half>(), static_cast<__half*>(ys[i + 1]), other->m_out};
+            if (!f16_gemv_fusable(segments[i + 1].w, x, rows, m_in)) return false;
+        }
+        launch_f16_gemv_group(segments, count + 1, static_cast<const __half*>(x), rows, m_in,
+                              launch_options{stream, m_context.pdl_enabled()}, default_f16_gemv_variant());
+        return true;
+    }
+
+    // gate (this) and up in one launch, the SwiGLU product formed in its epilogue.
+    bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
+        const auto* other = dynamic_cast<const f16_device_linear*>(&up);
+        if (other == nullptr || other->m_in != m_in || other->m_out != m_out) return false;
+        if (!f16_gemv_fusable(m_weight.get(), x, rows, m_in) || !f16_gemv_fusable(other->m_weight.get(), x, rows, m_in))
+            return false;
+        launch_f16_gemv_swiglu(m_weight.as<const __half>(), other->m_weight.as<const __half>(),
+                               static_cast<const __half*>(x), static_cast<__half*>(act), rows, m_out, m_in,
+                               launch_options{stream, m_context.pdl_enabled()}, default_f16_gemv_variant());
+        return true;
     }
 
 private:

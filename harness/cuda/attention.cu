@@ -4,6 +4,8 @@
 
 #include "qbench/common/errors.hpp"
 
+#include <algorithm>
+
 namespace qbench {
 
 namespace {
@@ -16,10 +18,14 @@ int value_groups(int head_dim) {
     return k_threads / pairs > 0 ? k_threads / pairs : 1;
 }
 
-// Floats of dynamic shared memory: q, new k, new v (d each), scores (max_len), per-group partial outputs.
+// Warps of a block: the vectorized value pass leaves one partial output row per warp.
+constexpr int k_warps = k_threads / 32;
+
+// Floats of dynamic shared memory: q, new k, new v (d each), scores (max_len), partial outputs (per value group in
+// the generic pass, per warp in the vectorized one).
 std::size_t smem_floats(int head_dim, std::int64_t max_len) {
     return 3 * static_cast<std::size_t>(head_dim) + static_cast<std::size_t>(max_len) +
-           static_cast<std::size_t>(value_groups(head_dim)) * head_dim;
+           static_cast<std::size_t>(std::max(value_groups(head_dim), k_warps)) * head_dim;
 }
 
 // Dot product of a cached fp16 key row with the fp32 query in shared memory. D > 0: every 16-byte load of the row
@@ -53,6 +59,23 @@ __device__ __forceinline__ float dot_row(const __half* __restrict__ krow, const 
     }
 }
 
+// Dot product of a key row already in registers (D / 8 chunks) with the fp32 query in shared memory.
+template <int D>
+__device__ __forceinline__ float dot_chunks(const uint4 (&kr)[D > 0 ? D / 8 : 1], const float* qs) {
+    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c) {
+        const __half2* h = reinterpret_cast<const __half2*>(&kr[c]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float2 f = __half22float2(h[j]);
+            a[j] = fmaf(f.x, qs[c * 8 + 2 * j], a[j]);
+            a[j] = fmaf(f.y, qs[c * 8 + 2 * j + 1], a[j]);
+        }
+    }
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 // One block per (head, query). DECODE: the query is beam blockIdx.y at position *pos_ptr, and the kernel applies
 // RoPE and appends the new key/value itself (fused: one launch instead of three per layer). Otherwise the query is
 // prefill row blockIdx.y at position pos0 + row, q is already rotated and the cache already holds every key.
@@ -81,7 +104,50 @@ __global__ void __launch_bounds__(k_threads)
 
     pdl_wait();
     pdl_trigger();
+    // The slot of this thread's first key is requested together with the position, not after it (one memory round
+    // trip fewer before the keys arrive); entries past the position are read but not used.
+    std::int64_t first_slot = 0;
+    if constexpr (DECODE)
+        if (threadIdx.x < max_len) first_slot = slot_table[row * max_len + threadIdx.x];
     const std::int64_t pos = DECODE ? static_cast<std::int64_t>(*pos_ptr) : pos0 + row;
+    // Where position p of this query's sequence lives.
+    auto slot_of = [&](std::int64_t p) -> std::int64_t {
+        if constexpr (DECODE) return slot_table[row * max_len + p];
+        return 0;
+    };
+    auto key_row = [&](std::int64_t p) { return k_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d; };
+    // Keys before `pos` do not depend on this launch: the first one of each thread is fetched now, so its latency
+    // overlaps the RoPE work below (decode: the new key at `pos` is computed here, not read).
+    // (Head size 256 would need 128 registers for it and spill: it reads its first key in the loop like the rest.)
+    constexpr int kc = D > 0 ? D / 8 : 1;
+    constexpr bool prefetch_key = D > 0 && D <= 128;
+    uint4 kfirst[kc];
+    const std::int64_t key_limit = DECODE ? pos : pos + 1;  // cached keys this query reads
+    if constexpr (prefetch_key) {
+        if (threadIdx.x < key_limit) {
+            const uint4* k4 = reinterpret_cast<const uint4*>(
+                k_cache + ((first_slot * max_len + threadIdx.x) * kv_heads + g) * d);
+#pragma unroll
+            for (int c = 0; c < kc; ++c) kfirst[c] = k4[c];
+        }
+    }
+    // Values (vectorized path): thread = (16-byte chunk vc of the head, group vgi); a group takes positions vgi,
+    // vgi + G, ... in batches of 8 loads in flight. The first batch is requested here, with the keys, so both arrive
+    // in one memory round trip; decode: the new position's value (vn) is added by group 0 at the end.
+    constexpr int G = D > 0 ? k_threads / kc : 1;
+    constexpr int B = 8;
+    const int vc = threadIdx.x % kc, vgi = threadIdx.x / kc;
+    uint4 vb[B];
+    auto load_batch = [&](std::int64_t p0) {
+#pragma unroll
+        for (int u = 0; u < B; ++u) {
+            const std::int64_t p = p0 + static_cast<std::int64_t>(u) * G;
+            vb[u] = p < key_limit
+                        ? reinterpret_cast<const uint4*>(v_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d)[vc]
+                        : make_uint4(0, 0, 0, 0);
+        }
+    };
+    if constexpr (D > 0) load_batch(vgi);
     const __half* qrow = q + row * qw + static_cast<std::int64_t>(h) * d;
     if constexpr (DECODE) {
         const __half* krow = k_new + row * kw + static_cast<std::int64_t>(g) * d;
@@ -111,12 +177,6 @@ __global__ void __launch_bounds__(k_threads)
     }
     __syncthreads();
 
-    // Where position p of this query's sequence lives.
-    auto slot_of = [&](std::int64_t p) -> std::int64_t {
-        if constexpr (DECODE) return slot_table[row * max_len + p];
-        return 0;
-    };
-
     // Scores: one key per thread.
     float local_max = -INFINITY;
     for (std::int64_t p = threadIdx.x; p <= pos; p += blockDim.x) {
@@ -125,61 +185,127 @@ __global__ void __launch_bounds__(k_threads)
             float a = 0.0f;
             for (int i = 0; i < d; ++i) a = fmaf(kn[i], qs[i], a);
             s = a;
+        } else if constexpr (D > 0) {
+            if (prefetch_key && p == threadIdx.x) {
+                s = dot_chunks<D>(kfirst, qs);
+            } else {
+                const uint4* k4 = reinterpret_cast<const uint4*>(key_row(p));
+                uint4 kr[kc];
+#pragma unroll
+                for (int c = 0; c < kc; ++c) kr[c] = k4[c];
+                s = dot_chunks<D>(kr, qs);
+            }
         } else {
-            s = dot_row<D>(k_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d, qs, d);
+            s = dot_row<D>(key_row(p), qs, d);
         }
         s *= scale;
         scores[p] = s;
         local_max = fmaxf(local_max, s);
     }
-    const float mx = block_max(local_max, scratch);
-    float local_sum = 0.0f;
-    for (std::int64_t p = threadIdx.x; p <= pos; p += blockDim.x) {
-        const float e = expf(scores[p] - mx);
-        scores[p] = e;
-        local_sum += e;
-    }
-    const float sum = block_sum(local_sum, scratch);  // its barriers also publish scores[]
 
-    // Weighted sum of values: thread = (pair j, group gi); the groups split the positions, four positions per
-    // iteration so four independent loads are in flight.
-    const int groups = blockDim.x / half_d > 0 ? blockDim.x / half_d : 1;
-    auto value_at = [&](std::int64_t p, int j) -> float2 {
-        if (DECODE && p == pos) return make_float2(vn[2 * j], vn[2 * j + 1]);
-        return __half22float2(
-            reinterpret_cast<const __half2*>(v_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d)[j]);
-    };
-    for (int t = threadIdx.x; t < groups * half_d; t += blockDim.x) {
-        const int j = t % half_d, gi = t / half_d;
-        float ax = 0.0f, ay = 0.0f;
-        std::int64_t p = gi;
-        for (; p + 3 * groups <= pos; p += 4 * groups) {
-            const float2 v0 = value_at(p, j), v1 = value_at(p + groups, j), v2 = value_at(p + 2 * groups, j),
-                         v3 = value_at(p + 3 * groups, j);
-            const float e0 = scores[p], e1 = scores[p + groups], e2 = scores[p + 2 * groups], e3 = scores[p + 3 * groups];
-            ax = fmaf(e0, v0.x, ax);
-            ay = fmaf(e0, v0.y, ay);
-            ax = fmaf(e1, v1.x, ax);
-            ay = fmaf(e1, v1.y, ay);
-            ax = fmaf(e2, v2.x, ax);
-            ay = fmaf(e2, v2.y, ay);
-            ax = fmaf(e3, v3.x, ax);
-            ay = fmaf(e3, v3.y, ay);
+    if constexpr (D > 0) {
+        const int c = vc, gi = vgi;
+        const float mx = block_max(local_max, scratch);
+        float local_sum = 0.0f;
+        for (std::int64_t p = threadIdx.x; p <= pos; p += blockDim.x) {
+            const float e = expf(scores[p] - mx);
+            scores[p] = e;
+            local_sum += e;
         }
-        for (; p <= pos; p += groups) {
-            const float2 v = value_at(p, j);
-            ax = fmaf(scores[p], v.x, ax);
-            ay = fmaf(scores[p], v.y, ay);
+        const float sum = block_sum(local_sum, scratch);  // its barriers also publish scores[]
+        float acc[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[j] = 0.0f;
+        for (std::int64_t p0 = gi; p0 < key_limit; p0 += static_cast<std::int64_t>(B) * G) {
+            if (p0 != gi) load_batch(p0);
+#pragma unroll
+            for (int u = 0; u < B; ++u) {
+                const std::int64_t p = p0 + static_cast<std::int64_t>(u) * G;
+                const float e = p < key_limit ? scores[p] : 0.0f;
+                const __half2* hv = reinterpret_cast<const __half2*>(&vb[u]);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    const float2 f = __half22float2(hv[j]);
+                    acc[2 * j] = fmaf(e, f.x, acc[2 * j]);
+                    acc[2 * j + 1] = fmaf(e, f.y, acc[2 * j + 1]);
+                }
+            }
         }
-        partial[gi * d + 2 * j] = ax;
-        partial[gi * d + 2 * j + 1] = ay;
-    }
-    __syncthreads();
-    __half* orow = out + row * qw + static_cast<std::int64_t>(h) * d;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) {
-        float a = 0.0f;
-        for (int gi = 0; gi < groups; ++gi) a += partial[gi * d + i];
-        orow[i] = __float2half_rn(a / sum);
+        if (DECODE && gi == 0) {
+            const float e = scores[pos];
+#pragma unroll
+            for (int j = 0; j < 8; ++j) acc[j] = fmaf(e, vn[c * 8 + j], acc[j]);
+        }
+        // Groups of one warp first (shuffles), then one partial row per warp through shared memory.
+#pragma unroll
+        for (int off = kc; off < 32; off <<= 1)
+#pragma unroll
+            for (int j = 0; j < 8; ++j) acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], off);
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        // Lanes [0, kc) of a warp hold the warp's sums for chunk `lane` (kc <= 32 as D <= 256).
+        static_assert(kc <= 32 && k_threads % kc == 0, "a warp holds whole groups");
+        if (lane < kc) {
+#pragma unroll
+            for (int j = 0; j < 8; ++j) partial[warp * d + c * 8 + j] = acc[j];
+        }
+        __syncthreads();
+        __half* orow = out + row * qw + static_cast<std::int64_t>(h) * d;
+        for (int i = threadIdx.x; i < d; i += blockDim.x) {
+            float a = 0.0f;
+            for (int w = 0; w < k_warps; ++w) a += partial[w * d + i];
+            orow[i] = __float2half_rn(a / sum);
+        }
+    } else {
+        const float mx = block_max(local_max, scratch);
+        float local_sum = 0.0f;
+        for (std::int64_t p = threadIdx.x; p <= pos; p += blockDim.x) {
+            const float e = expf(scores[p] - mx);
+            scores[p] = e;
+            local_sum += e;
+        }
+        const float sum = block_sum(local_sum, scratch);  // its barriers also publish scores[]
+
+        // Weighted sum of values: thread = (pair j, group gi); the groups split the positions, four positions per
+        // iteration so four independent loads are in flight.
+        const int groups = blockDim.x / half_d > 0 ? blockDim.x / half_d : 1;
+        auto value_at = [&](std::int64_t p, int j) -> float2 {
+            if (DECODE && p == pos) return make_float2(vn[2 * j], vn[2 * j + 1]);
+            return __half22float2(
+                reinterpret_cast<const __half2*>(v_cache + ((slot_of(p) * max_len + p) * kv_heads + g) * d)[j]);
+        };
+        for (int t = threadIdx.x; t < groups * half_d; t += blockDim.x) {
+            const int j = t % half_d, gi = t / half_d;
+            float ax = 0.0f, ay = 0.0f;
+            std::int64_t p = gi;
+            for (; p + 3 * groups <= pos; p += 4 * groups) {
+                const float2 v0 = value_at(p, j), v1 = value_at(p + groups, j), v2 = value_at(p + 2 * groups, j),
+                             v3 = value_at(p + 3 * groups, j);
+                const float e0 = scores[p], e1 = scores[p + groups], e2 = scores[p + 2 * groups],
+                            e3 = scores[p + 3 * groups];
+                ax = fmaf(e0, v0.x, ax);
+                ay = fmaf(e0, v0.y, ay);
+                ax = fmaf(e1, v1.x, ax);
+                ay = fmaf(e1, v1.y, ay);
+                ax = fmaf(e2, v2.x, ax);
+                ay = fmaf(e2, v2.y, ay);
+                ax = fmaf(e3, v3.x, ax);
+                ay = fmaf(e3, v3.y, ay);
+            }
+            for (; p <= pos; p += groups) {
+                const float2 v = value_at(p, j);
+                ax = fmaf(scores[p], v.x, ax);
+                ay = fmaf(scores[p], v.y, ay);
+            }
+            partial[gi * d + 2 * j] = ax;
+            partial[gi * d + 2 * j + 1] = ay;
+        }
+        __syncthreads();
+        __half* orow = out + row * qw + static_cast<std::int64_t>(h) * d;
+        for (int i = threadIdx.x; i < d; i += blockDim.x) {
+            float a = 0.0f;
+            for (int gi = 0; gi < groups; ++gi) a += partial[gi * d + i];
+            orow[i] = __float2half_rn(a / sum);
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
 #include "cuda/embedding.cuh"
+#include "cuda/fused_linear.hpp"
 #include "cuda/rms_norm.cuh"
 #include "cuda/rope.cuh"
 #include "cuda/select.cuh"
@@ -77,6 +78,8 @@ private:
 struct gpu_layer {
     device_buffer input_norm, post_norm;
     std::array<std::unique_ptr<device_linear>, 7> linear;  // k_layer_linears order
+    fused_linear* fused_q = nullptr;     // q_proj's fusion capability (q, k, v in one kernel), if its backend has it
+    fused_linear* fused_gate = nullptr;  // gate_proj's (gate, up and SwiGLU in one kernel)
 };
 
 // What a captured decode step depends on besides the buffers.
@@ -154,13 +157,16 @@ private:
     std::int64_t m_beams = 1;  // beams of the generation in flight
     device_buffer m_x, m_h, m_q, m_k, m_v, m_attn, m_o, m_gate, m_up, m_logits, m_kcache, m_vcache, m_tokens;
     device_buffer m_pos, m_step, m_next, m_hist_tokens, m_hist_parents, m_scores, m_table, m_table_tmp, m_row_max,
-        m_row_logsum, m_cand_logit, m_cand_token;
+        m_row_logsum, m_cand_logit, m_cand_token, m_greedy;
     decode_state m_state;
 
     // Decode steps run q, k, v (and gate, up) as parallel branches on side streams: the linears of one input
     // overlap, so one kernel's ramp-up and tail hide behind another's stream of weights. QBENCH_PARALLEL_LINEARS=0
     // turns it off.
     bool m_parallel = true;
+    // Linears of one input as one kernel where the backend offers it (fused_linear.hpp): q, k, v; gate, up and the
+    // SwiGLU product. Tried before the branches above. QBENCH_FUSE_LINEARS=0 turns it off.
+    bool m_fuse = true;
     cudaStream_t m_side[2] = {nullptr, nullptr};
     cudaEvent_t m_fork = nullptr, m_join[2] = {nullptr, nullptr};
     void fork(int branches);
@@ -204,6 +210,8 @@ cuda_executor_impl::cuda_executor_impl(const model_config& model, const tensor_s
         layer.input_norm = upload_f16_tensor(context, timed, base + "input_layernorm.weight", norm_shape);
         for (std::size_t i = 0; i < k_layer_linears.size(); ++i) layer.linear[i] = load_linear(l, k_layer_linears[i]);
         layer.post_norm = upload_f16_tensor(context, timed, base + "post_attention_layernorm.weight", norm_shape);
+        layer.fused_q = dynamic_cast<fused_linear*>(layer.linear[0].get());
+        layer.fused_gate = dynamic_cast<fused_linear*>(layer.linear[4].get());
         m_load.other_bytes += layer.input_norm.size() + layer.post_norm.size();
         m_layers.push_back(std::move(layer));
     }
@@ -217,6 +225,7 @@ cuda_executor_impl::cuda_executor_impl(const model_config& model, const tensor_s
     context.upload(m_inv_freq.get(), inv_freq.data(), inv_freq.size() * sizeof(float));
 
     if (const char* env = std::getenv("QBENCH_PARALLEL_LINEARS")) m_parallel = std::atoi(env) != 0;
+    if (const char* env = std::getenv("QBENCH_FUSE_LINEARS")) m_fuse = std::atoi(env) != 0;
     for (cudaStream_t& s : m_side) QB_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     QB_CUDA_CHECK(cudaEventCreateWithFlags(&m_fork, cudaEventDisableTiming));
     for (cudaEvent_t& e : m_join) QB_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -294,7 +303,7 @@ void cuda_executor_impl::ensure_buffers(const caps& need) {
     for (device_buffer* b : {&m_x, &m_h, &m_q, &m_k, &m_v, &m_attn, &m_o, &m_gate, &m_up, &m_logits, &m_kcache,
                              &m_vcache, &m_tokens, &m_pos, &m_step, &m_next, &m_hist_tokens, &m_hist_parents,
                              &m_scores, &m_table, &m_table_tmp, &m_row_max, &m_row_logsum, &m_cand_logit,
-                             &m_cand_token})
+                             &m_cand_token, &m_greedy})
         b->reset();
     m_caps = {};
     const std::uint64_t H = m_model.hidden_size, Q = m_model.q_size(), KV = m_model.kv_size(),
@@ -328,6 +337,10 @@ void cuda_executor_impl::ensure_buffers(const caps& need) {
     m_row_logsum = alloc(B * 8, "beam row log-sum");
     m_cand_logit = alloc(B * B * 4, "beam candidates");
     m_cand_token = alloc(B * B * 4, "beam candidate tokens");
+    // Multi-block greedy scratch: [arrival counter, 16 bytes][sums, double][maxima, float][ids, int32], per row
+    // k_greedy_blocks entries; the counter must start at zero.
+    m_greedy = alloc(16 + B * k_greedy_blocks * 16, "greedy choice scratch");
+    QB_CUDA_CHECK(cudaMemset(m_greedy.get(), 0, m_greedy.size()));
     m_caps = c;
 }
 
@@ -363,11 +376,15 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     // Branches only in decode steps: the prefill's GEMMs are long enough to fill the GPU on their own.
     const bool branches = decode && m_parallel;
     launch_rms_norm(x, l == 0 ? nullptr : out, layer.input_norm.as<__half>(), eps, rows, H, h, o);
-    if (branches) fork(2);
-    layer.linear[0]->forward(h, rows, m_q.get(), st);
-    layer.linear[1]->forward(h, rows, m_k.get(), branches ? m_side[0] : st);
-    layer.linear[2]->forward(h, rows, m_v.get(), branches ? m_side[1] : st);
-    if (branches) join(2);
+    device_linear* const kv[2] = {layer.linear[1].get(), layer.linear[2].get()};
+    void* const qkv_out[3] = {m_q.get(), m_k.get(), m_v.get()};
+    if (!(m_fuse && layer.fused_q != nullptr && layer.fused_q->forward_group(kv, 2, h, rows, qkv_out, st))) {
+        if (branches) fork(2);
+        layer.linear[0]->forward(h, rows, m_q.get(), st);
+        layer.linear[1]->forward(h, rows, m_k.get(), branches ? m_side[0] : st);
+        layer.linear[2]->forward(h, rows, m_v.get(), branches ? m_side[1] : st);
+        if (branches) join(2);
+    }
     const attention_shape shape = attn_shape();
     if (decode) {
         launch_attention_decode(m_q.as<__half>(), m_k.as<__half>(), m_v.as<__half>(), m_inv_freq.as<float>(),
@@ -380,11 +397,15 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     }
     layer.linear[3]->forward(m_attn.get(), rows, out, st);
     launch_rms_norm(x, out, layer.post_norm.as<__half>(), eps, rows, H, h, o);
-    if (branches) fork(1);
-    layer.linear[4]->forward(h, rows, m_gate.get(), st);
-    layer.linear[5]->forward(h, rows, m_up.get(), branches ? m_side[0] : st);
-    if (branches) join(1);
-    launch_swiglu(m_gate.as<__half>(), m_up.as<__half>(), rows * I, m_gate.as<__half>(), o);  // in place
+    // act lands in m_gate either way (the fused kernel writes only the product; the unfused SwiGLU runs in place).
+    if (!(m_fuse && layer.fused_gate != nullptr &&
+          layer.fused_gate->forward_swiglu(*layer.linear[5], h, rows, m_gate.get(), st))) {
+        if (branches) fork(1);
+        layer.linear[4]->forward(h, rows, m_gate.get(), st);
+        layer.linear[5]->forward(h, rows, m_up.get(), branches ? m_side[0] : st);
+        if (branches) join(1);
+        launch_swiglu(m_gate.as<__half>(), m_up.as<__half>(), rows * I, m_gate.as<__half>(), o);  // in place
+    }
     layer.linear[6]->forward(m_gate.get(), rows, out, st);
 }
 
@@ -489,6 +510,14 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
                            m_row_max.as<float>(),           m_row_logsum.as<double>(),
                            m_cand_logit.as<float>(),        m_cand_token.as<std::int32_t>(),
                            B,                               m_caps.len};
+    {
+        auto* base = static_cast<unsigned char*>(m_greedy.get());
+        const std::size_t n = static_cast<std::size_t>(B) * k_greedy_blocks;
+        m_state.greedy_arrived = reinterpret_cast<unsigned*>(base);
+        m_state.greedy_sum = reinterpret_cast<double*>(base + 16);
+        m_state.greedy_max = reinterpret_cast<float*>(base + 16 + n * 8);
+        m_state.greedy_idx = reinterpret_cast<std::int32_t*>(base + 16 + n * 12);
+    }
     cudaStream_t st = m_context.stream();
     upload_tokens(p.tokens);
     // State before the choice from the prefill logits: position P - 1, step 0, scores [0, -1e9, ...], all beams

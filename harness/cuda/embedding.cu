@@ -35,6 +35,27 @@ __global__ void embed_tokens_kernel(const __half* __restrict__ table, std::int64
     const std::int64_t b = blockIdx.x;
     const __half* src = table + clamp_token(tokens[b], vocab) * hidden;
     __half* dst = out + b * hidden;
+    if (hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(table) % 16 == 0 &&
+        reinterpret_cast<std::uintptr_t>(out) % 16 == 0) {
+        // 16-byte copies, every load of a thread issued before its first store (one memory round trip).
+        const uint4* s4 = reinterpret_cast<const uint4*>(src);
+        uint4* d4 = reinterpret_cast<uint4*>(dst);
+        const std::int64_t chunks = hidden / 8;
+        for (std::int64_t c0 = threadIdx.x; c0 < chunks; c0 += 4 * static_cast<std::int64_t>(blockDim.x)) {
+            uint4 v[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const std::int64_t c = c0 + u * static_cast<std::int64_t>(blockDim.x);
+                if (c < chunks) v[u] = s4[c];
+            }
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const std::int64_t c = c0 + u * static_cast<std::int64_t>(blockDim.x);
+                if (c < chunks) d4[c] = v[u];
+            }
+        }
+        return;
+    }
     for (std::int64_t h = threadIdx.x; h < hidden; h += blockDim.x) dst[h] = src[h];
 }
 

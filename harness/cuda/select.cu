@@ -111,6 +111,9 @@ __device__ unsigned long long block_sum_u64(unsigned long long v, unsigned long 
     return v;
 }
 
+// Logits per thread the one-pass greedy choice keeps in registers (vocabularies up to 32768).
+constexpr int k_greedy_per_thread = 32;
+
 __global__ void __launch_bounds__(k_threads) choose_greedy_kernel(const __half* logits, std::int64_t vocab,
                                                                  decode_state s) {
     __shared__ float sv[32];
@@ -123,16 +126,45 @@ __global__ void __launch_bounds__(k_threads) choose_greedy_kernel(const __half* 
         const __half* row = logits + b * vocab;
         float bv = -INFINITY;
         int bi = INT_MAX;
-        // Each thread sees increasing ids, so a strict > keeps the lowest id among equal values.
-        for_each_logit(row, vocab, [&](std::int64_t v, float f) {
-            if (bi == INT_MAX || f > bv) {
-                bv = f;
-                bi = static_cast<int>(v);
-            }
-        });
-        block_best(bv, bi, sv, si);
         float mx;
-        const double logsum = row_logsum(row, vocab, mx, sv, sd, bv);
+        double logsum;
+        if (vocab <= static_cast<std::int64_t>(k_threads) * k_greedy_per_thread) {
+            // One pass: the thread's logits stay in registers for the max and the log-sum (all its loads in
+            // flight at once); same per-thread order and reductions as the two-pass path, so the same bits.
+            float f[k_greedy_per_thread];
+#pragma unroll
+            for (int i = 0; i < k_greedy_per_thread; ++i) {
+                const std::int64_t v = threadIdx.x + static_cast<std::int64_t>(i) * k_threads;
+                f[i] = v < vocab ? logit_at(row, v) : -INFINITY;
+            }
+#pragma unroll
+            for (int i = 0; i < k_greedy_per_thread; ++i) {
+                const std::int64_t v = threadIdx.x + static_cast<std::int64_t>(i) * k_threads;
+                if (v < vocab && (bi == INT_MAX || f[i] > bv)) {
+                    bv = f[i];
+                    bi = static_cast<int>(v);
+                }
+            }
+            block_best(bv, bi, sv, si);
+            mx = bv;
+            double sum = 0.0;
+#pragma unroll
+            for (int i = 0; i < k_greedy_per_thread; ++i) {
+                const std::int64_t v = threadIdx.x + static_cast<std::int64_t>(i) * k_threads;
+                if (v < vocab && f[i] != -INFINITY) sum += exp(static_cast<double>(f[i]) - static_cast<double>(mx));
+            }
+            logsum = log(block_sum_f64(sum, sd));
+        } else {
+            // Each thread sees increasing ids, so a strict > keeps the lowest id among equal values.
+            for_each_logit(row, vocab, [&](std::int64_t v, float f) {
+                if (bi == INT_MAX || f > bv) {
+                    bv = f;
+                    bi = static_cast<int>(v);
+                }
+            });
+            block_best(bv, bi, sv, si);
+            logsum = row_logsum(row, vocab, mx, sv, sd, bv);
+        }
         if (threadIdx.x == 0) {
             const int token = bi == INT_MAX ? 0 : bi;
             s.tokens[b] = token;
@@ -145,6 +177,93 @@ __global__ void __launch_bounds__(k_threads) choose_greedy_kernel(const __half* 
     if (threadIdx.x == 0) {
         *s.pos += 1;
         *s.step = step + 1;
+    }
+}
+
+// Multi-block greedy: block (x, b) takes a contiguous slice of row b; see select.cuh.
+constexpr int k_greedy_split_threads = 256;
+
+__global__ void __launch_bounds__(k_greedy_split_threads) choose_greedy_split_kernel(const __half* logits,
+                                                                                    std::int64_t vocab,
+                                                                                    decode_state s) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ double sd[32];
+    __shared__ bool last;
+    pdl_wait();
+    pdl_trigger();
+    const int blocks = static_cast<int>(gridDim.x);
+    const std::int64_t b = blockIdx.y;
+    const __half* row = logits + b * vocab;
+    const std::int64_t per = (vocab + blocks - 1) / blocks;
+    const std::int64_t lo = static_cast<std::int64_t>(blockIdx.x) * per;
+    const std::int64_t hi = lo + per < vocab ? lo + per : vocab;
+    const std::int64_t stride = blockDim.x;
+    // Pass 1: best (value desc, id asc) of the slice; each thread sees increasing ids, four loads in flight.
+    float bv = -INFINITY;
+    int bi = INT_MAX;
+    for (std::int64_t v0 = lo + threadIdx.x; v0 < hi; v0 += 4 * stride) {
+        float f[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) f[u] = v0 + u * stride < hi ? logit_at(row, v0 + u * stride) : -INFINITY;
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+            if (v0 + u * stride < hi && (bi == INT_MAX || f[u] > bv)) {
+                bv = f[u];
+                bi = static_cast<int>(v0 + u * stride);
+            }
+    }
+    block_best(bv, bi, sv, si);
+    // Pass 2 (L1 hits): sum of exp(l - best of the slice) in double.
+    double sum = 0.0;
+    for (std::int64_t v0 = lo + threadIdx.x; v0 < hi; v0 += 4 * stride) {
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const std::int64_t v = v0 + u * stride;
+            if (v < hi) {
+                const float f = logit_at(row, v);
+                if (f != -INFINITY) sum += exp(static_cast<double>(f) - static_cast<double>(bv));
+            }
+        }
+    }
+    sum = block_sum_f64(sum, sd);
+    if (threadIdx.x == 0) {
+        const std::int64_t at = b * k_greedy_blocks + blockIdx.x;
+        s.greedy_max[at] = bv;
+        s.greedy_idx[at] = bi;
+        s.greedy_sum[at] = sum;
+        __threadfence();  // partials visible before the arrival is counted
+        const unsigned ticket = atomicAdd(s.greedy_arrived, 1u);
+        last = ticket == gridDim.x * gridDim.y - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const int step = *s.step;
+    for (std::int64_t r = 0; r < static_cast<std::int64_t>(gridDim.y); ++r) {
+        const std::int64_t base = r * k_greedy_blocks;
+        const bool mine = static_cast<int>(threadIdx.x) < blocks;
+        // L2 reads (__ldcg): the partials were written by other blocks.
+        float m = mine ? __ldcg(s.greedy_max + base + threadIdx.x) : -INFINITY;
+        int mi = mine ? __ldcg(s.greedy_idx + base + threadIdx.x) : INT_MAX;
+        const double ps = mine ? __ldcg(s.greedy_sum + base + threadIdx.x) : 0.0;
+        const float pm = m;
+        block_best(m, mi, sv, si);
+        const double part = mine && pm != -INFINITY ? ps * exp(static_cast<double>(pm) - static_cast<double>(m)) : 0.0;
+        const double total = block_sum_f64(part, sd);
+        if (threadIdx.x == 0) {
+            const __half* lrow = logits + r * vocab;
+            const int token = mi == INT_MAX ? 0 : mi;
+            s.tokens[r] = token;
+            s.hist_tokens[step * s.beams + r] = token;
+            s.hist_parents[step * s.beams + r] = static_cast<std::int32_t>(r);
+            s.scores[r] += (static_cast<double>(logit_at(lrow, token)) - m) - log(total);
+        }
+    }
+    if (threadIdx.x == 0) {
+        *s.pos += 1;
+        *s.step = step + 1;
+        *s.greedy_arrived = 0u;  // ready for the next launch (the next step's graph replay)
     }
 }
 
@@ -494,6 +613,14 @@ __global__ void beam_select_kernel(std::int64_t vocab, int parent_rows, decode_s
 
 void launch_choose_greedy(const __half* logits, std::int64_t vocab, const decode_state& state,
                           const launch_options& o) {
+    const bool split = state.greedy_max != nullptr && state.greedy_idx != nullptr && state.greedy_sum != nullptr &&
+                       state.greedy_arrived != nullptr && vocab >= 64 * k_greedy_blocks &&
+                       state.beams <= 65535 && vocab <= INT_MAX;
+    if (split) {
+        launch_kernel(choose_greedy_split_kernel, dim3(k_greedy_blocks, static_cast<unsigned>(state.beams)),
+                      dim3(k_greedy_split_threads), 0, o, logits, vocab, state);
+        return;
+    }
     launch_kernel(choose_greedy_kernel, dim3(1), dim3(k_threads), 0, o, logits, vocab, state);
 }
 

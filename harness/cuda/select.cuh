@@ -34,10 +34,22 @@ struct decode_state {
     std::int32_t* cand_token = nullptr;    ///< [beams, beams]
     std::int64_t beams = 1;
     std::int64_t max_len = 0;
+    /// Scratch of the multi-block greedy choice (null: one block chooses alone, as before): per row and block the
+    /// best logit, its id and sum(exp(l - best)); the arrival counter is zero between launches (the last block
+    /// resets it). Sizes: k_greedy_blocks per row.
+    float* greedy_max = nullptr;
+    std::int32_t* greedy_idx = nullptr;
+    double* greedy_sum = nullptr;
+    unsigned* greedy_arrived = nullptr;
 };
 
+/// Blocks per row of the multi-block greedy choice (its scratch holds this many partials per row).
+inline constexpr int k_greedy_blocks = 32;
+
 /// Greedy: token = argmax of each row of logits [rows, vocab] (ties: lowest id); rows == state.beams. Greedy and
-/// sampling add the chosen token's log_softmax (in double, as decoding.hpp) to scores[b].
+/// sampling add the chosen token's log_softmax (in double, as decoding.hpp) to scores[b]. With the greedy scratch
+/// set, k_greedy_blocks blocks per row share the work (the double exp of every logit is what one block is slow at)
+/// and the last one to finish combines: sum = sum_b sum_b' * exp(max_b - max), the same value to ~1e-16.
 void launch_choose_greedy(const __half* logits, std::int64_t vocab, const decode_state& state,
                           const launch_options& o);
 

@@ -6,14 +6,6 @@ namespace qbench {
 
 namespace {
 
-// In double without intermediate rounding, as swiglu_ref: the elementwise work is tiny next to the GEMVs around it,
-// and matching the oracle's rounding keeps the executors' tokens identical.
-__device__ __forceinline__ float silu_times(float g, float u) {
-    const double gd = g;
-    const double silu = __ddiv_rn(gd, __dadd_rn(1.0, exp(-gd)));
-    return __double2float_rn(__dmul_rn(silu, static_cast<double>(u)));
-}
-
 __global__ void swiglu_kernel(const __half2* __restrict__ gate, const __half2* __restrict__ up, std::int64_t pairs,
                               __half2* act) {
     pdl_wait();

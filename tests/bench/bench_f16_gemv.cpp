@@ -31,13 +31,21 @@ struct linear_shape {
 constexpr linear_shape k_shapes[] = {{"qkvo", 4096, 4096}, {"gate_up", 11008, 4096}, {"down", 4096, 11008},
                                      {"lm_head", 32001, 4096}};
 constexpr std::uint64_t k_rotation_bytes = 480ull << 20;  // 8x the L2
-// Kernel variants: 0 = the default (mma, k_split by shape, on sm_80+), 1/2 = mma with k_split 4/8, 3 = the fp32-FMA
-// kernel (2 rows per warp, pipelined), 4 = the same, 1 row per warp.
+// Kernel variants: 0 = the default; 1 = mma k_split 8 strided, activations at use (v3's kernel); 2 = mma k_split 8
+// contiguous, activations prefetched; 3 = fp32-FMA (2 rows per warp, pipelined); 4 = the same, 1 row per warp;
+// 5 = mma k_split 8 strided, prefetched; 6 = mma k_split 4 contiguous, prefetched; 7 = mma k_split 8 contiguous,
+// activations at use; 8 = fp32-FMA, 4 rows per warp; 9 = variant 2 with one round (not two) of weights requested
+// before the PDL wait.
 const f16_gemv_variant k_variants[] = {{},
-                                       {f16_gemv_kind::mma, 4, 0, true},
-                                       {f16_gemv_kind::mma, 8, 0, true},
+                                       {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::strided, 0},
+                                       {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 1},
                                        {f16_gemv_kind::ffma, 0, 2, true},
-                                       {f16_gemv_kind::ffma, 0, 1, true}};
+                                       {f16_gemv_kind::ffma, 0, 1, true},
+                                       {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::strided, 1},
+                                       {f16_gemv_kind::mma, 4, 0, true, f16_mma_layout::contiguous, 1},
+                                       {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 0},
+                                       {f16_gemv_kind::ffma, 0, 4, true},
+                                       {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 1, 1}};
 
 device_context& ctx() {
     static device_context* c = new device_context();
@@ -129,11 +137,19 @@ void BM_cublas_f16(benchmark::State& state) {
     });
 }
 
-// One token's linears of Llama-7B as a CUDA graph.
+// One token's linears of Llama-7B as a CUDA graph. impl 0-2 as in the header; 3-5 = the fused layout a decode step
+// uses (q/k/v as one grouped launch, o, gate/up with the SwiGLU epilogue, down; lm_head) with the default variant /
+// all-mma contiguous prefetched / all-mma strided at use / 4 with one round ahead / fp32-FMA, with PDL.
 void BM_llama7b_linears(benchmark::State& state) {
     const std::int64_t rows = state.range(0);
     const int impl = static_cast<int>(state.range(1));
-    const bool pdl = impl == 0 && ctx().pdl_enabled();
+    const bool fused = impl >= 3;
+    const bool pdl = (impl == 0 || fused) && ctx().pdl_enabled();
+    const f16_gemv_variant variant = impl == 4   ? k_variants[2]
+                                     : impl == 5 ? k_variants[1]
+                                     : impl == 6 ? k_variants[9]
+                                     : impl == 7 ? k_variants[3]
+                                                 : f16_gemv_variant{};
     const std::int64_t H = 4096, I = 11008, V = 32001, L = 32;
     struct lin {
         std::int64_t n, k;
@@ -151,15 +167,31 @@ void BM_llama7b_linears(benchmark::State& state) {
     }
     device_buffer x = ctx().allocate(static_cast<std::uint64_t>(rows * I) * 2, "x");
     device_buffer y = ctx().allocate(static_cast<std::uint64_t>(rows * V) * 2, "y");
+    device_buffer y2 = ctx().allocate(static_cast<std::uint64_t>(rows * I) * 2, "y2");
+    device_buffer y3 = ctx().allocate(static_cast<std::uint64_t>(rows * I) * 2, "y3");
     QB_CUDA_CHECK(cudaMemset(x.get(), 0x2e, x.size()));
     cudaStream_t st = ctx().stream();
+    auto w = [&](std::size_t i) { return weights[i].as<__half>(); };
     auto enqueue = [&] {
+        if (fused) {
+            for (int l = 0; l < L; ++l) {
+                const std::size_t b = static_cast<std::size_t>(l) * 7;
+                const f16_gemv_segment qkv[3] = {{w(b), y.as<__half>(), H}, {w(b + 1), y2.as<__half>(), H},
+                                                 {w(b + 2), y3.as<__half>(), H}};
+                launch_f16_gemv_group(qkv, 3, x.as<__half>(), rows, H, {st, pdl}, variant);
+                launch_f16_gemv(w(b + 3), x.as<__half>(), y.as<__half>(), rows, H, H, {st, pdl}, variant);
+                launch_f16_gemv_swiglu(w(b + 4), w(b + 5), x.as<__half>(), y2.as<__half>(), rows, I, H, {st, pdl},
+                                       variant);
+                launch_f16_gemv(w(b + 6), x.as<__half>(), y.as<__half>(), rows, H, I, {st, pdl}, variant);
+            }
+            launch_f16_gemv(w(order.size() - 1), x.as<__half>(), y.as<__half>(), rows, V, H, {st, pdl}, variant);
+            return;
+        }
         for (std::size_t i = 0; i < order.size(); ++i) {
-            const auto* w = weights[i].as<__half>();
             if (impl == 2 || rows > k_f16_gemv_max_rows)
-                cublas_forward(w, x.as<__half>(), y.as<__half>(), rows, order[i].n, order[i].k, st);
+                cublas_forward(w(i), x.as<__half>(), y.as<__half>(), rows, order[i].n, order[i].k, st);
             else
-                launch_f16_gemv(w, x.as<__half>(), y.as<__half>(), rows, order[i].n, order[i].k, {st, pdl});
+                launch_f16_gemv(w(i), x.as<__half>(), y.as<__half>(), rows, order[i].n, order[i].k, {st, pdl});
         }
     };
     enqueue();  // warm-up outside the capture (module loading, cuBLAS heuristics)
@@ -170,7 +202,10 @@ void BM_llama7b_linears(benchmark::State& state) {
     enqueue();
     QB_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
     QB_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    state.SetLabel(std::string(impl == 2 ? "cublas" : "gemv") + (pdl ? " pdl" : "") + " graph");
+    const char* names[] = {"gemv",          "gemv",          "cublas", "fused-default", "fused-mma-contig-xpre",
+                           "fused-mma-strided", "fused-mma-ahead1", "fused-ffma"};
+    state.SetLabel(std::string(names[impl]) + (pdl ? " pdl" : "") + " graph " +
+                   (impl == 2 ? std::string() : f16_gemv_path(w(0), x.get(), rows, H, H, variant)));
     run_timed(state, bytes, 3, [&](int) { QB_CUDA_CHECK(cudaGraphLaunch(exec, st)); });
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
@@ -179,8 +214,9 @@ void BM_llama7b_linears(benchmark::State& state) {
 void shape_args(benchmark::internal::Benchmark* b) {
     b->ArgNames({"shape", "rows", "variant", "pdl"});
     for (int s = 0; s < 4; ++s) {
-        for (int rows : {1, 2, 4, 8})
-            for (int variant : {1, 2, 3}) b->Args({s, rows, variant, 1});
+        for (int rows : {1, 2, 4})
+            for (int variant : {1, 2, 3, 9}) b->Args({s, rows, variant, 1});
+        for (int variant : {2, 3}) b->Args({s, 8, variant, 1});
         b->Args({s, 1, 0, 0});  // the default without PDL
     }
 }
@@ -198,7 +234,7 @@ BENCHMARK(BM_cublas_f16)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_llama7b_linears)
     ->ArgNames({"rows", "impl"})
-    ->ArgsProduct({{1, 4}, {0, 1, 2}})
+    ->ArgsProduct({{1, 2, 4}, {0, 2, 3, 6, 7}})
     ->UseManualTime()
     ->Iterations(10)
     ->Unit(benchmark::kMillisecond);

@@ -5,6 +5,9 @@
 
 #include "backends/fp16/fp16_gemv.cuh"
 #include "backends/fp16/fp16_linear.hpp"
+#include "cuda/swiglu.cuh"
+
+#include "qbench/engine/reference_ops.hpp"
 
 #include "qbench/config/cell.hpp"
 #include "qbench/io/tensor_source.hpp"
@@ -88,9 +91,16 @@ TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gem
             const std::vector<float> x = random_halves(rows * sc.k, 1.0f, seed + rows);
             const std::vector<float> ref = reference(w, x, rows, sc.n, sc.k);
             const std::vector<f16_gemv_variant> variants{
-                {f16_gemv_kind::mma, 4, 0, true},    {f16_gemv_kind::mma, 8, 0, true},
+                {f16_gemv_kind::mma, 4, 0, true, f16_mma_layout::contiguous, 1},
+                {f16_gemv_kind::mma, 4, 0, true, f16_mma_layout::strided, 0},
+                {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 1},
+                {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 1, 1},
+                {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 0},
+                {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::strided, 1},
+                {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::strided, 0},
                 {f16_gemv_kind::ffma, 0, 1, false},  {f16_gemv_kind::ffma, 0, 1, true},
-                {f16_gemv_kind::ffma, 0, 2, false},  {f16_gemv_kind::ffma, 0, 2, true}};
+                {f16_gemv_kind::ffma, 0, 2, false},  {f16_gemv_kind::ffma, 0, 2, true},
+                {f16_gemv_kind::ffma, 0, 4, true}};
             for (const f16_gemv_variant& variant : variants) {
                 for (const bool pdl : {false, true}) {
                     device_buffer dx = to_device_f16(x);
@@ -112,6 +122,99 @@ TEST_CASE("f16 gemv: every row count, both variants, awkward shapes", "[gpu][gem
             CHECK(f16_gemv_path(dw.get(), xs, rows, sc.n, sc.k) == "gemv-f16-scalar");
             launch_f16_gemv(dw.as<__half>(), xs, dy.as<__half>(), rows, sc.n, sc.k, {context().stream(), false});
             check_close(from_device_f16(dy.get(), rows * sc.n), ref);
+        }
+    }
+}
+
+// Variants the fused launches are checked with: both kernels, both mma layouts.
+const std::vector<f16_gemv_variant> k_fused_variants{
+    {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 1},
+    {f16_gemv_kind::mma, 4, 0, true, f16_mma_layout::contiguous, 1, 1},
+    {f16_gemv_kind::mma, 4, 0, true, f16_mma_layout::strided, 0},
+    {f16_gemv_kind::ffma, 0, 1, true},
+    {f16_gemv_kind::ffma, 0, 2, false},
+    {f16_gemv_kind::ffma, 0, 4, true}};
+
+std::vector<std::uint16_t> bits_of(const device_buffer& b, std::size_t n) {
+    return from_device<std::uint16_t>(b.get(), n);
+}
+
+TEST_CASE("f16 gemv group: q, k, v in one launch equal the separate launches bit for bit", "[gpu][gemv]") {
+    struct group_case {
+        std::int64_t n0, n1, n2, k;
+    };
+    for (const group_case gc : {group_case{300, 77, 129, 1000}, group_case{5, 0, 17, 24}, group_case{33, 33, 1, 4104},
+                                group_case{4096, 1024, 1024, 4096}}) {
+        const std::uint64_t seed = fresh_seed();
+        const std::int64_t ns[3] = {gc.n0, gc.n1, gc.n2};
+        std::vector<std::vector<float>> w(3);
+        std::vector<device_buffer> dw;
+        for (int i = 0; i < 3; ++i) {
+            w[i] = weights(ns[i], gc.k, seed + i);
+            dw.push_back(to_device_f16(w[i]));
+        }
+        for (const std::int64_t rows : {1, 2, 3, 4, 5, 8}) {
+            const std::vector<float> x = random_halves(rows * gc.k, 1.0f, seed + 10 + rows);
+            device_buffer dx = to_device_f16(x);
+            for (const f16_gemv_variant& variant : k_fused_variants) {
+                CAPTURE(gc.n0, gc.n1, gc.n2, gc.k, rows, seed, f16_gemv_path(dw[0].get(), dx.get(), rows, gc.n0, gc.k, variant));
+                REQUIRE(f16_gemv_fusable(dw[0].get(), dx.get(), rows, gc.k));
+                std::vector<device_buffer> fused, single;
+                f16_gemv_segment seg[3];
+                for (int i = 0; i < 3; ++i) {
+                    fused.push_back(poisoned(rows * ns[i]));
+                    single.push_back(poisoned(rows * ns[i]));
+                    seg[i] = {dw[i].as<__half>(), fused[i].as<__half>(), ns[i]};
+                }
+                launch_f16_gemv_group(seg, 3, dx.as<__half>(), rows, gc.k, {context().stream(), context().pdl_enabled()},
+                                      variant);
+                for (int i = 0; i < 3; ++i)
+                    launch_f16_gemv(dw[i].as<__half>(), dx.as<__half>(), single[i].as<__half>(), rows, ns[i], gc.k,
+                                    {context().stream(), false}, variant);
+                for (int i = 0; i < 3; ++i) {
+                    if (ns[i] == 0) continue;
+                    CAPTURE(i);
+                    CHECK(bits_of(fused[i], rows * ns[i]) == bits_of(single[i], rows * ns[i]));
+                    if (gc.k <= 4104) check_close(from_device_f16(fused[i].get(), rows * ns[i]), reference(w[i], x, rows, ns[i], gc.k));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("f16 gemv swiglu: gate, up and the product in one launch equal gemv + gemv + swiglu", "[gpu][gemv]") {
+    struct mlp_case {
+        std::int64_t n, k;
+    };
+    for (const mlp_case mc : {mlp_case{300, 1000}, mlp_case{7, 24}, mlp_case{11008, 4096}, mlp_case{9, 4104}}) {
+        const std::uint64_t seed = fresh_seed();
+        const std::vector<float> wg = weights(mc.n, mc.k, seed), wu = weights(mc.n, mc.k, seed + 1);
+        device_buffer dg = to_device_f16(wg), du = to_device_f16(wu);
+        for (const std::int64_t rows : {1, 2, 3, 4, 8}) {
+            // Larger activations than the other tests, so silu sees both signs well away from zero.
+            const std::vector<float> x = random_halves(rows * mc.k, 4.0f, seed + 10 + rows);
+            device_buffer dx = to_device_f16(x);
+            // CPU: fp16 gate and up, then swiglu_ref, rounded to fp16.
+            const std::vector<float> g = reference(wg, x, rows, mc.n, mc.k), u = reference(wu, x, rows, mc.n, mc.k);
+            std::vector<float> ref(g.size());
+            swiglu_ref(g.data(), u.data(), static_cast<std::int64_t>(g.size()), ref.data());
+            for (float& v : ref) v = round_to_half(v);
+            for (const f16_gemv_variant& variant : k_fused_variants) {
+                CAPTURE(mc.n, mc.k, rows, seed, f16_gemv_path(dg.get(), dx.get(), rows, mc.n, mc.k, variant));
+                device_buffer act = poisoned(rows * mc.n), gate = poisoned(rows * mc.n), up = poisoned(rows * mc.n),
+                              act2 = poisoned(rows * mc.n);
+                launch_f16_gemv_swiglu(dg.as<__half>(), du.as<__half>(), dx.as<__half>(), act.as<__half>(), rows, mc.n,
+                                       mc.k, {context().stream(), context().pdl_enabled()}, variant);
+                launch_f16_gemv(dg.as<__half>(), dx.as<__half>(), gate.as<__half>(), rows, mc.n, mc.k,
+                                {context().stream(), false}, variant);
+                launch_f16_gemv(du.as<__half>(), dx.as<__half>(), up.as<__half>(), rows, mc.n, mc.k,
+                                {context().stream(), false}, variant);
+                launch_swiglu(gate.as<__half>(), up.as<__half>(), rows * mc.n, act2.as<__half>(), {context().stream(), false});
+                CHECK(bits_of(act, rows * mc.n) == bits_of(act2, rows * mc.n));
+                const std::vector<float> got = from_device_f16(act.get(), rows * mc.n);
+                // gate and up may each differ from the CPU by one fp16 rounding step: compare loosely, never NaN.
+                CHECK(rel_l2(got, ref) < 3e-3);
+            }
         }
     }
 }

@@ -171,8 +171,11 @@ TEST_CASE("attention decode: rope, append and attention through beam slot tables
         int heads, kv_heads, head_dim;
         std::int64_t beams, pos;
     };
+    // Head sizes 32/64/128/256 take the vectorized kernel (one key per thread, values in 16-byte chunks, batches of
+    // 8 positions per group), 48 the generic one; positions across several batches and past 256 threads.
     for (const shape_case sc : {shape_case{8, 4, 32, 3, 40}, shape_case{32, 32, 128, 4, 90}, shape_case{4, 2, 128, 1, 0},
-                                shape_case{4, 1, 64, 2, 300}}) {
+                                shape_case{4, 1, 64, 2, 300}, shape_case{4, 4, 256, 2, 700}, shape_case{2, 2, 48, 2, 33},
+                                shape_case{4, 2, 128, 3, 1500}, shape_case{2, 1, 128, 1, 1}}) {
         const std::uint64_t seed = fresh_seed();
         CAPTURE(sc.heads, sc.kv_heads, sc.head_dim, sc.beams, sc.pos, seed);
         const double theta = 10000.0;
@@ -269,14 +272,25 @@ std::vector<float> test_logits(std::int64_t n, std::uint64_t seed, bool coarse) 
 }  // namespace
 
 TEST_CASE("greedy choice: argmax_token with ties to the lowest id, log-prob score, state advance", "[gpu][select]") {
-    for (const std::int64_t V : {32001, 512, 77}) {
-        for (const bool coarse : {false, true}) {
+    for (const std::int64_t V : {32001, 512, 77, 50000}) {  // 50000: above the one-pass register limit
+        for (const bool coarse : {false, true})
+            for (const bool split : {false, true}) {  // one block, or k_greedy_blocks blocks with scratch
             const std::uint64_t seed = fresh_seed();
-            CAPTURE(V, coarse, seed);
+            CAPTURE(V, coarse, split, seed);
             std::vector<float> logits = test_logits(V, seed, coarse);
             logits[V / 2] = -INFINITY;
             device_buffer dl = to_device_f16(logits);
             state_buffers sb(1, 16, 4, 10, 2, {0.5}, std::vector<std::int32_t>(16, 0));
+            device_buffer gsum = to_device(std::vector<double>(k_greedy_blocks, -1.0)),
+                          gmax = to_device(std::vector<float>(k_greedy_blocks, -1.0f)),
+                          gidx = to_device(std::vector<std::int32_t>(k_greedy_blocks, -1)),
+                          garrived = to_device(std::vector<unsigned>(1, 0u));
+            if (split) {
+                sb.state.greedy_sum = gsum.as<double>();
+                sb.state.greedy_max = gmax.as<float>();
+                sb.state.greedy_idx = gidx.as<std::int32_t>();
+                sb.state.greedy_arrived = garrived.as<unsigned>();
+            }
             launch_choose_greedy(dl.as<__half>(), V, sb.state, with_pdl());
             const auto tok = from_device<std::int32_t>(sb.tokens.get(), 1);
             const auto hist = from_device<std::int32_t>(sb.hist_tokens.get(), 4);
@@ -289,7 +303,8 @@ TEST_CASE("greedy choice: argmax_token with ties to the lowest id, log-prob scor
             CHECK(score[0] == Approx(0.5 + log_softmax(logits)[ref]).epsilon(1e-12));
             CHECK(pos[0] == 11);
             CHECK(step[0] == 3);
-        }
+            if (split) CHECK(from_device<unsigned>(garrived.get(), 1)[0] == 0u);  // reset for the next launch
+            }
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
+#include "cuda/fused_linear.hpp"
 
 #include "qbench/common/errors.hpp"
 #include "qbench/io/tensor_source.hpp"
@@ -17,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <mutex>
 
 namespace qbench::gptq {
@@ -138,6 +140,36 @@ int mma_ctas(const device_context& context, int bits, bool block_groups, mma_var
     return std::max(ctas, (ntiles + k_mma_max_tiles - 1) / k_mma_max_tiles);
 }
 
+/// Resident CTAs per SM of a kernel at a dynamic shared-memory size, queried once per (device, kernel, size).
+int resident_per_sm(const device_context& context, const void* kernel, std::size_t smem) {
+    static std::mutex mutex;
+    static std::map<std::tuple<int, const void*, std::size_t>, int> cache;
+    const auto key = std::make_tuple(context.device(), kernel, smem);
+    std::lock_guard lock(mutex);
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    int per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, k_mma_threads, smem));
+    per_sm = std::max(1, per_sm);
+    cache[key] = per_sm;
+    return per_sm;
+}
+
+/// CTAs of a fused launch over `work` items (q/k/v: tiles; swiglu: tile pairs): one wave of resident CTAs as
+/// mma_ctas, at most mma_fused_max_work(mode) items per CTA.
+int mma_fused_ctas(const device_context& context, const void* kernel, mma_fusion mode, int work, int rows) {
+    const int sms = context.properties().multiProcessorCount;
+    const int max_work = mma_fused_max_work(mode);
+    int per_sm = 0;
+    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
+    if (per_sm <= 0) {
+        const int guess = std::min(max_work, std::max(1, (work + 2 * sms - 1) / (2 * sms)));
+        per_sm = resident_per_sm(context, kernel, mma_fused_smem_bytes(mode, guess, rows));
+    }
+    const int ctas = std::min(work, per_sm * sms);
+    return std::max(ctas, (work + max_work - 1) / max_work);
+}
+
 template <class T>
 device_buffer upload_vector(device_context& context, const std::vector<T>& v, const char* what) {
     device_buffer b = context.allocate(std::max<std::uint64_t>(v.size() * sizeof(T), 16), what);
@@ -145,7 +177,7 @@ device_buffer upload_vector(device_context& context, const std::vector<T>& v, co
     return b;
 }
 
-class gptq_device_linear final : public device_linear {
+class gptq_device_linear final : public device_linear, public fused_linear {
 public:
     gptq_device_linear(device_context& context, const packed_linear& p, const void* qweight_host,
                        std::int64_t recons_threshold)
@@ -153,6 +185,7 @@ public:
         const std::int64_t K = p.in_features, N = p.out_features;
         const std::int64_t G = static_cast<std::int64_t>(p.scales.size()) / N;
         m_plan = plan_layout(K, N, p.bits, G, p.g_idx);
+        m_group_size = p.group_size;
         m_format = gptq_format_name(p.bits, p.group_size, !m_plan.sequential);
 
         m_mma = use_mma_kernels();
@@ -298,13 +331,120 @@ public:
                                      static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 
+    // q, k and v (any linears of this input) in one launch of the v2 kernel; outputs equal the separate forwards.
+    bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
+                       CUstream_st* stream) override {
+        if (count < 0 || count + 1 > k_mma_max_segments || ys == nullptr || (count > 0 && others == nullptr)) return false;
+        const gptq_device_linear* members[k_mma_max_segments] = {this, nullptr, nullptr};
+        for (int i = 0; i < count; ++i) {
+            members[i + 1] = dynamic_cast<const gptq_device_linear*>(others[i]);
+            if (members[i + 1] == nullptr || !fusable_with(*members[i + 1])) return false;
+        }
+        __half* outs[k_mma_max_segments] = {};
+        for (int i = 0; i <= count; ++i) {
+            outs[i] = static_cast<__half*>(ys[i]);
+            if (outs[i] == nullptr) return false;
+        }
+        return run_fused(mma_fusion::group, members, count + 1, x, rows, outs, stream);
+    }
+
+    // gate (this) and up in one launch, act = fp16(silu(fp16 g) * fp16 u) formed in the epilogue.
+    bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
+        const auto* other = dynamic_cast<const gptq_device_linear*>(&up);
+        if (other == nullptr || act == nullptr || !fusable_with(*other) ||
+            other->m_plan.out_features != m_plan.out_features)
+            return false;
+        const gptq_device_linear* members[2] = {this, other};
+        __half* outs[2] = {static_cast<__half*>(act), nullptr};
+        return run_fused(mma_fusion::swiglu, members, 2, x, rows, outs, stream);
+    }
+
 private:
+    /// Whether `o` can share a fused launch with this linear: both v2 at the default variant, the same K, width,
+    /// group size and row order (g_idx), so the kernel reads one x, one slab-group table and the same k-blocks.
+    bool fusable_with(const gptq_device_linear& o) const {
+        if (!m_mma || !o.m_mma || m_variant != mma_variant::occ2 || o.m_variant != mma_variant::occ2) return false;
+        if (&o.m_context != &m_context) return false;
+        if (o.m_plan.in_features != m_plan.in_features || o.m_plan.bits != m_plan.bits || o.m_group_size != m_group_size ||
+            o.m_plan.groups != m_plan.groups || o.m_block_path != m_block_path || o.m_plan.group_shift != m_plan.group_shift ||
+            o.m_plan.kblocks != m_plan.kblocks || o.m_plan.sequential != m_plan.sequential)
+            return false;
+        if (&o == this) return true;
+        return o.m_plan.slab_group == m_plan.slab_group && o.m_plan.block_group == m_plan.block_group &&
+               (m_plan.sequential || o.m_plan.row_of == m_plan.row_of);
+    }
+
+    mma_segment segment(__half* y) const {
+        mma_segment s;
+        s.qweight = m_qweight.as<const std::uint32_t>();
+        s.meta = m_meta.as<const std::uint32_t>();
+        s.unit_meta = m_unit_meta.as<const std::uint32_t>();
+        s.y = y;
+        s.n = static_cast<int>(m_plan.out_features);
+        s.ntiles = static_cast<int>(m_plan.ntiles);
+        return s;
+    }
+
+    /// One fused launch per chunk of up to 8 rows (members already checked with fusable_with); false, enqueuing
+    /// nothing, where the single forwards would not run the v2 kernel (rows above the fused threshold).
+    bool run_fused(mma_fusion mode, const gptq_device_linear* const* members, int count, const void* x_ptr,
+                   std::int64_t rows, __half* const* outs, CUstream_st* stream) {
+        if (rows <= 0 || x_ptr == nullptr) return false;
+        for (int i = 0; i < count; ++i)
+            if (rows > members[i]->m_fused_rows) return false;
+        const int bits = static_cast<int>(m_plan.bits);
+        const mma_fused_launcher launch = mma_fused_launcher_for(bits, m_block_path, mode);
+        const void* kernel = mma_fused_kernel_for(bits, m_block_path, mode);
+        if (launch == nullptr || kernel == nullptr) return false;
+        long long work = 0;
+        if (mode == mma_fusion::swiglu) {
+            work = m_plan.ntiles;
+        } else {
+            for (int i = 0; i < count; ++i) work += members[i]->m_plan.ntiles;
+        }
+        if (work <= 0 || work > (1ll << 30)) return false;
+
+        const auto* x = static_cast<const __half*>(x_ptr);
+        const std::int64_t K = m_plan.in_features;
+        const launch_options lo{stream, m_context.pdl_enabled()};
+        const auto& scratch = m_scratch->get(stream, false);
+        const __half* xin = x;
+        std::int64_t ldx = K;
+        const bool aligned = (reinterpret_cast<std::uintptr_t>(x) % 16) == 0;
+        if (!m_plan.sequential || K % k_block_rows != 0 || !aligned) {
+            // As forward(): the members share the row order, so one staged copy serves them all.
+            ldx = padded_in();
+            launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
+            xin = scratch.stage.as<const __half>();
+        }
+        for (std::int64_t r0 = 0; r0 < rows; r0 += k_mma_max_rows) {
+            const int rr = static_cast<int>(std::min<std::int64_t>(k_mma_max_rows, rows - r0));
+            mma_fused_args f;
+            mma_args& a = f.common;
+            a.slab_group = m_slab_group.as<const std::int32_t>();
+            a.x = xin + r0 * ldx;
+            a.ldx = ldx;
+            a.rows = rr;
+            a.slabs = static_cast<int>(m_plan.slabs);
+            a.kblocks = static_cast<int>(m_plan.kblocks);
+            a.ntiles = static_cast<int>(work);
+            a.groups = static_cast<int>(m_plan.groups);
+            a.group_shift = m_plan.group_shift;
+            f.count = count;
+            for (int i = 0; i < count; ++i)
+                f.seg[i] = members[i]->segment(outs[i] == nullptr ? nullptr : outs[i] + r0 * members[i]->m_plan.out_features);
+            launch(f, mma_fused_ctas(m_context, kernel, mode, static_cast<int>(work), rr), lo);
+        }
+        return true;
+    }
+
     /// Row length of staged x: whole slabs (v1) or whole k-blocks (v2), zero-padded past K.
     std::int64_t padded_in() const { return m_mma ? m_plan.kblocks * k_block_rows : m_plan.slabs * k_slab_rows; }
     const std::int32_t* row_of() const { return m_plan.sequential ? nullptr : m_row_of.as<const std::int32_t>(); }
 
     device_context& m_context;
     std::int64_t m_fused_rows = 0;
+    std::int64_t m_group_size = 0;
     layout_plan m_plan;
     std::string m_format;
     device_buffer m_qweight, m_scales, m_zeros, m_slab_group, m_row_group, m_row_of, m_counters, m_meta, m_unit_meta;

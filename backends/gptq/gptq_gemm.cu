@@ -21,6 +21,11 @@ using mma_kernel_fn = const void* (*)(int);
 constexpr std::array<mma_table_fn, 4> k_mma_tables = {&mma_launchers_b2, &mma_launchers_b3, &mma_launchers_b4,
                                                       &mma_launchers_b8};
 constexpr std::array<mma_kernel_fn, 4> k_mma_kernels = {&mma_kernel_b2, &mma_kernel_b3, &mma_kernel_b4, &mma_kernel_b8};
+using mma_fused_table_fn = const mma_fused_launcher* (*)();
+constexpr std::array<mma_fused_table_fn, 4> k_mma_fused_tables = {&mma_fused_launchers_b2, &mma_fused_launchers_b3,
+                                                                  &mma_fused_launchers_b4, &mma_fused_launchers_b8};
+constexpr std::array<mma_kernel_fn, 4> k_mma_fused_kernels = {&mma_fused_kernel_b2, &mma_fused_kernel_b3,
+                                                              &mma_fused_kernel_b4, &mma_fused_kernel_b8};
 
 __global__ void stage_x_kernel(const __half* x, std::int64_t ldx, std::int64_t rows, const std::int32_t* row_of,
                                std::int64_t k, std::int64_t padded_k, __half* out) {
@@ -59,6 +64,18 @@ const void* mma_kernel_for(int bits, bool block_groups, mma_variant v) {
     const int w = width_index(bits);
     if (w < 0) return nullptr;
     return k_mma_kernels[static_cast<std::size_t>(w)](2 * static_cast<int>(v) + (block_groups ? 1 : 0));
+}
+
+mma_fused_launcher mma_fused_launcher_for(int bits, bool block_groups, mma_fusion mode) {
+    const int w = width_index(bits);
+    if (w < 0) return nullptr;
+    return k_mma_fused_tables[static_cast<std::size_t>(w)]()[2 * static_cast<int>(mode) + (block_groups ? 1 : 0)];
+}
+
+const void* mma_fused_kernel_for(int bits, bool block_groups, mma_fusion mode) {
+    const int w = width_index(bits);
+    if (w < 0) return nullptr;
+    return k_mma_fused_kernels[static_cast<std::size_t>(w)](2 * static_cast<int>(mode) + (block_groups ? 1 : 0));
 }
 
 int choose_splits(int tiles, int slabs, int resident_ctas, int max_splits) {

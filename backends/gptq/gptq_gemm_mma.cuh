@@ -15,10 +15,13 @@
 ///   At the end of a tile each warp stores its partial sums (rows x 8 columns) in shared memory; after the loop the
 ///   CTA adds the 8 warps' partials in a fixed order and writes fp16.
 /// sm_75 has no m16n8k16: two m16n8k8 per step (the same fragments split in k).
+/// mma_fused_kernel runs the same unit loop over up to 3 linears of one input (q/k/v; gate/up with the SwiGLU
+/// product in the epilogue) in one launch, bit-identical to separate launches: "Fused launches" below.
 /// Measured on the H200 and read in SASS: PERF_NOTES.md.
 #include "backends/gptq/gptq_decode.hpp"
 #include "backends/gptq/gptq_device_layout.hpp"
 #include "cuda/launch.cuh"
+#include "cuda/swiglu.cuh"
 
 #include <cuda_fp16.h>
 
@@ -83,6 +86,62 @@ void launch_repack_mma(int bits, const std::int32_t* qweight_autogptq, const std
 void launch_reconstruct_mma(int bits, const std::uint32_t* qweight, const std::uint32_t* meta,
                             const std::int32_t* row_group, const std::int32_t* row_of, std::int64_t k, std::int64_t n,
                             int kblocks, int ntiles, int groups, __half* w_t, const launch_options& o);
+
+/// ---- Fused launches (harness/cuda/fused_linear.hpp): several linears of one input in one kernel ---------------
+///
+/// q, k and v: the segments' n8 tiles, concatenated, are one work range cut into contiguous CTA ranges as above; a
+/// CTA's range is at most k_mma_max_segments pieces (segment, its tiles [lt, lt + nt)), each one contiguous stream
+/// of that segment's layout, walked one after the other. gate and up (swiglu): the work range is the tile pairs
+/// (gate tile t, up tile t); a CTA owns pairs [p0, p1) as two pieces, gate tiles then up tiles, so its epilogue holds
+/// both sums of every output and writes fp16(silu(fp16 g) * fp16 u) (silu_times, as launch_swiglu).
+/// Every output column is summed exactly as the single launch sums it (same k-slice per warp, same unit order within
+/// the warp, same fixed-order reduction over the warps): bit-identical to separate forwards.
+inline constexpr int k_mma_max_segments = 3;
+
+/// One linear of a fused launch (all share K, groups, row order and block grouping).
+struct mma_segment {
+    const std::uint32_t* qweight = nullptr;
+    const std::uint32_t* meta = nullptr;
+    const std::uint32_t* unit_meta = nullptr;
+    __half* y = nullptr;  ///< [rows][n]; swiglu: segment 0's y receives the product, segment 1's is not used
+    int n = 0;
+    int ntiles = 0;
+};
+
+/// common: x, ldx, rows, slabs, kblocks, groups, group_shift, slab_group of all segments; common.ntiles is the work
+/// range (q/k/v: the sum of the segments' tiles; swiglu: the tile pairs); common.qweight/meta/y are not used.
+struct mma_fused_args {
+    mma_args common;
+    mma_segment seg[k_mma_max_segments];
+    int count = 1;
+};
+
+enum class mma_fusion : int { group = 0, swiglu = 1 };
+
+using mma_fused_launcher = void (*)(const mma_fused_args& args, int ctas, const launch_options& o);
+
+/// Dynamic shared memory of a fused launch with at most `max_work_per_cta` work items (tiles, or pairs) per CTA.
+inline std::size_t mma_fused_smem_bytes(mma_fusion mode, int max_work_per_cta, int rows) {
+    return mma_smem_bytes((mode == mma_fusion::swiglu ? 2 : 1) * (max_work_per_cta + 1), rows);
+}
+/// The most work items one CTA may own (the shared-memory partials stay under 48 KB).
+inline constexpr int mma_fused_max_work(mma_fusion mode) {
+    return mode == mma_fusion::swiglu ? k_mma_max_tiles / 2 : k_mma_max_tiles;
+}
+
+/// The fused launcher / kernel for a width (2, 3, 4, 8) and block grouping, at the default variant (2 CTAs per SM);
+/// nullptr for other widths.
+mma_fused_launcher mma_fused_launcher_for(int bits, bool block_groups, mma_fusion mode);
+const void* mma_fused_kernel_for(int bits, bool block_groups, mma_fusion mode);
+/// Per-width tables (one translation unit per width): entry 2 * mode + block_groups.
+const mma_fused_launcher* mma_fused_launchers_b2();
+const mma_fused_launcher* mma_fused_launchers_b3();
+const mma_fused_launcher* mma_fused_launchers_b4();
+const mma_fused_launcher* mma_fused_launchers_b8();
+const void* mma_fused_kernel_b2(int entry);
+const void* mma_fused_kernel_b3(int entry);
+const void* mma_fused_kernel_b4(int entry);
+const void* mma_fused_kernel_b8(int entry);
 
 #if defined(__CUDACC__)
 namespace detail {
@@ -332,6 +391,215 @@ struct mma_table {
                                                reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, true, 2>),
                                                reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, false, 3>),
                                                reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, true, 3>)};
+        return entry >= 0 && entry < 4 ? kernels[entry] : nullptr;
+    }
+};
+
+/// Piece s of a fused CTA's work (see "Fused launches"): segment s's local tiles [lt, lt + nt) inside the CTA's
+/// range [t0, t1) of the work (nt = 0: none).
+template <bool Swiglu>
+__device__ __forceinline__ void fused_piece(const mma_fused_args& f, int s, int t0, int t1, int& lt, int& nt) {
+    if constexpr (Swiglu) {
+        lt = t0;
+        nt = t1 - t0;
+    } else {
+        int start = 0;
+        for (int i = 0; i < s; ++i) start += f.seg[i].ntiles;
+        const int lo = max(t0, start), hi = min(t1, start + f.seg[s].ntiles);
+        lt = lo - start;
+        nt = max(0, hi - lo);
+    }
+}
+
+/// The next non-empty piece after s (s = -1: the first). Called only while the CTA has units left, so one exists.
+template <bool Swiglu>
+__device__ __forceinline__ void next_fused_piece(const mma_fused_args& f, int t0, int t1, int& s, int& lt, int& nt) {
+    do {
+        ++s;
+        fused_piece<Swiglu>(f, s, t0, t1, lt, nt);
+    } while (nt == 0 && s + 1 < f.count);
+}
+
+/// The 8 warps' partial sums of (tile of the CTA, row, column), added in the order of mma_gemm_kernel's epilogue.
+__device__ __forceinline__ float sum_partials(const float* red, int tl, int rows, int r, int col) {
+    float s = 0.0f;
+#pragma unroll
+    for (int wp = 0; wp < k_mma_warps; ++wp) s += red[((tl * k_mma_warps + wp) * rows + r) * 8 + col];
+    return s;
+}
+
+/// mma_gemm_kernel over several linears of one input (see "Fused launches"). The unit loop is the same code (same
+/// sums); what differs is where the streams come from (pieces instead of one range) and the epilogue. Kept apart
+/// from mma_gemm_kernel so the single-linear kernel's tuned instruction stream stays as measured.
+template <int Bits, bool BlockGroups, int Occ, bool Swiglu>
+__global__ void __launch_bounds__(k_mma_threads, Occ) mma_fused_kernel(const mma_fused_args f) {
+    static_assert(k_kslices == k_mma_warps, "one k-slice per warp");
+    extern __shared__ float red[];  // [tile of the CTA][warp][row][8]
+    const mma_args& a = f.common;
+    constexpr int D = k_mma_stages<Bits, Occ>;
+    constexpr int unit_words = 32 * Bits;
+    const int tid = static_cast<int>(threadIdx.x);
+    const int warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, q = lane & 3;
+    const int ctas = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
+    const int t0 = static_cast<int>(static_cast<long long>(a.ntiles) * b / ctas);
+    const int t1 = static_cast<int>(static_cast<long long>(a.ntiles) * (b + 1) / ctas);
+    const int tiles = Swiglu ? 2 * (t1 - t0) : t1 - t0;
+    const int kb0 = static_cast<int>(kslice_begin(a.kblocks, warp)), kb1 = static_cast<int>(kslice_begin(a.kblocks, warp + 1));
+    const int nkb = kb1 - kb0;
+    const int units = nkb * tiles;
+    const int zword = 4 + (g >> 2);
+    const unsigned zsel = static_cast<unsigned>(g & 3) * 0x0101u + 0x4040u;
+
+    // Load side: piece by piece; within a piece the units are consecutive in the segment's layout.
+    int ls = -1, lleft = 0;
+    const std::uint32_t* ldp = nullptr;
+    const std::uint32_t* lmp = nullptr;
+    std::uint32_t buf[D][Bits];
+    std::uint32_t mscale[D] = {}, mzero[D] = {};
+    auto issue = [&](std::uint32_t(&w)[Bits], std::uint32_t& ms, std::uint32_t& mz) {
+        if (lleft == 0) {
+            int lt = 0, nt = 0;
+            next_fused_piece<Swiglu>(f, t0, t1, ls, lt, nt);
+            const std::size_t first = static_cast<std::size_t>(f.seg[ls].ntiles) * kb0 + static_cast<std::size_t>(lt) * nkb;
+            ldp = f.seg[ls].qweight + first * unit_words + lane * unit_vector_words(Bits);
+            lmp = f.seg[ls].unit_meta + first * k_meta_words;
+            lleft = nt * nkb;
+        }
+        load_unit_lane<Bits>(ldp, w);
+        ldp += unit_words;
+        if constexpr (BlockGroups) {
+            ms = __ldg(lmp + q);
+            mz = __ldg(lmp + zword);
+            lmp += k_meta_words;
+        }
+        --lleft;
+    };
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+        if (i < units) issue(buf[i], mscale[i], mzero[i]);
+
+    const int red_count = tiles * k_mma_warps * a.rows * 8;
+    for (int i = tid; i < red_count; i += k_mma_threads) red[i] = 0.0f;
+    __syncthreads();
+
+    pdl_wait();  // x and y belong to the previous kernels
+    pdl_trigger();
+
+    const bool row_ok = g < a.rows;
+    const __half* xbase = a.x + static_cast<std::size_t>(row_ok ? g : a.rows - 1) * a.ldx + 8 * q +
+                          static_cast<std::size_t>(kb0) * k_block_rows;
+    const __half* xp = xbase;
+    // Compute side (per-slab path only): the group meta of the current tile, piece by piece like the loads.
+    int cs = -1, cleft = 0;
+    const std::uint32_t* pr_meta = nullptr;
+    auto enter_tile = [&]() {
+        if constexpr (!BlockGroups) {
+            if (cleft == 0) {
+                int lt = 0, nt = 0;
+                next_fused_piece<Swiglu>(f, t0, t1, cs, lt, nt);
+                pr_meta = f.seg[cs].meta + static_cast<std::size_t>(lt) * a.groups * k_meta_words;
+                cleft = nt;
+            } else {
+                pr_meta += static_cast<std::size_t>(a.groups) * k_meta_words;
+            }
+            --cleft;
+        }
+    };
+    if (units > 0) enter_tile();
+    int pr_kb = kb0, pr_tl = 0;
+    float acc0 = 0.0f, acc1 = 0.0f;
+    for (int base = 0; base < units; base += D) {
+#pragma unroll
+        for (int i = 0; i < D; ++i) {
+            if (base + i < units) {
+                uint4 xv[4];
+#pragma unroll
+                for (int j = 0; j < 4; ++j) xv[j] = __ldg(reinterpret_cast<const uint4*>(xp + 32 * j));
+                if constexpr (BlockGroups) {
+                    const std::uint32_t zz = __byte_perm(mzero[i], 0u, zsel);
+                    float d0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    block_mma2<Bits>(buf[i], xv, zz, d0, d1);
+                    const float2 sc = __half22float2(u2h(mscale[i]));
+                    acc0 = fmaf(sc.x, d0[0] + d1[2], acc0);
+                    acc1 = fmaf(sc.y, d0[1] + d1[3], acc1);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        const int grp = __ldg(a.slab_group + pr_kb * static_cast<int>(k_block_slabs) + j);
+                        const std::uint32_t* rec = pr_meta + grp * static_cast<int>(k_meta_words);
+                        const std::uint32_t zz = __byte_perm(__ldg(rec + zword), 0u, zsel);
+                        const float2 sc = __half22float2(u2h(__ldg(rec + q)));
+                        float d0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                        one_slab_mma2<Bits>(buf[i], j, xv[j], zz, d0, d1);
+                        acc0 = fmaf(sc.x, d0[0] + d1[2], acc0);
+                        acc1 = fmaf(sc.y, d0[1] + d1[3], acc1);
+                    }
+                }
+                if (base + i + D < units) issue(buf[i], mscale[i], mzero[i]);
+                xp += k_block_rows;
+                if (++pr_kb == kb1) {  // this warp's last block of the tile: park its partial sums
+                    if (row_ok) {
+                        float* slot = red + ((pr_tl * k_mma_warps + warp) * a.rows + g) * 8 + 2 * q;
+                        *reinterpret_cast<float2*>(slot) = make_float2(acc0, acc1);
+                    }
+                    acc0 = acc1 = 0.0f;
+                    pr_kb = kb0;
+                    ++pr_tl;
+                    xp = xbase;
+                    if (base + i + 1 < units) enter_tile();
+                }
+            }
+        }
+    }
+    __syncthreads();
+    const int per_tile = a.rows * 8;
+    if constexpr (Swiglu) {
+        // Gate tile tl and up tile P + tl; each sum rounded to fp16 as the separate linears store it, then the
+        // product exactly as launch_swiglu forms it.
+        const int P = t1 - t0;
+        const int n_out = f.seg[0].n;
+        for (int i = tid; i < P * per_tile; i += k_mma_threads) {
+            const int tl = i / per_tile, rem = i % per_tile;
+            const int r = rem >> 3, col = rem & 7;
+            const int n = (t0 + tl) * 8 + col;
+            if (n < n_out) {
+                const float gs = __half2float(__float2half_rn(sum_partials(red, tl, a.rows, r, col)));
+                const float us = __half2float(__float2half_rn(sum_partials(red, P + tl, a.rows, r, col)));
+                f.seg[0].y[static_cast<std::size_t>(r) * n_out + n] = __float2half_rn(silu_times(gs, us));
+            }
+        }
+    } else {
+        for (int i = tid; i < tiles * per_tile; i += k_mma_threads) {
+            const int tl = i / per_tile, rem = i % per_tile;
+            const int r = rem >> 3, col = rem & 7;
+            const int t = t0 + tl;
+            int s = 0, start = 0;
+            while (s + 1 < f.count && t >= start + f.seg[s].ntiles) start += f.seg[s++].ntiles;
+            const int n = (t - start) * 8 + col;
+            if (n < f.seg[s].n)
+                f.seg[s].y[static_cast<std::size_t>(r) * f.seg[s].n + n] = __float2half_rn(sum_partials(red, tl, a.rows, r, col));
+        }
+    }
+}
+
+template <int Bits, bool BlockGroups, bool Swiglu>
+void launch_mma_fused(const mma_fused_args& args, int ctas, const launch_options& o) {
+    const int per_cta = (args.common.ntiles + ctas - 1) / ctas;
+    launch_kernel(mma_fused_kernel<Bits, BlockGroups, 2, Swiglu>, dim3(static_cast<unsigned>(ctas)), dim3(k_mma_threads),
+                  mma_fused_smem_bytes(Swiglu ? mma_fusion::swiglu : mma_fusion::group, per_cta, args.common.rows), o, args);
+}
+
+/// Entry 2 * mode + block_groups (mode: mma_fusion).
+template <int Bits>
+struct mma_fused_table {
+    static constexpr mma_fused_launcher launchers[4] = {&launch_mma_fused<Bits, false, false>, &launch_mma_fused<Bits, true, false>,
+                                                        &launch_mma_fused<Bits, false, true>, &launch_mma_fused<Bits, true, true>};
+    static const void* kernel(int entry) {
+        static const void* const kernels[4] = {reinterpret_cast<const void*>(&mma_fused_kernel<Bits, false, 2, false>),
+                                               reinterpret_cast<const void*>(&mma_fused_kernel<Bits, true, 2, false>),
+                                               reinterpret_cast<const void*>(&mma_fused_kernel<Bits, false, 2, true>),
+                                               reinterpret_cast<const void*>(&mma_fused_kernel<Bits, true, 2, true>)};
         return entry >= 0 && entry < 4 ? kernels[entry] : nullptr;
     }
 };

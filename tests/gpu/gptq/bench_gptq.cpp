@@ -7,10 +7,18 @@
 //   BM_decode_7b     every linear of a Llama-7B decode step (32 layers x 7 + fp16 lm_head) in one CUDA graph with
 //                    programmatic dependent launch: tokens/s, bandwidth utilization of the linears' bytes, and at the
 //                    end a table with the GPTQ/fp16 speedup of the same run and the beam 2/4 step cost.
+//   BM_gptq_fused_layer  one layer's q/k/v (which 0) or gate/up + SwiGLU (which 1), args (bits, which, rows, fuse):
+//                    one fused launch vs the separate launches, copies rotating beyond L2: time per layer's group.
+//   BM_decode_7b_fused  the same linears as the executor enqueues them per layer, without fusion (7 forwards +
+//                    the SwiGLU kernel: 8 launches) and with it (fused_linear.hpp: q/k/v, o, gate/up+SwiGLU, down:
+//                    4 launches), args (bits, fuse); a table at the end compares the two.
 #include "gptq_gpu_test_util.hpp"
 
 #include "backends/fp16/fp16_linear.hpp"
 #include "backends/gptq/gptq_linear.hpp"
+
+#include "cuda/fused_linear.hpp"
+#include "cuda/swiglu.cuh"
 
 #include "qbench/config/cell.hpp"
 #include "qbench/io/synthetic_checkpoint.hpp"
@@ -193,6 +201,132 @@ void BM_decode_7b(benchmark::State& state) {
     state.SetLabel(bits == 16 ? "fp16" : "gptq-int" + std::to_string(bits) + "-g128");
 }
 
+void BM_gptq_fused_layer(benchmark::State& state) {
+    env& e = the_env();
+    const std::int64_t bits = state.range(0), which = state.range(1), rows = state.range(2);
+    const bool fuse = state.range(3) != 0;
+    const std::int64_t K = 4096, N = which == 0 ? 4096 : 11008;
+    const std::size_t members = which == 0 ? 3 : 2;
+    static std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::unique_ptr<device_linear>>> sets;
+    auto& lins = sets[{bits, which}];
+    std::uint64_t bytes = 0;
+    for (const auto& l : lins) bytes += l->weight_bytes();
+    while (bytes < (768ull << 20) || lins.size() < 4 * members) {
+        lins.push_back(random_gptq_linear(e.ctx, K, N, bits, 128, false, 31));
+        bytes += lins.back()->weight_bytes();
+    }
+    while (lins.size() % members != 0) lins.pop_back();
+    const std::size_t groups = lins.size() / members;
+    const device_buffer x = upload(e.ctx, to_half_bits(random_inputs(rows, K, 5)));
+    device_buffer y[3] = {e.ctx.allocate(static_cast<std::uint64_t>(rows * N) * 2, "bench y0"),
+                          e.ctx.allocate(static_cast<std::uint64_t>(rows * N) * 2, "bench y1"),
+                          e.ctx.allocate(static_cast<std::uint64_t>(rows * N) * 2, "bench y2")};
+    int ran = 0;
+    const auto body = [&](cudaStream_t st) {
+        ran = 0;
+        for (std::size_t gi = 0; gi < groups; ++gi) {
+            auto* L = &lins[gi * members];
+            auto* f = fuse ? dynamic_cast<fused_linear*>(L[0].get()) : nullptr;
+            bool done = false;
+            if (f != nullptr && which == 0) {
+                device_linear* kv[2] = {L[1].get(), L[2].get()};
+                void* ys[3] = {y[0].get(), y[1].get(), y[2].get()};
+                done = f->forward_group(kv, 2, x.get(), rows, ys, st);
+            } else if (f != nullptr) {
+                done = f->forward_swiglu(*L[1], x.get(), rows, y[0].get(), st);
+            }
+            ran += done ? 1 : 0;
+            if (done) continue;
+            for (std::size_t i = 0; i < members; ++i) L[i]->forward(x.get(), rows, y[i].get(), st);
+            if (which == 1)
+                launch_swiglu(y[0].as<const __half>(), y[1].as<const __half>(), rows * N, y[0].as<__half>(),
+                              launch_options{st, e.ctx.pdl_enabled()});
+        }
+    };
+    double t = 0;
+    for (auto _ : state) {
+        t = time_graph(e.ctx, body, static_cast<int>(groups));
+        state.SetIterationTime(t);
+    }
+    const double gbs = static_cast<double>(lins.front()->weight_bytes() * members) / t * 1e-9;
+    state.counters["us"] = t * 1e6;
+    state.counters["bw_frac"] = gbs / e.stream_gbs;
+    state.counters["fused_frac"] = static_cast<double>(ran) / static_cast<double>(groups);
+    state.SetLabel(std::string(which == 0 ? "q/k/v" : "gate/up+swiglu") + (fuse ? " fused" : " separate"));
+}
+
+struct fused_key {
+    std::int64_t bits, fuse, rows;
+    auto operator<=>(const fused_key&) const = default;
+};
+std::map<fused_key, decode_result> g_decode_fused;
+
+/// Per layer as the executor's decode step: q/k/v, o, gate/up + SwiGLU, down (plus the fp16 lm_head), with the
+/// fused calls (falling back like the executor where a call declines) or without. The outputs land in distinct
+/// buffers of the executor's sizes; values do not matter for time.
+void BM_decode_7b_fused(benchmark::State& state) {
+    env& e = the_env();
+    const std::int64_t bits = state.range(0);
+    const bool fuse = state.range(1) != 0;
+    const model_config m = llama7b();
+    std::vector<std::unique_ptr<device_linear>> linears;
+    std::uint64_t bytes = 0;
+    constexpr linear_kind kinds[] = {linear_kind::q_proj, linear_kind::k_proj, linear_kind::v_proj, linear_kind::o_proj,
+                                     linear_kind::gate_proj, linear_kind::up_proj, linear_kind::down_proj};
+    for (std::int64_t l = 0; l < m.num_layers; ++l)
+        for (linear_kind k : kinds) {
+            const std::int64_t K = linear_in_features(m, k), N = linear_out_features(m, k);
+            linears.push_back(bits == 16 ? f16_linear(e, l, k, K, N) : random_gptq_linear(e.ctx, K, N, bits, 128, false, 21 + static_cast<std::uint64_t>(k)));
+            bytes += linears.back()->weight_bytes();
+        }
+    linears.push_back(f16_linear(e, 0, linear_kind::lm_head, m.hidden_size, m.vocab_size));
+    bytes += linears.back()->weight_bytes();
+    const std::int64_t max_rows = 4, H = m.hidden_size, I = m.intermediate_size;
+    const device_buffer x = upload(e.ctx, to_half_bits(random_inputs(max_rows, I, 9)));
+    const auto out = [&](std::int64_t n, const char* what) { return e.ctx.allocate(static_cast<std::uint64_t>(max_rows * n) * 2, what); };
+    device_buffer yq = out(H, "bench q"), yk = out(H, "bench k"), yv = out(H, "bench v"), yo = out(H, "bench o");
+    device_buffer yg = out(I, "bench gate"), yu = out(I, "bench up"), yd = out(H, "bench down"), yl = out(m.vocab_size, "bench logits");
+    int fused_calls = 0, fused_ran = 0;
+    for (std::int64_t rows : {1, 2, 4}) {
+        const auto body = [&](cudaStream_t st) {
+            fused_calls = fused_ran = 0;
+            for (std::int64_t l = 0; l < m.num_layers; ++l) {
+                auto* L = &linears[static_cast<std::size_t>(l * 7)];
+                device_linear* kv[2] = {L[1].get(), L[2].get()};
+                void* qkv[3] = {yq.get(), yk.get(), yv.get()};
+                auto* fq = fuse ? dynamic_cast<fused_linear*>(L[0].get()) : nullptr;
+                const bool qkv_fused = fq != nullptr && fq->forward_group(kv, 2, x.get(), rows, qkv, st);
+                if (!qkv_fused) {
+                    L[0]->forward(x.get(), rows, yq.get(), st);
+                    L[1]->forward(x.get(), rows, yk.get(), st);
+                    L[2]->forward(x.get(), rows, yv.get(), st);
+                }
+                L[3]->forward(x.get(), rows, yo.get(), st);
+                auto* fg = fuse ? dynamic_cast<fused_linear*>(L[4].get()) : nullptr;
+                const bool mlp_fused = fg != nullptr && fg->forward_swiglu(*L[5], x.get(), rows, yg.get(), st);
+                if (!mlp_fused) {
+                    L[4]->forward(x.get(), rows, yg.get(), st);
+                    L[5]->forward(x.get(), rows, yu.get(), st);
+                    launch_swiglu(yg.as<const __half>(), yu.as<const __half>(), rows * I, yg.as<__half>(),
+                                  launch_options{st, e.ctx.pdl_enabled()});
+                }
+                L[6]->forward(x.get(), rows, yd.get(), st);
+                fused_calls += 2;
+                fused_ran += (qkv_fused ? 1 : 0) + (mlp_fused ? 1 : 0);
+            }
+            linears.back()->forward(x.get(), rows, yl.get(), st);
+        };
+        const double t = time_graph(e.ctx, body, 1, 30);
+        g_decode_fused[{bits, fuse ? 1 : 0, rows}] = {t, static_cast<double>(bytes)};
+    }
+    const auto& r = g_decode_fused[{bits, fuse ? 1 : 0, 1}];
+    for (auto _ : state) state.SetIterationTime(r.step_s);
+    state.counters["tok/s"] = 1.0 / r.step_s;
+    state.counters["bw_util"] = r.bytes / r.step_s * 1e-9 / e.stream_gbs;
+    state.counters["fused_frac"] = fused_calls > 0 ? static_cast<double>(fused_ran) / fused_calls : 0.0;
+    state.SetLabel(std::string(bits == 16 ? "fp16" : "gptq-int" + std::to_string(bits) + "-g128") + (fuse ? " fused" : " separate"));
+}
+
 void linear_args(benchmark::internal::Benchmark* b, bool with_bits) {
     for (std::int64_t s = 0; s < 3; ++s)
         for (std::int64_t rows : {1, 2, 3, 4, 8, 16}) {
@@ -207,6 +341,8 @@ void linear_args(benchmark::internal::Benchmark* b, bool with_bits) {
 
 BENCHMARK(BM_gptq_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, true); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -224,6 +360,18 @@ int main(int argc, char** argv) {
                         static_cast<long long>(key.second), r.step_s * 1e3, 1.0 / r.step_s,
                         r.bytes / r.step_s * 1e-9 / e.stream_gbs,
                         f16 != g_decode.end() ? f16->second.step_s / r.step_s : 0.0, r.step_s / b1->second.step_s);
+        }
+    }
+    if (!g_decode_fused.empty()) {
+        std::printf("\nLlama-7B decode step (linears + SwiGLU), separate vs fused launches (fused_linear), CUDA graph\n");
+        std::printf("%-8s %5s %14s %14s %9s\n", "format", "beam", "separate ms", "fused ms", "speedup");
+        for (const auto& [key, r] : g_decode_fused) {
+            if (key.fuse != 0) continue;
+            const auto f = g_decode_fused.find({key.bits, 1, key.rows});
+            std::printf("%-8s %5lld %14.3f %14.3f %9.3f\n",
+                        key.bits == 16 ? "fp16" : ("int" + std::to_string(key.bits)).c_str(), static_cast<long long>(key.rows),
+                        r.step_s * 1e3, f != g_decode_fused.end() ? f->second.step_s * 1e3 : 0.0,
+                        f != g_decode_fused.end() ? r.step_s / f->second.step_s : 0.0);
         }
     }
     benchmark::Shutdown();

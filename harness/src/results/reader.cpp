@@ -80,7 +80,7 @@ void check_provenance(const ojson& doc, const json_check& check) {
     const auto at = [](std::string_view key) { return json_check::child("", key); };
     check.allowed_keys(doc, root,
                        {k_schema_version_key, "qbench_version", "git_commit", "git_dirty", "build", "host", "os",
-                        "timestamp", "command_line", "matrix", "gpu", "merged_from", k_cells_key});
+                        "timestamp", "command_line", "matrix", "gpu", "merged_from", "resumed_by", k_cells_key});
     check.string_value(check.member(doc, k_schema_version_key, root), at(k_schema_version_key));
     check.string_value(check.member(doc, "qbench_version", root), at("qbench_version"));
     if (check.string_value(check.member(doc, "git_commit", root), at("git_commit")).empty())
@@ -93,6 +93,17 @@ void check_provenance(const ojson& doc, const json_check& check) {
         const ojson& merged = doc.at("merged_from");
         check.expect_array(merged, at("merged_from"));
         for (std::size_t i = 0; i < merged.size(); ++i) check.expect_object(merged[i], json_check::child(at("merged_from"), i));
+    }
+
+    // Optional: written by `qbench run --resume`, one entry per resumption (results_file::note_resumed).
+    if (doc.contains("resumed_by")) {
+        const ojson& resumed = doc.at("resumed_by");
+        check.expect_array(resumed, at("resumed_by"));
+        for (std::size_t i = 0; i < resumed.size(); ++i) {
+            const std::string place = json_check::child(at("resumed_by"), i);
+            check.expect_object(resumed[i], place);
+            check.allowed_keys(resumed[i], place, {"timestamp", "qbench_version", "git_commit", "git_dirty", "hostname", "command_line"});
+        }
     }
 
     const ojson& build = check.member(doc, "build", root);

@@ -213,6 +213,24 @@ void results_file::put(const cell_record& record) {
     append(record);
 }
 
+void results_file::note_resumed(const nlohmann::ordered_json& entry) {
+    lock_file lock(lock_path(m_path));
+    struct stat st {};
+    if (::stat(m_path.c_str(), &st) == 0) {
+        if (stamp_of<file_stamp>(st) != m_stamp) reload();
+    }
+    const nlohmann::ordered_json before = m_provenance;
+    if (!m_provenance.contains("resumed_by")) m_provenance["resumed_by"] = nlohmann::ordered_json::array();
+    m_provenance["resumed_by"].push_back(entry);
+    try {
+        detail::check_provenance(m_provenance, detail::json_check(m_path.string(), true));
+        write_out();
+    } catch (...) {
+        m_provenance = before;
+        throw;
+    }
+}
+
 bool results_file::has_record_with_hash(std::string_view config_hash) const {
     return std::any_of(m_records.begin(), m_records.end(),
                        [&](const cell_record& r) { return r.config_hash == config_hash; });

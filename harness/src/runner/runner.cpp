@@ -220,6 +220,15 @@ run_summary run_matrix(const matrix& m, const std::vector<cell_spec>& cells, con
     results_file results = [&] {
         if (options.resume && std::filesystem::exists(options.output)) {
             auto existing = results_file::open_existing(options.output);
+            // Whoever continues the file says so: the records it adds may come from another build or machine.
+            provenance_inputs who;
+            who.command_line = options.command_line;
+            const nlohmann::ordered_json now = capture_provenance(who);
+            nlohmann::ordered_json entry;
+            for (const char* key : {"timestamp", "qbench_version", "git_commit", "git_dirty"}) entry[key] = now.at(key);
+            entry["hostname"] = now.at("host").value("hostname", "unknown");
+            entry["command_line"] = now.at("command_line");
+            existing.note_resumed(entry);
             const auto& gpu = existing.provenance().contains("gpu") ? existing.provenance().at("gpu") : nullptr;
             if (gpu.is_object() && gpu.contains("stream_bandwidth_bytes_per_s"))
                 stream_bps = gpu.at("stream_bandwidth_bytes_per_s").get<double>();

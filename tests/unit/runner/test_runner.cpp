@@ -135,6 +135,11 @@ TEST_CASE("runner: --resume --retry-failed reruns failed cells and replaces thei
     CHECK(retried.failed == 0);
     const results_document after = load_results(o.output);
     REQUIRE(after.cells.size() == 5);
+    // Each resumption is on record, with the build that did it.
+    CHECK_FALSE(before.provenance.contains("resumed_by"));
+    REQUIRE(after.provenance.contains("resumed_by"));
+    CHECK(after.provenance["resumed_by"].size() == 2);
+    CHECK(after.provenance["resumed_by"][1]["git_commit"] == after.provenance["git_commit"]);
     for (const auto& [hash, n] : hash_counts(after)) CHECK(n == 1);
     for (std::size_t i = 0; i < after.cells.size(); ++i) {
         CHECK(after.cells[i].config_hash == before.cells[i].config_hash);

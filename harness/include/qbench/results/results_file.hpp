@@ -52,6 +52,10 @@ public:
     /// As append(), but a record with the same config_hash is replaced where it stands (run --retry-failed), so a
     /// file never holds two records of one cell.
     void put(const cell_record& record);
+    /// Appends `entry` (who resumed the run: timestamp, qbench version, git commit, host, command line) to the
+    /// provenance's "resumed_by" list and rewrites the file, so records made by another build or machine than the
+    /// one the top-level provenance names are never passed off as its own.
+    void note_resumed(const nlohmann::ordered_json& entry);
 
     const std::filesystem::path& path() const noexcept { return m_path; }
     const nlohmann::ordered_json& provenance() const noexcept { return m_provenance; }

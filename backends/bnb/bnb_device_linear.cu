@@ -8,10 +8,12 @@
 #include "backends/bnb/bnb_workspace.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
+#include "cuda/fused_linear.hpp"
 #include "cuda/tensor_upload.cuh"
 #include "qbench/common/errors.hpp"
 
 #include <array>
+#include <cstdint>
 #include <cstring>
 
 namespace qbench::bnb {
@@ -26,7 +28,10 @@ device_buffer upload_bytes(device_context& context, const void* data, std::uint6
 
 launch_options options(device_context& context, cudaStream_t stream) { return {stream, context.pdl_enabled()}; }
 
-class device_4bit_linear final : public device_linear {
+// Fused launches read x with 16-byte loads and write fp16 outputs.
+bool aligned(const void* p, std::uintptr_t to) { return p != nullptr && reinterpret_cast<std::uintptr_t>(p) % to == 0; }
+
+class device_4bit_linear final : public device_linear, public fused_linear {
 public:
     device_4bit_linear(device_context& context, std::shared_ptr<workspace> ws, quant_type type, bool fused_batches)
         : m_context(context), m_ws(std::move(ws)), m_type(type), m_fused_batches(fused_batches) {}
@@ -71,14 +76,54 @@ public:
                                      CUBLAS_GEMM_DEFAULT));
     }
 
+    // Batch 1 only, where forward() runs the team kernel: q, k, v (one x) as one team launch over their rows. The
+    // outputs are bit-identical to forward() (a single linear is the team kernel's group of one).
+    bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
+                       CUstream_st* stream) override {
+        if (rows != 1 || count < 0 || count + 1 > k_team_max_members || !team_path() || !aligned(x, 16) ||
+            ys == nullptr || (count > 0 && others == nullptr))
+            return false;
+        device_4bit_view views[k_team_max_members];
+        __half* outs[k_team_max_members] = {};
+        views[0] = view;
+        for (int i = 0; i < count; ++i) {
+            const auto* other = dynamic_cast<const device_4bit_linear*>(others[i]);
+            if (other == nullptr || !other->team_path()) return false;
+            views[i + 1] = other->view;
+        }
+        for (int i = 0; i <= count; ++i) {
+            if (!aligned(ys[i], alignof(__half))) return false;
+            outs[i] = static_cast<__half*>(ys[i]);
+        }
+        if (!gemv_4bit_team_groupable(views, count + 1)) return false;
+        launch_gemv_4bit_team_group(views, count + 1, static_cast<const __half*>(x), outs, options(m_context, stream));
+        return true;
+    }
+
+    // gate (this) and up in one team launch, the SwiGLU product in its epilogue (rounded as launch_swiglu).
+    bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
+        const auto* other = dynamic_cast<const device_4bit_linear*>(&up);
+        if (rows != 1 || other == nullptr || !team_path() || !other->team_path() || !aligned(x, 16) ||
+            !aligned(act, alignof(__half)) || other->view.rows != view.rows)
+            return false;
+        const device_4bit_view pair[2] = {view, other->view};
+        if (!gemv_4bit_team_groupable(pair, 2)) return false;
+        launch_gemv_4bit_team_swiglu(view, other->view, static_cast<const __half*>(x), static_cast<__half*>(act),
+                                     options(m_context, stream));
+        return true;
+    }
+
 private:
+    // Whether forward() at batch 1 runs the team kernel (default config): the precondition of bit-identical fusion.
+    bool team_path() const { return fused(1) && gemv_4bit_team_supported(view); }
+
     device_context& m_context;
     std::shared_ptr<workspace> m_ws;
     quant_type m_type;
     bool m_fused_batches;
 };
 
-class device_int8_linear final : public device_linear {
+class device_int8_linear final : public device_linear, public fused_linear {
 public:
     device_int8_linear(device_context& context, std::shared_ptr<workspace> ws, std::int64_t rows, std::int64_t cols,
                        float threshold)
@@ -122,7 +167,53 @@ public:
                                   {stream, false});
     }
 
+    // Batch 1 only: q, k, v through one fused int8 launch; the activation quantization and outlier columns are
+    // computed once for the group (same x, same threshold). Bit-identical to forward() of each.
+    bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
+                       CUstream_st* stream) override {
+        if (rows != 1 || count < 0 || count + 1 > k_team_max_members || !gemv_int8_fused_supported(m_cols) ||
+            !aligned(x, 16) || ys == nullptr || (count > 0 && others == nullptr))
+            return false;
+        int8_team_weight ws[k_team_max_members];
+        __half* outs[k_team_max_members] = {};
+        ws[0] = team_weight();
+        for (int i = 0; i < count; ++i) {
+            const auto* other = dynamic_cast<const device_int8_linear*>(others[i]);
+            if (other == nullptr || !same_kind(*other)) return false;
+            ws[i + 1] = other->team_weight();
+        }
+        for (int i = 0; i <= count; ++i) {
+            if (!aligned(ys[i], alignof(__half))) return false;
+            outs[i] = static_cast<__half*>(ys[i]);
+        }
+        if (!gemv_int8_fused_groupable(ws, count + 1, m_cols)) return false;
+        launch_gemv_int8_fused_group(ws, count + 1, m_cols, static_cast<const __half*>(x), m_threshold, outs,
+                                     options(m_context, stream));
+        return true;
+    }
+
+    bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
+        const auto* other = dynamic_cast<const device_int8_linear*>(&up);
+        if (rows != 1 || other == nullptr || !same_kind(*other) || other->m_rows != m_rows ||
+            !gemv_int8_fused_supported(m_cols) || !aligned(x, 16) || !aligned(act, alignof(__half)))
+            return false;
+        const int8_team_weight pair[2] = {team_weight(), other->team_weight()};
+        if (!gemv_int8_fused_groupable(pair, 2, m_cols)) return false;
+        launch_gemv_int8_fused_swiglu(pair[0], pair[1], m_cols, static_cast<const __half*>(x), m_threshold,
+                                      static_cast<__half*>(act), options(m_context, stream));
+        return true;
+    }
+
 private:
+    int8_team_weight team_weight() const { return {cb.as<std::int8_t>(), scb.as<float>(), m_rows}; }
+    // Members of one fused launch share K and the threshold bit for bit (the activation quantization is shared).
+    bool same_kind(const device_int8_linear& o) const {
+        std::uint32_t a = 0, b = 0;
+        std::memcpy(&a, &m_threshold, sizeof(a));
+        std::memcpy(&b, &o.m_threshold, sizeof(b));
+        return o.m_cols == m_cols && a == b;
+    }
+
     device_context& m_context;
     std::shared_ptr<workspace> m_ws;
     std::int64_t m_rows, m_cols;

@@ -2,6 +2,8 @@
 /// GPU linears of the bnb backend (CUDA builds only; host-only header). Loading reads the FP16 weight tensor by
 /// tensor, uploads it to a transient device buffer and quantizes it there (bitsandbytes' Params4bit.cuda() /
 /// Int8Params.cuda()), or uploads a linear the checkpoint already holds in bitsandbytes' serialization.
+/// Both kinds also implement fused_linear (cuda/fused_linear.hpp) at batch 1: q/k/v in one team launch and gate/up
+/// with the SwiGLU product in its epilogue, bit-identical to the separate forwards (bnb_gemv_team.cu).
 #include "qbench/backend/backend.hpp"
 
 #include <memory>

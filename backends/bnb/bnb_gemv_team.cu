@@ -20,13 +20,20 @@
 // threshold) are zero in the int8 operand and summed in fp32 against the int8 weight, scaled by SCB / 127 at the end
 // (the fp16-dequantized weight column of bitsandbytes' decomposition). No activation buffers, no second kernel.
 //
+// Groups (fusion, cuda/fused_linear.hpp): a launch takes up to three weights of one K (q, k, v) and treats their
+// concatenated output rows as one work range, so a single launch streams all of them and pays one ramp-up and tail; a
+// single linear is the group of one, so both paths run the same machine code. SwiGLU mode pairs gate and up row by
+// row in one team (slots u < U/2 gate, u >= U/2 up) and writes fp16(silu(g) * u) from the team's first warp.
+//
 // Launch shapes (team_config): rows in flight per thread, CTA size, CTAs per SM, an 80-register cap (so a CTA of the
 // next kernel fits beside two of this one) and an L2 bulk prefetch of later batches. On the H200 the plain shape
 // (8 rows, 256-thread CTAs, two per SM, 128 registers, no prefetch) measured fastest; the others stay for benchmarks.
 #include "backends/bnb/bnb_device_common.cuh"
 #include "cuda/reduce.cuh"
+#include "cuda/swiglu.cuh"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -67,9 +74,10 @@ __device__ __forceinline__ float& spare_float(unsigned char* smem, std::uint32_t
     return *reinterpret_cast<float*>(smem + spare_offset(i));
 }
 
-// Nested code book words 0..255, partial sums from word 256 on.
-constexpr std::uint32_t k_spare_nested = 0;
-constexpr std::uint32_t k_spare_partial = 256;
+// Nested code books (one per group member, 256 words each), then the partial sums.
+constexpr std::uint32_t k_spare_nested = 0;  // member m's book at words 256 m .. (the kernel takes m = word >> 8)
+constexpr std::uint32_t k_spare_partial = 256 * k_team_max_members;
+static_assert(k_spare_nested == 0, "the nested book's word names its member");
 
 template <int J>
 __device__ __forceinline__ std::uint32_t table_address(std::uint32_t word, std::uint32_t lane4) {
@@ -138,16 +146,86 @@ template <int U, bool Nested>
 struct ring_4bit {
     uint4 w[U];
     float a[U];           // plain absmax, or the nested absmax2 of the block
-    std::uint32_t c[U];   // nested: the block's absmax code
+    std::uint32_t c[U];   // nested: the spare word holding the block's nested code value (its member's code book)
 };
 
 /// Kernel arguments besides the tensors (all sizes fit 32 bits: a team kernel is only launched when they do).
 struct team_args {
     int team_threads = 0;  ///< threads per team (the row's 32-column slices rounded up to whole warps)
-    int batches = 0;       ///< row batches of U per team, the same for every team (barriers are CTA-wide)
+    int batches = 0;       ///< batches of U slots per team, the same for every team (barriers are CTA-wide)
     int nested_log2 = 8;   ///< log2 of the nested block size (double quantization)
     int prefetch = 0;      ///< L2 prefetch distance in batches (0: none)
+    int swiglu = 0;        ///< members 0 (gate) and 1 (up) paired row by row, fp16(silu(g) * u) written to member 0's y
 };
+
+// A group: up to k_team_max_members weights of one K (q, k, v) whose output rows form one work range, member i
+// owning work rows [begin_i, begin_i + rows_i) (absent members begin at ~0u), so one launch streams all of them and
+// a single linear is the group of one. Every row's arithmetic is independent of where in the range it lands (the
+// same thread owns the same columns, the warp sum is the same butterfly tree in every slot, the team sum the same
+// sequential order), so a member's outputs are bit-identical to its own launch. SwiGLU mode: the slots u < U/2 of a
+// batch hold gate rows and the slots u >= U/2 the same rows of up, so each pair meets in one team's epilogue.
+struct team_4bit_member {
+    const unsigned char* packed = nullptr;
+    const float* absmax = nullptr;            // plain absmax (not nested)
+    const std::uint8_t* codes = nullptr;      // nested: one code per block
+    const float* nested_absmax = nullptr;     // nested: one per nested block
+    const float* nested_code = nullptr;       // nested: the 256-entry map
+    float nested_offset = 0.0f;
+    __half* y = nullptr;
+    unsigned rows = 0;
+    unsigned begin = ~0u;
+};
+struct team_4bit_group {
+    team_4bit_member m[k_team_max_members];
+    unsigned cols = 0;
+    int blocksize_log2 = 6;
+    int count = 0;
+    float code[16] = {};  // the quant map, shared by the members (checked on the host)
+};
+
+// Member fields are picked with selects: a dynamic index into the kernel parameters would go through local memory.
+template <class T>
+__device__ __forceinline__ T pick3(unsigned m, T a, T b, T c) {
+    return m == 0 ? a : (m == 1 ? b : c);
+}
+
+/// Where slot u of batch b of team g (of G) lands: member m, its row, and whether that row exists.
+struct slot_place {
+    unsigned m = 0, row = 0;
+    bool valid = false;
+};
+
+template <int U, class Group>
+__device__ __forceinline__ slot_place place_of(const Group& q, bool swiglu, unsigned b, unsigned u, unsigned g,
+                                               unsigned G) {
+    slot_place s;
+    if (swiglu) {
+        constexpr unsigned H = U / 2;
+        s.m = u >= H ? 1u : 0u;
+        s.row = b * H * G + g + (u - s.m * H) * G;
+        s.valid = s.row < q.m[0].rows;
+    } else {
+        const unsigned r = b * U * G + g + u * G;
+        s.m = (r >= q.m[1].begin ? 1u : 0u) + (r >= q.m[2].begin ? 1u : 0u);
+        s.row = r - pick3(s.m, 0u, q.m[1].begin, q.m[2].begin);
+        s.valid = s.row < pick3(s.m, q.m[0].rows, q.m[1].rows, q.m[2].rows);
+    }
+    return s;
+}
+
+// The epilogue of slot t (run by the team's whole first warp; lanes t >= U carry nothing): store h, or in SwiGLU mode
+// fetch the up value from lane t + U/2 and store fp16(silu(g) * u) exactly as launch_swiglu rounds it.
+template <int U>
+__device__ __forceinline__ void store_slot(__half* y0, __half* y1, __half* y2, bool swiglu, const slot_place& s,
+                                           unsigned t, __half h) {
+    if (swiglu) {
+        const unsigned up_bits = __shfl_down_sync(0xffffffffu, static_cast<unsigned>(__half_as_ushort(h)), U / 2);
+        const __half up = __ushort_as_half(static_cast<unsigned short>(up_bits));
+        if (t < U / 2 && s.valid) y0[s.row] = __float2half_rn(silu_times(__half2float(h), __half2float(up)));
+    } else if (t < U && s.valid) {
+        pick3(s.m, y0, y1, y2)[s.row] = h;
+    }
+}
 
 // Capped kernels fit three 256-thread CTAs per SM (80 registers): two of one kernel and one of the next, which
 // (with PDL) requests its first rows while its predecessor drains.
@@ -155,7 +233,7 @@ struct team_args {
 
 template <int U, bool Nested, bool Capped>
 __global__ void QB_TEAM_BOUNDS(Capped)
-    gemv_4bit_team_kernel(device_4bit_view w, const __half* __restrict__ x, __half* __restrict__ y, team_args p) {
+    gemv_4bit_team_kernel(team_4bit_group q, const __half* __restrict__ x, team_args p) {
     extern __shared__ __align__(16) unsigned char smem[];
     const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5, warps = blockDim.x >> 5;
     const unsigned team_threads = static_cast<unsigned>(p.team_threads);
@@ -164,29 +242,32 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned teams_per_cta = blockDim.x / team_threads;
     const unsigned G = gridDim.x * teams_per_cta;
     const unsigned g = blockIdx.x * teams_per_cta + team;
-    const auto rows = static_cast<unsigned>(w.rows), cols = static_cast<unsigned>(w.cols);
+    const unsigned cols = q.cols;
     const unsigned row_bytes = cols / 2, slices = cols / 32;
     // Threads past the last slice (a partial last warp) read the last slice again with zero activations.
     const unsigned tc = t < slices ? t : slices - 1;
-    const unsigned char* wbase = w.packed + tc * 16u;
     const unsigned col0 = tc * 32u;
-    const unsigned log2bs = static_cast<unsigned>(w.blocksize_log2);
+    const unsigned log2bs = static_cast<unsigned>(q.blocksize_log2);
     const std::uint32_t lane4 = lane * 4u;
+    const bool swiglu = p.swiglu != 0;
 
     ring_4bit<U, Nested> ring;
-    auto load = [&](int u, unsigned row) {
+    auto load = [&](int u, unsigned b) {
+        const slot_place s = place_of<U>(q, swiglu, b, static_cast<unsigned>(u), g, G);
         uint4 v = make_uint4(0, 0, 0, 0);
         float a = 0.0f;
         std::uint32_t c = 0;
-        if (row < rows) {
-            v = detail::load_nc16(wbase + static_cast<std::uint64_t>(row) * row_bytes);
+        if (s.valid) {
+            const unsigned char* packed = pick3(s.m, q.m[0].packed, q.m[1].packed, q.m[2].packed);
+            v = detail::load_nc16(packed + tc * 16u + static_cast<std::uint64_t>(s.row) * row_bytes);
             const auto block =
-                static_cast<std::uint32_t>((static_cast<std::uint64_t>(row) * cols + col0) >> log2bs);
+                static_cast<std::uint32_t>((static_cast<std::uint64_t>(s.row) * cols + col0) >> log2bs);
             if constexpr (Nested) {
-                c = __ldg(w.absmax_codes + block);
-                a = __ldg(w.nested_absmax + (block >> p.nested_log2));
+                c = k_spare_nested + s.m * 256u + __ldg(pick3(s.m, q.m[0].codes, q.m[1].codes, q.m[2].codes) + block);
+                a = __ldg(pick3(s.m, q.m[0].nested_absmax, q.m[1].nested_absmax, q.m[2].nested_absmax) +
+                          (block >> p.nested_log2));
             } else {
-                a = __ldg(w.absmax + block);
+                a = __ldg(pick3(s.m, q.m[0].absmax, q.m[1].absmax, q.m[2].absmax) + block);
             }
         }
         ring.w[u] = v;
@@ -199,24 +280,28 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned scale_row = (cols % (1u << log2bs) == 0) ? (cols >> log2bs) : 0u;
     const unsigned scale_row_bytes = Nested ? scale_row : scale_row * 4u;
     auto prefetch = [&](int b) {
-        const unsigned row = static_cast<unsigned>(b) * U * G + g + t * G;
-        if (t >= U || row >= rows) return;
-        prefetch_l2(w.packed + static_cast<std::uint64_t>(row) * row_bytes, row_bytes);
+        if (t >= U) return;
+        const slot_place s = place_of<U>(q, swiglu, static_cast<unsigned>(b), t, g, G);
+        if (!s.valid) return;
+        prefetch_l2(pick3(s.m, q.m[0].packed, q.m[1].packed, q.m[2].packed) + static_cast<std::uint64_t>(s.row) * row_bytes,
+                    row_bytes);
         if (scale_row_bytes % 16 == 0 && scale_row_bytes > 0) {
-            const unsigned char* sp = Nested ? w.absmax_codes : reinterpret_cast<const unsigned char*>(w.absmax);
-            prefetch_l2(sp + static_cast<std::uint64_t>(row) * scale_row_bytes, scale_row_bytes);
+            const unsigned char* sp =
+                Nested ? pick3(s.m, q.m[0].codes, q.m[1].codes, q.m[2].codes)
+                       : reinterpret_cast<const unsigned char*>(pick3(s.m, q.m[0].absmax, q.m[1].absmax, q.m[2].absmax));
+            prefetch_l2(sp + static_cast<std::uint64_t>(s.row) * scale_row_bytes, scale_row_bytes);
         }
     };
 
     // The first rows go out before anything else: weights never change, so they may be read before the wait.
 #pragma unroll
-    for (int u = 0; u < U; ++u) load(u, g + static_cast<unsigned>(u) * G);
+    for (int u = 0; u < U; ++u) load(u, 0);
     for (int pb = 1; pb <= p.prefetch && pb < p.batches; ++pb) prefetch(pb);
 
     // The byte table: staging word of entry e at e * 256 + 128, then 32 lane copies in the entry's first 128 bytes.
     auto* words = reinterpret_cast<std::uint32_t*>(smem);
     for (unsigned byte = tid; byte < 256; byte += blockDim.x) {
-        const __half2 h = __halves2half2(__float2half_rn(w.code[byte >> 4]), __float2half_rn(w.code[byte & 15]));
+        const __half2 h = __halves2half2(__float2half_rn(q.code[byte >> 4]), __float2half_rn(q.code[byte & 15]));
         memcpy(&words[byte * 64 + 32], &h, sizeof(h));
     }
     __syncthreads();
@@ -226,8 +311,13 @@ __global__ void QB_TEAM_BOUNDS(Capped)
         reinterpret_cast<uint4*>(smem)[e * 16 + (i & 7)] = make_uint4(u, u, u, u);
     }
     __syncthreads();  // staging words are read; the spare halves are free from here on
-    if constexpr (Nested)
-        for (unsigned i = tid; i < 256; i += blockDim.x) spare_float(smem, k_spare_nested + i) = __ldg(w.nested_code + i);
+    if constexpr (Nested) {
+        // One nested code book per member (a checkpoint's linears may carry different maps).
+        const unsigned words_needed = 256u * static_cast<unsigned>(q.count);
+        for (unsigned i = tid; i < words_needed; i += blockDim.x)
+            spare_float(smem, k_spare_nested + i) =
+                __ldg(pick3(i >> 8, q.m[0].nested_code, q.m[1].nested_code, q.m[2].nested_code) + (i & 255u));
+    }
 
     pdl_wait();  // x is written by the previous kernel
     __half2 xs[16];
@@ -244,37 +334,41 @@ __global__ void QB_TEAM_BOUNDS(Capped)
         }
     }
     pdl_trigger();
-    if constexpr (Nested) __syncthreads();  // the nested code book is complete
-    const float offset = w.nested_offset;
+    if constexpr (Nested) __syncthreads();  // the nested code books are complete
     const unsigned writer_mask = 32u / U - 1u;
     const unsigned my_slot = static_cast<unsigned>(transpose_slot<U>(static_cast<int>(lane)));
 
     for (int b = 0; b < p.batches; ++b) {
         const std::uint32_t part = k_spare_partial + static_cast<std::uint32_t>((b & 1) * U) * warps;
         const bool more = b + 1 < p.batches;
-        const unsigned next = static_cast<unsigned>(b + 1) * U * G + g;
         if (p.prefetch > 0 && b + 1 + p.prefetch < p.batches) prefetch(b + 1 + p.prefetch);
         float sums[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             float scale;
-            if constexpr (Nested)
-                scale = __fadd_rn(__fmul_rn(spare_float(smem, k_spare_nested + ring.c[u]), ring.a[u]), offset);
-            else
+            if constexpr (Nested) {
+                const float offset = pick3(ring.c[u] >> 8, q.m[0].nested_offset, q.m[1].nested_offset,
+                                           q.m[2].nested_offset);
+                scale = __fadd_rn(__fmul_rn(spare_float(smem, ring.c[u]), ring.a[u]), offset);
+            } else {
                 scale = ring.a[u];
-            sums[u] = chunk_dot(smem, lane4, ring.w[u], xs) * scale;
-            if (more) load(u, next + static_cast<unsigned>(u) * G);
+            }
+            // Rounded here (no FMA into the warp sum): a row's sum must not depend on the slot it lands in.
+            sums[u] = __fmul_rn(chunk_dot(smem, lane4, ring.w[u], xs), scale);
+            if (more) load(u, static_cast<unsigned>(b + 1));
         }
         const float s = transpose_sum<U>(sums, static_cast<int>(lane));
         if ((lane & writer_mask) == 0) spare_float(smem, part + my_slot * warps + warp) = s;
         __syncthreads();
-        if (t < U) {
-            const unsigned row = static_cast<unsigned>(b) * U * G + g + t * G;
-            if (row < rows) {
+        if (t < 32) {  // the team's first warp, whole (teams are whole warps): SwiGLU pairs meet by a shuffle
+            const slot_place sp = place_of<U>(q, swiglu, static_cast<unsigned>(b), t, g, G);
+            __half h = __float2half_rn(0.0f);
+            if (t < U) {
                 float sum = 0.0f;
                 for (unsigned i = 0; i < team_warps; ++i) sum += spare_float(smem, part + t * warps + team * team_warps + i);
-                y[row] = __float2half_rn(sum);
+                h = __float2half_rn(sum);
             }
+            store_slot<U>(q.m[0].y, q.m[1].y, q.m[2].y, swiglu, sp, t, h);
         }
         // The partial buffer alternates between batches: the next batch writes the other half, and the one after it
         // comes behind the next barrier, which every reader of this batch has passed.
@@ -316,11 +410,24 @@ __host__ __device__ __forceinline__ float picked_weight(const uint4& a, const ui
     return static_cast<float>(static_cast<int>(static_cast<std::int8_t>((word >> (8 * (j & 3))) & 0xffu)));
 }
 
+// An int8 group (see team_4bit_group): the members share K and the threshold, so the activation quantization and
+// the outlier columns are computed once per team for all of them.
+struct team_int8_member {
+    const std::int8_t* cb = nullptr;
+    const float* scb = nullptr;
+    __half* y = nullptr;
+    unsigned rows = 0;
+    unsigned begin = ~0u;
+};
+struct team_int8_group {
+    team_int8_member m[k_team_max_members];
+    unsigned k = 0;
+    float threshold = 0.0f;
+};
+
 template <int U, bool Capped>
 __global__ void QB_TEAM_BOUNDS(Capped)
-    gemv_int8_team_kernel(const std::int8_t* __restrict__ cb, const float* __restrict__ scb, std::int64_t n64,
-                          std::int64_t k64, const __half* __restrict__ x, float threshold, __half* __restrict__ y,
-                          team_args p) {
+    gemv_int8_team_kernel(team_int8_group gw, const __half* __restrict__ x, team_args p) {
     __shared__ float part[2][U][k_team_max_warps];
     __shared__ float amax_s[k_team_max_warps];
     const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
@@ -330,34 +437,43 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned teams_per_cta = blockDim.x / team_threads;
     const unsigned G = gridDim.x * teams_per_cta;
     const unsigned g = blockIdx.x * teams_per_cta + team;
-    const auto n = static_cast<unsigned>(n64), k = static_cast<unsigned>(k64);
+    const unsigned k = gw.k;
+    const float threshold = gw.threshold;
+    const bool swiglu = p.swiglu != 0;
     const unsigned half_chunks = k / 32;
     const bool active = t < half_chunks;
     const unsigned tc = active ? t : half_chunks - 1;
     const unsigned c0 = tc * 16u, c1 = (tc + half_chunks) * 16u;
-    const std::int8_t* base0 = cb + c0;
-    const std::int8_t* base1 = cb + c1;
 
     ring_int8<U> ring;
-    auto load = [&](int u, unsigned row) {
+    auto load = [&](int u, unsigned b) {
+        const slot_place s = place_of<U>(gw, swiglu, b, static_cast<unsigned>(u), g, G);
         uint4 va = make_uint4(0, 0, 0, 0), vb = make_uint4(0, 0, 0, 0);
-        if (row < n) {
-            va = detail::load_nc16(base0 + static_cast<std::uint64_t>(row) * k);
-            vb = detail::load_nc16(base1 + static_cast<std::uint64_t>(row) * k);
+        if (s.valid) {
+            const std::int8_t* row =
+                pick3(s.m, gw.m[0].cb, gw.m[1].cb, gw.m[2].cb) + static_cast<std::uint64_t>(s.row) * k;
+            va = detail::load_nc16(row + c0);
+            vb = detail::load_nc16(row + c1);
         }
         ring.a[u] = va;
         ring.b[u] = vb;
     };
     auto prefetch = [&](int b) {
-        const unsigned row = static_cast<unsigned>(b) * U * G + g + t * G;
-        if (t < U && row < n) prefetch_l2(cb + static_cast<std::uint64_t>(row) * k, k);
+        if (t >= U) return;
+        const slot_place s = place_of<U>(gw, swiglu, static_cast<unsigned>(b), t, g, G);
+        if (s.valid)
+            prefetch_l2(pick3(s.m, gw.m[0].cb, gw.m[1].cb, gw.m[2].cb) + static_cast<std::uint64_t>(s.row) * k, k);
+    };
+    // Reader t < U of each team finishes slot t's row: its SCB comes one batch ahead.
+    auto scb_of = [&](unsigned b) {
+        if (t >= U) return 0.0f;
+        const slot_place s = place_of<U>(gw, swiglu, b, t, g, G);
+        return s.valid ? __ldg(pick3(s.m, gw.m[0].scb, gw.m[1].scb, gw.m[2].scb) + s.row) : 0.0f;
     };
 #pragma unroll
-    for (int u = 0; u < U; ++u) load(u, g + static_cast<unsigned>(u) * G);
+    for (int u = 0; u < U; ++u) load(u, 0);
     for (int pb = 1; pb <= p.prefetch && pb < p.batches; ++pb) prefetch(pb);
-    // Reader t < U of each team finishes slot t's row: its SCB comes one batch ahead.
-    float sc = 0.0f;
-    if (t < U && g + t * G < n) sc = __ldg(scb + g + t * G);
+    float sc = scb_of(0);
 
     pdl_wait();
     // The 32 activations of this thread, their outlier bits and the team's row statistic.
@@ -427,7 +543,6 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     for (int b = 0; b < p.batches; ++b) {
         const int buf = b & 1;
         const bool more = b + 1 < p.batches;
-        const unsigned next = static_cast<unsigned>(b + 1) * U * G + g;
         if (p.prefetch > 0 && b + 1 + p.prefetch < p.batches) prefetch(b + 1 + p.prefetch);
         float sums[U];
 #pragma unroll
@@ -450,23 +565,22 @@ __global__ void QB_TEAM_BOUNDS(Capped)
                 if (warp_one) fa = fmaf(o0.x, picked_weight(ring.a[u], ring.b[u], o0.j), fa);
                 if (warp_two) fa = fmaf(o1.x, picked_weight(ring.a[u], ring.b[u], o1.j), fa);
             }
-            if (more) load(u, next + static_cast<unsigned>(u) * G);
+            if (more) load(u, static_cast<unsigned>(b + 1));
             sums[u] = fmaf(static_cast<float>(ia), int_scale, fa * out_scale);
         }
         const float v = transpose_sum<U>(sums, static_cast<int>(lane));
         if ((lane & writer_mask) == 0) part[buf][my_slot][warp] = v;
         __syncthreads();
-        if (t < U) {
-            const unsigned row = static_cast<unsigned>(b) * U * G + g + t * G;
-            if (row < n) {
+        if (t < 32) {  // the team's first warp, whole: SwiGLU pairs meet by a shuffle
+            const slot_place sp = place_of<U>(gw, swiglu, static_cast<unsigned>(b), t, g, G);
+            __half h = __float2half_rn(0.0f);
+            if (t < U) {
                 float s = 0.0f;
                 for (unsigned i = 0; i < team_warps; ++i) s += part[buf][t][team * team_warps + i];
-                y[row] = __float2half_rn(s * sc);
+                h = __float2half_rn(s * sc);
             }
-            if (more) {
-                const unsigned nrow = next + t * G;
-                sc = nrow < n ? __ldg(scb + nrow) : 0.0f;
-            }
+            store_slot<U>(gw.m[0].y, gw.m[1].y, gw.m[2].y, swiglu, sp, t, h);
+            if (more) sc = scb_of(static_cast<unsigned>(b + 1));
         }
     }
 }
@@ -559,34 +673,112 @@ void finish(std::int64_t rows, const team_config& c, int resident_per_sm, const 
     a.batches = static_cast<int>((rows_per_team + c.rows_in_flight - 1) / c.rows_in_flight);
 }
 
-using kernel_4bit_t = void (*)(device_4bit_view, const __half*, __half*, team_args);
 
+using kernel_4bit_t = void (*)(team_4bit_group, const __half*, team_args);
+
+// work_rows: the group's total rows, or in SwiGLU mode the row pairs (U/2 of them per batch).
 template <int U, bool Capped>
-void launch_4bit_config(const device_4bit_view& w, const __half* x, __half* y, const launch_options& o,
-                        const team_config& c, const team_geometry& gm) {
+void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, std::int64_t work_rows, bool swiglu,
+                        const __half* x, const launch_options& o, team_config c, const team_geometry& gm) {
     const kernel_4bit_t kernel =
-        w.nested() ? gemv_4bit_team_kernel<U, true, Capped> : gemv_4bit_team_kernel<U, false, Capped>;
+        nested ? gemv_4bit_team_kernel<U, true, Capped> : gemv_4bit_team_kernel<U, false, Capped>;
     team_args a;
-    a.nested_log2 = log2_exact(w.nested_blocksize);
+    a.nested_log2 = nested_log2;
+    a.swiglu = swiglu ? 1 : 0;
+    if (swiglu) c.rows_in_flight = U / 2;
     int grid = 0;
-    finish(w.rows, c, occupancy(kernel, gm.cta_threads, k_team_lut_bytes), gm, grid, a);
+    finish(work_rows, c, occupancy(kernel, gm.cta_threads, k_team_lut_bytes), gm, grid, a);
     launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(gm.cta_threads)),
-                  k_team_lut_bytes, o, w, x, y, a);
+                  k_team_lut_bytes, o, q, x, a);
 }
 
-using kernel_int8_t = void (*)(const std::int8_t*, const float*, std::int64_t, std::int64_t, const __half*, float,
-                               __half*, team_args);
+void run_4bit(const team_4bit_group& q, bool nested, int nested_log2, std::int64_t work_rows, bool swiglu,
+              const __half* x, const launch_options& o, int config) {
+    if (config < 0 || config >= k_config_count)
+        throw std::invalid_argument("launch_gemv_4bit_team: config " + std::to_string(config) + " does not exist");
+    if (work_rows <= 0) return;
+    team_config c = k_configs[config];
+    const team_geometry gm = shape_of(q.cols / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
+    if (gm.cta_threads > 384) c.capped = false;  // a wide row needs the 512-thread kernel
+    switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
+        case 9: launch_4bit_config<4, true>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
+        case 16: launch_4bit_config<8, false>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
+        case 17: launch_4bit_config<8, true>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
+        default: launch_4bit_config<4, false>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
+    }
+}
+
+// The group of `count` 4-bit weights (checked by gemv_4bit_team_groupable), outputs ys (may be null in SwiGLU mode).
+team_4bit_group group_4bit(const device_4bit_view* ws, int count, __half* const* ys) {
+    team_4bit_group q;
+    q.cols = static_cast<unsigned>(ws[0].cols);
+    q.blocksize_log2 = ws[0].blocksize_log2;
+    q.count = count;
+    std::memcpy(q.code, ws[0].code, sizeof(q.code));
+    unsigned begin = 0;
+    for (int i = 0; i < count; ++i) {
+        team_4bit_member& m = q.m[i];
+        m.packed = ws[i].packed;
+        m.absmax = ws[i].absmax;
+        m.codes = ws[i].absmax_codes;
+        m.nested_absmax = ws[i].nested_absmax;
+        m.nested_code = ws[i].nested_code;
+        m.nested_offset = ws[i].nested_offset;
+        m.y = ys[i];
+        m.rows = static_cast<unsigned>(ws[i].rows);
+        m.begin = begin;
+        begin += m.rows;
+    }
+    return q;
+}
+
+using kernel_int8_t = void (*)(team_int8_group, const __half*, team_args);
 
 template <int U, bool Capped>
-void launch_int8_config(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
-                        float threshold, __half* y, const launch_options& o, const team_config& c,
-                        const team_geometry& gm) {
+void launch_int8_config(const team_int8_group& q, std::int64_t work_rows, bool swiglu, const __half* x,
+                        const launch_options& o, team_config c, const team_geometry& gm) {
     const kernel_int8_t kernel = gemv_int8_team_kernel<U, Capped>;
     team_args a;
+    a.swiglu = swiglu ? 1 : 0;
+    if (swiglu) c.rows_in_flight = U / 2;
     int grid = 0;
-    finish(n, c, occupancy(kernel, gm.cta_threads, 0), gm, grid, a);
-    launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(gm.cta_threads)), 0, o, cb,
-                  scb, n, k, x, threshold, y, a);
+    finish(work_rows, c, occupancy(kernel, gm.cta_threads, 0), gm, grid, a);
+    launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(gm.cta_threads)), 0, o, q, x,
+                  a);
+}
+
+void run_int8(const team_int8_group& q, std::int64_t work_rows, bool swiglu, const __half* x,
+              const launch_options& o, int config) {
+    if (config < 0 || config >= k_config_count)
+        throw std::invalid_argument("launch_gemv_int8_fused: config " + std::to_string(config) + " does not exist");
+    if (work_rows <= 0) return;
+    team_config c = k_int8_configs[config];
+    const team_geometry gm = shape_of(q.k / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
+    if (gm.cta_threads > 384) c.capped = false;
+    switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
+        case 9: launch_int8_config<4, true>(q, work_rows, swiglu, x, o, c, gm); break;
+        case 16: launch_int8_config<8, false>(q, work_rows, swiglu, x, o, c, gm); break;
+        case 17: launch_int8_config<8, false>(q, work_rows, swiglu, x, o, c, gm); break;  // U8 spills at 80
+        default: launch_int8_config<4, false>(q, work_rows, swiglu, x, o, c, gm); break;
+    }
+}
+
+team_int8_group group_int8(const int8_team_weight* ws, int count, std::int64_t k, float threshold,
+                           __half* const* ys) {
+    team_int8_group q;
+    q.k = static_cast<unsigned>(k);
+    q.threshold = threshold;
+    unsigned begin = 0;
+    for (int i = 0; i < count; ++i) {
+        team_int8_member& m = q.m[i];
+        m.cb = ws[i].cb;
+        m.scb = ws[i].scb;
+        m.y = ys[i];
+        m.rows = static_cast<unsigned>(ws[i].n);
+        m.begin = begin;
+        begin += m.rows;
+    }
+    return q;
 }
 
 // Sizes the 32-bit index arithmetic of the team kernels covers (with room: rows + one batch of every team).
@@ -600,6 +792,21 @@ bool fits_32bit(std::int64_t rows, std::int64_t cols, std::int64_t bytes_per_row
 bool gemv_4bit_team_supported(const device_4bit_view& w) {
     return w.cols > 0 && w.cols % 32 == 0 && w.cols / 32 <= k_team_max_threads && fits_32bit(w.rows, w.cols, w.cols / 2) &&
            (!w.nested() || (w.nested_blocksize > 0 && (w.nested_blocksize & (w.nested_blocksize - 1)) == 0));
+}
+
+bool gemv_4bit_team_groupable(const device_4bit_view* ws, int count) {
+    if (ws == nullptr || count < 1 || count > k_team_max_members) return false;
+    const device_4bit_view& a = ws[0];
+    std::int64_t total = 0;
+    for (int i = 0; i < count; ++i) {
+        const device_4bit_view& w = ws[i];
+        if (!gemv_4bit_team_supported(w) || w.rows <= 0 || w.cols != a.cols || w.blocksize_log2 != a.blocksize_log2 ||
+            w.nested() != a.nested() || std::memcmp(w.code, a.code, sizeof(a.code)) != 0)
+            return false;
+        if (w.nested() && w.nested_blocksize != a.nested_blocksize) return false;
+        total += w.rows;
+    }
+    return fits_32bit(total, a.cols, a.cols / 2);
 }
 
 int gemv_team_configs() { return k_config_count; }
@@ -617,22 +824,46 @@ void launch_gemv_4bit_team(const device_4bit_view& w, const __half* x, __half* y
     if (!gemv_4bit_team_supported(w))
         throw std::invalid_argument("launch_gemv_4bit_team: needs K % 32 == 0 and K <= 16384 (K " +
                                     std::to_string(w.cols) + ")");
-    if (config < 0 || config >= k_config_count)
-        throw std::invalid_argument("launch_gemv_4bit_team: config " + std::to_string(config) + " does not exist");
     if (w.rows <= 0) return;
-    team_config c = k_configs[config];
-    team_geometry gm = shape_of(w.cols / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
-    if (gm.cta_threads > 384) c.capped = false;  // a wide row needs the 512-thread kernel
-    switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
-        case 9: launch_4bit_config<4, true>(w, x, y, o, c, gm); break;
-        case 16: launch_4bit_config<8, false>(w, x, y, o, c, gm); break;
-        case 17: launch_4bit_config<8, true>(w, x, y, o, c, gm); break;
-        default: launch_4bit_config<4, false>(w, x, y, o, c, gm); break;
-    }
+    __half* const ys[1] = {y};
+    run_4bit(group_4bit(&w, 1, ys), w.nested(), w.nested() ? log2_exact(w.nested_blocksize) : 8, w.rows, false, x, o,
+             config);
+}
+
+void launch_gemv_4bit_team_group(const device_4bit_view* ws, int count, const __half* x, __half* const* ys,
+                                 const launch_options& o, int config) {
+    if (!gemv_4bit_team_groupable(ws, count))
+        throw std::invalid_argument("launch_gemv_4bit_team_group: the weights do not form a group");
+    std::int64_t total = 0;
+    for (int i = 0; i < count; ++i) total += ws[i].rows;
+    const bool nested = ws[0].nested();
+    run_4bit(group_4bit(ws, count, ys), nested, nested ? log2_exact(ws[0].nested_blocksize) : 8, total, false, x, o,
+             config);
+}
+
+void launch_gemv_4bit_team_swiglu(const device_4bit_view& gate, const device_4bit_view& up, const __half* x,
+                                  __half* act, const launch_options& o, int config) {
+    const device_4bit_view ws[2] = {gate, up};
+    if (!gemv_4bit_team_groupable(ws, 2) || gate.rows != up.rows)
+        throw std::invalid_argument("launch_gemv_4bit_team_swiglu: gate and up do not pair");
+    __half* const ys[2] = {act, nullptr};
+    const bool nested = gate.nested();
+    run_4bit(group_4bit(ws, 2, ys), nested, nested ? log2_exact(gate.nested_blocksize) : 8, gate.rows, true, x, o,
+             config);
 }
 
 bool gemv_int8_fused_supported(std::int64_t k) {
     return k > 0 && k % 32 == 0 && k / 32 <= k_team_max_threads;
+}
+
+bool gemv_int8_fused_groupable(const int8_team_weight* ws, int count, std::int64_t k) {
+    if (ws == nullptr || count < 1 || count > k_team_max_members || !gemv_int8_fused_supported(k)) return false;
+    std::int64_t total = 0;
+    for (int i = 0; i < count; ++i) {
+        if (ws[i].n <= 0 || ws[i].cb == nullptr || ws[i].scb == nullptr) return false;
+        total += ws[i].n;
+    }
+    return fits_32bit(total, k, k);
 }
 
 void launch_gemv_int8_fused(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
@@ -640,18 +871,30 @@ void launch_gemv_int8_fused(const std::int8_t* cb, const float* scb, std::int64_
     if (!gemv_int8_fused_supported(k) || !fits_32bit(n, k, k))
         throw std::invalid_argument("launch_gemv_int8_fused: needs k % 32 == 0 and k <= 16384 (k " +
                                     std::to_string(k) + ")");
-    if (config < 0 || config >= k_config_count)
-        throw std::invalid_argument("launch_gemv_int8_fused: config " + std::to_string(config) + " does not exist");
     if (n <= 0) return;
-    team_config c = k_int8_configs[config];
-    team_geometry gm = shape_of(k / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
-    if (gm.cta_threads > 384) c.capped = false;
-    switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
-        case 9: launch_int8_config<4, true>(cb, scb, n, k, x, threshold, y, o, c, gm); break;
-        case 16: launch_int8_config<8, false>(cb, scb, n, k, x, threshold, y, o, c, gm); break;
-        case 17: launch_int8_config<8, false>(cb, scb, n, k, x, threshold, y, o, c, gm); break;  // U8 spills at 80
-        default: launch_int8_config<4, false>(cb, scb, n, k, x, threshold, y, o, c, gm); break;
-    }
+    const int8_team_weight w{cb, scb, n};
+    __half* const ys[1] = {y};
+    run_int8(group_int8(&w, 1, k, threshold, ys), n, false, x, o, config);
+}
+
+void launch_gemv_int8_fused_group(const int8_team_weight* ws, int count, std::int64_t k, const __half* x,
+                                  float threshold, __half* const* ys, const launch_options& o, int config) {
+    if (!gemv_int8_fused_groupable(ws, count, k))
+        throw std::invalid_argument("launch_gemv_int8_fused_group: the weights do not form a group (k " +
+                                    std::to_string(k) + ")");
+    std::int64_t total = 0;
+    for (int i = 0; i < count; ++i) total += ws[i].n;
+    run_int8(group_int8(ws, count, k, threshold, ys), total, false, x, o, config);
+}
+
+void launch_gemv_int8_fused_swiglu(const int8_team_weight& gate, const int8_team_weight& up, std::int64_t k,
+                                   const __half* x, float threshold, __half* act, const launch_options& o,
+                                   int config) {
+    const int8_team_weight ws[2] = {gate, up};
+    if (!gemv_int8_fused_groupable(ws, 2, k) || gate.n != up.n)
+        throw std::invalid_argument("launch_gemv_int8_fused_swiglu: gate and up do not pair");
+    __half* const ys[2] = {act, nullptr};
+    run_int8(group_int8(ws, 2, k, threshold, ys), gate.n, true, x, o, config);
 }
 
 }  // namespace qbench::bnb

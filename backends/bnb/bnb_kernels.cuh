@@ -78,6 +78,21 @@ bool gemv_4bit_team_supported(const device_4bit_view& w);
 /// block's absmax applied in fp32.
 void launch_gemv_4bit_team(const device_4bit_view& w, const __half* x, __half* y, const launch_options& o,
                            int config = 0);
+/// Groups (fusion of one layer's linears, cuda/fused_linear.hpp): up to k_team_max_members weights of one K run as one
+/// team kernel whose work range is their concatenated output rows; a single weight is the group of one, so every
+/// member's outputs are bit-identical to its own launch (same config).
+inline constexpr int k_team_max_members = 3;
+/// Whether ws[0 .. count) form a 4-bit group: each team-supported, rows >= 1, the same K, blocksize, quant map,
+/// nesting and nested block size (their nested maps and offsets may differ), total rows in 32-bit range.
+bool gemv_4bit_team_groupable(const device_4bit_view* ws, int count);
+/// ys[i][N_i] = fp16( x[K] . W_i^T ) for the group ws[0 .. count) in one launch (throws std::invalid_argument if not
+/// gemv_4bit_team_groupable).
+void launch_gemv_4bit_team_group(const device_4bit_view* ws, int count, const __half* x, __half* const* ys,
+                                 const launch_options& o, int config = 0);
+/// act[N] = fp16( silu(g) * u ), g = fp16(x . gate^T), u = fp16(x . up^T), silu_times as launch_swiglu: gate and up
+/// rows r are reduced in one team and paired in its epilogue. gate and up must be groupable with equal N.
+void launch_gemv_4bit_team_swiglu(const device_4bit_view& gate, const device_4bit_view& up, const __half* x,
+                                  __half* act, const launch_options& o, int config = 0);
 /// Launch shapes of the fused int8 GEMV (gemv_team_configs() of them; 0 is the default).
 const char* gemv_int8_fused_config_name(int config);
 /// Whether the fused int8 GEMV handles k: k % 32 == 0 and k <= 16384.
@@ -88,6 +103,23 @@ bool gemv_int8_fused_supported(std::int64_t k);
 /// exactly as launch_quantize_int8_activations does it. threshold <= 0: no decomposition.
 void launch_gemv_int8_fused(const std::int8_t* cb, const float* scb, std::int64_t n, std::int64_t k, const __half* x,
                             float threshold, __half* y, const launch_options& o, int config = 0);
+
+/// One int8 weight of a fused group: CB [n, k] and SCB [n].
+struct int8_team_weight {
+    const std::int8_t* cb = nullptr;
+    const float* scb = nullptr;
+    std::int64_t n = 0;
+};
+/// Whether ws[0 .. count) of width k form an int8 group (k fused-supported, n >= 1, total rows in 32-bit range).
+bool gemv_int8_fused_groupable(const int8_team_weight* ws, int count, std::int64_t k);
+/// launch_gemv_int8_fused of every member in one launch: the activation quantization and the outlier columns are
+/// computed once for all (they share x and the threshold); outputs bit-identical to one launch per member.
+void launch_gemv_int8_fused_group(const int8_team_weight* ws, int count, std::int64_t k, const __half* x,
+                                  float threshold, __half* const* ys, const launch_options& o, int config = 0);
+/// act[n] = fp16( silu(g) * u ) from the fused int8 GEMVs of gate and up (equal n), as launch_swiglu rounds it.
+void launch_gemv_int8_fused_swiglu(const int8_team_weight& gate, const int8_team_weight& up, std::int64_t k,
+                                   const __half* x, float threshold, __half* act, const launch_options& o,
+                                   int config = 0);
 
 // ---- LLM.int8() (bnb_int8.cu) ------------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One device call for the bnb backend: GPU kernel tests, the benchmarks (Llama-7B linear stack first, then the
+# One device call for the bnb backend: GPU kernel tests, the fused-linear tests (forward_group / forward_swiglu
+# bit-identical to the separate path), the benchmarks (Llama-7B linear stack fused and unfused first, then the
 # per-layer kernels), the device-linear tests, a SASS opcode census of the batch-1 kernels, and a short table at the
 # end. Expects the bundle made by
-#   QBENCH_BUNDLE_NAME=bnb scripts/device/bundle.sh test_gpu_bnb_kernels test_gpu_bnb_linear bench_bnb
+#   QBENCH_BUNDLE_NAME=bnb scripts/device/bundle.sh test_gpu_bnb_kernels test_gpu_bnb_linear test_gpu_bnb_fused bench_bnb
 # usage (on the GPU machine, repository root): tests/gpu/bnb/run_device.sh [bench filter]
-# Time limits (seconds) by environment: KERNEL_TEST_LIMIT, BENCH_LIMIT, LINEAR_TEST_LIMIT.
+# Time limits (seconds) by environment: KERNEL_TEST_LIMIT, FUSED_TEST_LIMIT, BENCH_LIMIT, LINEAR_TEST_LIMIT.
 set -uo pipefail
 bundle=${BNB_BUNDLE:-.device-bundle-bnb}
 out=${OUT:-/tmp/bnb-out}
@@ -21,6 +22,7 @@ run_test() {  # name, time limit
   [ "$rc" = 0 ] || { status=1; grep -E 'FAILED|with expansion|REQUIRE|CHECK|shape|worst|error' "$out/$1.log" | head -30; }
 }
 run_test test_gpu_bnb_kernels ${KERNEL_TEST_LIMIT:-110}
+run_test test_gpu_bnb_fused ${FUSED_TEST_LIMIT:-120}
 filter=${1:-'BM_linear_stack_7b|BM_bnb_gemv_4bit|BM_bnb_int8_fused|BM_bnb_int8/shape:./m:1/|BM_fp16'}
 start=$(date +%s)
 timeout ${BENCH_LIMIT:-170} "$bundle/bin/bench_bnb" --benchmark_filter="$filter" --benchmark_out="$out/bench_bnb.json" \
@@ -28,7 +30,7 @@ timeout ${BENCH_LIMIT:-170} "$bundle/bin/bench_bnb" --benchmark_filter="$filter"
 echo "bench_bnb: exit $? ($(( $(date +%s) - start )) s)"
 head -2 "$out/bench_bnb.txt"
 # The stack once more, for the run-to-run spread.
-timeout 60 "$bundle/bin/bench_bnb" --benchmark_filter='BM_linear_stack_7b' --benchmark_out="$out/stack_repeat.json" \
+timeout 90 "$bundle/bin/bench_bnb" --benchmark_filter='BM_linear_stack_7b' --benchmark_out="$out/stack_repeat.json" \
   --benchmark_out_format=json > /dev/null 2>&1
 echo "stack repeat: exit $?"
 run_test test_gpu_bnb_linear ${LINEAR_TEST_LIMIT:-50}
@@ -52,7 +54,7 @@ for b in d["benchmarks"]:
     name = b["name"].replace("BM_", "").replace("/manual_time", "")
     for it in ("/iterations:60", "/iterations:40", "/iterations:30"):
         name = name.replace(it, "")
-    for k in ("shape:", "fp4:", "dq:", "m:", "variant:", "t10:", "format:", "pdl:", "config:", "graph:"):
+    for k in ("shape:", "fp4:", "dq:", "m:", "variant:", "t10:", "format:", "pdl:", "config:", "graph:", "fuse:"):
         name = name.replace(k, "")
     print(f"{name[:30]:30s} {b.get('label','')[:50]:50s} {b['real_time']:8.1f} {b.get('GB_per_s',0):5.0f} "
           f"{b.get('frac_4500',0):5.3f} {b.get('tokens_per_s',0):6.1f} {rep.get(b['name'], 0):7.1f}")

@@ -118,6 +118,14 @@ bool use_mma_kernels() {
     return v == nullptr || std::string(v) != "v1";
 }
 
+/// Fused q/k/v and gate/up launches (fused_linear) only when QBENCH_GPTQ_FUSE=1: measured on the H200
+/// (BM_decode_7b_fused, 2026-11-22) they were 2-5% slower than separate launches at 2/3/4 bits and 1.4% faster at
+/// 8 bits, so the separate launches stay the default until the fused kernel's wave split is tuned.
+bool gptq_fusion_enabled() {
+    const char* v = std::getenv("QBENCH_GPTQ_FUSE");
+    return v != nullptr && std::string(v) == "1";
+}
+
 /// The v2 variant: QBENCH_GPTQ_OCC=3 three CTAs per SM, else the default (two).
 mma_variant chosen_mma_variant() {
     const char* v = std::getenv("QBENCH_GPTQ_OCC");
@@ -334,6 +342,7 @@ public:
     // q, k and v (any linears of this input) in one launch of the v2 kernel; outputs equal the separate forwards.
     bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
                        CUstream_st* stream) override {
+        if (!gptq_fusion_enabled()) return false;
         if (count < 0 || count + 1 > k_mma_max_segments || ys == nullptr || (count > 0 && others == nullptr)) return false;
         const gptq_device_linear* members[k_mma_max_segments] = {this, nullptr, nullptr};
         for (int i = 0; i < count; ++i) {
@@ -350,6 +359,7 @@ public:
 
     // gate (this) and up in one launch, act = fp16(silu(fp16 g) * fp16 u) formed in the epilogue.
     bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
+        if (!gptq_fusion_enabled()) return false;
         const auto* other = dynamic_cast<const gptq_device_linear*>(&up);
         if (other == nullptr || act == nullptr || !fusable_with(*other) ||
             other->m_plan.out_features != m_plan.out_features)

@@ -23,6 +23,7 @@
 #include "qbench/config/cell.hpp"
 #include "qbench/io/synthetic_checkpoint.hpp"
 
+#include <cstdlib>
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -31,6 +32,9 @@
 #include <tuple>
 #include <memory>
 #include <string>
+
+// The fused launches are opt-in (QBENCH_GPTQ_FUSE=1, gptq_device_linear.cu); here they are what is tested/timed.
+static const int g_gptq_fusion_on = (::setenv("QBENCH_GPTQ_FUSE", "1", 1), 0);
 
 using namespace qbench;
 using namespace qbench::gptq;

@@ -18,6 +18,7 @@
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <unistd.h>
 
 namespace qbench {
@@ -151,10 +152,31 @@ shard_spec parse_shard(const std::string& text, const std::string& flag) {
     return s;
 }
 
+std::string artifact_group_key(const cell_spec& cell) {
+    nlohmann::json j = cell_to_json(cell);
+    for (const char* runtime_only : {"beam", "instance", "generation"}) j.erase(runtime_only);
+    return j.dump();
+}
+
 std::vector<cell_spec> select_shard(const std::vector<cell_spec>& cells, const shard_spec& shard) {
+    std::map<std::string, std::int64_t> shard_of_group;
+    std::vector<std::size_t> load(static_cast<std::size_t>(shard.count), 0);
+    std::vector<std::int64_t> shard_of_cell(cells.size());
+    std::map<std::string, std::size_t> group_size;
+    for (const auto& c : cells) ++group_size[artifact_group_key(c)];
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+        const std::string key = artifact_group_key(cells[i]);
+        auto it = shard_of_group.find(key);
+        if (it == shard_of_group.end()) {
+            const auto least = std::min_element(load.begin(), load.end()) - load.begin();
+            it = shard_of_group.emplace(key, least).first;
+            load[static_cast<std::size_t>(least)] += group_size[key];
+        }
+        shard_of_cell[i] = it->second;
+    }
     std::vector<cell_spec> out;
     for (std::size_t i = 0; i < cells.size(); ++i)
-        if (static_cast<std::int64_t>(i % static_cast<std::size_t>(shard.count)) == shard.index) out.push_back(cells[i]);
+        if (shard_of_cell[i] == shard.index) out.push_back(cells[i]);
     return out;
 }
 

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <thread>
@@ -158,6 +159,19 @@ TEST_CASE("runner: shards are deterministic, disjoint and cover the matrix", "[c
     CHECK(seen.size() == f.m.cells.size());
     for (const auto& [hash, n] : seen) CHECK(n == 1);
     CHECK(select_shard(f.m.cells, {1, 3}).size() == select_shard(f.m.cells, {1, 3}).size());
+    // The seed study in 8 shards: every artifact (e.g. one GPTQ quantization) is made on exactly one shard.
+    const matrix study = load_matrix(default_configs_dir() / "minigpt4.yaml", f.cat);
+    std::map<std::string, std::set<std::int64_t>> shards_of_group;
+    std::size_t total = 0;
+    for (std::int64_t i = 0; i < 8; ++i) {
+        const auto slice = select_shard(study.cells, {i, 8});
+        total += slice.size();
+        CHECK(slice.size() >= 18);  // 21 groups of 9 cells dealt over 8 shards: 2 or 3 groups each
+        for (const auto& c : slice) shards_of_group[artifact_group_key(c)].insert(i);
+    }
+    CHECK(total == study.cells.size());
+    CHECK(shards_of_group.size() == 21);
+    for (const auto& [key, where] : shards_of_group) CHECK(where.size() == 1);
     CHECK_THROWS_AS(parse_shard("3/3", "--shard"), input_error);
     CHECK_THROWS_AS(parse_shard("x", "--shard"), input_error);
     CHECK(parse_shard("2/5", "--shard").index == 2);

@@ -18,7 +18,12 @@ struct shard_spec {
 };
 /// Parses "I/N" (0 <= I < N); throws input_error naming `flag` otherwise.
 shard_spec parse_shard(const std::string& text, const std::string& flag);
-/// The deterministic slice of `cells` for a shard: every cell whose position modulo count equals index.
+/// Cells that share an artifact (same model, framework, bits, framework options and seed; any beam, instance or
+/// generation setting) have the same key: one GPTQ quantization serves them all.
+std::string artifact_group_key(const cell_spec& cell);
+/// The deterministic slice of `cells` for a shard. Whole artifact groups are dealt out, in order of first
+/// appearance, each to the shard with the fewest cells so far (lowest index on ties), so no two machines quantize
+/// the same artifact; the slice keeps the matrix order. Disjoint over index 0..count-1, and together they cover.
 std::vector<cell_spec> select_shard(const std::vector<cell_spec>& cells, const shard_spec& shard);
 
 struct run_options {

@@ -5,7 +5,8 @@
 #   device run: carry [".device-bundle"], command: bash scripts/device/reference_run.sh [MATRIX...]
 # Default matrices: configs/smoke.yaml configs/h200-quick.yaml. Cells run with --resume into $OUT, so a call cut
 # short keeps every finished cell; QBENCH_RESUME_DIR=dir (carried) holds an earlier call's results files to go on from,
-# QBENCH_RETRY_FAILED=1 runs their error/timeout cells again (qbench run --retry-failed).
+# QBENCH_RETRY_FAILED=1 runs their error/timeout cells again (qbench run --retry-failed); QBENCH_SHARD=I/N runs one
+# shard (qbench run --shard I/N) into <gpu>-<matrix>-shardIofN.json, for `qbench merge` later.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -29,15 +30,17 @@ matrices=("$@")
 [ ${#matrices[@]} -gt 0 ] || matrices=(configs/smoke.yaml configs/h200-quick.yaml)
 for m in "${matrices[@]}"; do
   name=$(basename "$m" .yaml)
-  file="$out/${gpu}-${name}.json"
+  shard=(); suffix=""
+  if [ -n "${QBENCH_SHARD:-}" ]; then shard=(--shard "$QBENCH_SHARD"); suffix="-shard${QBENCH_SHARD/\//of}"; fi
+  file="$out/${gpu}-${name}${suffix}.json"
   echo "== qbench run $m -> $file"
   left=$(( deadline - $(date +%s) ))
   [ "$left" -gt 30 ] || { echo "no time left for $m"; continue; }
   retry=(); [ -n "${QBENCH_RETRY_FAILED:-}" ] && retry=(--retry-failed)
-  timeout --signal=TERM --kill-after=20 "$left" "$qbench" run "$m" --configs configs --device cuda --resume "${retry[@]}" \
+  timeout --signal=TERM --kill-after=20 "$left" "$qbench" run "$m" --configs configs --device cuda --resume "${retry[@]}" "${shard[@]}" \
       -o "$file" --work-dir "$out/work-$name" --timeout "${QBENCH_CELL_TIMEOUT:-420}" >"$out/${name}.log" 2>&1
   echo "exit $?"; grep -v '^|' "$out/${name}.log" | grep -- '->' | tail -n 40; grep '^|' "$out/${name}.log" | tail -n 20
-  "$qbench" report "$file" --configs configs > "$out/${gpu}-${name}-report.md" 2>&1 || true
+  "$qbench" report "$file" --configs configs > "$out/${gpu}-${name}${suffix}-report.md" 2>&1 || true
 done
 if [ -n "${OUT:-}" ]; then
   cp "$out"/*.json "$out"/*-report.md "$OUT"/ 2>/dev/null

@@ -94,6 +94,8 @@ class Matrix:
         self.records = records
         group_sizes = {r["cell"].get("gptq", {}).get("group_size") for r in records if r["cell"]["framework"] == "gptq"}
         self.show_group = len(group_sizes) > 1
+        plans = {r["cell"].get("gptq", {}).get("memory_plan") for r in records if r["cell"]["framework"] == "gptq"}
+        self.show_plan = len(plans) > 1
         self.models = sorted({r["cell"]["model"] for r in records}, key=natural_key)
         self.instances = sorted({r["cell"]["instance"] for r in records}, key=natural_key)
         self.beams = sorted({r["cell"]["beam"] for r in records})
@@ -101,7 +103,12 @@ class Matrix:
         self.cells = {}
         for r in records:
             c = r["cell"]
-            self.cells[(c["model"], c["instance"], self.config(r), c["beam"])] = r
+            key = (c["model"], c["instance"], self.config(r), c["beam"])
+            if key in self.cells:
+                # Files from different runs (builds, machines) hold the same cell: the later file's record is drawn.
+                print("plot_results.py: warning: %s %s %s beam %d appears in more than one record; drawing the last"
+                      % (c["model"], c["instance"], self.config(r), c["beam"]), file=sys.stderr)
+            self.cells[key] = r
 
     def config(self, record):
         """The x-axis label of a cell: framework, bits and the options that tell such cells apart."""
@@ -112,6 +119,8 @@ class Matrix:
                 label += " g%d" % c["gptq"]["group_size"]
             if c["gptq"].get("desc_act"):
                 label += " act"
+            if self.show_plan:
+                label += " " + c["gptq"].get("memory_plan", "autogptq")
         if c["framework"] == "bnb" and c["bits"] == 4:
             label = "bnb " + c["bnb"]["quant_type"] + ("-dq" if c["bnb"].get("double_quant") else "")
         return label

@@ -21,6 +21,8 @@ nlohmann::ordered_json provenance_summary(const std::filesystem::path& file, con
     const auto& gpu = p.contains("gpu") ? p.at("gpu") : nlohmann::ordered_json(nullptr);
     s["gpu_name"] = !gpu.is_object() ? nullptr : gpu.contains("name") ? gpu.at("name") : field_or_null(gpu, "device_name");
     s["command_line"] = field_or_null(p, "command_line");
+    // A shard continued by other builds or machines keeps that record with it.
+    if (p.contains("resumed_by")) s["resumed_by"] = p.at("resumed_by");
     return s;
 }
 }  // namespace
@@ -35,6 +37,7 @@ results_document merge_results(const std::vector<std::filesystem::path>& inputs)
         if (merged.provenance.is_null() || merged.provenance.empty()) {
             merged.provenance = doc.provenance;
             merged.provenance.erase("merged_from");
+            merged.provenance.erase("resumed_by");  // kept per input in merged_from instead
         } else {
             // Shards of one study: the matrix must be the same text, or the union means nothing.
             const auto mine = field_or_null(merged.provenance, "matrix");

@@ -60,7 +60,16 @@ TEST_CASE("merge: shards join into one file that keeps every input's provenance"
     REQUIRE(cells.size() == 4);
     const auto a = write_shard(dir, "a.json", {cells[0], cells[2]});
     const auto b = write_shard(dir, "b.json", {cells[1], cells[3]});
+    {
+        // b was continued once (qbench run --resume): that stays attached to b's summary, not to the merged file.
+        auto file = results_file::open_existing(b);
+        file.note_resumed({{"timestamp", now_rfc3339_utc()}, {"git_commit", "abc123"}, {"hostname", "elsewhere"}});
+    }
     const results_document merged = merge_results({a, b});
+    CHECK_FALSE(merged.provenance.contains("resumed_by"));
+    CHECK_FALSE(merged.provenance.at("merged_from")[0].contains("resumed_by"));
+    REQUIRE(merged.provenance.at("merged_from")[1].contains("resumed_by"));
+    CHECK(merged.provenance.at("merged_from")[1].at("resumed_by")[0].at("hostname") == "elsewhere");
     CHECK(merged.cells.size() == 4);
     REQUIRE(merged.provenance.contains("merged_from"));
     CHECK(merged.provenance.at("merged_from").size() == 2);

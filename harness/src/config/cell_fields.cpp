@@ -266,7 +266,15 @@ bool field_applies(const cell_field& field, const std::optional<std::string>& fr
 std::optional<field_value> parse_field_text(const cell_field& field, std::string_view text, bool plain,
                                             std::string& why) {
     if (field.has_auto && text == "auto") return field_value{field.auto_value};
-    if (field.kind == field_kind::text) return field_value{std::string(text)};
+    if (field.kind == field_kind::text) {
+        // The file is checked to be UTF-8, but yaml-cpp 0.7 writes some escapes of double-quoted scalars ("\_",
+        // "\N", "\L", "\P") as single bytes, so the unescaped text can still be invalid UTF-8 (found by fuzz_matrix).
+        if (first_invalid_utf8(text)) {
+            why = "text that is not UTF-8 after YAML unescaping (write the character itself, not a \\_ or \\N escape)";
+            return std::nullopt;
+        }
+        return field_value{std::string(text)};
+    }
     std::optional<field_value> value;
     // Quoted "4" is text in YAML; a number written in quotes is almost always a templating accident.
     if (plain) {

@@ -290,6 +290,9 @@ bool read_boolean(const std::string& file, const yaml_entry& entry) {
 
 std::string read_text(const std::string& file, const yaml_entry& entry) {
     if (!entry.value.IsScalar()) throw_at(file, entry.value_mark(), entry.path, "expected text, got " + describe_node(entry.value));
+    // See parse_field_text: yaml-cpp 0.7 can unescape to invalid UTF-8.
+    if (first_invalid_utf8(entry.value.Scalar()))
+        throw_at(file, entry.value_mark(), entry.path, "text that is not UTF-8 after YAML unescaping (write the character itself)");
     return entry.value.Scalar();
 }
 

@@ -344,6 +344,9 @@ TEST_CASE("matrix: errors name file, line:column and key", "[cpu][config][matrix
         CHECK_THAT(parse_error(with_axes(axes, "generation:\n  prompt: \"a\x9f\"\n")),
                    Contains("m.yaml:6:13: not UTF-8 text (byte 0x9F)"));
         CHECK_THAT(parse_error("\xed\xa0\x80: 1\n"), Contains("m.yaml:1:1: not UTF-8 text (byte 0xED)"));  // a surrogate
+        // UTF-8 file, but yaml-cpp 0.7 unescapes "\_" (U+00A0) to the single byte 0xA0 (fuzz_matrix found it).
+        CHECK_THAT(parse_error(with_axes(axes, "generation:\n  prompt: \"a\\_b\"\n")),
+                   Contains("m.yaml:6:11 (key 'generation.prompt'): text that is not UTF-8 after YAML unescaping"));
         CHECK_THAT(parse_error("name: \xc3\xa9t\xc3\xa9\n"), Contains("missing key 'matrix'"));  // real UTF-8 is fine
         CHECK_THAT(parse_error(",aname:"), Contains("m.yaml:1:1: YAML syntax error"));
         CHECK_THAT(parse_error("---\n,\n"), Contains("m.yaml:2:1: YAML syntax error"));

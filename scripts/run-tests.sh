@@ -31,8 +31,18 @@ for target in safetensors matrix results; do
   corpus=$(mktemp -d)
   cp -r tests/fuzz/corpus/$target/. "$corpus"/ 2>/dev/null || true
   echo "fuzz_$target: ${seconds}s"
-  build/sanitize/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=4096 \
-    -print_final_stats=1 "$corpus" 2>&1 | tail -n 4
-  rm -rf "$corpus"
+  log=$(mktemp)
+  if build/sanitize/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=4096 \
+       -print_final_stats=1 "$corpus" > "$log" 2>&1; then
+    tail -n 4 "$log"
+  else
+    rc=$?
+    # A finding: show the report (the input is saved as crash-*/leak-*/timeout-* in the working directory).
+    echo "fuzz_$target FAILED (exit $rc):"
+    grep -v '^INFO\|^#[0-9]' "$log" | tail -n 60
+    rm -rf "$corpus" "$log"
+    exit 1
+  fi
+  rm -rf "$corpus" "$log"
 done
 echo "qbench tests: all passed"

@@ -139,6 +139,13 @@ results_file results_file::open_existing(std::filesystem::path path) {
     return file;
 }
 
+void results_file::reload_if_changed() {
+    // Another process appended since we last read or wrote: keep its records. A file removed behind our back is
+    // written again from memory, so nothing recorded is lost.
+    struct stat st {};
+    if (::stat(m_path.c_str(), &st) == 0 && stamp_of<file_stamp>(st) != m_stamp) reload();
+}
+
 void results_file::reload() {
     struct stat st {};
     const std::string name = m_path.string();
@@ -168,10 +175,7 @@ void results_file::append(const cell_record& record) {
         detail::check_record(j, detail::json_check(name, true), "/cells/" + std::to_string(m_records.size()));
 
     lock_file lock(lock_path(m_path));
-    struct stat st {};
-    if (::stat(m_path.c_str(), &st) == 0) {
-        if (stamp_of<file_stamp>(st) != m_stamp) reload();  // another process appended: keep its records
-    }
+    reload_if_changed();
     // A file removed behind our back is written again from memory: nothing recorded is lost.
     m_record_json.push_back(std::move(j));
     m_records.push_back(std::move(checked));
@@ -187,10 +191,7 @@ void results_file::append(const cell_record& record) {
 void results_file::put(const cell_record& record) {
     {
         lock_file lock(lock_path(m_path));
-        struct stat st {};
-        if (::stat(m_path.c_str(), &st) == 0) {
-            if (stamp_of<file_stamp>(st) != m_stamp) reload();  // another process appended: keep its records
-        }
+        reload_if_changed();
         const auto it = std::find_if(m_records.begin(), m_records.end(),
                                      [&](const cell_record& r) { return r.config_hash == record.config_hash; });
         if (it != m_records.end()) {
@@ -215,10 +216,7 @@ void results_file::put(const cell_record& record) {
 
 void results_file::note_resumed(const nlohmann::ordered_json& entry) {
     lock_file lock(lock_path(m_path));
-    struct stat st {};
-    if (::stat(m_path.c_str(), &st) == 0) {
-        if (stamp_of<file_stamp>(st) != m_stamp) reload();
-    }
+    reload_if_changed();
     const nlohmann::ordered_json before = m_provenance;
     if (!m_provenance.contains("resumed_by")) m_provenance["resumed_by"] = nlohmann::ordered_json::array();
     m_provenance["resumed_by"].push_back(entry);

@@ -78,6 +78,8 @@ private:
 
     results_file() = default;
     void reload();
+    /// Under the lock: reload() when the file changed since this object last read or wrote it.
+    void reload_if_changed();
     void write_out();
 
     std::filesystem::path m_path;

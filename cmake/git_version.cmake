@@ -7,7 +7,8 @@
 #    QBENCH_GIT_COMMIT ("<40 hex>" or "unknown") and QBENCH_GIT_DIRTY (1, 0, or -1 = unknown), touching the file
 #    only when its content changes, so an unchanged tree recompiles nothing.
 # A tree that is not itself a git checkout (a copied working tree, a release tarball; also a tree that merely sits
-# inside some other repository) gets "unknown".
+# inside some other repository) gets "unknown", unless the environment states its commit (QBENCH_SOURCE_COMMIT, 40 hex
+# digits, and QBENCH_SOURCE_DIRTY 0/1), as scripts/device/build_on_device.sh does.
 
 if(NOT CMAKE_SCRIPT_MODE_FILE)
   # qbench_git_version_target(NAME HEADER): target NAME keeps HEADER up to date; the header exists after configure.
@@ -53,6 +54,18 @@ if(_git)
           set(_dirty 1)
         endif()
       endif()
+    endif()
+  endif()
+endif()
+
+# A copied tree (the GPU machine gets the working tree without .git) cannot ask git: whoever copied it may state the
+# commit it was copied from (scripts/device/build_on_device.sh does, from a stamp written beside the copy).
+if(_commit STREQUAL "unknown" AND "$ENV{QBENCH_SOURCE_COMMIT}" MATCHES "^[0-9a-f]+$")
+  string(LENGTH "$ENV{QBENCH_SOURCE_COMMIT}" _len)
+  if(_len EQUAL 40)
+    set(_commit "$ENV{QBENCH_SOURCE_COMMIT}")
+    if("$ENV{QBENCH_SOURCE_DIRTY}" MATCHES "^(0|1)$")
+      set(_dirty "$ENV{QBENCH_SOURCE_DIRTY}")
     endif()
   endif()
 endif()

@@ -11,10 +11,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 suffix=${QBENCH_BUNDLE_NAME:+-$QBENCH_BUNDLE_NAME}
 build=${QBENCH_DEVICE_BUILD:-/work/build-device$suffix}
 bundle=$root/.device-bundle$suffix
-exclude=$(git -C "$root" rev-parse --git-path info/exclude)  # also right in a worktree, where .git is a file
-grep -qx '/.device-bundle*/' "$exclude" 2>/dev/null || echo '/.device-bundle*/' >> "$exclude"
+# Keep bundles out of git (also right in a worktree, where .git is a file; a copied tree without git has nothing to do).
+if exclude=$(git -C "$root" rev-parse --git-path info/exclude 2>/dev/null); then
+  case $exclude in /*) ;; *) exclude=$root/$exclude ;; esac
+  grep -qxF '/.device-bundle*/' "$exclude" 2>/dev/null || echo '/.device-bundle*/' >> "$exclude"
+fi
+# QBENCH_CMAKE_ARGS: extra configure arguments, e.g. -G Ninja -DCMAKE_PREFIX_PATH=... (build_on_device.sh).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQBENCH_CUDA_ARCHITECTURES="${QBENCH_CUDA_ARCHITECTURES:-90}" \
-      -DQBENCH_BUILD_TESTS=ON -DQBENCH_BUILD_BENCHES=ON >/dev/null
+      -DQBENCH_BUILD_TESTS=ON -DQBENCH_BUILD_BENCHES=ON ${QBENCH_CMAKE_ARGS:-} >/dev/null
 if [ $# -gt 0 ]; then
   cmake --build "$build" -j"$(nproc)" --target "$@"
 else

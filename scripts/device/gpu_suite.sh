@@ -8,11 +8,13 @@
 # Data-driven: adding a test_gpu_* or bench_* binary to a bundle adds it here. Logs go to $OUT (few files, as the
 # device tool returns at most 8): env.txt, tests.log, benches.log, summary.txt, and any *.json a bench writes.
 #
-# usage:  scripts/device/gpu_suite.sh [--tests-only | --benches-only] [--filter REGEX] [--sanitize]
-# example run command:
-#   scripts/device/gpu_suite.sh 2>&1
-# Building there instead (the machine has nvcc and cmake, not Debian's yaml-cpp/Catch2/benchmark -dev packages):
-# not supported; build here with bundle.sh and carry the bundle.
+# usage:  scripts/device/gpu_suite.sh [--build] [--tests-only | --benches-only] [--filter REGEX] [--sanitize]
+# --build: first build qbench there from the carried tree (scripts/device/build_on_device.sh: the Debian packages it
+#   needs travel in .device-deps/, made here by scripts/device/fetch_build_deps.sh) and use only that build, so one
+#   call does build, GPU tests and the performance table:
+#     device run: carry [".device-deps"], command: bash scripts/device/gpu_suite.sh --build 2>&1
+# Without --build it runs the bundles bundle.sh prepared here (carry [".device-bundle"]):
+#     device run: carry [".device-bundle"], command: bash scripts/device/gpu_suite.sh 2>&1
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -21,9 +23,10 @@ mkdir -p "$out"
 export QBENCH_CONFIG_DIR=$root/configs
 export PYTHONUNBUFFERED=1
 
-run_tests=1 run_benches=1 filter='.' sanitize=0
+run_tests=1 run_benches=1 filter='.' sanitize=0 build=0
 while [ $# -gt 0 ]; do
   case $1 in
+    --build) build=1 ;;
     --tests-only) run_benches=0 ;;
     --benches-only) run_tests=0 ;;
     --filter) filter=$2; shift ;;
@@ -34,7 +37,16 @@ while [ $# -gt 0 ]; do
 done
 
 shopt -s nullglob
-bundles=(.device-bundle*/)
+if [ $build -eq 1 ]; then
+  echo "== build (log: $out/build.log)"
+  if ! bash scripts/device/build_on_device.sh > "$out/build.log" 2>&1; then
+    tail -n 40 "$out/build.log"; echo "gpu_suite.sh: the build failed" >&2; exit 1
+  fi
+  grep '^build_on_device' "$out/build.log"
+  bundles=(.device-bundle-built/)
+else
+  bundles=(.device-bundle*/)
+fi
 if [ ${#bundles[@]} -eq 0 ]; then
   echo "gpu_suite.sh: no .device-bundle*/ here: run scripts/device/bundle.sh first and carry the bundle" >&2
   exit 2
@@ -62,7 +74,7 @@ head -3 "$out/env.txt"
 summary=()
 if [ $run_tests -eq 1 ]; then
   : > "$out/tests.log"
-  for t in .device-bundle*/bin/test_gpu_*; do
+  for t in ${bundles[@]/%/bin/test_gpu_*}; do  # unquoted: the patterns glob (nullglob)
     name=$(basename "$t")
     [[ $name =~ $filter ]] || continue
     cmd=("$t")
@@ -80,7 +92,7 @@ fi
 
 if [ $run_benches -eq 1 ]; then
   : > "$out/benches.log"
-  for b in .device-bundle*/bin/bench_*; do
+  for b in ${bundles[@]/%/bin/bench_*}; do
     name=$(basename "$b")
     [[ $name =~ $filter ]] || continue
     echo "=== $name $(bench_args "$b")" | tee -a "$out/benches.log"

@@ -78,6 +78,65 @@ public:
         return true;
     }
 
+    // ---- the folded RMSNorm (fused_linear.hpp): the mma GEMV forms h = rms_norm(x) in its prologue.
+    bool folds_norm(std::int64_t rows) const override {
+        return f16_gemv_norm_foldable(m_weight.get(), m_weight.get(), m_weight.get(), rows, m_in,
+                                      default_f16_gemv_variant());
+    }
+
+    bool forward_group_normed(device_linear* const* others, int count, const normed_input& in, std::int64_t rows,
+                              void* const* ys, CUstream_st* stream) override {
+        if (count < 0 || count + 1 > k_f16_gemv_max_segments || ys[0] == nullptr) return false;
+        const f16_gemv_variant variant = default_f16_gemv_variant();
+        f16_gemv_segment segments[k_f16_gemv_max_segments];
+        segments[0] = {m_weight.as<const __half>(), static_cast<__half*>(ys[0]), m_out};
+        if (!f16_gemv_norm_foldable(segments[0].w, in.residual, in.norm_weight, rows, m_in, variant)) return false;
+        for (int i = 0; i < count; ++i) {
+            const auto* other = dynamic_cast<const f16_device_linear*>(others[i]);
+            if (other == nullptr || other->m_in != m_in || ys[i + 1] == nullptr) return false;
+            segments[i + 1] = {other->m_weight.as<const __half>(), static_cast<__half*>(ys[i + 1]), other->m_out};
+            if (!f16_gemv_fusable(segments[i + 1].w, in.residual, rows, m_in)) return false;
+        }
+        const f16_gemv_norm norm{static_cast<const __half*>(in.norm_weight), in.eps};
+        launch_f16_gemv_group(segments, count + 1, static_cast<const __half*>(in.residual), rows, m_in,
+                              launch_options{stream, m_context.pdl_enabled()}, variant, &norm);
+        return true;
+    }
+
+    bool forward_swiglu_normed(device_linear& up, const normed_input& in, std::int64_t rows, void* act,
+                               CUstream_st* stream) override {
+        const auto* other = dynamic_cast<const f16_device_linear*>(&up);
+        if (other == nullptr || other->m_in != m_in || other->m_out != m_out || act == nullptr) return false;
+        const f16_gemv_variant variant = default_f16_gemv_variant();
+        if (!f16_gemv_norm_foldable(m_weight.get(), in.residual, in.norm_weight, rows, m_in, variant) ||
+            !f16_gemv_fusable(other->m_weight.get(), in.residual, rows, m_in))
+            return false;
+        const f16_gemv_norm norm{static_cast<const __half*>(in.norm_weight), in.eps};
+        launch_f16_gemv_swiglu(m_weight.as<const __half>(), other->m_weight.as<const __half>(),
+                               static_cast<const __half*>(in.residual), static_cast<__half*>(act), rows, m_out, m_in,
+                               launch_options{stream, m_context.pdl_enabled()}, variant, &norm);
+        return true;
+    }
+
+    bool forward_normed(const normed_input& in, std::int64_t rows, void* y, CUstream_st* stream) override {
+        const f16_gemv_variant variant = default_f16_gemv_variant();
+        if (y == nullptr || !f16_gemv_norm_foldable(m_weight.get(), in.residual, in.norm_weight, rows, m_in, variant))
+            return false;
+        const f16_gemv_segment one{m_weight.as<const __half>(), static_cast<__half*>(y), m_out};
+        const f16_gemv_norm norm{static_cast<const __half*>(in.norm_weight), in.eps};
+        launch_f16_gemv_group(&one, 1, static_cast<const __half*>(in.residual), rows, m_in,
+                              launch_options{stream, m_context.pdl_enabled()}, variant, &norm);
+        return true;
+    }
+
+    bool forward_residual(const void* x, std::int64_t rows, void* residual, CUstream_st* stream) override {
+        if (residual == nullptr || !f16_gemv_fusable(m_weight.get(), x, rows, m_in)) return false;
+        launch_f16_gemv_residual(m_weight.as<const __half>(), static_cast<const __half*>(x),
+                                 static_cast<__half*>(residual), rows, m_out, m_in,
+                                 launch_options{stream, m_context.pdl_enabled()}, default_f16_gemv_variant());
+        return true;
+    }
+
 private:
     device_context& m_context;
     device_buffer m_weight;

@@ -1,5 +1,6 @@
 #include "backends/fp16/fp16_gemv.cuh"
 
+#include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 
 #include "qbench/common/errors.hpp"
@@ -7,7 +8,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace qbench {
 
@@ -39,6 +43,10 @@ __device__ __forceinline__ void to_float8(const uint4& u, float (&f)[8]) {
 //    is its row v - start[s], written to y[s][r * n_s + v - start[s]] for activation row r;
 //  - swiglu: gate row i and up row i are read by the same warp (ffma: virtual rows 2i, 2i + 1) or the same mma tile
 //    (rows 8T..8T+7 gate, 8T+8..8T+15 up), and only act[r * n + i] = silu(g) * u is written.
+// residual (plain, one segment): y0 is the residual stream, updated in place: y = fp16(y + fp16(sum)), the add
+// launch_rms_norm would do with delta = fp16(sum). Each output element has exactly one writer, which reads it first.
+// norm_w (mma kernel with NORM only): x is the residual stream and the kernel multiplies with h = rms_norm(x) * norm_w,
+// formed in its prologue exactly as launch_rms_norm forms it (rms_norm.cuh).
 // Segment lookups use selects, not a run-time index into the parameter arrays (which could spill them to local
 // memory).
 struct gemv_job {
@@ -52,6 +60,9 @@ struct gemv_job {
     int total;           // virtual rows (plain: sum of n; swiglu: 2 n)
     int n;               // swiglu: outputs per matrix
     bool swiglu;
+    bool residual;
+    const uint4* norm_w;  // NORM kernels: the RMSNorm weight (k halves)
+    double eps;           // NORM kernels: the RMSNorm epsilon
 };
 
 __device__ __forceinline__ int segment_of(const gemv_job& j, int v) { return v >= j.start2 ? 2 : (v >= j.start1 ? 1 : 0); }
@@ -72,7 +83,8 @@ __device__ __forceinline__ void plain_store(const gemv_job& j, int v, int r, flo
     const int s = segment_of(j, v);
     const int first = segment_start(j, s), n = segment_end(j, s) - first;
     __half* y = s == 0 ? j.y0 : (s == 1 ? j.y1 : j.y2);
-    y[static_cast<std::size_t>(r) * n + (v - first)] = __float2half_rn(sum);
+    __half* at = y + static_cast<std::size_t>(r) * n + (v - first);
+    *at = j.residual ? rms_residual_add(*at, __float2half_rn(sum)) : __float2half_rn(sum);
 }
 
 // Gate and up sums of one output, rounded to fp16 as the separate linears' outputs are, then the SwiGLU product.
@@ -220,11 +232,67 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint4& lo, const 
 #endif
 }
 
-// KS warps per 16-row tile, J steps (of 32 halves per row) per round, two rounds in flight.
-template <int KS, int J, bool CONTIG, bool PREX, bool PRE2>
+// Row stride (in 16-byte chunks) of the normed activations in shared memory: 64 bytes of padding put the lane
+// quads of rows g and g + 1 in different halves of the 128-byte bank window.
+__host__ __device__ constexpr int norm_row_stride(int chunks) { return chunks + 4; }
+
+// The folded RMSNorm (NORM kernels), run by the whole block after the PDL wait: h[r] = rms_norm(x[r]) * norm_w for
+// every activation row into `h` (shared memory, rows x norm_row_stride(chunks) chunks), with the reduction order and
+// roundings of launch_rms_norm's fast path (rms_norm.cuh), so h is bit-identical to that kernel's output. `nbuf`
+// (chunks entries) keeps the norm weights between the two passes.
+template <int KS>
+__device__ __forceinline__ void norm_prologue(const gemv_job& job, const uint4* x, int rows, int chunks, uint4* h,
+                                              uint4* nbuf) {
+    constexpr int T = KS * 32;
+    __shared__ double warp_sums[k_f16_gemv_max_rows][32];
+    __shared__ float inv[k_f16_gemv_max_rows];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int stride = norm_row_stride(chunks);
+    // Pass 1: thread t takes chunks t, t + T, ...; the warp that holds chunks 32w .. 32w + 31 forms W_w, as warp w of
+    // the separate kernel does. Raw x goes to shared memory for pass 2.
+    for (int base = 0; base < chunks; base += T) {
+        if (base + 32 * warp >= chunks) continue;  // warp-uniform: no chunk of this warp is in the row
+        const int c = base + static_cast<int>(threadIdx.x);
+        const bool ok = c < chunks;
+        const uint4 zero = make_uint4(0, 0, 0, 0);
+        const uint4 nv = ok ? job.norm_w[c] : zero;
+        uint4 xv[k_f16_gemv_max_rows];
+#pragma unroll
+        for (int r = 0; r < k_f16_gemv_max_rows; ++r)
+            xv[r] = ok && r < rows ? x[static_cast<std::size_t>(r) * chunks + c] : zero;
+        if (ok) nbuf[c] = nv;
+#pragma unroll
+        for (int r = 0; r < k_f16_gemv_max_rows; ++r) {
+            if (r >= rows) break;  // block-uniform
+            if (ok) h[r * stride + c] = xv[r];
+            const double w_sum = rms_butterfly(ok ? rms_chunk_sumsq(xv[r]) : 0.0);
+            if (lane == 0) warp_sums[r][(base >> 5) + warp] = w_sum;
+        }
+    }
+    __syncthreads();
+    const int row_warps = (chunks + 31) / 32;
+    for (int r = warp; r < rows; r += KS) {
+        const double sumsq = rms_butterfly(lane < row_warps ? warp_sums[r][lane] : 0.0);
+        if (lane == 0) inv[r] = rms_inv(sumsq, static_cast<std::int64_t>(chunks) * 8, job.eps);
+    }
+    __syncthreads();
+    // Pass 2: each thread norms the chunks it stored.
+    for (int c = static_cast<int>(threadIdx.x); c < chunks; c += T) {
+        const uint4 nv = nbuf[c];
+        for (int r = 0; r < rows; ++r) h[r * stride + c] = rms_norm_chunk(h[r * stride + c], inv[r], nv);
+    }
+    __syncthreads();
+}
+
+// KS warps per 16-row tile, J steps (of 32 halves per row) per round, two rounds in flight. NORM (with CONTIG and
+// PREX only): x is the residual stream; the prologue forms the normed activations in dynamic shared memory and the
+// main loop reads them from there.
+template <int KS, int J, bool CONTIG, bool PREX, bool PRE2, bool NORM>
 __global__ void __launch_bounds__(KS * 32)
     f16_gemv_mma_kernel(const gemv_job job, const uint4* x, int rows, int chunks) {
+    static_assert(!NORM || (CONTIG && PREX), "the folded norm is only built into the default layout");
     __shared__ float partial[KS][32][4];
+    extern __shared__ uint4 normed[];  // NORM: rows x norm_row_stride(chunks) chunks, then chunks norm weights
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const uint4 *wlo, *whi;
@@ -237,7 +305,8 @@ __global__ void __launch_bounds__(KS * 32)
         whi = plain_row(job, blockIdx.x * 16 + g + 8, chunks);
     }
     const bool has_x = g < rows;
-    const uint4* xr = x + static_cast<std::size_t>(has_x ? g : 0) * chunks;
+    const uint4* xr = NORM ? normed + static_cast<std::size_t>(has_x ? g : 0) * norm_row_stride(chunks)
+                           : x + static_cast<std::size_t>(has_x ? g : 0) * chunks;
     const int steps = (chunks + 3) / 4;
     int first = 0, mine = 0;  // contiguous: this warp's first step and step count
     if constexpr (CONTIG) {
@@ -306,6 +375,7 @@ __global__ void __launch_bounds__(KS * 32)
         if (two_ahead && rounds > 1) load_w(blo, bhi, 1);
         pdl_wait();
         pdl_trigger();
+        if constexpr (NORM) norm_prologue<KS>(job, x, rows, chunks, normed, normed + rows * norm_row_stride(chunks));
         load_x(ax, 0);
         if (two_ahead && rounds > 1) load_x(bx, 1);
     } else {
@@ -409,6 +479,7 @@ constexpr int k_default_rows_per_warp = 2;
 
 struct device_facts {
     int cc = 0;
+    int smem_optin = 0;  // dynamic shared memory a block may opt in to
 };
 // Compute capability of the current device, looked up once per device.
 device_facts facts() {
@@ -420,6 +491,7 @@ device_facts facts() {
         int major = 0, minor = 0;
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+        cudaDeviceGetAttribute(&f.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         f.cc = major * 10 + minor;
     }
     return f;
@@ -465,9 +537,56 @@ template <int KS>
 mma_kernel pick_mma(const resolved& r) {
     constexpr int J = k_mma_steps_per_round;
     if (r.contiguous && r.prefetch_x)
-        return r.two_rounds_ahead ? f16_gemv_mma_kernel<KS, J, true, true, true> : f16_gemv_mma_kernel<KS, J, true, true, false>;
-    if (r.contiguous) return f16_gemv_mma_kernel<KS, J, true, false, false>;
-    return r.prefetch_x ? f16_gemv_mma_kernel<KS, J, false, true, false> : f16_gemv_mma_kernel<KS, J, false, false, false>;
+        return r.two_rounds_ahead ? f16_gemv_mma_kernel<KS, J, true, true, true, false>
+                                  : f16_gemv_mma_kernel<KS, J, true, true, false, false>;
+    if (r.contiguous) return f16_gemv_mma_kernel<KS, J, true, false, false, false>;
+    return r.prefetch_x ? f16_gemv_mma_kernel<KS, J, false, true, false, false>
+                        : f16_gemv_mma_kernel<KS, J, false, false, false, false>;
+}
+
+// The NORM kernel of a variant that has one (contiguous layout, activations a round ahead), else null.
+template <int KS>
+mma_kernel pick_mma_norm(const resolved& r) {
+    constexpr int J = k_mma_steps_per_round;
+    if (!(r.contiguous && r.prefetch_x)) return nullptr;
+    return r.two_rounds_ahead ? f16_gemv_mma_kernel<KS, J, true, true, true, true>
+                              : f16_gemv_mma_kernel<KS, J, true, true, false, true>;
+}
+
+// Dynamic shared memory of a NORM launch: the normed rows and the norm weights.
+std::size_t norm_smem_bytes(std::int64_t rows, std::int64_t k) {
+    const int chunks = static_cast<int>(k / 8);
+    return static_cast<std::size_t>(rows * norm_row_stride(chunks) + chunks) * sizeof(uint4);
+}
+
+// Static shared memory of the NORM kernels (partial tiles, the prologue's warp sums and inverse RMS) stays below this.
+constexpr std::size_t k_norm_static_smem_bound = 8 * 1024;
+
+// Whether a NORM launch of these sizes can run with this variant on this device.
+bool norm_launchable(std::int64_t rows, std::int64_t k, const f16_gemv_variant& variant) {
+    if (rows < 1 || rows > k_f16_gemv_max_rows || k <= 0 || k % 8 != 0 || k / 8 > k_rms_norm_max_chunks) return false;
+    const resolved r = resolve(rows, variant);
+    if (r.kind != f16_gemv_kind::mma) return false;
+    const mma_kernel kernel = r.k_split == 8 ? pick_mma_norm<8>(r) : pick_mma_norm<4>(r);
+    return kernel != nullptr &&
+           norm_smem_bytes(rows, k) + k_norm_static_smem_bound <= static_cast<std::size_t>(facts().smem_optin);
+}
+
+// Lets a NORM kernel use all the dynamic shared memory the device allows, once per kernel and device (not on every
+// launch: launches may be captured into a CUDA graph, and the attribute does not change occupancy by itself).
+void allow_norm_smem(mma_kernel kernel) {
+    static std::mutex mutex;
+    static std::vector<std::pair<mma_kernel, int>> done;
+    int dev = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&dev));
+    const std::lock_guard<std::mutex> lock(mutex);
+    for (const auto& d : done)
+        if (d.first == kernel && d.second == dev) return;
+    cudaFuncAttributes attr{};
+    QB_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       facts().smem_optin - static_cast<int>(attr.sharedSizeBytes)));
+    done.emplace_back(kernel, dev);
 }
 
 void check_rows(const char* what, std::int64_t rows) {
@@ -482,6 +601,19 @@ void launch_job(const gemv_job& job, const __half* x, std::int64_t rows, std::in
     const resolved r = resolve(rows, variant);
     const auto* x4 = reinterpret_cast<const uint4*>(x);
     const int chunks = static_cast<int>(k / 8);
+    if (job.norm_w != nullptr) {
+        // Callers check f16_gemv_norm_foldable first; this is the last line of defence.
+        if (!norm_launchable(rows, k, variant))
+            throw error("f16 gemv: the folded RMSNorm is not available for rows " + std::to_string(rows) + ", k " +
+                        std::to_string(k) + " with this variant");
+        const mma_kernel kernel = r.k_split == 8 ? pick_mma_norm<8>(r) : pick_mma_norm<4>(r);
+        const std::size_t smem = norm_smem_bytes(rows, k);
+        if (smem > 48 * 1024) allow_norm_smem(kernel);
+        const std::int64_t tiles = job.swiglu ? (job.n + 7) / 8 : (job.total + 15) / 16;
+        launch_kernel(kernel, dim3(static_cast<unsigned>(tiles)), dim3(r.k_split * 32), smem, o, job, x4,
+                      static_cast<int>(rows), chunks);
+        return;
+    }
     if (r.kind == f16_gemv_kind::mma) {
         const mma_kernel kernel = r.k_split == 8 ? pick_mma<8>(r) : pick_mma<4>(r);
         const std::int64_t tiles = job.swiglu ? (job.n + 7) / 8 : (job.total + 15) / 16;
@@ -539,6 +671,12 @@ bool f16_gemv_fusable(const void* w, const void* x, std::int64_t rows, std::int6
     return rows >= 1 && rows <= k_f16_gemv_max_rows && k <= INT32_MAX && vectorizable(w, x, k);
 }
 
+bool f16_gemv_norm_foldable(const void* w, const void* x, const void* norm_weight, std::int64_t rows, std::int64_t k,
+                            f16_gemv_variant variant) {
+    return f16_gemv_fusable(w, x, rows, k) && reinterpret_cast<std::uintptr_t>(norm_weight) % 16 == 0 &&
+           norm_weight != nullptr && norm_launchable(rows, k, variant);
+}
+
 void launch_f16_gemv(const __half* w, const __half* x, __half* y, std::int64_t rows, std::int64_t n, std::int64_t k,
                      const launch_options& o, f16_gemv_variant variant) {
     check_rows("launch_f16_gemv", rows);
@@ -554,8 +692,20 @@ void launch_f16_gemv(const __half* w, const __half* x, __half* y, std::int64_t r
     launch_f16_gemv_group(&one, 1, x, rows, k, o, variant);
 }
 
+namespace {
+
+void set_norm(gemv_job& job, const f16_gemv_norm* norm) {
+    job.norm_w = norm != nullptr ? reinterpret_cast<const uint4*>(norm->weight) : nullptr;
+    job.eps = norm != nullptr ? norm->eps : 0.0;
+    if (norm != nullptr && reinterpret_cast<std::uintptr_t>(norm->weight) % 16 != 0)
+        throw error("f16 gemv: the RMSNorm weight is not 16-byte aligned");
+}
+
+}  // namespace
+
 void launch_f16_gemv_group(const f16_gemv_segment* segments, int count, const __half* x, std::int64_t rows,
-                           std::int64_t k, const launch_options& o, f16_gemv_variant variant) {
+                           std::int64_t k, const launch_options& o, f16_gemv_variant variant,
+                           const f16_gemv_norm* norm) {
     check_rows("launch_f16_gemv_group", rows);
     if (count < 1 || count > k_f16_gemv_max_segments)
         throw error("launch_f16_gemv_group: " + std::to_string(count) + " segments outside [1, " +
@@ -595,12 +745,30 @@ void launch_f16_gemv_group(const f16_gemv_segment* segments, int count, const __
     job.total = static_cast<int>(total);
     job.n = 0;
     job.swiglu = false;
+    set_norm(job, norm);
     launch_job(job, x, rows, k, o, variant);
+}
+
+void launch_f16_gemv_residual(const __half* w, const __half* a, __half* x, std::int64_t rows, std::int64_t n,
+                              std::int64_t k, const launch_options& o, f16_gemv_variant variant) {
+    check_rows("launch_f16_gemv_residual", rows);
+    if (!f16_gemv_fusable(w, a, rows, k))
+        throw error("launch_f16_gemv_residual: unaligned pointers or k " + std::to_string(k) + " not a multiple of 8");
+    if (n <= 0 || k <= 0) return;
+    if (n > INT32_MAX / 2) throw error("launch_f16_gemv_residual: shape too large");
+    gemv_job job{};
+    job.w0 = job.w1 = job.w2 = reinterpret_cast<const uint4*>(w);
+    job.y0 = x;
+    job.y1 = job.y2 = nullptr;
+    job.total = static_cast<int>(n);
+    job.start1 = job.start2 = job.total;
+    job.residual = true;
+    launch_job(job, a, rows, k, o, variant);
 }
 
 void launch_f16_gemv_swiglu(const __half* w_gate, const __half* w_up, const __half* x, __half* act,
                             std::int64_t rows, std::int64_t n, std::int64_t k, const launch_options& o,
-                            f16_gemv_variant variant) {
+                            f16_gemv_variant variant, const f16_gemv_norm* norm) {
     check_rows("launch_f16_gemv_swiglu", rows);
     if (!f16_gemv_fusable(w_gate, x, rows, k) || !f16_gemv_fusable(w_up, x, rows, k))
         throw error("launch_f16_gemv_swiglu: unaligned pointers or k " + std::to_string(k) + " not a multiple of 8");
@@ -616,6 +784,7 @@ void launch_f16_gemv_swiglu(const __half* w_gate, const __half* w_up, const __ha
     job.start1 = job.start2 = job.total;
     job.n = static_cast<int>(n);
     job.swiglu = true;
+    set_norm(job, norm);
     launch_job(job, x, rows, k, o, variant);
 }
 

@@ -16,6 +16,10 @@
 ///    every activation row.
 /// Both serve a "job": one linear, up to three linears of one input in one launch (q, k, v), or gate and up with the
 /// SwiGLU product formed in the epilogue (each output is bit-identical to the separate launches).
+/// Folded RMSNorm (decode, mma kernel only): the residual add moves into the epilogue of the linear that produces the
+/// block output (o_proj, down_proj: x = fp16(x + fp16(x_in · wᵀ)) in place), and the RMSNorm into the prologue of
+/// the linears that read its output (q/k/v, gate/up, lm_head: each block forms h = rms_norm(x) * g for all rows in
+/// shared memory, with launch_rms_norm's reduction order, so h is bit-identical). A decode layer is then 5 kernels.
 /// Weights are loaded past L1 (ld.global.nc.L1::no_allocate); with programmatic dependent launch the first weight
 /// loads are issued before waiting for the kernel that produces x (weights never change).
 /// k not a multiple of 8 (or unaligned pointers) takes a scalar path: correct, not fast.
@@ -56,6 +60,13 @@ struct f16_gemv_segment {
 };
 inline constexpr int k_f16_gemv_max_segments = 3;
 
+/// The RMSNorm a GEMV forms in its prologue: the launch's x is the residual stream, and the kernel multiplies with
+/// h = rms_norm(x) * weight exactly as launch_rms_norm(x, nullptr, weight, eps, ...) writes it (rms_norm.cuh).
+struct f16_gemv_norm {
+    const __half* weight = nullptr;  ///< [k] fp16, 16-byte aligned
+    double eps = 0;
+};
+
 /// The variant the fp16 linear uses: the defaults, unless QBENCH_GEMV (mma | ffma), QBENCH_GEMV_KSPLIT (4 | 8),
 /// QBENCH_GEMV_RPW (1 | 2 | 4), QBENCH_GEMV_PIPE (0 | 1), QBENCH_GEMV_LAYOUT (strided | contiguous),
 /// QBENCH_GEMV_XPRE (0 | 1) or QBENCH_GEMV_AHEAD (1 | 2) say otherwise (A/B measurements without rebuilding). Read once.
@@ -67,14 +78,28 @@ void launch_f16_gemv(const __half* w, const __half* x, __half* y, std::int64_t r
 
 /// y_i[rows, n_i] = x[rows, k] · w_iᵀ for up to k_f16_gemv_max_segments linears in ONE launch (one stream of all
 /// their weights). Needs f16_gemv_fusable(); otherwise throws qbench::error.
+/// With `norm`, x is the residual stream and the linears read rms_norm(x) (needs f16_gemv_norm_foldable()).
 void launch_f16_gemv_group(const f16_gemv_segment* segments, int count, const __half* x, std::int64_t rows,
-                           std::int64_t k, const launch_options& o, f16_gemv_variant variant = {});
+                           std::int64_t k, const launch_options& o, f16_gemv_variant variant = {},
+                           const f16_gemv_norm* norm = nullptr);
 
 /// The Llama MLP's first half in one launch: act[rows, n] = fp16(silu(g) * u) with g = fp16(x · w_gateᵀ) and
 /// u = fp16(x · w_upᵀ) rounded as the separate linears and swiglu round them (silu in double, as swiglu_ref).
 /// Needs f16_gemv_fusable(); otherwise throws qbench::error.
+/// With `norm` as in launch_f16_gemv_group.
 void launch_f16_gemv_swiglu(const __half* w_gate, const __half* w_up, const __half* x, __half* act,
                             std::int64_t rows, std::int64_t n, std::int64_t k, const launch_options& o,
+                            f16_gemv_variant variant = {}, const f16_gemv_norm* norm = nullptr);
+
+/// The residual add in the epilogue: x[rows, n] = fp16(x + fp16(a[rows, k] · wᵀ)) in place, bit-identical to
+/// launch_f16_gemv into a delta buffer followed by launch_rms_norm's add. Needs f16_gemv_fusable(w, a, rows, k).
+void launch_f16_gemv_residual(const __half* w, const __half* a, __half* x, std::int64_t rows, std::int64_t n,
+                              std::int64_t k, const launch_options& o, f16_gemv_variant variant = {});
+
+/// Whether the `norm` launches above take these pointers and sizes with this variant on the current device: fusable,
+/// k / 8 <= k_rms_norm_max_chunks, the mma kernel in its default layout (so never on sm_75, where the separate
+/// RMSNorm kernel stays), and the normed rows fit in shared memory.
+bool f16_gemv_norm_foldable(const void* w, const void* x, const void* norm_weight, std::int64_t rows, std::int64_t k,
                             f16_gemv_variant variant = {});
 
 /// Whether the fused launches above take these pointers and sizes (16-byte aligned, k % 8 == 0, 1..8 rows).

@@ -8,6 +8,13 @@
 //   h = rms_norm(x += o); act = swiglu(gate(h), up(h)); o = down(act)
 // then logits = lm_head(rms_norm(x += o)), and the next tokens are chosen on the GPU (select.cuh). A decode step
 // reads its position and step index from device memory, so one captured CUDA graph replays every step.
+//
+// Folded RMSNorm (backends offering fused_linear's normed forwards, i.e. fp16 on sm_80+, rows <= 8): o_proj and
+// down_proj add their output into x in their epilogue (forward_residual), and q/k/v, gate/up and the LM head form
+// rms_norm(x) in their prologue (forward_*_normed), so no separate RMSNorm kernel runs: 5 kernels per layer instead
+// of 7, bit-identical outputs. Each piece falls back on its own when declined (m_delta_pending tracks whether m_o
+// still holds a block output that x lacks). QBENCH_FP16_FOLD_NORM=0 (read at each generate) turns it off; the kernel
+// path string says which ran ("+fold-norm" / "+norm-kernel").
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
@@ -80,7 +87,15 @@ struct gpu_layer {
     std::array<std::unique_ptr<device_linear>, 7> linear;  // k_layer_linears order
     fused_linear* fused_q = nullptr;     // q_proj's fusion capability (q, k, v in one kernel), if its backend has it
     fused_linear* fused_gate = nullptr;  // gate_proj's (gate, up and SwiGLU in one kernel)
+    fused_linear* fused_o = nullptr;     // o_proj's (residual add in the epilogue)
+    fused_linear* fused_down = nullptr;  // down_proj's (residual add in the epilogue)
 };
+
+// QBENCH_FP16_FOLD_NORM=0 turns the folded RMSNorm off (A/B runs in one process: read at each generate).
+bool fold_norm_from_env() {
+    const char* env = std::getenv("QBENCH_FP16_FOLD_NORM");
+    return env == nullptr || std::atoi(env) != 0;
+}
 
 // What a captured decode step depends on besides the buffers.
 struct graph_key {
@@ -90,6 +105,7 @@ struct graph_key {
     std::int64_t top_k = 0;
     std::uint64_t seed = 0;
     bool pdl = false;  // launches are captured with or without programmatic dependent launch
+    bool fold = false;  // RMSNorm folded into the linears
     bool operator==(const graph_key&) const = default;
 };
 
@@ -112,7 +128,12 @@ public:
 
     const cuda_load_report& load_report() const override { return m_load; }
     std::uint64_t bytes_per_decode_step(std::int64_t beam, std::int64_t context_len) const override;
-    std::string kernel_path(std::int64_t rows) const override { return m_layers.at(0).linear[0]->kernel_path(rows); }
+    std::string kernel_path(std::int64_t rows) const override {
+        std::string path = m_layers.at(0).linear[0]->kernel_path(rows);
+        const fused_linear* f = m_layers.at(0).fused_q;
+        if (f != nullptr && m_fuse && f->folds_norm(rows)) path += fold_norm_from_env() ? "+fold-norm" : "+norm-kernel";
+        return path;
+    }
     void set_graphs_enabled(bool on) override { m_graphs_enabled = on; }
     bool graphs_used() const override { return m_graphs_used; }
 
@@ -137,6 +158,7 @@ private:
                 static_cast<float>(1.0 / std::sqrt(static_cast<double>(m_model.head_dim())))};
     }
     void enqueue_layer(std::int64_t layer, std::int64_t rows, bool decode);
+    void enqueue_head(std::int64_t first, std::int64_t logit_rows);
     void enqueue_prefill(const prompt& p, std::int64_t rows, std::int64_t logit_rows);
     void enqueue_choose(const generation_config& g, std::int64_t parent_rows);
     void enqueue_decode_step(const generation_config& g);
@@ -150,6 +172,7 @@ private:
     std::vector<gpu_layer> m_layers;
     device_buffer m_embed, m_final_norm, m_inv_freq;
     std::unique_ptr<device_linear> m_lm_head;
+    fused_linear* m_fused_head = nullptr;  // the LM head's capability (final norm in its prologue), if any
     bool m_capturable = true;
     cuda_load_report m_load;
 
@@ -167,6 +190,11 @@ private:
     // Linears of one input as one kernel where the backend offers it (fused_linear.hpp): q, k, v; gate, up and the
     // SwiGLU product. Tried before the branches above. QBENCH_FUSE_LINEARS=0 turns it off.
     bool m_fuse = true;
+    // RMSNorm folded into the linears where the backend offers it (see the top of this file); refreshed from
+    // QBENCH_FP16_FOLD_NORM at each generate. m_delta_pending: while enqueuing, whether m_o holds a block output not
+    // yet added into m_x (the next RMSNorm kernel must add it).
+    bool m_fold = true;
+    bool m_delta_pending = false;
     cudaStream_t m_side[2] = {nullptr, nullptr};
     cudaEvent_t m_fork = nullptr, m_join[2] = {nullptr, nullptr};
     void fork(int branches);
@@ -212,12 +240,15 @@ cuda_executor_impl::cuda_executor_impl(const model_config& model, const tensor_s
         layer.post_norm = upload_f16_tensor(context, timed, base + "post_attention_layernorm.weight", norm_shape);
         layer.fused_q = dynamic_cast<fused_linear*>(layer.linear[0].get());
         layer.fused_gate = dynamic_cast<fused_linear*>(layer.linear[4].get());
+        layer.fused_o = dynamic_cast<fused_linear*>(layer.linear[3].get());
+        layer.fused_down = dynamic_cast<fused_linear*>(layer.linear[6].get());
         m_load.other_bytes += layer.input_norm.size() + layer.post_norm.size();
         m_layers.push_back(std::move(layer));
     }
     m_final_norm = upload_f16_tensor(context, timed, "model.norm.weight", norm_shape);
     m_load.other_bytes += m_final_norm.size();
     m_lm_head = load_linear(0, linear_kind::lm_head);
+    m_fused_head = dynamic_cast<fused_linear*>(m_lm_head.get());
 
     // The same frequency table as the CPU reference (rope_inv_freq), so both start from identical floats.
     const std::vector<float> inv_freq = rope_inv_freq(model.head_dim(), model.rope_theta);
@@ -226,6 +257,7 @@ cuda_executor_impl::cuda_executor_impl(const model_config& model, const tensor_s
 
     if (const char* env = std::getenv("QBENCH_PARALLEL_LINEARS")) m_parallel = std::atoi(env) != 0;
     if (const char* env = std::getenv("QBENCH_FUSE_LINEARS")) m_fuse = std::atoi(env) != 0;
+    m_fold = fold_norm_from_env();
     for (cudaStream_t& s : m_side) QB_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     QB_CUDA_CHECK(cudaEventCreateWithFlags(&m_fork, cudaEventDisableTiming));
     for (cudaEvent_t& e : m_join) QB_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -375,15 +407,22 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     auto* out = m_o.as<__half>();
     // Branches only in decode steps: the prefill's GEMMs are long enough to fill the GPU on their own.
     const bool branches = decode && m_parallel;
-    launch_rms_norm(x, l == 0 ? nullptr : out, layer.input_norm.as<__half>(), eps, rows, H, h, o);
     device_linear* const kv[2] = {layer.linear[1].get(), layer.linear[2].get()};
     void* const qkv_out[3] = {m_q.get(), m_k.get(), m_v.get()};
-    if (!(m_fuse && layer.fused_q != nullptr && layer.fused_q->forward_group(kv, 2, h, rows, qkv_out, st))) {
-        if (branches) fork(2);
-        layer.linear[0]->forward(h, rows, m_q.get(), st);
-        layer.linear[1]->forward(h, rows, m_k.get(), branches ? m_side[0] : st);
-        layer.linear[2]->forward(h, rows, m_v.get(), branches ? m_side[1] : st);
-        if (branches) join(2);
+    // Folded: q/k/v form rms_norm(x) themselves (x must be up to date: no block output pending).
+    const bool qkv_folded = m_fold && m_fuse && !m_delta_pending && layer.fused_q != nullptr &&
+                            layer.fused_q->forward_group_normed(
+                                kv, 2, fused_linear::normed_input{x, layer.input_norm.get(), eps}, rows, qkv_out, st);
+    if (!qkv_folded) {
+        launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.input_norm.as<__half>(), eps, rows, H, h, o);
+        m_delta_pending = false;
+        if (!(m_fuse && layer.fused_q != nullptr && layer.fused_q->forward_group(kv, 2, h, rows, qkv_out, st))) {
+            if (branches) fork(2);
+            layer.linear[0]->forward(h, rows, m_q.get(), st);
+            layer.linear[1]->forward(h, rows, m_k.get(), branches ? m_side[0] : st);
+            layer.linear[2]->forward(h, rows, m_v.get(), branches ? m_side[1] : st);
+            if (branches) join(2);
+        }
     }
     const attention_shape shape = attn_shape();
     if (decode) {
@@ -395,18 +434,51 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
                            shape.heads, shape.kv_heads, shape.head_dim, kcache(l), vcache(l), o);
         launch_attention_prefill(m_q.as<__half>(), kcache(l), vcache(l), rows, 0, shape, m_attn.as<__half>(), o);
     }
-    layer.linear[3]->forward(m_attn.get(), rows, out, st);
-    launch_rms_norm(x, out, layer.post_norm.as<__half>(), eps, rows, H, h, o);
-    // act lands in m_gate either way (the fused kernel writes only the product; the unfused SwiGLU runs in place).
-    if (!(m_fuse && layer.fused_gate != nullptr &&
-          layer.fused_gate->forward_swiglu(*layer.linear[5], h, rows, m_gate.get(), st))) {
-        if (branches) fork(1);
-        layer.linear[4]->forward(h, rows, m_gate.get(), st);
-        layer.linear[5]->forward(h, rows, m_up.get(), branches ? m_side[0] : st);
-        if (branches) join(1);
-        launch_swiglu(m_gate.as<__half>(), m_up.as<__half>(), rows * I, m_gate.as<__half>(), o);  // in place
+    // Folded: x += o_proj(attn) in the GEMV's epilogue; otherwise the block output waits in m_o for the next norm.
+    if (m_fold && layer.fused_o != nullptr && layer.fused_o->forward_residual(m_attn.get(), rows, x, st)) {
+        m_delta_pending = false;
+    } else {
+        layer.linear[3]->forward(m_attn.get(), rows, out, st);
+        m_delta_pending = true;
     }
-    layer.linear[6]->forward(m_gate.get(), rows, out, st);
+    // act lands in m_gate either way (the fused kernels write only the product; the unfused SwiGLU runs in place).
+    const bool gate_folded =
+        m_fold && m_fuse && !m_delta_pending && layer.fused_gate != nullptr &&
+        layer.fused_gate->forward_swiglu_normed(
+            *layer.linear[5], fused_linear::normed_input{x, layer.post_norm.get(), eps}, rows, m_gate.get(), st);
+    if (!gate_folded) {
+        launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.post_norm.as<__half>(), eps, rows, H, h, o);
+        m_delta_pending = false;
+        if (!(m_fuse && layer.fused_gate != nullptr &&
+              layer.fused_gate->forward_swiglu(*layer.linear[5], h, rows, m_gate.get(), st))) {
+            if (branches) fork(1);
+            layer.linear[4]->forward(h, rows, m_gate.get(), st);
+            layer.linear[5]->forward(h, rows, m_up.get(), branches ? m_side[0] : st);
+            if (branches) join(1);
+            launch_swiglu(m_gate.as<__half>(), m_up.as<__half>(), rows * I, m_gate.as<__half>(), o);  // in place
+        }
+    }
+    if (m_fold && layer.fused_down != nullptr && layer.fused_down->forward_residual(m_gate.get(), rows, x, st)) {
+        m_delta_pending = false;
+    } else {
+        layer.linear[6]->forward(m_gate.get(), rows, out, st);
+        m_delta_pending = true;
+    }
+}
+
+// The last residual add, the final norm and the LM head for rows [first, first + logit_rows) of x: logits rows
+// 0 .. logit_rows - 1. Folded into the LM head when x is up to date and the backend offers it.
+void cuda_executor_impl::enqueue_head(std::int64_t first, std::int64_t logit_rows) {
+    const std::int64_t H = m_model.hidden_size;
+    __half* x = m_x.as<__half>() + first * H;
+    if (m_fold && !m_delta_pending && m_fused_head != nullptr &&
+        m_fused_head->forward_normed(fused_linear::normed_input{x, m_final_norm.get(), m_model.rms_norm_eps},
+                                     logit_rows, m_logits.get(), m_context.stream()))
+        return;
+    launch_rms_norm(x, m_delta_pending ? m_o.as<__half>() + first * H : nullptr, m_final_norm.as<__half>(),
+                    m_model.rms_norm_eps, logit_rows, H, m_h.as<__half>() + first * H, lo());
+    m_delta_pending = false;
+    m_lm_head->forward(m_h.as<__half>() + first * H, logit_rows, m_logits.get(), m_context.stream());
 }
 
 void cuda_executor_impl::enqueue_prefill(const prompt& p, std::int64_t rows, std::int64_t logit_rows) {
@@ -415,12 +487,10 @@ void cuda_executor_impl::enqueue_prefill(const prompt& p, std::int64_t rows, std
     launch_embed_prompt(m_embed.as<__half>(), m_model.vocab_size, H, m_tokens.as<std::int32_t>(), rows,
                         p.image_offset, p.image_tokens, stream_key(p.image_seed, hash_string("image")),
                         m_x.as<__half>(), o);
+    m_delta_pending = false;  // x is the embedding: nothing to add before the first norm
     for (std::int64_t l = 0; l < m_model.num_layers; ++l) enqueue_layer(l, rows, false);
     // Only the rows whose logits are wanted need the last residual add, the final norm and the LM head.
-    const std::int64_t first = rows - logit_rows;
-    launch_rms_norm(m_x.as<__half>() + first * H, m_o.as<__half>() + first * H, m_final_norm.as<__half>(),
-                    m_model.rms_norm_eps, logit_rows, H, m_h.as<__half>() + first * H, o);
-    m_lm_head->forward(m_h.as<__half>() + first * H, logit_rows, m_logits.get(), m_context.stream());
+    enqueue_head(rows - logit_rows, logit_rows);
 }
 
 void cuda_executor_impl::enqueue_choose(const generation_config& g, std::int64_t parent_rows) {
@@ -440,10 +510,9 @@ void cuda_executor_impl::enqueue_decode_step(const generation_config& g) {
     const launch_options o = lo();
     const std::int64_t B = m_beams, H = m_model.hidden_size;
     launch_embed_tokens(m_embed.as<__half>(), m_model.vocab_size, H, m_state.tokens, B, m_x.as<__half>(), o);
+    m_delta_pending = false;
     for (std::int64_t l = 0; l < m_model.num_layers; ++l) enqueue_layer(l, B, true);
-    launch_rms_norm(m_x.as<__half>(), m_o.as<__half>(), m_final_norm.as<__half>(), m_model.rms_norm_eps, B, H,
-                    m_h.as<__half>(), o);
-    m_lm_head->forward(m_h.get(), B, m_logits.get(), m_context.stream());
+    enqueue_head(0, B);
     enqueue_choose(g, B);
 }
 
@@ -495,6 +564,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
         throw error("generate: beam_width " + std::to_string(g.beam_width) + " needs mode beam");
     if (g.mode == decode_mode::sample && !(g.temperature > 0)) throw error("generate: temperature must be > 0");
     check_prompt(p);
+    m_fold = fold_norm_from_env();
     const bool beam = g.mode == decode_mode::beam && g.beam_width > 1;
     if (beam && g.beam_width > k_max_beam)
         throw unsupported_error("beam width " + std::to_string(g.beam_width) + " is above the " +
@@ -551,7 +621,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
 
     const bool graphs = m_graphs_enabled && m_capturable && !m_capture_failed;
     const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed,
-                        m_context.pdl_enabled()};
+                        m_context.pdl_enabled(), m_fold};
     for (std::int64_t s = 1; s < N; ++s) {
         QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(s + 1)), st));
         if (graphs && !m_capture_failed) {
@@ -602,6 +672,7 @@ std::vector<std::vector<float>> cuda_executor_impl::teacher_forced_logits(const 
                                                                           const std::vector<std::int32_t>& forced) {
     if (forced.empty()) return {};
     check_prompt(p);
+    m_fold = fold_norm_from_env();
     const auto n = static_cast<std::int64_t>(forced.size());
     // forced.back() predicts nothing: feed the prompt and forced[0, n - 1), keep the last n rows of logits.
     std::vector<std::int32_t> tokens = p.tokens;

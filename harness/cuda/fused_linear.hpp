@@ -24,6 +24,47 @@ public:
     /// silu in double as swiglu_ref: bit-identical to forward() of both and launch_swiglu. False as above.
     virtual bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act,
                                 CUstream_st* stream) = 0;
+
+    // ---- RMSNorm folded into the linears (decode). Optional: the defaults decline, and the executor then runs the
+    // separate rms_norm kernel (which also does the residual add), so a backend that ignores these keeps working.
+    // Why: a decode step of a 7B model has 65 RMSNorm launches of ~4 us each around 160 GEMV launches; the add fits in
+    // the epilogue of the linear that produces the block output, the norm in the prologue of the linears that read it.
+
+    /// The input of a linear that forms h = rms_norm(residual) * norm_weight itself (rms_norm.cuh: the same roundings
+    /// and reduction order as launch_rms_norm's fast path, so its outputs are bit-identical to the unfolded path).
+    struct normed_input {
+        const void* residual = nullptr;     ///< x [rows, in] fp16, the residual stream (already updated)
+        const void* norm_weight = nullptr;  ///< [in] fp16
+        double eps = 0;
+    };
+    /// Whether the normed forwards below would accept `rows` rows (the executor's kernel path string says so).
+    virtual bool folds_norm(std::int64_t rows) const {
+        (void)rows;
+        return false;
+    }
+    /// forward_group reading h = rms_norm(in) instead of a materialized h. False (nothing enqueued) when it cannot.
+    virtual bool forward_group_normed(device_linear* const* others, int count, const normed_input& in,
+                                      std::int64_t rows, void* const* ys, CUstream_st* stream) {
+        (void)others, (void)count, (void)in, (void)rows, (void)ys, (void)stream;
+        return false;
+    }
+    /// forward_swiglu reading h = rms_norm(in). False as above.
+    virtual bool forward_swiglu_normed(device_linear& up, const normed_input& in, std::int64_t rows, void* act,
+                                       CUstream_st* stream) {
+        (void)up, (void)in, (void)rows, (void)act, (void)stream;
+        return false;
+    }
+    /// y[rows, out] = rms_norm(in) · Wᵀ (the LM head after the final norm). False as above.
+    virtual bool forward_normed(const normed_input& in, std::int64_t rows, void* y, CUstream_st* stream) {
+        (void)in, (void)rows, (void)y, (void)stream;
+        return false;
+    }
+    /// The residual add in the epilogue: residual[rows, out] = fp16(residual + fp16(x · Wᵀ)) in place, bit-identical
+    /// to forward() into a delta buffer followed by launch_rms_norm's add (o_proj, down_proj). False as above.
+    virtual bool forward_residual(const void* x, std::int64_t rows, void* residual, CUstream_st* stream) {
+        (void)x, (void)rows, (void)residual, (void)stream;
+        return false;
+    }
 };
 
 }  // namespace qbench

@@ -1,5 +1,17 @@
 #pragma once
-/// RMSNorm with the residual add folded in (one pass over the row instead of two kernels).
+/// RMSNorm with the residual add folded in (one pass over the row instead of two kernels), and the pieces a GEMV
+/// needs to form the same normed activations in its own prologue (fp16 decode folds the norm into the next linear).
+///
+/// Bit-exactness contract (what a folded prologue must reproduce, and what the fast kernel below does):
+///   residual add   x = fp16(float(x) + float(delta))                               (rms_residual_add)
+///   chunk c        the 8 halves x[8c .. 8c + 7]; s_c = ((((0 + (x0² + x1²)) + (x2² + x3²)) + ...) in double
+///                  (rms_chunk_sumsq; squares of fp16 values are exact in double, so contraction cannot matter)
+///   warp w         W_w = xor-butterfly sum (offsets 16, 8, 4, 2, 1) of s_{32w} .. s_{32w+31}, 0 past the row
+///   row            sumsq = the same butterfly over W_0 .. W_31, 0 past ceil(chunks / 32) (rms_butterfly)
+///   inverse RMS    inv = float(1 / sqrt(sumsq / hidden + eps)) in double                (rms_inv)
+///   output         h = fp16(fp16(x * inv) * w) with two fp32 products                  (rms_norm_out)
+/// This holds for hidden % 8 == 0, hidden <= 8 * k_rms_norm_max_chunks and 16-byte aligned rows (the fast path);
+/// other shapes take a strided kernel with its own order (and are never folded).
 #include "cuda/launch.cuh"
 
 #include <cuda_fp16.h>
@@ -8,10 +20,66 @@
 
 namespace qbench {
 
+/// Chunks of 8 halves the fast (and foldable) path handles per row: one per thread of a 1024-thread block.
+inline constexpr std::int64_t k_rms_norm_max_chunks = 1024;
+
 /// For each of `rows` rows of width `hidden`: when `delta` is not null, x = fp16(x + delta) (the residual stream,
 /// updated in place); then out = fp16( fp16(x * inv) * weight ), inv = float(1 / sqrt(mean(x^2) + eps)) with the
 /// mean in double (rms_norm_ref).
 void launch_rms_norm(__half* x, const __half* delta, const __half* weight, double eps, std::int64_t rows,
                      std::int64_t hidden, __half* out, const launch_options& o);
+
+/// Whether launch_rms_norm takes its fast path for these sizes and pointers (null pointers count as aligned): the
+/// path whose reduction order a folded GEMV prologue reproduces.
+bool rms_norm_fast_path(const void* x, const void* delta, const void* weight, const void* out, std::int64_t hidden);
+
+#if defined(__CUDACC__)
+/// fp16(x + delta) as the residual add rounds it (one fp32 add, one rounding).
+__device__ __forceinline__ __half rms_residual_add(__half x, __half delta) {
+    return __float2half_rn(__fadd_rn(__half2float(x), __half2float(delta)));
+}
+
+/// s_c of one 16-byte chunk of 8 halves, in the contract's order.
+__device__ __forceinline__ double rms_chunk_sumsq(const uint4& chunk) {
+    const __half2* h = reinterpret_cast<const __half2*>(&chunk);
+    double s = 0.0;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const float2 f = __half22float2(h[j]);
+        const double a = f.x, b = f.y;
+        s = __dadd_rn(s, __dadd_rn(__dmul_rn(a, a), __dmul_rn(b, b)));
+    }
+    return s;
+}
+
+/// The xor butterfly over a warp's 32 lanes (every lane gets the same sum: each step adds the same two values).
+__device__ __forceinline__ double rms_butterfly(double v) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v = __dadd_rn(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+/// The inverse RMS from the row's sum of squares (rms_norm_ref: mean in double, rounded once to float).
+__device__ __forceinline__ float rms_inv(double sumsq, std::int64_t hidden, double eps) {
+    return static_cast<float>(1.0 / sqrt(sumsq / static_cast<double>(hidden) + eps));
+}
+
+/// One normed element: fp16(fp16(x * inv) * w).
+__device__ __forceinline__ __half rms_norm_out(float x, float inv, __half w) {
+    const float normed = __half2float(__float2half_rn(__fmul_rn(x, inv)));
+    return __float2half_rn(__fmul_rn(normed, __half2float(w)));
+}
+
+/// A chunk of 8 normed halves from 8 residual halves and 8 norm weights.
+__device__ __forceinline__ uint4 rms_norm_chunk(const uint4& x, float inv, const uint4& w) {
+    const __half* xh = reinterpret_cast<const __half*>(&x);
+    const __half* wh = reinterpret_cast<const __half*>(&w);
+    uint4 out;
+    __half* oh = reinterpret_cast<__half*>(&out);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) oh[j] = rms_norm_out(__half2float(xh[j]), inv, wh[j]);
+    return out;
+}
+#endif  // __CUDACC__
 
 }  // namespace qbench

@@ -14,7 +14,9 @@ bundle=$root/.device-bundle$suffix
 # Keep bundles out of git (also right in a worktree, where .git is a file; a copied tree without git has nothing to do).
 if exclude=$(git -C "$root" rev-parse --git-path info/exclude 2>/dev/null); then
   case $exclude in /*) ;; *) exclude=$root/$exclude ;; esac
-  grep -qxF '/.device-bundle*/' "$exclude" 2>/dev/null || echo '/.device-bundle*/' >> "$exclude"
+  if [ -d "$(dirname "$exclude")" ]; then
+    grep -qxF '/.device-bundle*/' "$exclude" 2>/dev/null || echo '/.device-bundle*/' >> "$exclude"
+  fi
 fi
 # QBENCH_CMAKE_ARGS: extra configure arguments, e.g. -G Ninja -DCMAKE_PREFIX_PATH=... (build_on_device.sh).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DQBENCH_CUDA_ARCHITECTURES="${QBENCH_CUDA_ARCHITECTURES:-90}" \

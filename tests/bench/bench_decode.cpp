@@ -1,10 +1,11 @@
 // End-to-end decode of real model shapes (synthetic weights generated on read, nothing on disk) with the fp16
 // backend: decode tokens/s, ms/step (median and spread over every step of every repetition), bytes a step must
 // read and bandwidth_utilization against the stream bandwidth measured at start, for beams 1, 2, 4; beam 1 also
-// without programmatic dependent launch and without CUDA graphs, to show what each is worth.
+// without programmatic dependent launch and without CUDA graphs, to show what each is worth; beams 1 and 4 also with
+// the RMSNorm as separate kernels (QBENCH_FP16_FOLD_NORM=0, variant "graph+pdl-normk") against the folded default.
 //
 // usage: bench_decode [--models vicuna-7b-v0,vicuna-13b-v0] [--beams 1,2,4] [--new-tokens 128] [--reps 5]
-//                     [--prompt-tokens 16] [--variants 1] [--json FILE]
+//                     [--prompt-tokens 16] [--variants 1] [--fold-ab 1] [--json FILE]
 // The model catalog is read from $QBENCH_CONFIG_DIR (else the source tree's configs/).
 #include "cuda/device_context.cuh"
 
@@ -20,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -46,6 +48,7 @@ struct options {
     std::int64_t reps = 5;
     std::int64_t prompt_tokens = 16;
     bool variants = true;
+    bool fold_ab = true;  // beams 1 and 4 also with the separate RMSNorm kernels
     std::string json;
 };
 
@@ -61,6 +64,7 @@ options parse(int argc, char** argv) {
         else if (key == "--reps") o.reps = std::stoll(value);
         else if (key == "--prompt-tokens") o.prompt_tokens = std::stoll(value);
         else if (key == "--variants") o.variants = value != "0";
+        else if (key == "--fold-ab") o.fold_ab = value != "0";
         else if (key == "--json") o.json = value;
         else {
             std::fprintf(stderr, "bench_decode: unknown option %s\n", key.c_str());
@@ -183,6 +187,19 @@ int main(int argc, char** argv) {
                 rows.push_back(measure(*exec, *model, p, beam, o, "graph+pdl", stream));
                 print_row(rows.back());
             }
+            if (o.fold_ab) {
+                // The executor reads QBENCH_FP16_FOLD_NORM at each generate: same process, same weights.
+                const char* before = std::getenv("QBENCH_FP16_FOLD_NORM");
+                const std::string saved = before != nullptr ? before : "";
+                ::setenv("QBENCH_FP16_FOLD_NORM", "0", 1);
+                for (std::int64_t beam : o.beams) {
+                    if (beam != 1 && beam != 4) continue;
+                    rows.push_back(measure(*exec, *model, p, beam, o, "graph+pdl-normk", stream));
+                    print_row(rows.back());
+                }
+                if (before != nullptr) ::setenv("QBENCH_FP16_FOLD_NORM", saved.c_str(), 1);
+                else ::unsetenv("QBENCH_FP16_FOLD_NORM");
+            }
             if (o.variants && ctx.pdl_enabled()) {
                 ctx.set_pdl_enabled(false);
                 rows.push_back(measure(*exec, *model, p, 1, o, "graph", stream));
@@ -210,6 +227,15 @@ int main(int argc, char** argv) {
                 if (b1.model == r.model && b1.variant == r.variant && b1.beam == 1)
                     std::printf("%s beam %lld costs %+.1f%% per step over beam 1\n", r.model.c_str(),
                                 static_cast<long long>(r.beam), 100.0 * (r.step_ms / b1.step_ms - 1.0));
+        }
+        for (const row& r : rows) {
+            if (r.variant != "graph+pdl-normk") continue;
+            for (const row& f : rows)
+                if (f.model == r.model && f.variant == "graph+pdl" && f.beam == r.beam)
+                    std::printf("%s beam %lld: folded RMSNorm %.3f ms/step (util %.3f) vs separate kernels %.3f ms "
+                                "(util %.3f): %+.1f%%\n",
+                                r.model.c_str(), static_cast<long long>(r.beam), f.step_ms, f.util, r.step_ms, r.util,
+                                100.0 * (f.step_ms / r.step_ms - 1.0));
         }
         if (!o.json.empty()) {
             nlohmann::json j = {{"gpu", env}, {"stream_bandwidth_gbs", stream}, {"rows", nlohmann::json::array()}};

@@ -57,7 +57,7 @@ decode() {  # decode LABEL ENV... -- ARGS...
 }
 decode default QBENCH_X=1 -- --models vicuna-7b-v0,vicuna-13b-v0 --beams 1,2,4 --reps 2 --json "$out/bench_decode.json"
 if [ $ab -eq 1 ]; then
-  short=(--models vicuna-7b-v0 --beams 1,4 --reps 2 --variants 0)
+  short=(--models vicuna-7b-v0 --beams 1,4 --reps 2 --variants 0 --fold-ab 0)
   decode ahead1 QBENCH_GEMV_AHEAD=1 -- "${short[@]}"
   decode nofuse QBENCH_FUSE_LINEARS=0 -- "${short[@]}"
 fi
@@ -73,7 +73,7 @@ fi
 if [ $ncu -eq 1 ] && command -v ncu >/dev/null; then
   stamp "ncu"
   timeout 45 ncu --clock-control none --metrics gpu__time_duration.sum --csv -c 900 \
-    "$bundle/bin/bench_decode" --models vicuna-7b-v0 --beams 1 --new-tokens 6 --reps 1 --variants 0 > "$out/ncu.csv" 2>&1
+    "$bundle/bin/bench_decode" --models vicuna-7b-v0 --beams 1 --new-tokens 6 --reps 1 --variants 0 --fold-ab 0 > "$out/ncu.csv" 2>&1
   echo "ncu rc=$?"
   # Per kernel name: launches and median duration, over the last 300 launches (decode steps, not the prefill).
   tail -n 300 "$out/ncu.csv" | awk -F'","' '{n=$5; sub(/\(.*/, "", n); d=$NF; gsub(/[",]/, "", d); print n "\t" d}' |
@@ -88,4 +88,4 @@ stamp "summary"
   grep -E '^BM_' "$out/gemv.log" 2>/dev/null | sed -E 's/ +/ /g' | awk '{for(i=1;i<=NF;i++) if ($i ~ /^util=/) u=$i; print $1, $2, $3, u, $NF, $(NF-1), $(NF-2)}' |
     sed -E 's/\/iterations:[0-9]+\/manual_time//' | cut -c1-150
 }
-grep -h "^default: \|beam . costs" "$out/decode.log" | head -30
+grep -h "^default: \|beam . costs\|folded RMSNorm" "$out/decode.log" | head -34

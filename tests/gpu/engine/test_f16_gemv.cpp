@@ -1,10 +1,12 @@
 // The fp16 backend's GPU linear (GEMV for rows <= 8, cuBLAS above) against its CPU reference (double accumulation,
 // fp16 output) on fresh random inputs: every row count 1..16 and 33, shapes not a multiple of the tile, K not a
-// multiple of 8, unaligned activations, and real Llama-7B shapes.
+// multiple of 8, unaligned activations, and real Llama-7B shapes. The fused launches (q/k/v group, gate/up + SwiGLU,
+// folded RMSNorm prologue, residual epilogue) against the separate kernels, bit for bit.
 #include "gpu_test_util.hpp"
 
 #include "backends/fp16/fp16_gemv.cuh"
 #include "backends/fp16/fp16_linear.hpp"
+#include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 
 #include "qbench/engine/reference_ops.hpp"
@@ -14,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 
 using namespace qbench;
@@ -253,4 +256,153 @@ TEST_CASE("f16 device linear: a mis-shaped checkpoint tensor is an input error",
     one_tensor_source source("layer.weight", make_f16_tensor(std::vector<float>(12, 1.0f), {3, 4}));
     const linear_request request{source, "layer", linear_kind::q_proj, 3, 4, cell};
     CHECK_THROWS_AS(load_f16_device_linear(request, context()), input_error);
+}
+
+// ---- the folded RMSNorm (decode): the GEMV forms h = rms_norm(x) in its prologue, and o/down add into x in their
+// epilogue. Both must equal the separate kernels (launch_rms_norm, then the GEMV on h) bit for bit.
+
+namespace {
+
+int compute_capability() {
+    int dev = 0, major = 0, minor = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&dev));
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return major * 10 + minor;
+}
+
+// RMSNorm weights near 1, as trained ones are.
+std::vector<float> norm_weights(std::int64_t k, std::uint64_t seed) {
+    std::vector<float> g = random_halves(k, 0.25f, seed);
+    for (float& v : g) v = round_to_half(1.0f + v);
+    return g;
+}
+
+// Variants the folded norm is built for: the default (k_split 8, two rounds ahead), k_split 4 (a 128-thread
+// prologue), one round ahead.
+const std::vector<f16_gemv_variant> k_fold_variants{
+    {},
+    {f16_gemv_kind::mma, 4, 0, true, f16_mma_layout::contiguous, 1, 2},
+    {f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::contiguous, 1, 1}};
+
+}  // namespace
+
+TEST_CASE("f16 gemv folded RMSNorm: q/k/v, gate/up and lm_head on x equal rms_norm + the GEMV on h bit for bit",
+          "[gpu][gemv][fold]") {
+    const bool mma_device = compute_capability() >= 80;
+    struct fold_case {
+        std::int64_t n0, n1, n2, k;
+        bool swiglu;
+    };
+    // 7B q/k/v, gate/up and lm_head; awkward: chunks not a multiple of 32, the largest foldable row (1024 chunks:
+    // four 256-thread passes), a row of 3 chunks, an empty segment.
+    for (const fold_case fc : {fold_case{4096, 4096, 4096, 4096, false}, fold_case{11008, 0, 0, 4096, true},
+                               fold_case{32001, 0, 0, 4096, false}, fold_case{300, 77, 129, 1000, false},
+                               fold_case{33, 1, 5, 8192, false}, fold_case{17, 0, 9, 24, false},
+                               fold_case{301, 0, 0, 1000, true}}) {
+        const std::uint64_t seed = fresh_seed();
+        const std::int64_t ns[3] = {fc.n0, fc.swiglu ? fc.n0 : fc.n1, fc.swiglu ? 0 : fc.n2};
+        const int count = fc.swiglu ? 2 : (fc.n1 == 0 && fc.n2 == 0 ? 1 : 3);
+        std::vector<device_buffer> dw;
+        for (int i = 0; i < 3; ++i) dw.push_back(to_device_f16(weights(ns[i], fc.k, seed + i)));
+        device_buffer dg = to_device_f16(norm_weights(fc.k, seed + 5));
+        for (const std::int64_t rows : {1, 2, 3, 4, 8}) {
+            // The residual stream: larger than the normed values, with a few outliers as real ones have.
+            std::vector<float> x = random_halves(rows * fc.k, 2.0f, seed + 10 + rows);
+            for (std::size_t i = 0; i < x.size(); i += 997) x[i] = round_to_half(x[i] * 40.0f);
+            device_buffer dx = to_device_f16(x);
+            const std::vector<std::uint16_t> x_before = bits_of(dx, rows * fc.k);
+            for (const double eps : {1e-6, 1e-5}) {
+                for (const f16_gemv_variant& variant : k_fold_variants) {
+                    CAPTURE(fc.n0, fc.n1, fc.n2, fc.k, fc.swiglu, rows, eps, seed,
+                            f16_gemv_path(dw[0].get(), dx.get(), rows, fc.n0, fc.k, variant));
+                    const bool foldable = f16_gemv_norm_foldable(dw[0].get(), dx.get(), dg.get(), rows, fc.k, variant);
+                    if (!foldable) {
+                        CHECK_FALSE((mma_device && fc.k <= 4096));  // 7B widths always fold on sm_80+
+                        continue;
+                    }
+                    const launch_options sep{context().stream(), false};
+                    const launch_options fold{context().stream(), context().pdl_enabled()};
+                    device_buffer h = poisoned(rows * fc.k);
+                    launch_rms_norm(dx.as<__half>(), nullptr, dg.as<__half>(), eps, rows, fc.k, h.as<__half>(), sep);
+                    const f16_gemv_norm norm{dg.as<__half>(), eps};
+                    const std::int64_t outs = fc.swiglu ? 1 : count;
+                    std::vector<device_buffer> ys, yf;
+                    for (int i = 0; i < 3; ++i) {
+                        ys.push_back(poisoned(rows * ns[i]));
+                        yf.push_back(poisoned(rows * ns[i]));
+                    }
+                    if (fc.swiglu) {
+                        launch_f16_gemv_swiglu(dw[0].as<__half>(), dw[1].as<__half>(), h.as<__half>(),
+                                               ys[0].as<__half>(), rows, fc.n0, fc.k, sep, variant);
+                        launch_f16_gemv_swiglu(dw[0].as<__half>(), dw[1].as<__half>(), dx.as<__half>(),
+                                               yf[0].as<__half>(), rows, fc.n0, fc.k, fold, variant, &norm);
+                    } else {
+                        f16_gemv_segment s_sep[3], s_fold[3];
+                        for (int i = 0; i < 3; ++i) {
+                            s_sep[i] = {dw[i].as<__half>(), ys[i].as<__half>(), ns[i]};
+                            s_fold[i] = {dw[i].as<__half>(), yf[i].as<__half>(), ns[i]};
+                        }
+                        launch_f16_gemv_group(s_sep, count, h.as<__half>(), rows, fc.k, sep, variant);
+                        launch_f16_gemv_group(s_fold, count, dx.as<__half>(), rows, fc.k, fold, variant, &norm);
+                    }
+                    for (int i = 0; i < outs; ++i) {
+                        if (ns[i] == 0) continue;
+                        CAPTURE(i);
+                        const auto a = bits_of(yf[i], rows * ns[i]), b = bits_of(ys[i], rows * ns[i]);
+                        CHECK(a == b);
+                        CHECK(std::count(b.begin(), b.end(), std::uint16_t{0xffff}) == 0);  // every output written
+                    }
+                    CHECK(bits_of(dx, rows * fc.k) == x_before);  // the residual stream is only read
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("f16 gemv folded RMSNorm: shapes it cannot fold are declined", "[gpu][gemv][fold]") {
+    device_buffer w = to_device_f16(weights(16, 8200, 1)), x = to_device_f16(random_halves(8200, 1.0f, 2)),
+                  g = to_device_f16(norm_weights(8200, 3));
+    CHECK_FALSE(f16_gemv_norm_foldable(w.get(), x.get(), g.get(), 1, 8200));          // 1025 chunks: over a block
+    CHECK_FALSE(f16_gemv_norm_foldable(w.get(), x.get(), g.get(), 9, 4096));          // rows above the GEMV's
+    CHECK_FALSE(f16_gemv_norm_foldable(w.get(), x.as<__half>() + 1, g.get(), 1, 4096));  // unaligned x
+    CHECK_FALSE(f16_gemv_norm_foldable(w.get(), x.get(), g.as<__half>() + 1, 1, 4096));  // unaligned norm weight
+    CHECK_FALSE(f16_gemv_norm_foldable(w.get(), x.get(), g.get(), 1, 4100));          // k not a multiple of 8
+    const f16_gemv_variant ffma{f16_gemv_kind::ffma, 0, 2, true};
+    CHECK_FALSE(f16_gemv_norm_foldable(w.get(), x.get(), g.get(), 1, 4096, ffma));    // only the mma kernel folds
+    const f16_gemv_variant strided{f16_gemv_kind::mma, 8, 0, true, f16_mma_layout::strided, 1};
+    CHECK_FALSE(f16_gemv_norm_foldable(w.get(), x.get(), g.get(), 1, 4096, strided));
+}
+
+TEST_CASE("f16 gemv residual epilogue: x = fp16(x + fp16(a · wᵀ)) equals the GEMV + rms_norm's add bit for bit",
+          "[gpu][gemv][fold]") {
+    struct res_case {
+        std::int64_t n, k;
+    };
+    // o_proj and down_proj of 7B; awkward: n not a multiple of 16 (1003 also takes rms_norm's strided kernel).
+    for (const res_case rc : {res_case{4096, 4096}, res_case{4096, 11008}, res_case{1003, 1000}, res_case{24, 16}}) {
+        const std::uint64_t seed = fresh_seed();
+        device_buffer dw = to_device_f16(weights(rc.n, rc.k, seed));
+        device_buffer dg = to_device_f16(norm_weights(rc.n, seed + 1));
+        for (const std::int64_t rows : {1, 2, 3, 4, 8}) {
+            const std::vector<float> a = random_halves(rows * rc.k, 1.0f, seed + 10 + rows);
+            const std::vector<float> x = random_halves(rows * rc.n, 2.0f, seed + 20 + rows);
+            device_buffer da = to_device_f16(a);
+            for (const f16_gemv_variant& variant : k_fused_variants) {
+                CAPTURE(rc.n, rc.k, rows, seed, f16_gemv_path(dw.get(), da.get(), rows, rc.n, rc.k, variant));
+                REQUIRE(f16_gemv_fusable(dw.get(), da.get(), rows, rc.k));
+                device_buffer x_sep = to_device_f16(x), x_fold = to_device_f16(x);
+                device_buffer delta = poisoned(rows * rc.n), h = poisoned(rows * rc.n);
+                launch_f16_gemv(dw.as<__half>(), da.as<__half>(), delta.as<__half>(), rows, rc.n, rc.k,
+                                {context().stream(), false}, variant);
+                launch_rms_norm(x_sep.as<__half>(), delta.as<__half>(), dg.as<__half>(), 1e-6, rows, rc.n,
+                                h.as<__half>(), {context().stream(), false});
+                launch_f16_gemv_residual(dw.as<__half>(), da.as<__half>(), x_fold.as<__half>(), rows, rc.n, rc.k,
+                                         {context().stream(), context().pdl_enabled()}, variant);
+                const auto got = bits_of(x_fold, rows * rc.n), want = bits_of(x_sep, rows * rc.n);
+                CHECK(got == want);
+                CHECK(got != bits_of(to_device_f16(x), rows * rc.n));  // the add happened
+            }
+        }
+    }
 }

@@ -13,8 +13,10 @@
 // down_proj add their output into x in their epilogue (forward_residual), and q/k/v, gate/up and the LM head form
 // rms_norm(x) in their prologue (forward_*_normed), so no separate RMSNorm kernel runs: 5 kernels per layer instead
 // of 7, bit-identical outputs. Each piece falls back on its own when declined (m_delta_pending tracks whether m_o
-// still holds a block output that x lacks). QBENCH_FP16_FOLD_NORM=0 (read at each generate) turns it off; the kernel
-// path string says which ran ("+fold-norm" / "+norm-kernel").
+// still holds a block output that x lacks). Off by default: on the H200 the folded step was slower (7B beam 1
+// 3.884 vs 3.642 ms, beam 4 4.683 vs 3.742 ms: every GEMV block re-reads and reduces x before its first product,
+// tests/bench/PERF_NOTES.md v6). QBENCH_FP16_FOLD_NORM=1 (read at each generate) turns it on; the kernel path
+// string says which ran ("+fold-norm" / "+norm-kernel").
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
@@ -91,10 +93,10 @@ struct gpu_layer {
     fused_linear* fused_down = nullptr;  // down_proj's (residual add in the epilogue)
 };
 
-// QBENCH_FP16_FOLD_NORM=0 turns the folded RMSNorm off (A/B runs in one process: read at each generate).
+// QBENCH_FP16_FOLD_NORM=1 turns the folded RMSNorm on (A/B runs in one process: read at each generate).
 bool fold_norm_from_env() {
     const char* env = std::getenv("QBENCH_FP16_FOLD_NORM");
-    return env == nullptr || std::atoi(env) != 0;
+    return env != nullptr && std::atoi(env) != 0;
 }
 
 // What a captured decode step depends on besides the buffers.
@@ -193,7 +195,7 @@ private:
     // RMSNorm folded into the linears where the backend offers it (see the top of this file); refreshed from
     // QBENCH_FP16_FOLD_NORM at each generate. m_delta_pending: while enqueuing, whether m_o holds a block output not
     // yet added into m_x (the next RMSNorm kernel must add it).
-    bool m_fold = true;
+    bool m_fold = false;
     bool m_delta_pending = false;
     cudaStream_t m_side[2] = {nullptr, nullptr};
     cudaEvent_t m_fork = nullptr, m_join[2] = {nullptr, nullptr};

@@ -99,6 +99,22 @@ bool fold_norm_from_env() {
     return env != nullptr && std::atoi(env) != 0;
 }
 
+// Measurement only: QBENCH_DECODE_ABLATE=attention,norm (read at each generate) leaves the named kernels out of
+// decode steps, so an A/B run shows what each costs inside the step (bench_decode --ablate-ab 1). The outputs are
+// wrong while it is set, and the kernel path string says "+ablate-..." so such a figure cannot pass for a real one.
+enum ablate_bits : unsigned { k_ablate_attention = 1, k_ablate_norm = 2 };
+unsigned ablate_from_env() {
+    const char* env = std::getenv("QBENCH_DECODE_ABLATE");
+    if (env == nullptr) return 0;
+    const std::string s = env;
+    return (s.find("attention") != std::string::npos ? k_ablate_attention : 0u) |
+           (s.find("norm") != std::string::npos ? k_ablate_norm : 0u);
+}
+std::string ablate_suffix(unsigned bits) {
+    return std::string((bits & k_ablate_attention) != 0 ? "+ablate-attention" : "") +
+           ((bits & k_ablate_norm) != 0 ? "+ablate-norm" : "");
+}
+
 // What a captured decode step depends on besides the buffers.
 struct graph_key {
     std::int64_t beams = 0;
@@ -108,6 +124,7 @@ struct graph_key {
     std::uint64_t seed = 0;
     bool pdl = false;  // launches are captured with or without programmatic dependent launch
     bool fold = false;  // RMSNorm folded into the linears
+    unsigned ablate = 0;  // ablate_bits left out (measurement only)
     bool operator==(const graph_key&) const = default;
 };
 
@@ -134,7 +151,7 @@ public:
         std::string path = m_layers.at(0).linear[0]->kernel_path(rows);
         const fused_linear* f = m_layers.at(0).fused_q;
         if (f != nullptr && m_fuse && f->folds_norm(rows)) path += fold_norm_from_env() ? "+fold-norm" : "+norm-kernel";
-        return path;
+        return path + ablate_suffix(ablate_from_env());
     }
     void set_graphs_enabled(bool on) override { m_graphs_enabled = on; }
     bool graphs_used() const override { return m_graphs_used; }
@@ -196,6 +213,7 @@ private:
     // QBENCH_FP16_FOLD_NORM at each generate. m_delta_pending: while enqueuing, whether m_o holds a block output not
     // yet added into m_x (the next RMSNorm kernel must add it).
     bool m_fold = false;
+    unsigned m_ablate = 0;  // ablate_bits, decode steps only (measurement only: ablate_from_env)
     bool m_delta_pending = false;
     cudaStream_t m_side[2] = {nullptr, nullptr};
     cudaEvent_t m_fork = nullptr, m_join[2] = {nullptr, nullptr};
@@ -415,8 +433,10 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     const bool qkv_folded = m_fold && m_fuse && !m_delta_pending && layer.fused_q != nullptr &&
                             layer.fused_q->forward_group_normed(
                                 kv, 2, fused_linear::normed_input{x, layer.input_norm.get(), eps}, rows, qkv_out, st);
+    const bool skip_norm = decode && (m_ablate & k_ablate_norm) != 0;  // measurement only (ablate_from_env)
     if (!qkv_folded) {
-        launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.input_norm.as<__half>(), eps, rows, H, h, o);
+        if (!skip_norm)
+            launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.input_norm.as<__half>(), eps, rows, H, h, o);
         m_delta_pending = false;
         if (!(m_fuse && layer.fused_q != nullptr && layer.fused_q->forward_group(kv, 2, h, rows, qkv_out, st))) {
             if (branches) fork(2);
@@ -427,7 +447,9 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
         }
     }
     const attention_shape shape = attn_shape();
-    if (decode) {
+    if (decode && (m_ablate & k_ablate_attention) != 0) {
+        // measurement only (ablate_from_env): attention left out of the step
+    } else if (decode) {
         launch_attention_decode(m_q.as<__half>(), m_k.as<__half>(), m_v.as<__half>(), m_inv_freq.as<float>(),
                                 m_state.pos, m_state.slot_table, rows, shape, kcache(l), vcache(l),
                                 m_attn.as<__half>(), o);
@@ -449,7 +471,8 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
         layer.fused_gate->forward_swiglu_normed(
             *layer.linear[5], fused_linear::normed_input{x, layer.post_norm.get(), eps}, rows, m_gate.get(), st);
     if (!gate_folded) {
-        launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.post_norm.as<__half>(), eps, rows, H, h, o);
+        if (!skip_norm)
+            launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.post_norm.as<__half>(), eps, rows, H, h, o);
         m_delta_pending = false;
         if (!(m_fuse && layer.fused_gate != nullptr &&
               layer.fused_gate->forward_swiglu(*layer.linear[5], h, rows, m_gate.get(), st))) {
@@ -567,6 +590,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
     if (g.mode == decode_mode::sample && !(g.temperature > 0)) throw error("generate: temperature must be > 0");
     check_prompt(p);
     m_fold = fold_norm_from_env();
+    m_ablate = ablate_from_env();
     const bool beam = g.mode == decode_mode::beam && g.beam_width > 1;
     if (beam && g.beam_width > k_max_beam)
         throw unsupported_error("beam width " + std::to_string(g.beam_width) + " is above the " +
@@ -623,7 +647,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
 
     const bool graphs = m_graphs_enabled && m_capturable && !m_capture_failed;
     const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed,
-                        m_context.pdl_enabled(), m_fold};
+                        m_context.pdl_enabled(), m_fold, m_ablate};
     for (std::int64_t s = 1; s < N; ++s) {
         QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(s + 1)), st));
         if (graphs && !m_capture_failed) {
@@ -675,6 +699,7 @@ std::vector<std::vector<float>> cuda_executor_impl::teacher_forced_logits(const 
     if (forced.empty()) return {};
     check_prompt(p);
     m_fold = fold_norm_from_env();
+    m_ablate = 0;  // teacher forcing is for quality figures: never ablated
     const auto n = static_cast<std::int64_t>(forced.size());
     // forced.back() predicts nothing: feed the prompt and forced[0, n - 1), keep the last n rows of logits.
     std::vector<std::int32_t> tokens = p.tokens;

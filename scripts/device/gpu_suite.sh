@@ -8,11 +8,14 @@
 # Data-driven: adding a test_gpu_* or bench_* binary to a bundle adds it here. Logs go to $OUT (few files, as the
 # device tool returns at most 8): env.txt, tests.log, benches.log, summary.txt, and any *.json a bench writes.
 #
-# usage:  scripts/device/gpu_suite.sh [--build] [--tests-only | --benches-only] [--filter REGEX] [--sanitize]
+# usage:  scripts/device/gpu_suite.sh [--build [--targets "T1 T2 .."]] [--tests-only | --benches-only] [--filter REGEX]
+#                                     [--sanitize]
 # --build: first build qbench there from the carried tree (scripts/device/build_on_device.sh: the Debian packages it
 #   needs travel in .device-deps/, made here by scripts/device/fetch_build_deps.sh) and use only that build, so one
 #   call does build, GPU tests and the performance table:
 #     device run: carry [".device-deps"], command: bash scripts/device/gpu_suite.sh --build 2>&1
+#   --targets limits the build to those CMake targets (default: all), e.g. when a call has little time left.
+# QBENCH_BENCH_DECODE_ARGS replaces bench_decode's default arguments (e.g. "--models vicuna-7b-v0 --ablate-ab 1").
 # Without --build it runs the bundles bundle.sh prepared here (carry [".device-bundle"]):
 #     device run: carry [".device-bundle"], command: bash scripts/device/gpu_suite.sh 2>&1
 set -uo pipefail
@@ -23,10 +26,11 @@ mkdir -p "$out"
 export QBENCH_CONFIG_DIR=$root/configs
 export PYTHONUNBUFFERED=1
 
-run_tests=1 run_benches=1 filter='.' sanitize=0 build=0
+run_tests=1 run_benches=1 filter='.' sanitize=0 build=0 targets=
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=1 ;;
+    --targets) targets=$2; shift ;;
     --tests-only) run_benches=0 ;;
     --benches-only) run_tests=0 ;;
     --filter) filter=$2; shift ;;
@@ -39,7 +43,8 @@ done
 shopt -s nullglob
 if [ $build -eq 1 ]; then
   echo "== build (log: $out/build.log)"
-  if ! bash scripts/device/build_on_device.sh > "$out/build.log" 2>&1; then
+  # shellcheck disable=SC2086
+  if ! bash scripts/device/build_on_device.sh $targets > "$out/build.log" 2>&1; then
     tail -n 40 "$out/build.log"; echo "gpu_suite.sh: the build failed" >&2; exit 1
   fi
   grep '^build_on_device' "$out/build.log"
@@ -57,7 +62,7 @@ for b in "${bundles[@]}"; do export LD_LIBRARY_PATH=$root/${b}lib${LD_LIBRARY_PA
 bench_args() {
   case $(basename "$1") in
     bench_f16_gemv) echo "" ;;
-    bench_decode) echo "--reps 3 --json $out/bench_decode.json" ;;
+    bench_decode) echo "${QBENCH_BENCH_DECODE_ARGS:---reps 3} --json $out/bench_decode.json" ;;
     *) echo "" ;;
   esac
 }

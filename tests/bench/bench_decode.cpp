@@ -3,10 +3,14 @@
 // read and bandwidth_utilization against the stream bandwidth measured at start, for beams 1, 2, 4; beam 1 also
 // without programmatic dependent launch and without CUDA graphs, to show what each is worth; beams 1 and 4 also with
 // the RMSNorm folded into the GEMVs (QBENCH_FP16_FOLD_NORM=1, variant "graph+pdl-fold") against the separate kernels
-// of the default (measured slower on the H200: tests/bench/PERF_NOTES.md, v6).
+// of the default (measured slower on the H200: tests/bench/PERF_NOTES.md, v6); with --ablate-ab 1, beam 1 also
+// without the attention kernels, without the RMSNorm kernels, and without both (QBENCH_DECODE_ABLATE: the outputs are
+// wrong, the step time says what those kernels cost inside the step; variants "ablate-attention", "ablate-norm",
+// "ablate-both").
 //
 // usage: bench_decode [--models vicuna-7b-v0,vicuna-13b-v0] [--beams 1,2,4] [--new-tokens 128] [--reps 5]
-//                     [--prompt-tokens 16] [--variants 1] [--fold-ab 1] [--json FILE]
+//                     [--prompt-tokens 16] [--variants 1] [--fold-ab 1] [--ablate-ab 0]
+//                     [--json FILE]
 // The model catalog is read from $QBENCH_CONFIG_DIR (else the source tree's configs/).
 #include "cuda/device_context.cuh"
 
@@ -50,6 +54,7 @@ struct options {
     std::int64_t prompt_tokens = 16;
     bool variants = true;
     bool fold_ab = true;  // beams 1 and 4 also with the RMSNorm folded into the GEMVs
+    bool ablate_ab = false;  // beam 1 also without attention / RMSNorm kernels (timing only)
     std::string json;
 };
 
@@ -66,6 +71,7 @@ options parse(int argc, char** argv) {
         else if (key == "--prompt-tokens") o.prompt_tokens = std::stoll(value);
         else if (key == "--variants") o.variants = value != "0";
         else if (key == "--fold-ab") o.fold_ab = value != "0";
+        else if (key == "--ablate-ab") o.ablate_ab = value != "0";
         else if (key == "--json") o.json = value;
         else {
             std::fprintf(stderr, "bench_decode: unknown option %s\n", key.c_str());
@@ -201,6 +207,17 @@ int main(int argc, char** argv) {
                 if (before != nullptr) ::setenv("QBENCH_FP16_FOLD_NORM", saved.c_str(), 1);
                 else ::unsetenv("QBENCH_FP16_FOLD_NORM");
             }
+            if (o.ablate_ab) {
+                // Read at each generate, part of the graph key: same process, same weights, default path otherwise.
+                for (const char* what : {"attention", "norm", "attention,norm"}) {
+                    ::setenv("QBENCH_DECODE_ABLATE", what, 1);
+                    const std::string w = what;
+                    rows.push_back(measure(*exec, *model, p, 1, o,
+                                           "ablate-" + (w == "attention,norm" ? std::string("both") : w), stream));
+                    print_row(rows.back());
+                }
+                ::unsetenv("QBENCH_DECODE_ABLATE");
+            }
             if (o.variants && ctx.pdl_enabled()) {
                 ctx.set_pdl_enabled(false);
                 rows.push_back(measure(*exec, *model, p, 1, o, "graph", stream));
@@ -238,6 +255,14 @@ int main(int argc, char** argv) {
                                 "(util %.3f): %+.1f%%\n",
                                 r.model.c_str(), static_cast<long long>(r.beam), f.step_ms, f.util, d.step_ms, d.util,
                                 100.0 * (f.step_ms / d.step_ms - 1.0));
+        }
+        for (const row& r : rows) {
+            if (r.variant.rfind("ablate-", 0) != 0) continue;
+            for (const row& d : rows)
+                if (d.model == r.model && d.variant == "graph+pdl" && d.beam == r.beam)
+                    std::printf("%s beam %lld %s: %.3f ms/step, %.1f us less than the full step (%.3f ms)\n",
+                                r.model.c_str(), static_cast<long long>(r.beam), r.variant.c_str(), r.step_ms,
+                                1000.0 * (d.step_ms - r.step_ms), d.step_ms);
         }
         if (!o.json.empty()) {
             nlohmann::json j = {{"gpu", env}, {"stream_bandwidth_gbs", stream}, {"rows", nlohmann::json::array()}};

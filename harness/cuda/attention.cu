@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(k_threads)
     attention_kernel(const __half* __restrict__ q, const __half* __restrict__ k_new, const __half* __restrict__ v_new,
                      const float* __restrict__ inv_freq, const std::int32_t* pos_ptr, std::int64_t pos0,
                      const std::int32_t* slot_table, int heads, int kv_heads, int head_dim, std::int64_t max_len,
-                     float scale, __half* k_cache, __half* v_cache, __half* out) {
+                     float scale, __half* k_cache, __half* v_cache, __half* out, bool early_trigger) {
     extern __shared__ float smem[];
     __shared__ float scratch[32];
     const int d = D > 0 ? D : head_dim;
@@ -102,8 +102,7 @@ __global__ void __launch_bounds__(k_threads)
     const std::int64_t kw = static_cast<std::int64_t>(kv_heads) * d;
     const std::int64_t qw = static_cast<std::int64_t>(heads) * d;
 
-    pdl_wait();
-    pdl_trigger();
+    pdl_enter(early_trigger);
     // The slot of this thread's first key is requested together with the position, not after it (one memory round
     // trip fewer before the keys arrive); entries past the position are read but not used.
     std::int64_t first_slot = 0;
@@ -312,7 +311,7 @@ __global__ void __launch_bounds__(k_threads)
 template <bool DECODE>
 using attention_fn = void (*)(const __half*, const __half*, const __half*, const float*, const std::int32_t*,
                               std::int64_t, const std::int32_t*, int, int, int, std::int64_t, float, __half*, __half*,
-                              __half*);
+                              __half*, bool);
 
 // The instance for a head size: fully unrolled for the common sizes, generic otherwise.
 template <bool DECODE>
@@ -352,7 +351,8 @@ void launch_attention_prefill(const __half* q, const __half* k_cache, const __ha
                   q, static_cast<const __half*>(nullptr), static_cast<const __half*>(nullptr),
                   static_cast<const float*>(nullptr), static_cast<const std::int32_t*>(nullptr), pos0,
                   static_cast<const std::int32_t*>(nullptr), shape.heads, shape.kv_heads, shape.head_dim,
-                  shape.max_len, shape.scale, const_cast<__half*>(k_cache), const_cast<__half*>(v_cache), out);
+                  shape.max_len, shape.scale, const_cast<__half*>(k_cache), const_cast<__half*>(v_cache), out,
+                  o.early_trigger);
 }
 
 void launch_attention_decode(const __half* q, const __half* k_new, const __half* v_new, const float* inv_freq,
@@ -364,7 +364,7 @@ void launch_attention_decode(const __half* q, const __half* k_new, const __half*
     const std::size_t smem = smem_floats(shape.head_dim, shape.max_len) * sizeof(float);
     launch_kernel(pick<true>(shape.head_dim), dim3(shape.heads, static_cast<unsigned>(beams)), dim3(k_threads), smem, o,
                   q, k_new, v_new, inv_freq, pos, std::int64_t{0}, slot_table, shape.heads, shape.kv_heads,
-                  shape.head_dim, shape.max_len, shape.scale, k_cache, v_cache, out);
+                  shape.head_dim, shape.max_len, shape.scale, k_cache, v_cache, out, o.early_trigger);
 }
 
 }  // namespace qbench

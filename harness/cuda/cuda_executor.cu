@@ -115,6 +115,14 @@ std::string ablate_suffix(unsigned bits) {
            ((bits & k_ablate_norm) != 0 ? "+ablate-norm" : "");
 }
 
+// The RMSNorm and attention kernels let the next GEMV launch before their own wait (launch.cuh: early trigger), so
+// its first weight loads overlap the drain of the GEMV before them. QBENCH_PDL_EARLY_TRIGGER=0 (read at each
+// generate) restores the trigger after the wait, for A/B runs (bench_decode variant "graph+pdl-late-trigger").
+bool early_trigger_from_env() {
+    const char* env = std::getenv("QBENCH_PDL_EARLY_TRIGGER");
+    return env == nullptr || std::atoi(env) != 0;
+}
+
 // What a captured decode step depends on besides the buffers.
 struct graph_key {
     std::int64_t beams = 0;
@@ -125,6 +133,7 @@ struct graph_key {
     bool pdl = false;  // launches are captured with or without programmatic dependent launch
     bool fold = false;  // RMSNorm folded into the linears
     unsigned ablate = 0;  // ablate_bits left out (measurement only)
+    bool early_trigger = true;  // RMSNorm / attention trigger their successor before their wait
     bool operator==(const graph_key&) const = default;
 };
 
@@ -151,7 +160,7 @@ public:
         std::string path = m_layers.at(0).linear[0]->kernel_path(rows);
         const fused_linear* f = m_layers.at(0).fused_q;
         if (f != nullptr && m_fuse && f->folds_norm(rows)) path += fold_norm_from_env() ? "+fold-norm" : "+norm-kernel";
-        return path + ablate_suffix(ablate_from_env());
+        return path + (early_trigger_from_env() ? "" : "+late-trigger") + ablate_suffix(ablate_from_env());
     }
     void set_graphs_enabled(bool on) override { m_graphs_enabled = on; }
     bool graphs_used() const override { return m_graphs_used; }
@@ -165,6 +174,8 @@ private:
     void upload_tokens(const std::vector<std::int32_t>& tokens);
     void check_prompt(const prompt& p) const;
     launch_options lo() const { return {m_context.stream(), m_context.pdl_enabled()}; }
+    // For the small kernels between two GEMVs (RMSNorm, attention): lo() with the early trigger when it is on.
+    launch_options lo_small() const { return {m_context.stream(), m_context.pdl_enabled(), m_early_trigger}; }
     __half* kcache(std::int64_t layer) const {
         return m_kcache.as<__half>() + layer * m_caps.beams * m_caps.len * m_model.kv_size();
     }
@@ -213,6 +224,7 @@ private:
     // QBENCH_FP16_FOLD_NORM at each generate. m_delta_pending: while enqueuing, whether m_o holds a block output not
     // yet added into m_x (the next RMSNorm kernel must add it).
     bool m_fold = false;
+    bool m_early_trigger = true;  // early_trigger_from_env(), refreshed at each generate
     unsigned m_ablate = 0;  // ablate_bits, decode steps only (measurement only: ablate_from_env)
     bool m_delta_pending = false;
     cudaStream_t m_side[2] = {nullptr, nullptr};
@@ -417,7 +429,7 @@ void cuda_executor_impl::check_prompt(const prompt& p) const {
 }
 
 void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool decode) {
-    const launch_options o = lo();
+    const launch_options o = lo_small();  // the early trigger is honoured by RMSNorm and attention only
     cudaStream_t st = m_context.stream();
     const gpu_layer& layer = m_layers[static_cast<std::size_t>(l)];
     const std::int64_t H = m_model.hidden_size, I = m_model.intermediate_size;
@@ -501,7 +513,7 @@ void cuda_executor_impl::enqueue_head(std::int64_t first, std::int64_t logit_row
                                      logit_rows, m_logits.get(), m_context.stream()))
         return;
     launch_rms_norm(x, m_delta_pending ? m_o.as<__half>() + first * H : nullptr, m_final_norm.as<__half>(),
-                    m_model.rms_norm_eps, logit_rows, H, m_h.as<__half>() + first * H, lo());
+                    m_model.rms_norm_eps, logit_rows, H, m_h.as<__half>() + first * H, lo_small());
     m_delta_pending = false;
     m_lm_head->forward(m_h.as<__half>() + first * H, logit_rows, m_logits.get(), m_context.stream());
 }
@@ -591,6 +603,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
     check_prompt(p);
     m_fold = fold_norm_from_env();
     m_ablate = ablate_from_env();
+    m_early_trigger = early_trigger_from_env();
     const bool beam = g.mode == decode_mode::beam && g.beam_width > 1;
     if (beam && g.beam_width > k_max_beam)
         throw unsupported_error("beam width " + std::to_string(g.beam_width) + " is above the " +
@@ -647,7 +660,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
 
     const bool graphs = m_graphs_enabled && m_capturable && !m_capture_failed;
     const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed,
-                        m_context.pdl_enabled(), m_fold, m_ablate};
+                        m_context.pdl_enabled(), m_fold, m_ablate, m_early_trigger};
     for (std::int64_t s = 1; s < N; ++s) {
         QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(s + 1)), st));
         if (graphs && !m_capture_failed) {
@@ -700,6 +713,7 @@ std::vector<std::vector<float>> cuda_executor_impl::teacher_forced_logits(const 
     check_prompt(p);
     m_fold = fold_norm_from_env();
     m_ablate = 0;  // teacher forcing is for quality figures: never ablated
+    m_early_trigger = early_trigger_from_env();
     const auto n = static_cast<std::int64_t>(forced.size());
     // forced.back() predicts nothing: feed the prompt and forced[0, n - 1), keep the last n rows of logits.
     std::vector<std::int32_t> tokens = p.tokens;

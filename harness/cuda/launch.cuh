@@ -6,7 +6,13 @@
 /// does not depend on the predecessor (a GEMV loads its first weights, which never change) and then waits in
 /// pdl_wait() until the predecessor has finished and its writes are visible. A kernel launched with PDL MUST call
 /// pdl_wait() before it reads anything a previous kernel wrote and before it writes anything a previous kernel may
-/// still read. Each kernel calls pdl_trigger() right after its wait, so at most one successor runs ahead.
+/// still read. Each kernel calls pdl_trigger() right after its wait, so at most one successor runs ahead -- except
+/// the small kernels between two GEMVs (RMSNorm, decode attention: a few blocks), which may trigger BEFORE their wait
+/// (launch_options::early_trigger, pdl_enter): the GEMV after them is then launched while the GEMV before them still
+/// drains, and its blocks take the SM slots that free up and request their first weights there, instead of after
+/// the small kernel has started. Safe: the early GEMV only reads its (constant) weights before its own pdl_wait(),
+/// which waits for the small kernel, which waits for everything before it; and a kernel triggers only once all its
+/// blocks run, so the early successor can never keep a block of an earlier kernel from becoming resident.
 /// On older GPUs (and with PDL off) both are no-ops and the launch is an ordinary one: the same code is correct on
 /// sm_75, sm_86 and sm_90.
 #include "cuda/cuda_check.cuh"
@@ -21,6 +27,7 @@ namespace qbench {
 struct launch_options {
     cudaStream_t stream = nullptr;
     bool pdl = false;  ///< launch with programmatic stream serialization (only honoured on sm_90+)
+    bool early_trigger = false;  ///< small kernels that honour it trigger their successor before their wait
 };
 
 #if defined(__CUDACC__)
@@ -36,6 +43,14 @@ __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+/// The PDL entry of a kernel: wait, then let the successor launch; with `early` (launch_options::early_trigger, only
+/// for kernels of a few blocks between two GEMVs, see the top of this file) the successor may launch first.
+__device__ __forceinline__ void pdl_enter(bool early) {
+    if (early) pdl_trigger();
+    pdl_wait();
+    if (!early) pdl_trigger();
 }
 
 /// Launches `kernel<<<grid, block, smem, o.stream>>>(args...)`, with PDL when o.pdl; checks the launch.

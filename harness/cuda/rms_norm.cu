@@ -11,14 +11,13 @@ namespace {
 // GEMV prologue reproduces it bit for bit).
 __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(__half* x, const __half* delta,
                                                             const __half* __restrict__ weight, double eps,
-                                                            std::int64_t hidden, __half* out) {
+                                                            std::int64_t hidden, __half* out, bool early_trigger) {
     __shared__ double scratch[32];
     const std::int64_t chunks = hidden / 8;
     const std::int64_t c = threadIdx.x;
     const bool active = c < chunks;
     const uint4 wv = active ? reinterpret_cast<const uint4*>(weight)[c] : make_uint4(0, 0, 0, 0);
-    pdl_wait();
-    pdl_trigger();
+    pdl_enter(early_trigger);
     uint4* xrow = reinterpret_cast<uint4*>(x + static_cast<std::int64_t>(blockIdx.x) * hidden);
     const uint4* drow =
         delta != nullptr ? reinterpret_cast<const uint4*>(delta + static_cast<std::int64_t>(blockIdx.x) * hidden) : nullptr;
@@ -44,10 +43,9 @@ __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(__half* x, const __h
 
 // Any width: a strided loop over the row.
 __global__ void rms_norm_kernel(__half* x, const __half* delta, const __half* __restrict__ weight, double eps,
-                                std::int64_t hidden, __half* out) {
+                                std::int64_t hidden, __half* out, bool early_trigger) {
     __shared__ double scratch[32];
-    pdl_wait();
-    pdl_trigger();
+    pdl_enter(early_trigger);
     __half* row = x + static_cast<std::int64_t>(blockIdx.x) * hidden;
     const __half* drow = delta != nullptr ? delta + static_cast<std::int64_t>(blockIdx.x) * hidden : nullptr;
     double sumsq = 0.0;
@@ -83,12 +81,12 @@ void launch_rms_norm(__half* x, const __half* delta, const __half* weight, doubl
     if (rms_norm_fast_path(x, delta, weight, out, hidden)) {
         const int threads = static_cast<int>((hidden / 8 + 31) / 32 * 32);
         launch_kernel(rms_norm_vec_kernel, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, o, x, delta, weight,
-                      eps, hidden, out);
+                      eps, hidden, out, o.early_trigger);
         return;
     }
     const int threads = hidden >= 4096 ? 1024 : (hidden >= 1024 ? 256 : 128);
     launch_kernel(rms_norm_kernel, dim3(static_cast<unsigned>(rows)), dim3(threads), 0, o, x, delta, weight, eps,
-                  hidden, out);
+                  hidden, out, o.early_trigger);
 }
 
 }  // namespace qbench

@@ -6,10 +6,11 @@
 // of the default (measured slower on the H200: tests/bench/PERF_NOTES.md, v6); with --ablate-ab 1, beam 1 also
 // without the attention kernels, without the RMSNorm kernels, and without both (QBENCH_DECODE_ABLATE: the outputs are
 // wrong, the step time says what those kernels cost inside the step; variants "ablate-attention", "ablate-norm",
-// "ablate-both").
+// "ablate-both"); with --trigger-ab 1 (default), beams 1 and 4 also with RMSNorm and attention triggering their
+// successor after their wait instead of before it (QBENCH_PDL_EARLY_TRIGGER=0, variant "graph+pdl-late-trigger").
 //
 // usage: bench_decode [--models vicuna-7b-v0,vicuna-13b-v0] [--beams 1,2,4] [--new-tokens 128] [--reps 5]
-//                     [--prompt-tokens 16] [--variants 1] [--fold-ab 1] [--ablate-ab 0]
+//                     [--prompt-tokens 16] [--variants 1] [--fold-ab 1] [--trigger-ab 1] [--ablate-ab 0]
 //                     [--json FILE]
 // The model catalog is read from $QBENCH_CONFIG_DIR (else the source tree's configs/).
 #include "cuda/device_context.cuh"
@@ -55,6 +56,7 @@ struct options {
     bool variants = true;
     bool fold_ab = true;  // beams 1 and 4 also with the RMSNorm folded into the GEMVs
     bool ablate_ab = false;  // beam 1 also without attention / RMSNorm kernels (timing only)
+    bool trigger_ab = true;  // beams 1 and 4 also with RMSNorm / attention triggering after their wait
     std::string json;
 };
 
@@ -72,6 +74,7 @@ options parse(int argc, char** argv) {
         else if (key == "--variants") o.variants = value != "0";
         else if (key == "--fold-ab") o.fold_ab = value != "0";
         else if (key == "--ablate-ab") o.ablate_ab = value != "0";
+        else if (key == "--trigger-ab") o.trigger_ab = value != "0";
         else if (key == "--json") o.json = value;
         else {
             std::fprintf(stderr, "bench_decode: unknown option %s\n", key.c_str());
@@ -207,6 +210,16 @@ int main(int argc, char** argv) {
                 if (before != nullptr) ::setenv("QBENCH_FP16_FOLD_NORM", saved.c_str(), 1);
                 else ::unsetenv("QBENCH_FP16_FOLD_NORM");
             }
+            if (o.trigger_ab) {
+                // The early trigger of RMSNorm / attention (launch.cuh) off: the previous default.
+                ::setenv("QBENCH_PDL_EARLY_TRIGGER", "0", 1);
+                for (std::int64_t beam : o.beams) {
+                    if (beam != 1 && beam != 4) continue;
+                    rows.push_back(measure(*exec, *model, p, beam, o, "graph+pdl-late-trigger", stream));
+                    print_row(rows.back());
+                }
+                ::unsetenv("QBENCH_PDL_EARLY_TRIGGER");
+            }
             if (o.ablate_ab) {
                 // Read at each generate, part of the graph key: same process, same weights, default path otherwise.
                 for (const char* what : {"attention", "norm", "attention,norm"}) {
@@ -255,6 +268,15 @@ int main(int argc, char** argv) {
                                 "(util %.3f): %+.1f%%\n",
                                 r.model.c_str(), static_cast<long long>(r.beam), f.step_ms, f.util, d.step_ms, d.util,
                                 100.0 * (f.step_ms / d.step_ms - 1.0));
+        }
+        for (const row& r : rows) {
+            if (r.variant != "graph+pdl-late-trigger") continue;
+            for (const row& d : rows)
+                if (d.model == r.model && d.variant == "graph+pdl" && d.beam == r.beam)
+                    std::printf("%s beam %lld: early trigger %.3f ms/step (util %.3f) vs late %.3f ms (util %.3f): "
+                                "%+.1f%%\n",
+                                r.model.c_str(), static_cast<long long>(r.beam), d.step_ms, d.util, r.step_ms, r.util,
+                                100.0 * (d.step_ms / r.step_ms - 1.0));
         }
         for (const row& r : rows) {
             if (r.variant.rfind("ablate-", 0) != 0) continue;

@@ -102,7 +102,12 @@ __global__ void __launch_bounds__(k_threads)
     const std::int64_t kw = static_cast<std::int64_t>(kv_heads) * d;
     const std::int64_t qw = static_cast<std::int64_t>(heads) * d;
 
-    pdl_enter(early_trigger);
+    // Decode: the position, the slot table and every cached key and value before the position were written by earlier
+    // steps (or the prefill), never by the kernel this one follows (the q/k/v GEMV), and every kernel before that one
+    // has completed once this kernel runs (the GEMV launched it after its own pdl_wait): so the first keys and values
+    // are requested before pdl_wait and arrive while the GEMV drains. Only q, k_new and v_new wait for it. The
+    // prefill appends its keys in the kernel just before: it waits first.
+    if constexpr (!DECODE) pdl_enter(early_trigger);
     // The slot of this thread's first key is requested together with the position, not after it (one memory round
     // trip fewer before the keys arrive); entries past the position are read but not used.
     std::int64_t first_slot = 0;
@@ -147,6 +152,7 @@ __global__ void __launch_bounds__(k_threads)
         }
     };
     if constexpr (D > 0) load_batch(vgi);
+    if constexpr (DECODE) pdl_enter(early_trigger);
     const __half* qrow = q + row * qw + static_cast<std::int64_t>(h) * d;
     if constexpr (DECODE) {
         const __half* krow = k_new + row * kw + static_cast<std::int64_t>(g) * d;

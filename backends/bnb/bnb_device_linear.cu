@@ -13,6 +13,7 @@
 #include "qbench/common/errors.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -36,7 +37,7 @@ public:
     device_4bit_linear(device_context& context, std::shared_ptr<workspace> ws, quant_type type, bool fused_batches)
         : m_context(context), m_ws(std::move(ws)), m_type(type), m_fused_batches(fused_batches) {}
 
-    // Set by the loaders.
+    // Set by the loaders. nested_code stays empty when the map is the workspace's shared copy (workspace::nested_map).
     device_4bit_view view;
     device_buffer packed, absmax, codes, nested_absmax, nested_code;
     std::uint64_t bytes = 0;
@@ -50,8 +51,15 @@ public:
     bool fused(std::int64_t rows) const {
         return gemv_4bit_supported(view, rows) && (rows == 1 || m_fused_batches);
     }
+    // "bnb-gemv-4bit" is the batch-1 team kernel, "bnb-gemv-4bit-v2" the warp kernel (batches with
+    // small_batch_path fused, or a K the team kernel does not take); "+dq" marks double quantization; "+fused" that a
+    // q/k/v group or gate/up+SwiGLU launch of this linear ran (fused_linear: the executor asks q_proj, the group's
+    // first member, after generating), so a cell's record tells the fused from the separate decode step.
     std::string kernel_path(std::int64_t rows) const override {
-        return fused(rows) ? "bnb-gemv-4bit" : "bnb-dequant-4bit+cublas";
+        const char* dq = view.nested() ? "+dq" : "";
+        if (!fused(rows)) return std::string("bnb-dequant-4bit") + dq + "+cublas";
+        if (rows != 1 || !team_path()) return std::string("bnb-gemv-4bit-v2") + dq;
+        return std::string("bnb-gemv-4bit") + dq + (m_ran_fused.load(std::memory_order_relaxed) ? "+fused" : "");
     }
 
     void forward(const void* x, std::int64_t rows, void* y, CUstream_st* stream) override {
@@ -97,6 +105,7 @@ public:
         }
         if (!gemv_4bit_team_groupable(views, count + 1)) return false;
         launch_gemv_4bit_team_group(views, count + 1, static_cast<const __half*>(x), outs, options(m_context, stream));
+        m_ran_fused.store(true, std::memory_order_relaxed);
         return true;
     }
 
@@ -110,6 +119,7 @@ public:
         if (!gemv_4bit_team_groupable(pair, 2)) return false;
         launch_gemv_4bit_team_swiglu(view, other->view, static_cast<const __half*>(x), static_cast<__half*>(act),
                                      options(m_context, stream));
+        m_ran_fused.store(true, std::memory_order_relaxed);
         return true;
     }
 
@@ -121,6 +131,7 @@ private:
     std::shared_ptr<workspace> m_ws;
     quant_type m_type;
     bool m_fused_batches;
+    std::atomic<bool> m_ran_fused{false};  // a fused call of this linear was accepted (kernel_path)
 };
 
 class device_int8_linear final : public device_linear, public fused_linear {
@@ -253,7 +264,12 @@ std::unique_ptr<device_linear> load_4bit_device_linear(const linear_request& req
             linear->codes = upload_bytes(context, s.codes.data(), s.codes.size(), "bnb absmax codes " + name);
             linear->nested_absmax =
                 upload_bytes(context, s.absmax.data(), s.absmax.size() * sizeof(float), "bnb nested absmax " + name);
-            linear->nested_code = upload_bytes(context, s.code.data(), sizeof(s.code), "bnb nested map " + name);
+            // bitsandbytes stores the same dynamic map with every linear; compared once here (bytes), an equal map
+            // uses the shared device copy, so fused groups load one code book (workspace::nested_map).
+            if (std::memcmp(s.code.data(), dynamic_map_signed().data(), sizeof(s.code)) == 0)
+                v.nested_code = ws->nested_map();
+            else
+                linear->nested_code = upload_bytes(context, s.code.data(), sizeof(s.code), "bnb nested map " + name);
             v.nested_blocksize = static_cast<int>(s.blocksize);
             v.nested_offset = s.offset;
         } else {
@@ -272,15 +288,15 @@ std::unique_ptr<device_linear> load_4bit_device_linear(const linear_request& req
         launch_quantize_4bit(f16.as<__half>(), n, p.type, p.blocksize, linear->packed.as<std::uint8_t>(),
                              absmax.as<float>(), o);
         if (p.double_quant) {
-            const std::array<float, 256>& map = dynamic_map_signed();
-            linear->nested_code = upload_bytes(context, map.data(), sizeof(map), "bnb nested map " + name);
+            // Every linear quantized here uses the same map: the workspace's one device copy.
+            v.nested_code = ws->nested_map();
             device_buffer offset = context.allocate(sizeof(float), "bnb nested offset " + name);
             linear->codes = context.allocate(static_cast<std::uint64_t>(blocks), "bnb absmax codes " + name);
             const std::int64_t nested_blocks = (blocks + k_nested_blocksize - 1) / k_nested_blocksize;
             linear->nested_absmax =
                 context.allocate(static_cast<std::uint64_t>(nested_blocks) * sizeof(float), "bnb nested absmax " + name);
             launch_absmax_mean(absmax.as<float>(), blocks, offset.as<float>(), o);
-            launch_double_quantize(absmax.as<float>(), blocks, offset.as<float>(), linear->nested_code.as<float>(),
+            launch_double_quantize(absmax.as<float>(), blocks, offset.as<float>(), v.nested_code,
                                    k_nested_blocksize, linear->codes.as<std::uint8_t>(),
                                    linear->nested_absmax.as<float>(), o);
             QB_CUDA_CHECK(cudaMemcpyAsync(&v.nested_offset, offset.get(), sizeof(float), cudaMemcpyDeviceToHost,
@@ -296,7 +312,7 @@ std::unique_ptr<device_linear> load_4bit_device_linear(const linear_request& req
     v.absmax = linear->absmax ? linear->absmax.as<float>() : nullptr;
     v.absmax_codes = linear->codes ? linear->codes.as<std::uint8_t>() : nullptr;
     v.nested_absmax = linear->nested_absmax ? linear->nested_absmax.as<float>() : nullptr;
-    v.nested_code = linear->nested_code ? linear->nested_code.as<float>() : nullptr;
+    if (linear->nested_code) v.nested_code = linear->nested_code.as<float>();
     linear->bytes = linear->packed.size() + linear->absmax.size() + linear->codes.size() + linear->nested_absmax.size();
     // The batch > 1 path needs room for this layer's fp16 weight (shared by all layers).
     ws->reserve_dequant(static_cast<std::uint64_t>(n));

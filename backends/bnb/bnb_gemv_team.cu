@@ -180,6 +180,7 @@ struct team_4bit_group {
     unsigned cols = 0;
     int blocksize_log2 = 6;
     int count = 0;
+    int shared_map = 0;   // nested: every member's nested_code is member 0's pointer (read once, stored per member)
     float code[16] = {};  // the quant map, shared by the members (checked on the host)
 };
 
@@ -233,7 +234,7 @@ __device__ __forceinline__ void store_slot(__half* y0, __half* y1, __half* y2, b
 
 template <int U, bool Nested, bool Capped>
 __global__ void QB_TEAM_BOUNDS(Capped)
-    gemv_4bit_team_kernel(team_4bit_group q, const __half* __restrict__ x, team_args p) {
+    gemv_4bit_team_kernel(team_4bit_group q, const __half* x, team_args p) {
     extern __shared__ __align__(16) unsigned char smem[];
     const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5, warps = blockDim.x >> 5;
     const unsigned team_threads = static_cast<unsigned>(p.team_threads);
@@ -298,6 +299,20 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     for (int u = 0; u < U; ++u) load(u, 0);
     for (int pb = 1; pb <= p.prefetch && pb < p.batches; ++pb) prefetch(pb);
 
+    // Nested code books (member m's word j at spare word 256 m + j; the ring's code word names its member): word tid
+    // of every distinct map is requested here, with the first rows, and stored after the byte table is built, so its
+    // round trip hides behind the table. A loop of load-then-store per word after the table, as before, paid one
+    // serial round trip per member (three for q/k/v) while no weight load was in flight. Members sharing one map
+    // (workspace::nested_map: every linear quantized at load time) read it once and store it per member.
+    [[maybe_unused]] float book[k_team_max_members] = {};
+    const unsigned members = static_cast<unsigned>(q.count);
+    const unsigned maps = q.shared_map ? 1u : members;
+    if constexpr (Nested) {
+#pragma unroll
+        for (unsigned s = 0; s < k_team_max_members; ++s)
+            if (s < maps && tid < 256u) book[s] = __ldg(pick3(s, q.m[0].nested_code, q.m[1].nested_code, q.m[2].nested_code) + tid);
+    }
+
     // The byte table: staging word of entry e at e * 256 + 128, then 32 lane copies in the entry's first 128 bytes.
     auto* words = reinterpret_cast<std::uint32_t*>(smem);
     for (unsigned byte = tid; byte < 256; byte += blockDim.x) {
@@ -312,20 +327,32 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     }
     __syncthreads();  // staging words are read; the spare halves are free from here on
     if constexpr (Nested) {
-        // One nested code book per member (a checkpoint's linears may carry different maps).
-        const unsigned words_needed = 256u * static_cast<unsigned>(q.count);
-        for (unsigned i = tid; i < words_needed; i += blockDim.x)
-            spare_float(smem, k_spare_nested + i) =
-                __ldg(pick3(i >> 8, q.m[0].nested_code, q.m[1].nested_code, q.m[2].nested_code) + (i & 255u));
+        if (tid < 256u) {
+#pragma unroll
+            for (unsigned m = 0; m < k_team_max_members; ++m)
+                if (m < members) spare_float(smem, k_spare_nested + 256u * m + tid) = q.shared_map ? book[0] : book[m];
+        }
+        // CTAs narrower than 256 threads (small K in the 128-thread shapes) load the rest word by word.
+        if (blockDim.x < 256u) {
+            for (unsigned i = tid; i < 256u * members; i += blockDim.x) {
+                const unsigned j = i & 255u, m = i >> 8, s = q.shared_map ? 0u : m;
+                if (j >= blockDim.x)
+                    spare_float(smem, k_spare_nested + i) =
+                        __ldg(pick3(s, q.m[0].nested_code, q.m[1].nested_code, q.m[2].nested_code) + j);
+            }
+        }
     }
 
     pdl_wait();  // x is written by the previous kernel
     __half2 xs[16];
     {
+        // Plain loads through a pointer without __restrict__: an __ldg of restrict data is an invariant load to the
+        // compiler, and nvcc moved it above griddepcontrol.wait (SASS: the x LDGs before ACQBULK), i.e. x was read
+        // before the previous kernel's writes were guaranteed visible. The asm's memory clobber orders these.
         const uint4* src = reinterpret_cast<const uint4*>(x + col0);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-            uint4 v = __ldg(src + j);
+            uint4 v = src[j];
             if (t >= slices) v = make_uint4(0, 0, 0, 0);
             xs[4 * j + 0] = bits_half2(v.x);
             xs[4 * j + 1] = bits_half2(v.y);
@@ -427,7 +454,7 @@ struct team_int8_group {
 
 template <int U, bool Capped>
 __global__ void QB_TEAM_BOUNDS(Capped)
-    gemv_int8_team_kernel(team_int8_group gw, const __half* __restrict__ x, team_args p) {
+    gemv_int8_team_kernel(team_int8_group gw, const __half* x, team_args p) {
     __shared__ float part[2][U][k_team_max_warps];
     __shared__ float amax_s[k_team_max_warps];
     const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
@@ -476,13 +503,14 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     float sc = scb_of(0);
 
     pdl_wait();
-    // The 32 activations of this thread, their outlier bits and the team's row statistic.
+    // The 32 activations of this thread, their outlier bits and the team's row statistic. Plain loads of a pointer
+    // without __restrict__, so they stay behind the wait (see the 4-bit kernel).
     uint4 xv[4] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
     if (active) {
-        xv[0] = __ldg(reinterpret_cast<const uint4*>(x + c0));
-        xv[1] = __ldg(reinterpret_cast<const uint4*>(x + c0 + 8));
-        xv[2] = __ldg(reinterpret_cast<const uint4*>(x + c1));
-        xv[3] = __ldg(reinterpret_cast<const uint4*>(x + c1 + 8));
+        xv[0] = *reinterpret_cast<const uint4*>(x + c0);
+        xv[1] = *reinterpret_cast<const uint4*>(x + c0 + 8);
+        xv[2] = *reinterpret_cast<const uint4*>(x + c1);
+        xv[3] = *reinterpret_cast<const uint4*>(x + c1 + 8);
     }
     pdl_trigger();
     const bool decompose = threshold > 0.0f;
@@ -660,11 +688,16 @@ team_geometry shape_of(std::int64_t slices, int cta_target, int max_threads) {
     return gm;
 }
 
-// Grid and batches for `rows` rows.
+// Grid and batches for `rows` rows. Every team gets the same rows, so the kernel lasts as long as its last CTA to
+// start. With PDL a kernel's CTAs are placed while its predecessor's last CTAs still run (a one-CTA RMSNorm before
+// q/k/v and gate/up): where two CTAs of this kernel fill an SM's registers (the double-quantized kernel: 125
+// registers, 2 x 256 threads = the whole register file), a grid of every slot on every SM left one CTA to start only
+// when that CTA exited. One slot is left free instead; at the 7B shapes the rows per team do not change.
 void finish(std::int64_t rows, const team_config& c, int resident_per_sm, const team_geometry& gm, int& grid,
             team_args& a) {
     const std::int64_t ctas_needed = (rows + gm.teams_per_cta - 1) / gm.teams_per_cta;
-    const std::int64_t ctas = static_cast<std::int64_t>(sm_count()) * std::min(c.ctas_per_sm, resident_per_sm);
+    const int per_sm = std::min(c.ctas_per_sm, resident_per_sm);
+    const std::int64_t ctas = static_cast<std::int64_t>(sm_count()) * per_sm - (per_sm >= 2 ? 1 : 0);
     grid = static_cast<int>(std::max<std::int64_t>(1, std::min(ctas, ctas_needed)));
     const std::int64_t teams = static_cast<std::int64_t>(grid) * gm.teams_per_cta;
     const std::int64_t rows_per_team = (rows + teams - 1) / teams;
@@ -714,6 +747,9 @@ team_4bit_group group_4bit(const device_4bit_view* ws, int count, __half* const*
     q.cols = static_cast<unsigned>(ws[0].cols);
     q.blocksize_log2 = ws[0].blocksize_log2;
     q.count = count;
+    q.shared_map = 1;
+    for (int i = 1; i < count; ++i)
+        if (ws[i].nested_code != ws[0].nested_code) q.shared_map = 0;
     std::memcpy(q.code, ws[0].code, sizeof(q.code));
     unsigned begin = 0;
     for (int i = 0; i < count; ++i) {

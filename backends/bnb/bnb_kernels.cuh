@@ -83,7 +83,8 @@ void launch_gemv_4bit_team(const device_4bit_view& w, const __half* x, __half* y
 /// member's outputs are bit-identical to its own launch (same config).
 inline constexpr int k_team_max_members = 3;
 /// Whether ws[0 .. count) form a 4-bit group: each team-supported, rows >= 1, the same K, blocksize, quant map,
-/// nesting and nested block size (their nested maps and offsets may differ), total rows in 32-bit range.
+/// nesting and nested block size (their nested maps and offsets may differ; members whose nested_code is the same
+/// pointer, as the loader makes it, read that map once per CTA), total rows in 32-bit range.
 bool gemv_4bit_team_groupable(const device_4bit_view* ws, int count);
 /// ys[i][N_i] = fp16( x[K] . W_i^T ) for the group ws[0 .. count) in one launch (throws std::invalid_argument if not
 /// gemv_4bit_team_groupable).

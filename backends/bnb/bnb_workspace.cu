@@ -2,6 +2,7 @@
 
 #include "qbench/common/errors.hpp"
 
+#include <array>
 #include <map>
 #include <mutex>
 
@@ -28,6 +29,15 @@ void workspace::grow(device_buffer& buffer, std::uint64_t bytes, const char* wha
     if (buffer) QB_CUDA_CHECK(cudaDeviceSynchronize());
     buffer.reset();
     buffer = m_context.allocate(bytes, what);
+}
+
+const float* workspace::nested_map() {
+    if (!m_nested_map) {
+        const std::array<float, 256>& map = dynamic_map_signed();
+        m_nested_map = m_context.allocate(sizeof(map), "bnb nested map (shared by the double-quantized linears)");
+        m_context.upload(m_nested_map.get(), map.data(), sizeof(map));
+    }
+    return m_nested_map.as<float>();
 }
 
 void workspace::reserve_dequant(std::uint64_t elements) {

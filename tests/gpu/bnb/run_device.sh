@@ -3,9 +3,11 @@
 # bit-identical to the separate path), the benchmarks (Llama-7B linear stack fused and unfused first, then the
 # per-layer kernels), the device-linear tests, a SASS opcode census of the batch-1 kernels, and a short table at the
 # end. Expects the bundle made by
-#   QBENCH_BUNDLE_NAME=bnb scripts/device/bundle.sh test_gpu_bnb_kernels test_gpu_bnb_linear test_gpu_bnb_fused bench_bnb
+#   QBENCH_BUNDLE_NAME=bnb scripts/device/bundle.sh test_gpu_bnb_kernels test_gpu_bnb_linear test_gpu_bnb_fused \
+#     test_gpu_bnb_pdl bench_bnb
 # usage (on the GPU machine, repository root): tests/gpu/bnb/run_device.sh [bench filter]
-# Time limits (seconds) by environment: KERNEL_TEST_LIMIT, FUSED_TEST_LIMIT, BENCH_LIMIT, LINEAR_TEST_LIMIT.
+# Time limits (seconds) by environment: KERNEL_TEST_LIMIT, FUSED_TEST_LIMIT, PDL_TEST_LIMIT, BENCH_LIMIT,
+# LINEAR_TEST_LIMIT.
 set -uo pipefail
 bundle=${BNB_BUNDLE:-.device-bundle-bnb}
 out=${OUT:-/tmp/bnb-out}
@@ -23,6 +25,7 @@ run_test() {  # name, time limit
 }
 run_test test_gpu_bnb_kernels ${KERNEL_TEST_LIMIT:-110}
 run_test test_gpu_bnb_fused ${FUSED_TEST_LIMIT:-120}
+run_test test_gpu_bnb_pdl ${PDL_TEST_LIMIT:-60}
 filter=${1:-'BM_linear_stack_7b|BM_bnb_gemv_4bit|BM_bnb_int8_fused|BM_bnb_int8/shape:./m:1/|BM_fp16'}
 start=$(date +%s)
 timeout ${BENCH_LIMIT:-170} "$bundle/bin/bench_bnb" --benchmark_filter="$filter" --benchmark_out="$out/bench_bnb.json" \

@@ -185,6 +185,12 @@ TEST_CASE("gpu bnb fused: forward_group equals the separate forwards bit for bit
                                                      yp.data(), stream);
                 INFO(describe(cell) << " in " << set->in << " members " << lin.size() << " outliers every " << every);
                 REQUIRE(ok);
+                if (cell.bits == 4) {
+                    // The path string records that the group ran, and double quantization (the decode record).
+                    const std::string path = lin[0]->kernel_path(1);
+                    INFO("kernel path " << path);
+                    CHECK(path == std::string("bnb-gemv-4bit") + (cell.bnb.double_quant ? "+dq" : "") + "+fused");
+                }
                 for (std::size_t i = 0; i < lin.size(); ++i) {
                     const std::vector<std::uint16_t> want = half_bits(separate(*lin[i], x, stream));
                     const std::vector<std::uint16_t> got = half_bits(ys[i]);
@@ -392,6 +398,26 @@ TEST_CASE("gpu bnb fused: group and SwiGLU launchers equal single launches in ev
             for (std::size_t i = 0; i < rows.size(); ++i) {
                 INFO("4-bit " << (nested ? "dq" : "plain") << " config " << gemv_team_config_name(config) << " member " << i);
                 CHECK(half_bits(grouped[i]) == half_bits(single[i]));
+            }
+            if (nested) {
+                // Members sharing one nested map buffer (what the loader makes: workspace::nested_map) load it once
+                // and store it per member; the 128-thread shapes also take the word-by-word rest of the book.
+                const std::vector<std::uint16_t> own_map2 = half_bits(single[2]);
+                std::vector<device_4bit_view> shared = views;
+                for (device_4bit_view& v : shared) v.nested_code = views[0].nested_code;
+                for (std::size_t i = 0; i < rows.size(); ++i) {
+                    single[i].poison();
+                    grouped[i].poison();
+                    launch_gemv_4bit_team(shared[i], x.get(), single[i].get(), plain, config);
+                }
+                launch_gemv_4bit_team_group(shared.data(), 3, x.get(), outs.data(), plain, config);
+                for (std::size_t i = 0; i < rows.size(); ++i) {
+                    INFO("4-bit dq, one shared map, config " << gemv_team_config_name(config) << " member " << i);
+                    CHECK(half_bits(grouped[i]) == half_bits(single[i]));
+                }
+                // Member 2's own map is the reference map scaled by 0.5, so reading member 0's map must change its
+                // output: the shared case really reads the shared buffer.
+                CHECK(half_bits(single[2]) != own_map2);
             }
             dev<__half> u(static_cast<std::size_t>(rows[0])), want(static_cast<std::size_t>(rows[0])),
                 act(static_cast<std::size_t>(rows[0]));

@@ -88,10 +88,14 @@ TEST_CASE("gpu bnb: kernel paths follow bitsandbytes' dispatch", "[gpu][bnb]") {
     source.add("w.weight", f16_tensor(random_weights(9, 64 * 4096, 0.02f), {64, 4096}));
     source.add("v.weight", f16_tensor(random_weights(10, 64 * 100, 0.02f), {64, 100}));
     const auto nf4 = backend->load_device_linear({source, "w", linear_kind::q_proj, 4096, 64, cell_of(4, "nf4", false, "dequantize", 6)}, context);
-    CHECK(nf4->kernel_path(1) == "bnb-gemv-4bit");
+    CHECK(nf4->kernel_path(1) == "bnb-gemv-4bit");  // the team kernel; "+fused" only after a fused launch ran
     CHECK(nf4->kernel_path(2) == "bnb-dequant-4bit+cublas");
+    const auto dq = backend->load_device_linear({source, "w", linear_kind::q_proj, 4096, 64, cell_of(4, "nf4", true, "dequantize", 6)}, context);
+    CHECK(dq->kernel_path(1) == "bnb-gemv-4bit+dq");
+    CHECK(dq->kernel_path(2) == "bnb-dequant-4bit+dq+cublas");
     const auto fused = backend->load_device_linear({source, "w", linear_kind::q_proj, 4096, 64, cell_of(4, "nf4", false, "fused", 6)}, context);
-    CHECK(fused->kernel_path(4) == "bnb-gemv-4bit");
+    CHECK(fused->kernel_path(1) == "bnb-gemv-4bit");
+    CHECK(fused->kernel_path(4) == "bnb-gemv-4bit-v2");  // batches stay on the fused warp kernel (v2)
     CHECK(fused->kernel_path(16) == "bnb-dequant-4bit+cublas");
     // K = 100 is not a multiple of 32: like bitsandbytes (K % blocksize), even batch 1 dequantizes.
     const auto odd = backend->load_device_linear({source, "v", linear_kind::q_proj, 100, 64, cell_of(4, "nf4", false, "fused", 6)}, context);

@@ -8,7 +8,7 @@
 #    only when its content changes, so an unchanged tree recompiles nothing.
 # A tree that is not itself a git checkout (a copied working tree, a release tarball; also a tree that merely sits
 # inside some other repository) gets "unknown", unless the environment states its commit (QBENCH_SOURCE_COMMIT, 40 hex
-# digits, and QBENCH_SOURCE_DIRTY 0/1), as scripts/device/build_on_device.sh does.
+# digits, and QBENCH_SOURCE_DIRTY 0/1), as scripts/device/build_on_device.sh does; a stated commit wins over git.
 
 if(NOT CMAKE_SCRIPT_MODE_FILE)
   # qbench_git_version_target(NAME HEADER): target NAME keeps HEADER up to date; the header exists after configure.
@@ -58,9 +58,11 @@ if(_git)
   endif()
 endif()
 
-# A copied tree (the GPU machine gets the working tree without .git) cannot ask git: whoever copied it may state the
-# commit it was copied from (scripts/device/build_on_device.sh does, from a stamp written beside the copy).
-if(_commit STREQUAL "unknown" AND "$ENV{QBENCH_SOURCE_COMMIT}" MATCHES "^[0-9a-f]+$")
+# A copied tree cannot be trusted to ask git: whoever copied it may state the commit it was copied from
+# (scripts/device/build_on_device.sh does, from a stamp written beside the copy), and that statement wins over what
+# git says, because a copy may carry a stale .git: the GPU machine's copy once did (its HEAD was the commit the
+# session started from, and every file in the tree differed from it, so results said "<old commit>, dirty").
+if("$ENV{QBENCH_SOURCE_COMMIT}" MATCHES "^[0-9a-f]+$")
   string(LENGTH "$ENV{QBENCH_SOURCE_COMMIT}" _len)
   if(_len EQUAL 40)
     set(_commit "$ENV{QBENCH_SOURCE_COMMIT}")

@@ -11,6 +11,7 @@
 #include "cuda/fused_linear.hpp"
 #include "cuda/swiglu.cuh"
 #include "gpu_bnb_util.hpp"
+#include "gpu_bnb_weight.hpp"
 #include "../../unit/bnb/bnb_test_util.hpp"
 
 #include <catch2/catch.hpp>
@@ -118,35 +119,6 @@ void check_against_cpu(const backend& b, const weight_set& s, std::size_t i, con
                        << " worst " << c.worst_ratio);
     CHECK(c.bad == 0);
 }
-
-// The device copy of a reference 4-bit weight (launcher-level cases).
-struct device_4bit {
-    dev<std::uint8_t> packed, codes;
-    dev<float> absmax, nested_absmax, nested_code;
-    device_4bit_view view;
-
-    // map_scale != 1 stores a different nested map (as a checkpoint may): the group must use each member's own.
-    device_4bit(const quant_4bit_weight& w, float map_scale)
-        : packed(w.packed), codes(w.nested ? w.nested_state.codes : std::vector<std::uint8_t>{}),
-          absmax(w.absmax), nested_absmax(w.nested ? w.nested_state.absmax : std::vector<float>{}) {
-        if (w.nested) {
-            std::vector<float> map(w.nested_state.code.begin(), w.nested_state.code.end());
-            for (float& v : map) v *= map_scale;
-            nested_code = dev<float>(map);
-        }
-        view.packed = packed.get();
-        view.rows = w.rows;
-        view.cols = w.cols;
-        view.blocksize_log2 = log2_exact(w.blocksize);
-        view.absmax = w.nested ? nullptr : absmax.get();
-        view.absmax_codes = codes.get();
-        view.nested_absmax = nested_absmax.get();
-        view.nested_code = nested_code.get();
-        view.nested_blocksize = static_cast<int>(w.nested_state.blocksize);
-        view.nested_offset = w.nested_state.offset;
-        std::memcpy(view.code, w.code.data(), sizeof(view.code));
-    }
-};
 
 }  // namespace
 

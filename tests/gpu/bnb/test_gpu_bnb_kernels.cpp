@@ -3,6 +3,7 @@
 #include "backends/bnb/bnb_kernels.cuh"
 #include "backends/bnb/bnb_quant_ref.hpp"
 #include "gpu_bnb_util.hpp"
+#include "gpu_bnb_weight.hpp"
 #include "qbench/common/counter_rng.hpp"
 
 #include <catch2/catch.hpp>
@@ -48,31 +49,6 @@ std::vector<float> activations(std::int64_t m, std::int64_t k, std::int64_t outl
         }
     return v;
 }
-
-// The device copy of a reference 4-bit weight.
-struct device_4bit {
-    dev<std::uint8_t> packed, codes;
-    dev<float> absmax, nested_absmax, nested_code;
-    device_4bit_view view;
-
-    explicit device_4bit(const quant_4bit_weight& w)
-        : packed(w.packed), codes(w.nested ? w.nested_state.codes : std::vector<std::uint8_t>{}),
-          absmax(w.absmax), nested_absmax(w.nested ? w.nested_state.absmax : std::vector<float>{}),
-          nested_code(w.nested ? std::vector<float>(w.nested_state.code.begin(), w.nested_state.code.end())
-                               : std::vector<float>{}) {
-        view.packed = packed.get();
-        view.rows = w.rows;
-        view.cols = w.cols;
-        view.blocksize_log2 = log2_exact(w.blocksize);
-        view.absmax = w.nested ? nullptr : absmax.get();
-        view.absmax_codes = codes.get();
-        view.nested_absmax = nested_absmax.get();
-        view.nested_code = nested_code.get();
-        view.nested_blocksize = static_cast<int>(w.nested_state.blocksize);
-        view.nested_offset = w.nested_state.offset;
-        std::memcpy(view.code, w.code.data(), sizeof(view.code));
-    }
-};
 
 const launch_options k_plain{nullptr, false};
 

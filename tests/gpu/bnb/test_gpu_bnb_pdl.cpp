@@ -8,6 +8,7 @@
 #include "backends/bnb/bnb_quant_ref.hpp"
 #include "gpu_bnb_producer.hpp"
 #include "gpu_bnb_util.hpp"
+#include "gpu_bnb_weight.hpp"
 #include "../../unit/bnb/bnb_test_util.hpp"
 
 #include <catch2/catch.hpp>
@@ -33,32 +34,6 @@ std::vector<std::uint16_t> bits_of(const dev<__half>& d) {
     cuda_ok(cudaMemcpy(b.data(), d.get(), b.size() * 2, cudaMemcpyDeviceToHost), "download");
     return b;
 }
-
-// A reference 4-bit weight on the device (its own nested map when double-quantized).
-struct weight_4bit {
-    dev<std::uint8_t> packed, codes;
-    dev<float> absmax, nested_absmax, nested_code;
-    device_4bit_view view;
-
-    explicit weight_4bit(const quant_4bit_weight& w)
-        : packed(w.packed), codes(w.nested ? w.nested_state.codes : std::vector<std::uint8_t>{}),
-          absmax(w.nested ? std::vector<float>{} : w.absmax),
-          nested_absmax(w.nested ? w.nested_state.absmax : std::vector<float>{}),
-          nested_code(w.nested ? std::vector<float>(w.nested_state.code.begin(), w.nested_state.code.end())
-                               : std::vector<float>{}) {
-        view.packed = packed.get();
-        view.rows = w.rows;
-        view.cols = w.cols;
-        view.blocksize_log2 = log2_exact(w.blocksize);
-        view.absmax = w.nested ? nullptr : absmax.get();
-        view.absmax_codes = codes.get();
-        view.nested_absmax = nested_absmax.get();
-        view.nested_code = nested_code.get();
-        view.nested_blocksize = static_cast<int>(w.nested_state.blocksize);
-        view.nested_offset = w.nested_state.offset;
-        std::memcpy(view.code, w.code.data(), sizeof(view.code));
-    }
-};
 
 }  // namespace
 
@@ -103,8 +78,8 @@ TEST_CASE("gpu bnb pdl: batch-1 kernels read x only after the previous kernel fi
 
     for (const bool nested : {false, true}) {
         const quant_4bit_params qp{quant_type::nf4, 64, nested};
-        std::vector<std::unique_ptr<weight_4bit>> w;
-        for (std::size_t i = 0; i < 3; ++i) w.push_back(std::make_unique<weight_4bit>(quantize_4bit_ref(wv[i], n, k, qp)));
+        std::vector<std::unique_ptr<device_4bit>> w;
+        for (std::size_t i = 0; i < 3; ++i) w.push_back(std::make_unique<device_4bit>(quantize_4bit_ref(wv[i], n, k, qp)));
         const std::string kind = nested ? "nf4 dq" : "nf4";
         check(kind + " single", 1, static_cast<std::size_t>(n), [&](const launch_options& o, const std::vector<dev<__half>>& ys) {
             launch_gemv_4bit_team(w[0]->view, x.get(), ys[0].get(), o);

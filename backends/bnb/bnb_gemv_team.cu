@@ -3,10 +3,13 @@
 //
 // Work split. A team is as many threads as a row has 32-column slices (K / 32, rounded up to whole warps); thread t
 // of a team always owns columns [32t, 32t + 32) (4-bit: the 16-byte chunk t of every row; int8: the 16-byte chunks t
-// and t + K/32), so its activations stay in registers for the whole kernel and are read once. A team walks rows
-// g, g + G, g + 2G, ... (G teams in the grid, so all teams together sweep contiguous rows); per row a thread
-// makes one 16-byte coalesced load (two for int8) and the team sums its partials: warp shuffles, then shared memory
-// across the team's warps. Loads run U rows ahead in a ring of registers (U * 16 bytes per thread in flight), and
+// and t + K/32), so its activations stay in registers for the whole kernel and are read once. Every team works on
+// one member of a group (teams are shared out in proportion to the members' rows, team_args::team_begin) and owns a
+// contiguous range of its rows, walked U at a time; per row a thread makes one 16-byte coalesced load (two for int8)
+// and the team sums its partials: warp shuffles, then shared memory across the team's warps. So a load is a pointer
+// step: placing every load from scratch in the concatenated rows of a group (member selects over the kernel
+// parameters) cost about as many instructions as decoding the row (SASS: 2880 instructions in the U=8 kernel against
+// 1528 before groups; the H200 per-layer times rose 30-80%, fifth session). Loads run U rows ahead in a ring of registers (U * 16 bytes per thread in flight), and
 // the first U rows are requested before the programmatic-dependent-launch wait, so the weight stream of a kernel
 // starts while its predecessor drains.
 //
@@ -86,7 +89,6 @@ __device__ __forceinline__ std::uint32_t table_address(std::uint32_t word, std::
 __device__ __forceinline__ __half2 table_load(const unsigned char* lut, std::uint32_t address) {
     return bits_half2(*reinterpret_cast<const std::uint32_t*>(lut + address));
 }
-
 // sum over a 16-byte chunk of code(w) * x: two half2 chains of 16 weights (8 products per half), fp32 across.
 __device__ __forceinline__ float chunk_dot(const unsigned char* lut, std::uint32_t lane4, const uint4& wv,
                                            const __half2* xs) {
@@ -156,7 +158,28 @@ struct team_args {
     int nested_log2 = 8;   ///< log2 of the nested block size (double quantization)
     int prefetch = 0;      ///< L2 prefetch distance in batches (0: none)
     int swiglu = 0;        ///< members 0 (gate) and 1 (up) paired row by row, fp16(silu(g) * u) written to member 0's y
+    /// Teams [team_begin[m], team_begin[m + 1]) work on member m (SwiGLU: all on the row pairs, as member 0); entries
+    /// past the last member equal the team count.
+    unsigned team_begin[4] = {0, 0, 0, 0};
 };
+
+/// A team's share: member m, its rows [r0, r1).
+struct team_work {
+    unsigned m = 0, r0 = 0, r1 = 0;
+};
+/// `rows` of member 0, 1, 2 (SwiGLU: the pairs as member 0).
+__device__ __forceinline__ team_work work_of(const team_args& p, unsigned rows0, unsigned rows1, unsigned rows2,
+                                             unsigned g) {
+    team_work w;
+    w.m = (g >= p.team_begin[1] ? 1u : 0u) + (g >= p.team_begin[2] ? 1u : 0u);
+    const unsigned first = w.m == 0 ? p.team_begin[0] : (w.m == 1 ? p.team_begin[1] : p.team_begin[2]);
+    const unsigned next = w.m == 0 ? p.team_begin[1] : (w.m == 1 ? p.team_begin[2] : p.team_begin[3]);
+    const unsigned rows = w.m == 0 ? rows0 : (w.m == 1 ? rows1 : rows2);
+    const std::uint64_t teams = next - first, i = g - first;
+    w.r0 = static_cast<unsigned>(rows * i / teams);
+    w.r1 = static_cast<unsigned>(rows * (i + 1) / teams);
+    return w;
+}
 
 // A group: up to k_team_max_members weights of one K (q, k, v) whose output rows form one work range, member i
 // owning work rows [begin_i, begin_i + rows_i) (absent members begin at ~0u), so one launch streams all of them and
@@ -190,28 +213,49 @@ __device__ __forceinline__ T pick3(unsigned m, T a, T b, T c) {
     return m == 0 ? a : (m == 1 ? b : c);
 }
 
-/// Where slot u of batch b of team g (of G) lands: member m, its row, and whether that row exists.
+/// Where slot u of batch b of a team with share w lands: member m, its row, and whether that row exists.
 struct slot_place {
     unsigned m = 0, row = 0;
     bool valid = false;
 };
 
-template <int U, class Group>
-__device__ __forceinline__ slot_place place_of(const Group& q, bool swiglu, unsigned b, unsigned u, unsigned g,
-                                               unsigned G) {
+template <int U>
+__device__ __forceinline__ slot_place place_of(bool swiglu, unsigned b, unsigned u, const team_work& w) {
     slot_place s;
     if (swiglu) {
         constexpr unsigned H = U / 2;
         s.m = u >= H ? 1u : 0u;
-        s.row = b * H * G + g + (u - s.m * H) * G;
-        s.valid = s.row < q.m[0].rows;
+        s.row = w.r0 + b * H + (u - s.m * H);
     } else {
-        const unsigned r = b * U * G + g + u * G;
-        s.m = (r >= q.m[1].begin ? 1u : 0u) + (r >= q.m[2].begin ? 1u : 0u);
-        s.row = r - pick3(s.m, 0u, q.m[1].begin, q.m[2].begin);
-        s.valid = s.row < pick3(s.m, q.m[0].rows, q.m[1].rows, q.m[2].rows);
+        s.m = w.m;
+        s.row = w.r0 + b * U + u;
     }
+    s.valid = s.row < w.r1;
     return s;
+}
+
+/// A stream of rows of one member for the 4-bit kernel: this thread's pointer into the current row, the member's
+/// scales, the row and the rows left. Plain groups: one stream per team; SwiGLU: two (gate rows, up rows).
+struct stream_4bit {
+    const unsigned char* packed = nullptr;  // this thread's 16 bytes of the current row
+    const unsigned char* scales = nullptr;  // the member's absmax (plain, float) or absmax codes (nested, bytes)
+    const float* nested_absmax = nullptr;
+    unsigned row = 0, todo = 0;
+};
+
+template <class Group>
+__device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, unsigned r0, unsigned r1,
+                                                 unsigned chunk_offset, unsigned row_bytes) {
+    stream_4bit c;
+    c.row = r0;
+    c.todo = r1 > r0 ? r1 - r0 : 0u;
+    c.packed = pick3(m, q.m[0].packed, q.m[1].packed, q.m[2].packed) + chunk_offset +
+               static_cast<std::uint64_t>(r0) * row_bytes;
+    c.scales = pick3(m, q.m[0].codes, q.m[1].codes, q.m[2].codes);
+    if (c.scales == nullptr)
+        c.scales = reinterpret_cast<const unsigned char*>(pick3(m, q.m[0].absmax, q.m[1].absmax, q.m[2].absmax));
+    c.nested_absmax = pick3(m, q.m[0].nested_absmax, q.m[1].nested_absmax, q.m[2].nested_absmax);
+    return c;
 }
 
 // The epilogue of slot t (run by the team's whole first warp; lanes t >= U carry nothing): store h, or in SwiGLU mode
@@ -241,7 +285,6 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned team = tid / team_threads, t = tid - team * team_threads;
     const unsigned team_warps = team_threads >> 5;
     const unsigned teams_per_cta = blockDim.x / team_threads;
-    const unsigned G = gridDim.x * teams_per_cta;
     const unsigned g = blockIdx.x * teams_per_cta + team;
     const unsigned cols = q.cols;
     const unsigned row_bytes = cols / 2, slices = cols / 32;
@@ -251,29 +294,44 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned log2bs = static_cast<unsigned>(q.blocksize_log2);
     const std::uint32_t lane4 = lane * 4u;
     const bool swiglu = p.swiglu != 0;
+    const team_work share = work_of(p, q.m[0].rows, q.m[1].rows, q.m[2].rows, g);
+    // The nested code book of the team's member (SwiGLU: the slot's member, gate 0 or up 1).
+    const std::uint32_t team_book = k_spare_nested + share.m * 256u;
 
+    // Streams of rows: `main` (the team's member; SwiGLU: gate), `up` (SwiGLU only: the same rows of up).
+    stream_4bit main = stream_of(q, share.m, share.r0, share.r1, tc * 16u, row_bytes);
+    stream_4bit up;
+    if (swiglu) up = stream_of(q, 1u, share.r0, share.r1, tc * 16u, row_bytes);
     ring_4bit<U, Nested> ring;
-    auto load = [&](int u, unsigned b) {
-        const slot_place s = place_of<U>(q, swiglu, b, static_cast<unsigned>(u), g, G);
+    // Slot u's next row from its stream: one load, one scale, one pointer step.
+    auto load_from = [&](stream_4bit& cur, std::uint32_t book_u, int u) {
         uint4 v = make_uint4(0, 0, 0, 0);
         float a = 0.0f;
         std::uint32_t c = 0;
-        if (s.valid) {
-            const unsigned char* packed = pick3(s.m, q.m[0].packed, q.m[1].packed, q.m[2].packed);
-            v = detail::load_nc16(packed + tc * 16u + static_cast<std::uint64_t>(s.row) * row_bytes);
+        if (cur.todo > 0) {
+            v = detail::load_nc16(cur.packed);
             const auto block =
-                static_cast<std::uint32_t>((static_cast<std::uint64_t>(s.row) * cols + col0) >> log2bs);
+                static_cast<std::uint32_t>((static_cast<std::uint64_t>(cur.row) * cols + col0) >> log2bs);
             if constexpr (Nested) {
-                c = k_spare_nested + s.m * 256u + __ldg(pick3(s.m, q.m[0].codes, q.m[1].codes, q.m[2].codes) + block);
-                a = __ldg(pick3(s.m, q.m[0].nested_absmax, q.m[1].nested_absmax, q.m[2].nested_absmax) +
-                          (block >> p.nested_log2));
+                c = book_u + __ldg(cur.scales + block);
+                a = __ldg(cur.nested_absmax + (block >> p.nested_log2));
             } else {
-                a = __ldg(pick3(s.m, q.m[0].absmax, q.m[1].absmax, q.m[2].absmax) + block);
+                a = __ldg(reinterpret_cast<const float*>(cur.scales) + block);
             }
+            --cur.todo;
+            ++cur.row;
+            cur.packed += row_bytes;
         }
         ring.w[u] = v;
         ring.a[u] = a;
         if constexpr (Nested) ring.c[u] = c;
+    };
+    // Two explicit calls, not a reference picked at run time: that would put the cursors in local memory.
+    auto load = [&](int u) {
+        if (swiglu && u >= U / 2)
+            load_from(up, k_spare_nested + 256u, u);
+        else
+            load_from(main, team_book, u);
     };
 
     // Rows of later batches into L2: thread t < U of a team takes slot t's row (weights, then its scales when a row
@@ -282,7 +340,7 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned scale_row_bytes = Nested ? scale_row : scale_row * 4u;
     auto prefetch = [&](int b) {
         if (t >= U) return;
-        const slot_place s = place_of<U>(q, swiglu, static_cast<unsigned>(b), t, g, G);
+        const slot_place s = place_of<U>(swiglu, static_cast<unsigned>(b), t, share);
         if (!s.valid) return;
         prefetch_l2(pick3(s.m, q.m[0].packed, q.m[1].packed, q.m[2].packed) + static_cast<std::uint64_t>(s.row) * row_bytes,
                     row_bytes);
@@ -296,7 +354,7 @@ __global__ void QB_TEAM_BOUNDS(Capped)
 
     // The first rows go out before anything else: weights never change, so they may be read before the wait.
 #pragma unroll
-    for (int u = 0; u < U; ++u) load(u, 0);
+    for (int u = 0; u < U; ++u) load(u);
     for (int pb = 1; pb <= p.prefetch && pb < p.batches; ++pb) prefetch(pb);
 
     // Nested code books (member m's word j at spare word 256 m + j; the ring's code word names its member): word tid
@@ -382,13 +440,13 @@ __global__ void QB_TEAM_BOUNDS(Capped)
             }
             // Rounded here (no FMA into the warp sum): a row's sum must not depend on the slot it lands in.
             sums[u] = __fmul_rn(chunk_dot(smem, lane4, ring.w[u], xs), scale);
-            if (more) load(u, static_cast<unsigned>(b + 1));
+            if (more) load(u);
         }
         const float s = transpose_sum<U>(sums, static_cast<int>(lane));
         if ((lane & writer_mask) == 0) spare_float(smem, part + my_slot * warps + warp) = s;
         __syncthreads();
         if (t < 32) {  // the team's first warp, whole (teams are whole warps): SwiGLU pairs meet by a shuffle
-            const slot_place sp = place_of<U>(q, swiglu, static_cast<unsigned>(b), t, g, G);
+            const slot_place sp = place_of<U>(swiglu, static_cast<unsigned>(b), t, share);
             __half h = __float2half_rn(0.0f);
             if (t < U) {
                 float sum = 0.0f;
@@ -462,7 +520,6 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned team = tid / team_threads, t = tid - team * team_threads;
     const unsigned team_warps = team_threads >> 5;
     const unsigned teams_per_cta = blockDim.x / team_threads;
-    const unsigned G = gridDim.x * teams_per_cta;
     const unsigned g = blockIdx.x * teams_per_cta + team;
     const unsigned k = gw.k;
     const float threshold = gw.threshold;
@@ -471,14 +528,18 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const bool active = t < half_chunks;
     const unsigned tc = active ? t : half_chunks - 1;
     const unsigned c0 = tc * 16u, c1 = (tc + half_chunks) * 16u;
+    const team_work share = work_of(p, gw.m[0].rows, gw.m[1].rows, gw.m[2].rows, g);
+
+    // The team's member (SwiGLU: gate) and, in SwiGLU mode, up: picked once, not per load.
+    const std::int8_t* const main_cb = pick3(share.m, gw.m[0].cb, gw.m[1].cb, gw.m[2].cb);
+    const std::int8_t* const up_cb = gw.m[1].cb;
 
     ring_int8<U> ring;
     auto load = [&](int u, unsigned b) {
-        const slot_place s = place_of<U>(gw, swiglu, b, static_cast<unsigned>(u), g, G);
+        const slot_place s = place_of<U>(swiglu, b, static_cast<unsigned>(u), share);
         uint4 va = make_uint4(0, 0, 0, 0), vb = make_uint4(0, 0, 0, 0);
         if (s.valid) {
-            const std::int8_t* row =
-                pick3(s.m, gw.m[0].cb, gw.m[1].cb, gw.m[2].cb) + static_cast<std::uint64_t>(s.row) * k;
+            const std::int8_t* row = (s.m == share.m ? main_cb : up_cb) + static_cast<std::uint64_t>(s.row) * k;
             va = detail::load_nc16(row + c0);
             vb = detail::load_nc16(row + c1);
         }
@@ -487,14 +548,14 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     };
     auto prefetch = [&](int b) {
         if (t >= U) return;
-        const slot_place s = place_of<U>(gw, swiglu, static_cast<unsigned>(b), t, g, G);
+        const slot_place s = place_of<U>(swiglu, static_cast<unsigned>(b), t, share);
         if (s.valid)
             prefetch_l2(pick3(s.m, gw.m[0].cb, gw.m[1].cb, gw.m[2].cb) + static_cast<std::uint64_t>(s.row) * k, k);
     };
     // Reader t < U of each team finishes slot t's row: its SCB comes one batch ahead.
     auto scb_of = [&](unsigned b) {
         if (t >= U) return 0.0f;
-        const slot_place s = place_of<U>(gw, swiglu, b, t, g, G);
+        const slot_place s = place_of<U>(swiglu, b, t, share);
         return s.valid ? __ldg(pick3(s.m, gw.m[0].scb, gw.m[1].scb, gw.m[2].scb) + s.row) : 0.0f;
     };
 #pragma unroll
@@ -600,7 +661,7 @@ __global__ void QB_TEAM_BOUNDS(Capped)
         if ((lane & writer_mask) == 0) part[buf][my_slot][warp] = v;
         __syncthreads();
         if (t < 32) {  // the team's first warp, whole: SwiGLU pairs meet by a shuffle
-            const slot_place sp = place_of<U>(gw, swiglu, static_cast<unsigned>(b), t, g, G);
+            const slot_place sp = place_of<U>(swiglu, static_cast<unsigned>(b), t, share);
             __half h = __float2half_rn(0.0f);
             if (t < U) {
                 float s = 0.0f;
@@ -688,30 +749,70 @@ team_geometry shape_of(std::int64_t slices, int cta_target, int max_threads) {
     return gm;
 }
 
-// Grid and batches for `rows` rows. Every team gets the same rows, so the kernel lasts as long as its last CTA to
-// start. With PDL a kernel's CTAs are placed while its predecessor's last CTAs still run (a one-CTA RMSNorm before
-// q/k/v and gate/up): where two CTAs of this kernel fill an SM's registers (the double-quantized kernel: 125
-// registers, 2 x 256 threads = the whole register file), a grid of every slot on every SM left one CTA to start only
-// when that CTA exited. One slot is left free instead; at the 7B shapes the rows per team do not change.
-void finish(std::int64_t rows, const team_config& c, int resident_per_sm, const team_geometry& gm, int& grid,
-            team_args& a) {
-    const std::int64_t ctas_needed = (rows + gm.teams_per_cta - 1) / gm.teams_per_cta;
+// Grid, team shares and batches. With PDL a kernel's CTAs are placed while its predecessor's last CTAs still run (a
+// one-CTA RMSNorm before q/k/v and gate/up): where two CTAs of this kernel fill an SM's registers (the
+// double-quantized kernel: 125 registers, 2 x 256 threads = the whole register file), a grid of every slot on every
+// SM left one CTA to start only when that CTA exited. One slot is left free instead.
+// The teams are shared out to the members in proportion to their rows (largest remainders; at least one each, so the
+// grid holds at least one team per member); every team runs the same number of batches (the barriers are CTA-wide),
+// enough for the largest share, so the kernel lasts as long as its busiest team.
+// member_rows: the rows of each member (SwiGLU: one entry, the row pairs).
+void finish(const std::int64_t* member_rows, int members, const team_config& c, int resident_per_sm,
+            const team_geometry& gm, int& grid, team_args& a) {
+    std::int64_t total = 0;
+    for (int m = 0; m < members; ++m) total += member_rows[m];
+    const std::int64_t ctas_needed = (total + gm.teams_per_cta - 1) / gm.teams_per_cta;
     const int per_sm = std::min(c.ctas_per_sm, resident_per_sm);
     const std::int64_t ctas = static_cast<std::int64_t>(sm_count()) * per_sm - (per_sm >= 2 ? 1 : 0);
-    grid = static_cast<int>(std::max<std::int64_t>(1, std::min(ctas, ctas_needed)));
+    const std::int64_t min_ctas = (members + gm.teams_per_cta - 1) / gm.teams_per_cta;
+    grid = static_cast<int>(std::max<std::int64_t>(min_ctas, std::min(ctas, ctas_needed)));
     const std::int64_t teams = static_cast<std::int64_t>(grid) * gm.teams_per_cta;
-    const std::int64_t rows_per_team = (rows + teams - 1) / teams;
+    std::int64_t share[k_team_max_members] = {};
+    std::int64_t given = 0;
+    for (int m = 0; m < members; ++m) {
+        share[m] = std::max<std::int64_t>(1, teams * member_rows[m] / total);
+        given += share[m];
+    }
+    // Rows per team of member m with one team more (fewer): hand out (take back) where it helps (hurts) most.
+    auto load_of = [&](int m, std::int64_t n) { return n > 0 ? (member_rows[m] + n - 1) / n : total + 1; };
+    while (given < teams) {
+        int best = 0;
+        for (int m = 1; m < members; ++m)
+            if (load_of(m, share[m]) > load_of(best, share[best])) best = m;
+        ++share[best];
+        ++given;
+    }
+    while (given > teams) {
+        int best = -1;
+        for (int m = 0; m < members; ++m)
+            if (share[m] > 1 && (best < 0 || load_of(m, share[m] - 1) < load_of(best, share[best] - 1))) best = m;
+        --share[best];
+        --given;
+    }
+    std::int64_t rows_per_team = 0;
+    a.team_begin[0] = 0;
+    for (int m = 0; m < 3; ++m) {
+        a.team_begin[m + 1] = a.team_begin[m] + static_cast<unsigned>(m < members ? share[m] : 0);
+        if (m < members) rows_per_team = std::max(rows_per_team, load_of(m, share[m]));
+    }
     a.team_threads = gm.team_threads;
     a.prefetch = c.prefetch;
     a.batches = static_cast<int>((rows_per_team + c.rows_in_flight - 1) / c.rows_in_flight);
 }
 
+/// The member rows finish() shares the teams by (SwiGLU: the pairs, as one member).
+template <class Group>
+int member_rows_of(const Group& q, bool swiglu, std::int64_t (&rows)[k_team_max_members]) {
+    int members = 0;
+    for (int m = 0; m < (swiglu ? 1 : k_team_max_members); ++m)
+        if (q.m[m].rows > 0) rows[members++] = q.m[m].rows;
+    return members;
+}
 
 using kernel_4bit_t = void (*)(team_4bit_group, const __half*, team_args);
 
-// work_rows: the group's total rows, or in SwiGLU mode the row pairs (U/2 of them per batch).
 template <int U, bool Capped>
-void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, std::int64_t work_rows, bool swiglu,
+void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, bool swiglu,
                         const __half* x, const launch_options& o, team_config c, const team_geometry& gm) {
     const kernel_4bit_t kernel =
         nested ? gemv_4bit_team_kernel<U, true, Capped> : gemv_4bit_team_kernel<U, false, Capped>;
@@ -720,7 +821,9 @@ void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, 
     a.swiglu = swiglu ? 1 : 0;
     if (swiglu) c.rows_in_flight = U / 2;
     int grid = 0;
-    finish(work_rows, c, occupancy(kernel, gm.cta_threads, k_team_lut_bytes), gm, grid, a);
+    std::int64_t rows[k_team_max_members] = {};
+    const int members = member_rows_of(q, swiglu, rows);
+    finish(rows, members, c, occupancy(kernel, gm.cta_threads, k_team_lut_bytes), gm, grid, a);
     launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(gm.cta_threads)),
                   k_team_lut_bytes, o, q, x, a);
 }
@@ -734,10 +837,10 @@ void run_4bit(const team_4bit_group& q, bool nested, int nested_log2, std::int64
     const team_geometry gm = shape_of(q.cols / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
     if (gm.cta_threads > 384) c.capped = false;  // a wide row needs the 512-thread kernel
     switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
-        case 9: launch_4bit_config<4, true>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
-        case 16: launch_4bit_config<8, false>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
-        case 17: launch_4bit_config<8, true>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
-        default: launch_4bit_config<4, false>(q, nested, nested_log2, work_rows, swiglu, x, o, c, gm); break;
+        case 9: launch_4bit_config<4, true>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
+        case 16: launch_4bit_config<8, false>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
+        case 17: launch_4bit_config<8, true>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
+        default: launch_4bit_config<4, false>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
     }
 }
 
@@ -771,14 +874,16 @@ team_4bit_group group_4bit(const device_4bit_view* ws, int count, __half* const*
 using kernel_int8_t = void (*)(team_int8_group, const __half*, team_args);
 
 template <int U, bool Capped>
-void launch_int8_config(const team_int8_group& q, std::int64_t work_rows, bool swiglu, const __half* x,
+void launch_int8_config(const team_int8_group& q, bool swiglu, const __half* x,
                         const launch_options& o, team_config c, const team_geometry& gm) {
     const kernel_int8_t kernel = gemv_int8_team_kernel<U, Capped>;
     team_args a;
     a.swiglu = swiglu ? 1 : 0;
     if (swiglu) c.rows_in_flight = U / 2;
     int grid = 0;
-    finish(work_rows, c, occupancy(kernel, gm.cta_threads, 0), gm, grid, a);
+    std::int64_t rows[k_team_max_members] = {};
+    const int members = member_rows_of(q, swiglu, rows);
+    finish(rows, members, c, occupancy(kernel, gm.cta_threads, 0), gm, grid, a);
     launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(gm.cta_threads)), 0, o, q, x,
                   a);
 }
@@ -792,10 +897,10 @@ void run_int8(const team_int8_group& q, std::int64_t work_rows, bool swiglu, con
     const team_geometry gm = shape_of(q.k / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
     if (gm.cta_threads > 384) c.capped = false;
     switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
-        case 9: launch_int8_config<4, true>(q, work_rows, swiglu, x, o, c, gm); break;
-        case 16: launch_int8_config<8, false>(q, work_rows, swiglu, x, o, c, gm); break;
-        case 17: launch_int8_config<8, false>(q, work_rows, swiglu, x, o, c, gm); break;  // U8 spills at 80
-        default: launch_int8_config<4, false>(q, work_rows, swiglu, x, o, c, gm); break;
+        case 9: launch_int8_config<4, true>(q, swiglu, x, o, c, gm); break;
+        case 16: launch_int8_config<8, false>(q, swiglu, x, o, c, gm); break;
+        case 17: launch_int8_config<8, false>(q, swiglu, x, o, c, gm); break;  // U8 spills at 80
+        default: launch_int8_config<4, false>(q, swiglu, x, o, c, gm); break;
     }
 }
 

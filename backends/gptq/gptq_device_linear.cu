@@ -126,16 +126,6 @@ bool gptq_fusion_enabled() {
     return v != nullptr && std::string(v) == "1";
 }
 
-/// The v2 kernels request each warp's slice of x into L1 after their wait (mma_args::x_prefetch);
-/// QBENCH_GPTQ_XPREFETCH=0 leaves it out (measurement: bench_gptq's A/B, PERF_NOTES.md version 3).
-int x_prefetch_enabled() {
-    static const int on = [] {
-        const char* v = std::getenv("QBENCH_GPTQ_XPREFETCH");
-        return v != nullptr && std::string(v) == "0" ? 0 : 1;
-    }();
-    return on;
-}
-
 /// The v2 variant: QBENCH_GPTQ_OCC=3 three CTAs per SM, else the default (two).
 mma_variant chosen_mma_variant() {
     const char* v = std::getenv("QBENCH_GPTQ_OCC");
@@ -307,7 +297,6 @@ public:
                     a.ntiles = static_cast<int>(m_plan.ntiles);
                     a.groups = static_cast<int>(m_plan.groups);
                     a.group_shift = m_plan.group_shift;
-                    a.x_prefetch = x_prefetch_enabled();
                     mma_launcher_for(static_cast<int>(m_plan.bits), m_block_path, m_variant)(a, m_splits[static_cast<std::size_t>(rr)], lo);
                 }
                 return;
@@ -451,7 +440,6 @@ private:
             a.ntiles = static_cast<int>(work);
             a.groups = static_cast<int>(m_plan.groups);
             a.group_shift = m_plan.group_shift;
-            a.x_prefetch = x_prefetch_enabled();
             f.count = count;
             for (int i = 0; i < count; ++i)
                 f.seg[i] = members[i]->segment(outs[i] == nullptr ? nullptr : outs[i] + r0 * members[i]->m_plan.out_features);

@@ -51,7 +51,6 @@ struct mma_args {
     int ntiles = 0;
     int groups = 0;
     int group_shift = 0;                         ///< block path: group of block kb = kb >> group_shift
-    int x_prefetch = 1;                          ///< request each warp's k-slice of x into L1 after the wait
 };
 
 /// Dynamic shared memory of a launch: one fp32 partial per (tile of the CTA, warp, row, column).
@@ -261,20 +260,6 @@ __device__ __forceinline__ void load_unit_lane(const std::uint32_t* p, std::uint
     }
 }
 
-/// Requests a warp's k-slice of x (k-blocks [kb0, kb0 + nkb) of every row) into L1, right after the wait. The unit
-/// loop reads x at the start of every unit, on its critical path (the weights are requested D units ahead, x cannot
-/// be: the previous kernel writes it). Without this, each unit of a warp's first tile paid an L2 round trip under a
-/// full memory system (~0.4 us per unit: PERF_NOTES.md, version 3). One 64-byte piece per lane and step, so every
-/// 128-byte line of the slice is touched whatever the row's alignment.
-__device__ __forceinline__ void prefetch_x_slice(const __half* x, std::int64_t ldx, int rows, int kb0, int nkb, int lane) {
-    const int per_row = nkb * static_cast<int>(k_block_rows / 32);
-    for (int i = lane; i < rows * per_row; i += 32) {
-        const int r = i / per_row, piece = i - r * per_row;
-        const __half* p = x + r * ldx + static_cast<std::int64_t>(kb0) * k_block_rows + piece * 32;
-        asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
-    }
-}
-
 /// The kernel (see the top of this file). The units of a warp (its k-slice of consecutive tiles) are one
 /// contiguous stream in the mma layout, and so is their unit meta: the loads advance by constant strides.
 template <int Bits, bool BlockGroups, int Occ>
@@ -321,7 +306,6 @@ __global__ void __launch_bounds__(k_mma_threads, Occ) mma_gemm_kernel(mma_args a
     __syncthreads();
 
     pdl_wait();  // x and y belong to the previous kernels
-    if (a.x_prefetch) prefetch_x_slice(a.x, a.ldx, a.rows, kb0, nkb, lane);
     pdl_trigger();
 
     // Compute side: x of this lane's row g, rows 8q.. of each slab. Lanes of rows past the batch read the last row
@@ -500,7 +484,6 @@ __global__ void __launch_bounds__(k_mma_threads, Occ) mma_fused_kernel(const mma
     __syncthreads();
 
     pdl_wait();  // x and y belong to the previous kernels
-    if (a.x_prefetch) prefetch_x_slice(a.x, a.ldx, a.rows, kb0, nkb, lane);
     pdl_trigger();
 
     const bool row_ok = g < a.rows;

@@ -243,7 +243,7 @@ struct stream_4bit {
     unsigned row = 0, todo = 0;
 };
 
-template <class Group>
+template <bool Nested, class Group>
 __device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, unsigned r0, unsigned r1,
                                                  unsigned chunk_offset, unsigned row_bytes) {
     stream_4bit c;
@@ -251,10 +251,12 @@ __device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, uns
     c.todo = r1 > r0 ? r1 - r0 : 0u;
     c.packed = pick3(m, q.m[0].packed, q.m[1].packed, q.m[2].packed) + chunk_offset +
                static_cast<std::uint64_t>(r0) * row_bytes;
-    c.scales = pick3(m, q.m[0].codes, q.m[1].codes, q.m[2].codes);
-    if (c.scales == nullptr)
+    if constexpr (Nested) {
+        c.scales = pick3(m, q.m[0].codes, q.m[1].codes, q.m[2].codes);
+        c.nested_absmax = pick3(m, q.m[0].nested_absmax, q.m[1].nested_absmax, q.m[2].nested_absmax);
+    } else {
         c.scales = reinterpret_cast<const unsigned char*>(pick3(m, q.m[0].absmax, q.m[1].absmax, q.m[2].absmax));
-    c.nested_absmax = pick3(m, q.m[0].nested_absmax, q.m[1].nested_absmax, q.m[2].nested_absmax);
+    }
     return c;
 }
 
@@ -299,9 +301,9 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const std::uint32_t team_book = k_spare_nested + share.m * 256u;
 
     // Streams of rows: `main` (the team's member; SwiGLU: gate), `up` (SwiGLU only: the same rows of up).
-    stream_4bit main = stream_of(q, share.m, share.r0, share.r1, tc * 16u, row_bytes);
+    stream_4bit main = stream_of<Nested>(q, share.m, share.r0, share.r1, tc * 16u, row_bytes);
     stream_4bit up;
-    if (swiglu) up = stream_of(q, 1u, share.r0, share.r1, tc * 16u, row_bytes);
+    if (swiglu) up = stream_of<Nested>(q, 1u, share.r0, share.r1, tc * 16u, row_bytes);
     ring_4bit<U, Nested> ring;
     // Slot u's next row from its stream: one load, one scale, one pointer step.
     auto load_from = [&](stream_4bit& cur, std::uint32_t book_u, int u) {

@@ -94,6 +94,13 @@ struct row {
     bool graphs = false;
 };
 
+/// The row of (model, variant, beam), if measured.
+const row* find_row(const std::vector<row>& rows, const std::string& model, const std::string& variant, std::int64_t beam) {
+    for (const row& r : rows)
+        if (r.model == model && r.variant == variant && r.beam == beam) return &r;
+    return nullptr;
+}
+
 row measure(cuda_executor& exec, const model_config& model, const prompt& p, std::int64_t beam, const options& o,
             const std::string& variant, double stream_gbs) {
     generation_config g;
@@ -254,37 +261,33 @@ int main(int argc, char** argv) {
         for (const row& r : rows) print_row(r);
         for (const row& r : rows) {
             if (r.variant != "graph+pdl" || r.beam == 1) continue;
-            for (const row& b1 : rows)
-                if (b1.model == r.model && b1.variant == r.variant && b1.beam == 1)
-                    std::printf("%s beam %lld costs %+.1f%% per step over beam 1\n", r.model.c_str(),
-                                static_cast<long long>(r.beam), 100.0 * (r.step_ms / b1.step_ms - 1.0));
+            if (const row* b1 = find_row(rows, r.model, r.variant, 1))
+                std::printf("%s beam %lld costs %+.1f%% per step over beam 1\n", r.model.c_str(),
+                            static_cast<long long>(r.beam), 100.0 * (r.step_ms / b1->step_ms - 1.0));
+        }
+        // Each A/B variant against the default (graph+pdl) row of its model and beam.
+        for (const row& r : rows) {
+            const row* d = find_row(rows, r.model, "graph+pdl", r.beam);
+            if (d != nullptr && r.variant == "graph+pdl-fold")
+                std::printf("%s beam %lld: folded RMSNorm %.3f ms/step (util %.3f) vs separate kernels %.3f ms "
+                            "(util %.3f): %+.1f%%\n",
+                            r.model.c_str(), static_cast<long long>(r.beam), r.step_ms, r.util, d->step_ms, d->util,
+                            100.0 * (r.step_ms / d->step_ms - 1.0));
         }
         for (const row& r : rows) {
-            if (r.variant != "graph+pdl-fold") continue;
-            const row& f = r;  // folded
-            for (const row& d : rows)
-                if (d.model == r.model && d.variant == "graph+pdl" && d.beam == r.beam)
-                    std::printf("%s beam %lld: folded RMSNorm %.3f ms/step (util %.3f) vs separate kernels %.3f ms "
-                                "(util %.3f): %+.1f%%\n",
-                                r.model.c_str(), static_cast<long long>(r.beam), f.step_ms, f.util, d.step_ms, d.util,
-                                100.0 * (f.step_ms / d.step_ms - 1.0));
+            const row* d = find_row(rows, r.model, "graph+pdl", r.beam);
+            if (d != nullptr && r.variant == "graph+pdl-late-trigger")
+                std::printf("%s beam %lld: early trigger %.3f ms/step (util %.3f) vs late %.3f ms (util %.3f): "
+                            "%+.1f%%\n",
+                            r.model.c_str(), static_cast<long long>(r.beam), d->step_ms, d->util, r.step_ms, r.util,
+                            100.0 * (d->step_ms / r.step_ms - 1.0));
         }
         for (const row& r : rows) {
-            if (r.variant != "graph+pdl-late-trigger") continue;
-            for (const row& d : rows)
-                if (d.model == r.model && d.variant == "graph+pdl" && d.beam == r.beam)
-                    std::printf("%s beam %lld: early trigger %.3f ms/step (util %.3f) vs late %.3f ms (util %.3f): "
-                                "%+.1f%%\n",
-                                r.model.c_str(), static_cast<long long>(r.beam), d.step_ms, d.util, r.step_ms, r.util,
-                                100.0 * (d.step_ms / r.step_ms - 1.0));
-        }
-        for (const row& r : rows) {
-            if (r.variant.rfind("ablate-", 0) != 0) continue;
-            for (const row& d : rows)
-                if (d.model == r.model && d.variant == "graph+pdl" && d.beam == r.beam)
-                    std::printf("%s beam %lld %s: %.3f ms/step, %.1f us less than the full step (%.3f ms)\n",
-                                r.model.c_str(), static_cast<long long>(r.beam), r.variant.c_str(), r.step_ms,
-                                1000.0 * (d.step_ms - r.step_ms), d.step_ms);
+            const row* d = find_row(rows, r.model, "graph+pdl", r.beam);
+            if (d != nullptr && r.variant.rfind("ablate-", 0) == 0)
+                std::printf("%s beam %lld %s: %.3f ms/step, %.1f us less than the full step (%.3f ms)\n",
+                            r.model.c_str(), static_cast<long long>(r.beam), r.variant.c_str(), r.step_ms,
+                            1000.0 * (d->step_ms - r.step_ms), d->step_ms);
         }
         if (!o.json.empty()) {
             nlohmann::json j = {{"gpu", env}, {"stream_bandwidth_gbs", stream}, {"rows", nlohmann::json::array()}};

@@ -3,6 +3,7 @@
 // buffers filled from host vectors.
 #include "backends/gptq/gptq_format.hpp"
 #include "backends/gptq/gptq_pack.hpp"
+#include "random_quantized_layer.hpp"
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
@@ -21,35 +22,14 @@ namespace qbench::gptq::test {
 
 inline std::size_t sz(std::int64_t v) { return static_cast<std::size_t>(v); }
 
-/// A random layer: codes, zeros and fp16 scales drawn from the counter RNG; act_order shuffles the groups' rows.
+/// A random layer (random_quantized_layer.hpp) with scales so that W has the spread of a real layer (about
+/// 1/sqrt(K) per weight).
 inline quantized_linear random_layer(std::int64_t K, std::int64_t N, std::int64_t bits, std::int64_t gs, bool act_order,
                                      std::uint64_t seed) {
-    const auto key = stream_key(seed, hash_string("gptq-gpu-layer"));
-    quantized_linear q;
-    q.in_features = K;
-    q.out_features = N;
-    q.bits = bits;
-    q.group_size = gs;
-    const std::int64_t G = q.groups();
-    const auto levels = static_cast<std::uint64_t>(max_code(bits)) + 1;
-    q.codes.resize(sz(N * K));
-    std::uint64_t c = 0;
-    for (auto& v : q.codes) v = static_cast<std::uint8_t>(random_bits(key, c++) % levels);
-    q.zeros.resize(sz(G * N));
-    for (auto& v : q.zeros) v = static_cast<std::uint8_t>(random_bits(key, c++) % levels);
-    q.scales.resize(sz(G * N));
-    // Scales so that W has the spread of a real layer (about 1/sqrt(K) per weight).
-    const float base = 2.0f / (std::sqrt(static_cast<float>(K)) * static_cast<float>(levels));
-    for (auto& v : q.scales) v = round_to_half(base * (0.5f + uniform01(key, c++)));
-    const std::int64_t e = effective_group(gs, K);
-    std::vector<std::int32_t> order(sz(K));
-    std::iota(order.begin(), order.end(), 0);
-    if (act_order)
-        for (std::int64_t i = K - 1; i > 0; --i)
-            std::swap(order[sz(i)], order[sz(static_cast<std::int64_t>(random_bits(key, c++) % static_cast<std::uint64_t>(i + 1)))]);
-    q.g_idx.resize(sz(K));
-    for (std::int64_t pos = 0; pos < K; ++pos) q.g_idx[sz(order[sz(pos)])] = static_cast<std::int32_t>(pos / e);
-    return q;
+    const auto levels = static_cast<float>(max_code(bits) + 1);
+    const float base = 2.0f / (std::sqrt(static_cast<float>(K)) * levels);
+    return random_quantized_layer(K, N, bits, gs, act_order, seed, "gptq-gpu-layer",
+                                  [base](float u) { return base * (0.5f + u); });
 }
 
 /// fp16-valued normal inputs [rows][K].

@@ -1,7 +1,8 @@
 #pragma once
 // A random GPTQ layer for the CPU layout tests (no CUDA): codes, zeros and fp16 scales from the counter RNG; with
 // act_order the rows of each group are a random permutation (g_idx of column j = position of j / group size).
-// `salt` keeps each test's draw as it was.
+// `salt` keeps each test's draw as it was; `scale_of(u)` maps a uniform draw in [0, 1) to a scale before rounding to
+// fp16 (the GPU tests use a spread like a real layer's).
 #include "backends/gptq/gptq_format.hpp"
 #include "backends/gptq/gptq_pack.hpp"
 
@@ -16,8 +17,12 @@
 
 namespace qbench::gptq::test {
 
-inline quantized_linear random_quantized_layer(std::int64_t K, std::int64_t N, std::int64_t bits, std::int64_t gs,
-                                               bool act_order, std::uint64_t seed, std::string_view salt) {
+inline float default_scale(float u) { return 0.001f + 0.01f * u; }
+
+template <class ScaleOf = float (*)(float)>
+quantized_linear random_quantized_layer(std::int64_t K, std::int64_t N, std::int64_t bits, std::int64_t gs,
+                                        bool act_order, std::uint64_t seed, std::string_view salt,
+                                        ScaleOf scale_of = &default_scale) {
     const auto sz = [](std::int64_t v) { return static_cast<std::size_t>(v); };
     const auto key = stream_key(seed, hash_string(salt));
     std::uint64_t ctr = 0;
@@ -33,7 +38,7 @@ inline quantized_linear random_quantized_layer(std::int64_t K, std::int64_t N, s
     q.zeros.resize(sz(G * N));
     for (auto& z : q.zeros) z = static_cast<std::uint8_t>(random_bits(key, ctr++) % levels);
     q.scales.resize(sz(G * N));
-    for (auto& s : q.scales) s = round_to_half(0.001f + 0.01f * uniform01(key, ctr++));
+    for (auto& s : q.scales) s = round_to_half(scale_of(uniform01(key, ctr++)));
     q.g_idx.resize(sz(K));
     const std::int64_t e = effective_group(gs, K);
     std::vector<std::int32_t> order(sz(K));

@@ -3,6 +3,7 @@
 #include "backends/gptq/gptq_artifact.hpp"
 #include "backends/gptq/gptq_device_layout.hpp"
 #include "backends/gptq/gptq_format.hpp"
+#include "backends/gptq/gptq_gemm_a.cuh"
 #include "backends/gptq/gptq_gemm.cuh"
 #include "backends/gptq/gptq_gemm_mma.cuh"
 #include "backends/gptq/gptq_linear.hpp"
@@ -111,11 +112,32 @@ int resident_ctas(const device_context& context, int bits, int rows) {
     return total;
 }
 
-/// Which fused kernel a layer is loaded for: v2 (mma layout, gptq_gemm_mma.cuh) unless QBENCH_GPTQ_KERNEL=v1
-/// (the half2 kernels of gptq_gemm_kernel.cuh over the slab layout, kept for comparison).
-bool use_mma_kernels() {
+/// Which fused kernel a layer is loaded for (QBENCH_GPTQ_KERNEL): v3 (weights as the mma A operand,
+/// gptq_gemm_a.cuh) where its layout applies (4 or 8 bits, every k-block in one group), else v2 (mma layout,
+/// gptq_gemm_mma.cuh); "v2" keeps v2 everywhere, "v1" the half2 kernels of gptq_gemm_kernel.cuh over the slab layout.
+/// Each is kept for comparison (bench_gptq runs them side by side).
+enum class kernel_version { v1, v2, v3 };
+kernel_version chosen_kernel(const layout_plan& plan) {
     const char* v = std::getenv("QBENCH_GPTQ_KERNEL");
-    return v == nullptr || std::string(v) != "v1";
+    const std::string choice = v == nullptr ? "" : v;
+    if (choice == "v1") return kernel_version::v1;
+    if (choice == "v2" || !a_layout_supported(plan)) return kernel_version::v2;
+    return kernel_version::v3;
+}
+
+/// CTAs of the v3 kernel: one wave of resident CTAs (2 per SM), each owning at most k_a_max_tiles mtiles.
+int a_ctas(const device_context& context, int bits, int mtiles, int rows) {
+    const int sms = context.properties().multiProcessorCount;
+    int per_sm = 0;
+    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
+    if (per_sm <= 0) {
+        const int guess = std::min(k_a_max_tiles, std::max(1, (mtiles + 2 * sms - 1) / (2 * sms)));
+        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, a_kernel_for(bits), k_a_threads,
+                                                                    a_smem_bytes(guess + 1, rows)));
+        per_sm = std::max(1, per_sm);
+    }
+    const int ctas = std::min(mtiles, per_sm * sms);
+    return std::max(ctas, (mtiles + k_a_max_tiles - 1) / k_a_max_tiles);
 }
 
 /// Fused q/k/v and gate/up launches (fused_linear) only when QBENCH_GPTQ_FUSE=1: measured on the H200
@@ -196,7 +218,8 @@ public:
         m_group_size = p.group_size;
         m_format = gptq_format_name(p.bits, p.group_size, !m_plan.sequential);
 
-        m_mma = use_mma_kernels();
+        m_version = chosen_kernel(m_plan);
+        m_mma = m_version != kernel_version::v1;
         m_variant = chosen_mma_variant();
         // qweight: AutoGPTQ's layout uploaded as is, rearranged on the GPU (exllama's make_sequential + our shuffle).
         const std::uint64_t src_bytes = static_cast<std::uint64_t>(qweight_rows(K, p.bits) * N) * 4;
@@ -208,7 +231,12 @@ public:
         slab_group.resize(static_cast<std::size_t>(m_plan.kblocks * k_block_slabs), slab_group.empty() ? 0 : slab_group.back());
         m_slab_group = upload_vector(context, slab_group, "gptq slab groups");
         m_block_path = m_plan.mma_block_path();
-        if (m_mma) {
+        if (m_version == kernel_version::v3) {
+            m_qweight = context.allocate(a_qweight_words(m_plan) * 4, "gptq qweight (v3 layout)");
+            launch_repack_a(static_cast<int>(p.bits), src.as<const std::int32_t>(), row_of(), K, N,
+                            static_cast<int>(m_plan.kblocks), m_qweight.as<std::uint32_t>(), launch_options{context.stream(), false});
+            m_meta = upload_vector(context, a_meta(m_plan, p.scales, p.qzeros), "gptq scales and zeros (v3 layout)");
+        } else if (m_mma) {
             m_qweight = context.allocate(m_plan.mma_qweight_words() * 4, "gptq qweight (mma layout)");
             launch_repack_mma(static_cast<int>(p.bits), src.as<const std::int32_t>(), row_of(), K, N,
                               static_cast<int>(m_plan.kblocks), static_cast<int>(m_plan.ntiles),
@@ -236,7 +264,9 @@ public:
         m_fused_rows = m_plan.fused_ok ? std::max<std::int64_t>(0, recons_threshold) : 0;
         for (int r = 1; r <= k_fused_max_rows; ++r)
             m_splits[static_cast<std::size_t>(r)] =
-                m_mma ? mma_ctas(context, static_cast<int>(p.bits), m_block_path, m_variant, static_cast<int>(m_plan.ntiles), r)
+                m_version == kernel_version::v3 ? a_ctas(context, static_cast<int>(p.bits), static_cast<int>(a_mtiles(m_plan)),
+                                                         std::min(r, k_a_max_rows))
+                : m_mma ? mma_ctas(context, static_cast<int>(p.bits), m_block_path, m_variant, static_cast<int>(m_plan.ntiles), r)
                       : choose_splits(static_cast<int>(m_plan.tiles), static_cast<int>(m_plan.slabs),
                                       resident_ctas(context, static_cast<int>(p.bits), r), k_max_splits);
         m_scratch = shared_scratch::for_context(context);
@@ -253,11 +283,15 @@ public:
 
     std::int64_t in_features() const override { return m_plan.in_features; }
     std::int64_t out_features() const override { return m_plan.out_features; }
-    std::uint64_t weight_bytes() const override { return m_mma ? m_plan.mma_device_bytes() : m_plan.device_bytes(); }
+    std::uint64_t weight_bytes() const override {
+        if (m_version == kernel_version::v3) return a_device_bytes(m_plan);
+        return m_mma ? m_plan.mma_device_bytes() : m_plan.device_bytes();
+    }
     std::string format_name() const override { return m_format; }
     std::string kernel_path(std::int64_t rows) const override {
         if (rows <= m_fused_rows)
-            return std::string(m_mma ? "gptq-fused-mma-" : "gptq-fused-") + std::to_string(m_plan.bits) + "b" +
+            return std::string(m_version == kernel_version::v3 ? "gptq-fused-v3-" : m_mma ? "gptq-fused-mma-" : "gptq-fused-") +
+                   std::to_string(m_plan.bits) + "b" +
                    (m_plan.sequential ? "" : "-perm");
         return "recons+cublas";
     }
@@ -278,6 +312,23 @@ public:
                 ldx = padded_in();
                 launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
                 xin = scratch.stage.as<const __half>();
+            }
+            if (m_version == kernel_version::v3) {
+                for (std::int64_t r0 = 0; r0 < rows; r0 += k_a_max_rows) {
+                    const int rr = static_cast<int>(std::min<std::int64_t>(k_a_max_rows, rows - r0));
+                    a_args a;
+                    a.qweight = m_qweight.as<const std::uint32_t>();
+                    a.meta = m_meta.as<const std::uint32_t>();
+                    a.x = xin + r0 * ldx;
+                    a.ldx = ldx;
+                    a.y = y + r0 * N;
+                    a.n = static_cast<int>(N);
+                    a.rows = rr;
+                    a.kblocks = static_cast<int>(m_plan.kblocks);
+                    a.mtiles = static_cast<int>(a_mtiles(m_plan));
+                    launch_a_gemm(static_cast<int>(m_plan.bits), a, m_splits[static_cast<std::size_t>(rr)], lo);
+                }
+                return;
             }
             if (m_mma) {
                 for (std::int64_t r0 = 0; r0 < rows; r0 += k_mma_max_rows) {
@@ -322,7 +373,10 @@ public:
             }
             return;
         }
-        if (m_mma)
+        if (m_version == kernel_version::v3)
+            launch_reconstruct_a(static_cast<int>(m_plan.bits), m_qweight.as<const std::uint32_t>(), m_meta.as<const std::uint32_t>(),
+                                 row_of(), K, N, static_cast<int>(m_plan.kblocks), scratch.recons.as<__half>(), lo);
+        else if (m_mma)
             launch_reconstruct_mma(static_cast<int>(m_plan.bits), m_qweight.as<const std::uint32_t>(), m_meta.as<const std::uint32_t>(),
                                    m_row_group.as<const std::int32_t>(), row_of(), K, N, static_cast<int>(m_plan.kblocks),
                                    static_cast<int>(m_plan.ntiles), static_cast<int>(m_plan.groups), scratch.recons.as<__half>(), lo);
@@ -373,7 +427,7 @@ private:
     /// Whether `o` can share a fused launch with this linear: both v2 at the default variant, the same K, width,
     /// group size and row order (g_idx), so the kernel reads one x, one slab-group table and the same k-blocks.
     bool fusable_with(const gptq_device_linear& o) const {
-        if (!m_mma || !o.m_mma || m_variant != mma_variant::occ2 || o.m_variant != mma_variant::occ2) return false;
+        if (m_version != kernel_version::v2 || o.m_version != kernel_version::v2 || m_variant != mma_variant::occ2 || o.m_variant != mma_variant::occ2) return false;
         if (&o.m_context != &m_context) return false;
         if (o.m_plan.in_features != m_plan.in_features || o.m_plan.bits != m_plan.bits || o.m_group_size != m_group_size ||
             o.m_plan.groups != m_plan.groups || o.m_block_path != m_block_path || o.m_plan.group_shift != m_plan.group_shift ||
@@ -458,7 +512,8 @@ private:
     layout_plan m_plan;
     std::string m_format;
     device_buffer m_qweight, m_scales, m_zeros, m_slab_group, m_row_group, m_row_of, m_counters, m_meta, m_unit_meta;
-    bool m_mma = true;
+    kernel_version m_version = kernel_version::v3;
+    bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)
     mma_variant m_variant = mma_variant::occ2;
     std::array<int, k_fused_max_rows + 1> m_splits{};  ///< v1: K splits per row count; v2: CTAs per row count

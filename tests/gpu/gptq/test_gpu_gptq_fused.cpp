@@ -19,6 +19,8 @@
 
 // The fused launches are opt-in (QBENCH_GPTQ_FUSE=1, gptq_device_linear.cu); here they are what is tested/timed.
 static const int g_gptq_fusion_on = (::setenv("QBENCH_GPTQ_FUSE", "1", 1), 0);
+// Fusion is a feature of kernel v2 (v3 layers decline it), so every layer here is loaded for v2.
+static const int g_gptq_v2 = (::setenv("QBENCH_GPTQ_KERNEL", "v2", 1), 0);
 
 using namespace qbench;
 using namespace qbench::gptq;
@@ -28,9 +30,17 @@ namespace {
 
 /// Sets an environment knob of the GPTQ linear (read when a layer is made) for a scope.
 struct env_choice {
-    env_choice(const char* name, const char* value) : m_name(name) { setenv(name, value, 1); }
-    ~env_choice() { unsetenv(m_name); }
+    env_choice(const char* name, const char* value) : m_name(name) {
+        if (const char* before = std::getenv(name)) m_before = before, m_had = true;
+        setenv(name, value, 1);
+    }
+    ~env_choice() {
+        if (m_had) setenv(m_name, m_before.c_str(), 1);
+        else unsetenv(m_name);
+    }
     const char* m_name;
+    std::string m_before;
+    bool m_had = false;
 };
 
 /// A member of a fused call: its layer shares `g_idx_from`'s g_idx when given (act-order q, k and v of one layer

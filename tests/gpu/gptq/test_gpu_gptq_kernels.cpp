@@ -3,10 +3,14 @@
 // batches 1, 2, 3, 4, 8, 16; outputs poisoned before each run; CUDA-graph capture.
 #include "gptq_gpu_test_util.hpp"
 
+#include "backends/gptq/gptq_a_layout.hpp"
 #include "backends/gptq/gptq_device_layout.hpp"
 #include "backends/gptq/gptq_gemm.cuh"
+#include "backends/gptq/gptq_gemm_a.cuh"
 #include "backends/gptq/gptq_gemm_mma.cuh"
 #include "backends/gptq/gptq_linear.hpp"
+
+#include "cuda/fused_linear.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -33,9 +37,17 @@ constexpr std::int64_t k_batches[] = {1, 2, 3, 4, 8, 16};
 
 /// Sets an environment knob of the GPTQ linear (read when a layer is made) for a scope.
 struct env_choice {
-    env_choice(const char* name, const char* value) : m_name(name) { setenv(name, value, 1); }
-    ~env_choice() { unsetenv(m_name); }
+    env_choice(const char* name, const char* value) : m_name(name) {
+        if (const char* before = std::getenv(name)) m_before = before, m_had = true;
+        setenv(name, value, 1);
+    }
+    ~env_choice() {
+        if (m_had) setenv(m_name, m_before.c_str(), 1);
+        else unsetenv(m_name);
+    }
     const char* m_name;
+    std::string m_before;
+    bool m_had = false;
 };
 
 void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const variant& v, std::int64_t threshold,
@@ -91,10 +103,12 @@ TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes",
             }
 }
 
-TEST_CASE("the kernel variants (v1; v2 at 3 CTAs per SM; v2 at 1 CTA per SM) match the CPU reference", "[gpu][gptq][kernels]") {
+TEST_CASE("the kernel variants (v1; v2 where v3 is the default; v2 at 3 CTAs per SM; 1 CTA per SM) match the CPU reference",
+          "[gpu][gptq][kernels]") {
     device_context ctx;
     std::uint64_t seed = 500;
-    const char* knobs[3][2] = {{"QBENCH_GPTQ_KERNEL", "v1"}, {"QBENCH_GPTQ_OCC", "3"}, {"QBENCH_GPTQ_CTAS_PER_SM", "1"}};
+    const char* knobs[4][2] = {{"QBENCH_GPTQ_KERNEL", "v1"}, {"QBENCH_GPTQ_KERNEL", "v2"}, {"QBENCH_GPTQ_OCC", "3"},
+                               {"QBENCH_GPTQ_CTAS_PER_SM", "1"}};
     for (const auto& knob : knobs) {
         const env_choice choice(knob[0], knob[1]);
         std::printf("  -- %s=%s\n", knob[0], knob[1]);
@@ -128,6 +142,54 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
             launch_repack_mma(static_cast<int>(bits), src.as<const std::int32_t>(), plan.sequential ? nullptr : row_of.as<const std::int32_t>(),
                               K, N, static_cast<int>(plan.kblocks), static_cast<int>(plan.ntiles), dst.as<std::uint32_t>(),
                               launch_options{ctx.stream(), false});
+            QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+            CHECK(download<std::uint32_t>(dst.get(), expect.size()) == expect);
+        }
+}
+
+TEST_CASE("kernel v3 is chosen for 4 and 8 bits with block groups, v2 elsewhere; v3 layers decline fused launches",
+          "[gpu][gptq][kernels]") {
+    device_context ctx;
+    auto path = [&](std::int64_t bits, std::int64_t gs) {
+        return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, 60 + bits)), 8)->kernel_path(1);
+    };
+    CHECK(path(4, 128) == "gptq-fused-v3-4b");
+    CHECK(path(8, -1) == "gptq-fused-v3-8b");
+    CHECK(path(3, 128) == "gptq-fused-mma-3b");
+    CHECK(path(4, 32) == "gptq-fused-mma-4b");  // blocks of 128 rows straddle groups
+    {
+        const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
+        CHECK(path(4, 128) == "gptq-fused-mma-4b");
+    }
+    const env_choice fuse("QBENCH_GPTQ_FUSE", "1");
+    const auto a = make_gptq_device_linear(ctx, pack(random_layer(512, 64, 4, 128, false, 70)), 8);
+    const auto b = make_gptq_device_linear(ctx, pack(random_layer(512, 64, 4, 128, false, 71)), 8);
+    const device_buffer xd = upload(ctx, to_half_bits(random_inputs(1, 512, 72)));
+    device_buffer y = ctx.allocate(2 * 64 * 2, "y");
+    auto* fl = dynamic_cast<fused_linear*>(a.get());
+    REQUIRE(fl != nullptr);
+    device_linear* others[1] = {b.get()};
+    void* ys[2] = {y.get(), static_cast<char*>(y.get()) + 128};
+    CHECK_FALSE(fl->forward_group(others, 1, xd.get(), 1, ys, ctx.stream()));
+    CHECK_FALSE(fl->forward_swiglu(*b, xd.get(), 1, y.get(), ctx.stream()));
+}
+
+TEST_CASE("the GPU repack into the v3 layout equals the host layout bit for bit", "[gpu][gptq][layout]") {
+    device_context ctx;
+    for (std::int64_t bits : {4, 8})
+        for (bool act : {false, true}) {
+            const std::int64_t K = 1408, N = 100;
+            const quantized_linear q = random_layer(K, N, bits, 128, act, 970 + bits);
+            const packed_linear p = pack(q);
+            const layout_plan plan = plan_layout(K, N, bits, q.groups(), p.g_idx);
+            REQUIRE(a_layout_supported(plan));
+            const auto expect = repack_qweight_a_ref(plan, p.qweight);
+            const device_buffer src = upload(ctx, p.qweight);
+            const device_buffer row_of = upload(ctx, plan.row_of);
+            device_buffer dst = ctx.allocate(a_qweight_words(plan) * 4, "test repack");
+            QB_CUDA_CHECK(cudaMemset(dst.get(), 0x5a, a_qweight_words(plan) * 4));
+            launch_repack_a(static_cast<int>(bits), src.as<const std::int32_t>(), plan.sequential ? nullptr : row_of.as<const std::int32_t>(),
+                            K, N, static_cast<int>(plan.kblocks), dst.as<std::uint32_t>(), launch_options{ctx.stream(), false});
             QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
             CHECK(download<std::uint32_t>(dst.get(), expect.size()) == expect);
         }

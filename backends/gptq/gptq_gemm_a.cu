@@ -1,0 +1,287 @@
+// GPTQ kernel v3 (weights as the mma A operand; why and how: gptq_gemm_a.cuh, layout: gptq_a_layout.hpp), its
+// load-time repack from AutoGPTQ's qweight and its reconstruct-to-fp16 for batches above the fused threshold.
+#include "backends/gptq/gptq_gemm_a.cuh"
+
+#include "cuda/cuda_check.cuh"
+#include "qbench/common/errors.hpp"
+
+#include <cstring>
+#include <string>
+
+namespace qbench::gptq {
+
+namespace {
+
+/// Chunks in flight per warp: 16 bytes per lane each, so 4 KB per warp and 64 KB per SM at 2 CTAs of 8 warps.
+constexpr int k_a_stages = 8;
+
+__device__ __forceinline__ half2 as_half2(std::uint32_t v) {
+    half2 h;
+    std::memcpy(&h, &v, sizeof(h));
+    return h;
+}
+
+/// d += A * B, fp32 accumulators (sm_75: the same fragments as two m16n8k8, k positions 0..7 then 8..15).
+__device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(b0));
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[2]), "r"(a[3]), "r"(b1));
+#endif
+}
+
+/// The kernel (gptq_gemm_a.cuh). Per chunk a lane decodes mma_count A fragments from its 16-byte vector and runs
+/// each against its activations (B) twice: the weights into acc, ones into sum (sum_k x per batch row, in acc's
+/// layout). At a k-block's last chunk: out += S * (acc - C * sum) per output (zero and scale, fp32).
+template <int Bits>
+__global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
+    constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
+    constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
+    constexpr int D = k_a_stages;
+    static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
+    extern __shared__ float red[];  // [mtile of the CTA][warp][row][16]
+    const int tid = static_cast<int>(threadIdx.x);
+    const int warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int ctas = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
+    const int t0 = static_cast<int>(static_cast<long long>(a.mtiles) * b / ctas);
+    const int t1 = static_cast<int>(static_cast<long long>(a.mtiles) * (b + 1) / ctas);
+    const int kb0 = static_cast<int>(kslice_begin(a.kblocks, warp)), kb1 = static_cast<int>(kslice_begin(a.kblocks, warp + 1));
+    const int nkb = kb1 - kb0;
+    const int per_tile = nkb * CPB;
+    const int units = per_tile * (t1 - t0);
+
+    // Load side: this warp's records are first .. first + nkb * (t1 - t0) - 1, its chunks CPB times as many.
+    const std::size_t first = static_cast<std::size_t>(a.mtiles) * kb0 + static_cast<std::size_t>(t0) * nkb;
+    const uint4* wp = reinterpret_cast<const uint4*>(a.qweight) + first * CPB * 32 + lane;
+    const uint2* mp = reinterpret_cast<const uint2*>(a.meta) + first * 8 + g;
+    uint4 wbuf[D];
+    uint2 mbuf[D / CPB];
+    // Chunk into slot i; a k-block's record travels with its last chunk, so the slot's record is read by that chunk's
+    // epilogue before the ring comes round to it again.
+    auto issue = [&](int i) {
+        wbuf[i] = __ldcs(wp);
+        wp += 32;
+        if (i % CPB == CPB - 1) {
+            mbuf[i / CPB] = __ldcs(mp);
+            mp += 8;
+        }
+    };
+#pragma unroll
+    for (int i = 0; i < D; ++i)
+        if (i < units) issue(i);
+
+    const int red_count = (t1 - t0) * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
+    for (int i = tid; i < red_count; i += k_a_threads) red[i] = 0.0f;
+    __syncthreads();
+
+    pdl_wait();  // x and y belong to the previous kernels
+    pdl_trigger();
+
+    // Activations: the lane's B column is batch row g (zero past the batch), rows p .. of each chunk. One chunk
+    // ahead; the pointer returns to the slice start at each mtile.
+    const bool col_ok = g < a.rows;
+    const __half* xbase = a.x + static_cast<std::size_t>(col_ok ? g : 0) * a.ldx +
+                          static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
+    const __half* xp = xbase;
+    int xleft = per_tile;
+    uint4 xn[XV];
+    auto load_x = [&]() {
+#pragma unroll
+        for (int j = 0; j < XV; ++j)
+            xn[j] = col_ok ? *reinterpret_cast<const uint4*>(xp + 8 * j) : make_uint4(0u, 0u, 0u, 0u);
+        xp += CR;
+        if (--xleft == 0) {
+            xleft = per_tile;
+            xp = xbase;
+        }
+    };
+    if (units > 0) load_x();
+
+    const std::uint32_t ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u};
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, out[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int blocks_left = nkb, tl = 0;
+    for (int base = 0; base < units; base += D) {
+#pragma unroll
+        for (int i = 0; i < D; ++i) {
+            if (base + i < units) {
+                std::uint32_t xw[4 * XV];
+#pragma unroll
+                for (int j = 0; j < XV; ++j) {
+                    xw[4 * j + 0] = xn[j].x;
+                    xw[4 * j + 1] = xn[j].y;
+                    xw[4 * j + 2] = xn[j].z;
+                    xw[4 * j + 3] = xn[j].w;
+                }
+                if (base + i + 1 < units) load_x();
+                const std::uint32_t w[4] = {wbuf[i].x, wbuf[i].y, wbuf[i].z, wbuf[i].w};
+                if (i % CPB == 0) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[e] = sum[e] = 0.0f;
+                }
+#pragma unroll
+                for (int m = 0; m < MMAS; ++m) {
+                    std::uint32_t af[4];
+                    a_fragment<Bits>(w, m, af);
+                    mma_16816(acc, af, xw[2 * m], xw[2 * m + 1]);
+                    mma_16816(sum, ones, xw[2 * m], xw[2 * m + 1]);
+                }
+                if (i % CPB == CPB - 1) {
+                    const uint2 md = mbuf[i / CPB];
+                    const float2 s = __half22float2(as_half2(md.x));
+                    const float2 c = __half22float2(as_half2(md.y));
+                    const float s1 = Bits == 4 ? s.y * 0.0625f : s.y;
+                    out[0] = fmaf(s.x, fmaf(-c.x, sum[0], acc[0]), out[0]);
+                    out[1] = fmaf(s.x, fmaf(-c.x, sum[1], acc[1]), out[1]);
+                    out[2] = fmaf(s1, fmaf(-c.y, sum[2], acc[2]), out[2]);
+                    out[3] = fmaf(s1, fmaf(-c.y, sum[3], acc[3]), out[3]);
+                    if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums
+                        float* slot = red + static_cast<std::size_t>(tl * k_a_warps + warp) * a.rows * k_a_tile_cols;
+                        const int r0 = 2 * t;
+                        if (r0 < a.rows) {
+                            slot[r0 * k_a_tile_cols + g] = out[0];
+                            slot[r0 * k_a_tile_cols + g + 8] = out[2];
+                        }
+                        if (r0 + 1 < a.rows) {
+                            slot[(r0 + 1) * k_a_tile_cols + g] = out[1];
+                            slot[(r0 + 1) * k_a_tile_cols + g + 8] = out[3];
+                        }
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) out[e] = 0.0f;
+                        blocks_left = nkb;
+                        ++tl;
+                    }
+                }
+                if (base + i + D < units) issue(i);
+            }
+        }
+    }
+    __syncthreads();
+    const int per = a.rows * static_cast<int>(k_a_tile_cols);
+    for (int i = tid; i < (t1 - t0) * per; i += k_a_threads) {
+        const int tile = i / per, rem = i % per;
+        const int r = rem / static_cast<int>(k_a_tile_cols), col = rem % static_cast<int>(k_a_tile_cols);
+        float s = 0.0f;
+#pragma unroll
+        for (int wq = 0; wq < k_a_warps; ++wq) s += red[((tile * k_a_warps + wq) * a.rows + r) * k_a_tile_cols + col];
+        const int n = (t0 + tile) * static_cast<int>(k_a_tile_cols) + col;
+        if (n < a.n) a.y[static_cast<std::size_t>(r) * a.n + n] = __float2half_rn(s);
+    }
+}
+
+/// One thread per (mtile, chunk, lane): gathers the lane's codes from AutoGPTQ's stream (a_gather_lane).
+template <int Bits>
+__global__ void repack_a_kernel(const std::int32_t* src, const std::int32_t* row_of, std::int64_t k, std::int64_t n,
+                                int kblocks, int mtiles, std::uint32_t* dst) {
+    const std::int64_t chunks = static_cast<std::int64_t>(kblocks) * a_chunks_per_block(Bits);
+    const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= static_cast<std::int64_t>(mtiles) * chunks * 32) return;
+    const int lane = static_cast<int>(i % 32);
+    const std::int64_t c = (i / 32) % chunks, tile = (i / 32) / chunks;
+    std::uint32_t w[4];
+    a_gather_lane<Bits>(src, row_of, k, n, tile, c, lane, w);
+    reinterpret_cast<uint4*>(dst)[a_chunk_index(mtiles, kblocks, Bits, tile, c) * 32 + lane] = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+/// One thread per (mtile, chunk, lane): decodes the lane's codes with a_fragment and writes each weight, (q - z) * s
+/// rounded once to fp16 (the CPU reference's dequantization), at its original row.
+template <int Bits>
+__global__ void reconstruct_a_kernel(const std::uint32_t* qweight, const std::uint32_t* meta, const std::int32_t* row_of,
+                                     std::int64_t k, std::int64_t n, int kblocks, int mtiles, __half* w_t) {
+    constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits);
+    pdl_wait();
+    pdl_trigger();
+    const std::int64_t chunks = static_cast<std::int64_t>(kblocks) * CPB;
+    const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= static_cast<std::int64_t>(mtiles) * chunks * 32) return;
+    const int lane = static_cast<int>(i % 32), g = lane / 4, t = lane % 4;
+    const std::int64_t c = (i / 32) % chunks, tile = (i / 32) / chunks;
+    const uint4 v = reinterpret_cast<const uint4*>(qweight)[a_chunk_index(mtiles, kblocks, Bits, tile, c) * 32 + lane];
+    const std::uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    const std::uint32_t* rec = meta + a_record_index(mtiles, kblocks, tile, c / CPB) * k_a_record_words + g * k_a_entry_words;
+    const std::uint32_t sw = rec[0], cw = rec[1];
+#pragma unroll
+    for (int m = 0; m < a_mmas_per_chunk(Bits); ++m) {
+        std::uint32_t af[4];
+        a_fragment<Bits>(w, m, af);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const std::int64_t col = tile * k_a_tile_cols + g + 8 * h;
+            const int shift = Bits == 4 && h == 1 ? 4 : 0;  // 4-bit r1 codes and zeros are stored times 16
+            const int z = static_cast<int>((((cw >> (16 * h)) & 0xffffu) - 0x6400u) >> shift);
+            const float s = __half2float(__ushort_as_half(static_cast<unsigned short>(sw >> (16 * h))));
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const std::int64_t r = c * CR + t * (CR / 4) + 4 * m + j;
+                if (r >= k || col >= n) continue;
+                const std::uint32_t pair = af[h + 2 * (j >> 1)];
+                const int q = static_cast<int>((((j & 1) ? pair >> 16 : pair & 0xffffu) - 0x6400u) >> shift);
+                w_t[static_cast<std::int64_t>(row_of ? row_of[r] : r) * n + col] = __float2half_rn(static_cast<float>(q - z) * s);
+            }
+        }
+    }
+}
+
+unsigned blocks_for(std::int64_t threads, int per_block) {
+    return static_cast<unsigned>((threads + per_block - 1) / per_block);
+}
+
+}  // namespace
+
+const void* a_kernel_for(int bits) {
+    if (bits == 4) return reinterpret_cast<const void*>(&a_gemm_kernel<4>);
+    if (bits == 8) return reinterpret_cast<const void*>(&a_gemm_kernel<8>);
+    return nullptr;
+}
+
+void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options& o) {
+    if (ctas <= 0 || args.mtiles <= 0) return;
+    const int max_tiles = (args.mtiles + ctas - 1) / ctas;
+    if (max_tiles > k_a_max_tiles || args.rows < 1 || args.rows > k_a_max_rows)
+        throw error("gptq v3: " + std::to_string(args.mtiles) + " mtiles over " + std::to_string(ctas) + " CTAs at " +
+                    std::to_string(args.rows) + " rows is outside the kernel's limits");
+    const std::size_t smem = a_smem_bytes(max_tiles, args.rows);
+    if (bits == 4)
+        launch_kernel(a_gemm_kernel<4>, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
+    else if (bits == 8)
+        launch_kernel(a_gemm_kernel<8>, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
+    else
+        throw error("gptq v3: unsupported bits " + std::to_string(bits));
+}
+
+void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,
+                     std::int64_t n, int kblocks, std::uint32_t* qweight_device, const launch_options& o) {
+    const int mtiles = static_cast<int>((n + k_a_tile_cols - 1) / k_a_tile_cols);
+    const std::int64_t threads = static_cast<std::int64_t>(mtiles) * kblocks * a_chunks_per_block(bits) * 32;
+    if (threads <= 0) return;
+    const dim3 grid(blocks_for(threads, 256));
+    if (bits == 4)
+        launch_kernel(repack_a_kernel<4>, grid, dim3(256), 0, o, qweight_autogptq, row_of, k, n, kblocks, mtiles, qweight_device);
+    else if (bits == 8)
+        launch_kernel(repack_a_kernel<8>, grid, dim3(256), 0, o, qweight_autogptq, row_of, k, n, kblocks, mtiles, qweight_device);
+    else
+        throw error("gptq v3 repack: unsupported bits " + std::to_string(bits));
+}
+
+void launch_reconstruct_a(int bits, const std::uint32_t* qweight, const std::uint32_t* meta, const std::int32_t* row_of,
+                          std::int64_t k, std::int64_t n, int kblocks, __half* w_t, const launch_options& o) {
+    const int mtiles = static_cast<int>((n + k_a_tile_cols - 1) / k_a_tile_cols);
+    const std::int64_t threads = static_cast<std::int64_t>(mtiles) * kblocks * a_chunks_per_block(bits) * 32;
+    if (threads <= 0) return;
+    const dim3 grid(blocks_for(threads, 256));
+    if (bits == 4)
+        launch_kernel(reconstruct_a_kernel<4>, grid, dim3(256), 0, o, qweight, meta, row_of, k, n, kblocks, mtiles, w_t);
+    else if (bits == 8)
+        launch_kernel(reconstruct_a_kernel<8>, grid, dim3(256), 0, o, qweight, meta, row_of, k, n, kblocks, mtiles, w_t);
+    else
+        throw error("gptq v3 reconstruct: unsupported bits " + std::to_string(bits));
+}
+
+}  // namespace qbench::gptq

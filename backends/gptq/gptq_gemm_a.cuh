@@ -1,0 +1,62 @@
+#pragma once
+/// GPTQ kernel v3: the weights as the A operand of mma.m16n8k16 (layout: gptq_a_layout.hpp), for 1..8 activation
+/// rows (the n = 8 columns of B) in one launch, 4 and 8 bits, every k-block in one group.
+///
+/// Why a v3: v2 (gptq_gemm_mma.cuh) is bound by instruction issue, not DRAM: ~107 instructions per 1024 4-bit
+/// weights per warp (8 HMMA of which half the products are discarded, 4 activation loads, an exact zero
+/// subtraction per weight pair, per-unit bookkeeping), which at the ~2 instructions per cycle per SM it reached is
+/// ~2.5 TB/s (PERF_NOTES.md). Streaming 4.5 TB/s of 4-bit weights on 132 SMs needs ~17 bytes per cycle per SM, so the
+/// budget is ~60 instructions per 1024 weights at that issue rate. v3 per 1024 4-bit weights (one 16-byte load per
+/// lane): 4 LOP3 + 1 SHF per 8 weights (20), 4 weight mmas + 4 mmas of the activation sum, 2 activation loads (L1),
+/// and per k-block ~15 for the zero/scale correction in fp32: ~40.
+///
+/// Work split (one wave, no split-K across CTAs, deterministic): a CTA owns a contiguous range of mtiles and all of
+/// K; warp w owns k-slice w (k-blocks [KB*w/8, KB*(w+1)/8)) of each of the CTA's mtiles and streams its chunks (one
+/// contiguous run in the layout), `stages` chunks in flight, the first issued before pdl_wait (weights never change).
+/// Per k-block a warp corrects and scales its sums into running fp32 outputs; at the end of an mtile it parks them
+/// in shared memory, and the CTA adds the 8 warps' partials in a fixed order and writes fp16.
+#include "backends/gptq/gptq_a_layout.hpp"
+#include "cuda/launch.cuh"
+
+#include <cuda_fp16.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace qbench::gptq {
+
+inline constexpr int k_a_threads = 256;
+inline constexpr int k_a_warps = k_a_threads / 32;
+inline constexpr int k_a_max_rows = 8;
+inline constexpr int k_a_max_tiles = 12;  ///< mtiles per CTA: the partial sums stay within 48 KB at 8 rows
+
+struct a_args {
+    const std::uint32_t* qweight = nullptr;  ///< chunks in a_chunk_index order
+    const std::uint32_t* meta = nullptr;     ///< records in a_record_index order
+    const __half* x = nullptr;               ///< [rows][ldx], 16-byte aligned rows, kblocks*128 readable, zero past K
+    std::int64_t ldx = 0;
+    __half* y = nullptr;                     ///< [rows][n]
+    int n = 0;
+    int rows = 1;
+    int kblocks = 0;
+    int mtiles = 0;
+};
+
+/// Dynamic shared memory of a launch: one fp32 partial per (mtile of the CTA, warp, row, column of the mtile).
+inline std::size_t a_smem_bytes(int max_tiles_per_cta, int rows) {
+    return static_cast<std::size_t>(max_tiles_per_cta) * k_a_warps * rows * k_a_tile_cols * sizeof(float);
+}
+
+/// The v3 kernel of a width (4 or 8; nullptr otherwise), and its launch over `ctas` CTAs.
+const void* a_kernel_for(int bits);
+void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options& o);
+
+/// Converts AutoGPTQ's qweight [ceil(k/32)*bits][n] (device) into the v3 layout (device), through row_of.
+void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,
+                     std::int64_t n, int kblocks, std::uint32_t* qweight_device, const launch_options& o);
+
+/// Reconstructs W^T [k][n] fp16 (original row order) from the v3 layout: (q - z) * s rounded once to fp16.
+void launch_reconstruct_a(int bits, const std::uint32_t* qweight, const std::uint32_t* meta, const std::int32_t* row_of,
+                          std::int64_t k, std::int64_t n, int kblocks, __half* w_t, const launch_options& o);
+
+}  // namespace qbench::gptq

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call: build the GPTQ test and bench targets (and qbench), run the GPTQ GPU tests, then
+# time kernel v2 against kernel v3 in the same process environment (bench_gptq once per QBENCH_GPTQ_KERNEL value):
+# per linear at Llama-7B shapes (batch 1 and 4) and the whole 7B decode step's linears (BM_decode_7b), with a short
+# table last. Logs under $OUT: build.log, tests.log, bench-v2.txt, bench-v3.txt, summary.txt.
+#
+#   device run: carry [".device-deps"], command: bash scripts/device/gptq_kernel_ab.sh
+# QBENCH_AB_FILTER overrides the benchmark filter; QBENCH_AB_SKIP_TESTS=1 skips the tests.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+out=${OUT:-$root/out}
+mkdir -p "$out"
+export QBENCH_CONFIG_DIR=$root/configs
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv | tee "$out/summary.txt"
+if ! bash scripts/device/build_on_device.sh qbench test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused bench_gptq \
+      > "$out/build.log" 2>&1; then
+  tail -n 60 "$out/build.log"; echo "gptq_kernel_ab.sh: the build failed" >&2; exit 1
+fi
+grep '^build_on_device' "$out/build.log" | tee -a "$out/summary.txt"
+bin=$root/.device-bundle-built/bin
+export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
+  : > "$out/tests.log"
+  for t in test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused; do
+    start=$(date +%s)
+    "$bin/$t" >> "$out/tests.log" 2>&1
+    rc=$?
+    echo "test $t: exit $rc ($(( $(date +%s) - start )) s) $(grep -E '^(All tests passed|test cases:)' "$out/tests.log" | tail -1)" | tee -a "$out/summary.txt"
+  done
+  grep -E 'FAILED|rel_l2=.*(v3|mma)' "$out/tests.log" | grep -E 'FAILED|batch= 1 ' | head -n 30
+fi
+
+filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)$|BM_decode_7b/(16|4|8)$'}
+for k in v2 v3; do
+  QBENCH_GPTQ_KERNEL=$k "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$k.txt" 2>&1
+  echo "bench_gptq QBENCH_GPTQ_KERNEL=$k: exit $?" | tee -a "$out/summary.txt"
+done
+for k in v2 v3; do
+  echo "== $k: per linear (time, GB/s, fraction of the stream) and the decode step's linears"
+  grep -E '^BM_gptq_linear' "$out/bench-$k.txt" | sed -E 's/ +/ /g'
+  sed -n '/^Llama-7B decode step, linears only/,$p' "$out/bench-$k.txt"
+done | tee -a "$out/summary.txt"

@@ -32,7 +32,7 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
   grep -E 'FAILED|rel_l2=.*(v3|mma)' "$out/tests.log" | grep -E 'FAILED|batch= 1 ' | head -n 30
 fi
 
-filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)$|BM_decode_7b/(16|4|8)$'}
+filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/'}
 for k in v2 v3; do
   QBENCH_GPTQ_KERNEL=$k "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$k.txt" 2>&1
   echo "bench_gptq QBENCH_GPTQ_KERNEL=$k: exit $?" | tee -a "$out/summary.txt"

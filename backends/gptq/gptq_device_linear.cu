@@ -125,19 +125,26 @@ kernel_version chosen_kernel(const layout_plan& plan) {
     return kernel_version::v3;
 }
 
-/// CTAs of the v3 kernel: one wave of resident CTAs (2 per SM), each owning at most k_a_max_tiles mtiles.
-int a_ctas(const device_context& context, int bits, int mtiles, int rows) {
+/// mtiles per CTA the v3 kernel is planned for (one wave at two CTAs per SM), an upper bound for shared memory.
+int a_tiles_guess(const device_context& context, int mtiles) {
+    const int sms = context.properties().multiProcessorCount;
+    return std::min(k_a_max_tiles, std::max(1, (mtiles + 2 * sms - 1) / (2 * sms)) + 1);
+}
+
+/// CTAs of the v3 kernel at a row count: one wave of resident CTAs (2 per SM), each owning at most k_a_max_tiles
+/// mtiles and no more than its shared memory (activations + partial sums) allows.
+int a_ctas(const device_context& context, int bits, int mtiles, int rows, int kblocks) {
     const int sms = context.properties().multiProcessorCount;
     int per_sm = 0;
     if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
     if (per_sm <= 0) {
-        const int guess = std::min(k_a_max_tiles, std::max(1, (mtiles + 2 * sms - 1) / (2 * sms)));
         QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, a_kernel_for(bits), k_a_threads,
-                                                                    a_smem_bytes(guess + 1, rows)));
+                                                                    a_smem_bytes(a_tiles_guess(context, mtiles), rows, kblocks)));
         per_sm = std::max(1, per_sm);
     }
-    const int ctas = std::min(mtiles, per_sm * sms);
-    return std::max(ctas, (mtiles + k_a_max_tiles - 1) / k_a_max_tiles);
+    int ctas = std::max(std::min(mtiles, per_sm * sms), (mtiles + k_a_max_tiles - 1) / k_a_max_tiles);
+    while (ctas < mtiles && a_smem_bytes((mtiles + ctas - 1) / ctas, rows, kblocks) > k_a_max_smem) ++ctas;
+    return ctas;
 }
 
 /// Fused q/k/v and gate/up launches (fused_linear) only when QBENCH_GPTQ_FUSE=1: measured on the H200
@@ -262,10 +269,12 @@ public:
         QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));  // the repack read `src`, freed on return
 
         m_fused_rows = m_plan.fused_ok ? std::max<std::int64_t>(0, recons_threshold) : 0;
+        if (m_version == kernel_version::v3)
+            m_a_rows = a_rows_per_launch(static_cast<int>(m_plan.kblocks), a_tiles_guess(context, static_cast<int>(a_mtiles(m_plan))));
         for (int r = 1; r <= k_fused_max_rows; ++r)
             m_splits[static_cast<std::size_t>(r)] =
                 m_version == kernel_version::v3 ? a_ctas(context, static_cast<int>(p.bits), static_cast<int>(a_mtiles(m_plan)),
-                                                         std::min(r, k_a_max_rows))
+                                                         std::min(r, m_a_rows), static_cast<int>(m_plan.kblocks))
                 : m_mma ? mma_ctas(context, static_cast<int>(p.bits), m_block_path, m_variant, static_cast<int>(m_plan.ntiles), r)
                       : choose_splits(static_cast<int>(m_plan.tiles), static_cast<int>(m_plan.slabs),
                                       resident_ctas(context, static_cast<int>(p.bits), r), k_max_splits);
@@ -314,8 +323,8 @@ public:
                 xin = scratch.stage.as<const __half>();
             }
             if (m_version == kernel_version::v3) {
-                for (std::int64_t r0 = 0; r0 < rows; r0 += k_a_max_rows) {
-                    const int rr = static_cast<int>(std::min<std::int64_t>(k_a_max_rows, rows - r0));
+                for (std::int64_t r0 = 0; r0 < rows; r0 += m_a_rows) {
+                    const int rr = static_cast<int>(std::min<std::int64_t>(m_a_rows, rows - r0));
                     a_args a;
                     a.qweight = m_qweight.as<const std::uint32_t>();
                     a.meta = m_meta.as<const std::uint32_t>();
@@ -513,6 +522,7 @@ private:
     std::string m_format;
     device_buffer m_qweight, m_scales, m_zeros, m_slab_group, m_row_group, m_row_of, m_counters, m_meta, m_unit_meta;
     kernel_version m_version = kernel_version::v3;
+    int m_a_rows = k_a_max_rows;  ///< v3: activation rows per launch (their copy in shared memory must fit)
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)
     mma_variant m_variant = mma_variant::occ2;

@@ -37,16 +37,25 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
 #endif
 }
 
-/// The kernel (gptq_gemm_a.cuh). Per chunk a lane decodes mma_count A fragments from its 16-byte vector and runs
-/// each against its activations (B) twice: the weights into acc, ones into sum (sum_k x per batch row, in acc's
-/// layout). At a k-block's last chunk: out += S * (acc - C * sum) per output (zero and scale, fp32).
+/// The kernel (gptq_gemm_a.cuh). After pdl_wait the CTA copies the activations into shared memory and sums each
+/// (row, k-block) of them on the way (sum_k x for the zero correction). Per chunk a lane reads its activations (B)
+/// from shared memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's
+/// last chunk out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
 template <int Bits>
 __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
     constexpr int D = k_a_stages;
     static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
-    extern __shared__ float red[];  // [mtile of the CTA][warp][row][16]
+    // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
+    // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32.
+    extern __shared__ uint4 smem[];
+    const int kpad = a.kblocks * static_cast<int>(k_block_rows);
+    const int xstride = a_x_stride(a.kblocks);
+    __half* xs = reinterpret_cast<__half*>(smem);
+    float* xsum = reinterpret_cast<float*>(xs + static_cast<std::size_t>(a.rows) * xstride);
+    float* red = xsum + static_cast<std::size_t>(a.kblocks) * 8;
+
     const int tid = static_cast<int>(threadIdx.x);
     const int warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -55,8 +64,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     const int t1 = static_cast<int>(static_cast<long long>(a.mtiles) * (b + 1) / ctas);
     const int kb0 = static_cast<int>(kslice_begin(a.kblocks, warp)), kb1 = static_cast<int>(kslice_begin(a.kblocks, warp + 1));
     const int nkb = kb1 - kb0;
-    const int per_tile = nkb * CPB;
-    const int units = per_tile * (t1 - t0);
+    const int units = nkb * CPB * (t1 - t0);
 
     // Load side: this warp's records are first .. first + nkb * (t1 - t0) - 1, its chunks CPB times as many.
     const std::size_t first = static_cast<std::size_t>(a.mtiles) * kb0 + static_cast<std::size_t>(t0) * nkb;
@@ -78,35 +86,48 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     for (int i = 0; i < D; ++i)
         if (i < units) issue(i);
 
-    const int red_count = (t1 - t0) * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
-    for (int i = tid; i < red_count; i += k_a_threads) red[i] = 0.0f;
-    __syncthreads();
+    const int zero_count = a.kblocks * 8 + (t1 - t0) * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
+    for (int i = tid; i < zero_count; i += k_a_threads) xsum[i] = 0.0f;
+    __syncthreads();  // the sums are added below by other threads
 
     pdl_wait();  // x and y belong to the previous kernels
     pdl_trigger();
 
-    // Activations: the lane's B column is batch row g (zero past the batch), rows p .. of each chunk. One chunk
-    // ahead; the pointer returns to the slice start at each mtile.
-    const bool col_ok = g < a.rows;
-    const __half* xbase = a.x + static_cast<std::size_t>(col_ok ? g : 0) * a.ldx +
-                          static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
-    const __half* xp = xbase;
-    int xleft = per_tile;
-    uint4 xn[XV];
-    auto load_x = [&]() {
+    // The activations into shared memory, all in flight at once (one L2 round trip per CTA, not one per chunk:
+    // measured, reading them a chunk ahead from global memory left every chunk waiting on L2). A (row, k-block) is
+    // 16 vectors = 16 consecutive threads of a half-warp (kpad/8 is a multiple of 16), which add their 8 values each
+    // and combine by shuffles; the group's first thread stores the sum.
+    {
+        const int vecs = kpad / 8, total = a.rows * vecs;
+        for (int base = 0; base < total; base += k_a_threads) {
+            const int i = base + tid;
+            const bool valid = i < total;  // whole groups of 16 are valid or not
+            const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
+            uint4 u = make_uint4(0u, 0u, 0u, 0u);
+            if (valid) {
+                u = *reinterpret_cast<const uint4*>(a.x + static_cast<std::size_t>(r) * a.ldx + 8 * v);
+                reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride)[v] = u;
+            }
+            const float2 f0 = __half22float2(as_half2(u.x)), f1 = __half22float2(as_half2(u.y));
+            const float2 f2 = __half22float2(as_half2(u.z)), f3 = __half22float2(as_half2(u.w));
+            float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
 #pragma unroll
-        for (int j = 0; j < XV; ++j)
-            xn[j] = col_ok ? *reinterpret_cast<const uint4*>(xp + 8 * j) : make_uint4(0u, 0u, 0u, 0u);
-        xp += CR;
-        if (--xleft == 0) {
-            xleft = per_tile;
-            xp = xbase;
+            for (int o = 8; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            if (valid && (v & 15) == 0) xsum[(v >> 4) * 8 + r] = sum;
         }
-    };
-    if (units > 0) load_x();
+    }
+    __syncthreads();
 
-    const std::uint32_t ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u};
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, out[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    // The lane's B column is batch row g (zero past the batch), rows p .. of each chunk; the pointers return to the
+    // slice start at each mtile.
+    const bool col_ok = g < a.rows;
+    const __half* xbase = xs + static_cast<std::size_t>(col_ok ? g : 0) * xstride +
+                          static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
+    const float* sbase = xsum + kb0 * 8 + 2 * t;
+    const __half* xp = xbase;
+    const float* sp = sbase;
+
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, out[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     int blocks_left = nkb, tl = 0;
     for (int base = 0; base < units; base += D) {
 #pragma unroll
@@ -115,33 +136,35 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
                 std::uint32_t xw[4 * XV];
 #pragma unroll
                 for (int j = 0; j < XV; ++j) {
-                    xw[4 * j + 0] = xn[j].x;
-                    xw[4 * j + 1] = xn[j].y;
-                    xw[4 * j + 2] = xn[j].z;
-                    xw[4 * j + 3] = xn[j].w;
+                    const uint4 v = col_ok ? reinterpret_cast<const uint4*>(xp)[j] : make_uint4(0u, 0u, 0u, 0u);
+                    xw[4 * j + 0] = v.x;
+                    xw[4 * j + 1] = v.y;
+                    xw[4 * j + 2] = v.z;
+                    xw[4 * j + 3] = v.w;
                 }
-                if (base + i + 1 < units) load_x();
+                xp += CR;
                 const std::uint32_t w[4] = {wbuf[i].x, wbuf[i].y, wbuf[i].z, wbuf[i].w};
                 if (i % CPB == 0) {
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) acc[e] = sum[e] = 0.0f;
+                    for (int e = 0; e < 4; ++e) acc[e] = 0.0f;
                 }
 #pragma unroll
                 for (int m = 0; m < MMAS; ++m) {
                     std::uint32_t af[4];
                     a_fragment<Bits>(w, m, af);
                     mma_16816(acc, af, xw[2 * m], xw[2 * m + 1]);
-                    mma_16816(sum, ones, xw[2 * m], xw[2 * m + 1]);
                 }
                 if (i % CPB == CPB - 1) {
                     const uint2 md = mbuf[i / CPB];
                     const float2 s = __half22float2(as_half2(md.x));
                     const float2 c = __half22float2(as_half2(md.y));
+                    const float2 sx = *reinterpret_cast<const float2*>(sp);  // sum_k x of batch rows 2t, 2t+1
+                    sp += 8;
                     const float s1 = Bits == 4 ? s.y * 0.0625f : s.y;
-                    out[0] = fmaf(s.x, fmaf(-c.x, sum[0], acc[0]), out[0]);
-                    out[1] = fmaf(s.x, fmaf(-c.x, sum[1], acc[1]), out[1]);
-                    out[2] = fmaf(s1, fmaf(-c.y, sum[2], acc[2]), out[2]);
-                    out[3] = fmaf(s1, fmaf(-c.y, sum[3], acc[3]), out[3]);
+                    out[0] = fmaf(s.x, fmaf(-c.x, sx.x, acc[0]), out[0]);
+                    out[1] = fmaf(s.x, fmaf(-c.x, sx.y, acc[1]), out[1]);
+                    out[2] = fmaf(s1, fmaf(-c.y, sx.x, acc[2]), out[2]);
+                    out[3] = fmaf(s1, fmaf(-c.y, sx.y, acc[3]), out[3]);
                     if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums
                         float* slot = red + static_cast<std::size_t>(tl * k_a_warps + warp) * a.rows * k_a_tile_cols;
                         const int r0 = 2 * t;
@@ -157,6 +180,8 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
                         for (int e = 0; e < 4; ++e) out[e] = 0.0f;
                         blocks_left = nkb;
                         ++tl;
+                        xp = xbase;
+                        sp = sbase;
                     }
                 }
                 if (base + i + D < units) issue(i);
@@ -236,6 +261,13 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 }  // namespace
 
 const void* a_kernel_for(int bits) {
+    // Both kernels may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB), set once.
+    static const bool raised = [] {
+        QB_CUDA_CHECK(cudaFuncSetAttribute(a_gemm_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
+        QB_CUDA_CHECK(cudaFuncSetAttribute(a_gemm_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
+        return true;
+    }();
+    (void)raised;
     if (bits == 4) return reinterpret_cast<const void*>(&a_gemm_kernel<4>);
     if (bits == 8) return reinterpret_cast<const void*>(&a_gemm_kernel<8>);
     return nullptr;
@@ -243,11 +275,15 @@ const void* a_kernel_for(int bits) {
 
 void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options& o) {
     if (ctas <= 0 || args.mtiles <= 0) return;
+    (void)a_kernel_for(bits);  // raises the shared-memory limit before the first launch
     const int max_tiles = (args.mtiles + ctas - 1) / ctas;
     if (max_tiles > k_a_max_tiles || args.rows < 1 || args.rows > k_a_max_rows)
         throw error("gptq v3: " + std::to_string(args.mtiles) + " mtiles over " + std::to_string(ctas) + " CTAs at " +
                     std::to_string(args.rows) + " rows is outside the kernel's limits");
-    const std::size_t smem = a_smem_bytes(max_tiles, args.rows);
+    const std::size_t smem = a_smem_bytes(max_tiles, args.rows, args.kblocks);
+    if (smem > k_a_max_smem)
+        throw error("gptq v3: " + std::to_string(args.rows) + " rows of K = " + std::to_string(args.kblocks * k_block_rows) +
+                    " need " + std::to_string(smem) + " bytes of shared memory (a_rows_per_launch says how many fit)");
     if (bits == 4)
         launch_kernel(a_gemm_kernel<4>, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
     else if (bits == 8)

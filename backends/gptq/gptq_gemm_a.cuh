@@ -7,8 +7,9 @@
 /// subtraction per weight pair, per-unit bookkeeping), which at the ~2 instructions per cycle per SM it reached is
 /// ~2.5 TB/s (PERF_NOTES.md). Streaming 4.5 TB/s of 4-bit weights on 132 SMs needs ~17 bytes per cycle per SM, so the
 /// budget is ~60 instructions per 1024 weights at that issue rate. v3 per 1024 4-bit weights (one 16-byte load per
-/// lane): 4 LOP3 + 1 SHF per 8 weights (20), 4 weight mmas + 4 mmas of the activation sum, 2 activation loads (L1),
-/// and per k-block ~15 for the zero/scale correction in fp32: ~40.
+/// lane): 4 LOP3 + 1 SHF per 8 weights (20), 4 mmas, 2 activation loads from shared memory (the CTA copies x there
+/// once and sums each k-block of it for the zero correction), and per k-block ~15 for the zero/scale correction in
+/// fp32: ~35.
 ///
 /// Work split (one wave, no split-K across CTAs, deterministic): a CTA owns a contiguous range of mtiles and all of
 /// K; warp w owns k-slice w (k-blocks [KB*w/8, KB*(w+1)/8)) of each of the CTA's mtiles and streams its chunks (one
@@ -42,9 +43,22 @@ struct a_args {
     int mtiles = 0;
 };
 
-/// Dynamic shared memory of a launch: one fp32 partial per (mtile of the CTA, warp, row, column of the mtile).
-inline std::size_t a_smem_bytes(int max_tiles_per_cta, int rows) {
-    return static_cast<std::size_t>(max_tiles_per_cta) * k_a_warps * rows * k_a_tile_cols * sizeof(float);
+/// Row stride (halves) of the activations in shared memory: K padded to k-blocks, plus 16 bytes so that the batch
+/// rows fall into different banks.
+QB_GPTQ_HD inline int a_x_stride(int kblocks) { return kblocks * static_cast<int>(k_block_rows) + 8; }
+/// Dynamic shared memory of a launch: the activations [rows][a_x_stride] (fp16), their sums per (k-block, row of 8)
+/// (fp32), then one fp32 partial per (mtile of the CTA, warp, row, column of the mtile).
+inline std::size_t a_smem_bytes(int max_tiles_per_cta, int rows, int kblocks) {
+    return static_cast<std::size_t>(rows) * a_x_stride(kblocks) * 2 + static_cast<std::size_t>(kblocks) * 8 * sizeof(float) +
+           static_cast<std::size_t>(max_tiles_per_cta) * k_a_warps * rows * k_a_tile_cols * sizeof(float);
+}
+/// The most dynamic shared memory a launch may take: two CTAs per SM on sm_90 (227 KB each SM).
+inline constexpr std::size_t k_a_max_smem = 113 * 1024;
+/// Rows one launch can take for a K (the host splits larger batches): as many as fit k_a_max_smem, at most 8.
+inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
+    int r = k_a_max_rows;
+    while (r > 1 && a_smem_bytes(max_tiles_per_cta, r, kblocks) > k_a_max_smem) --r;
+    return r;
 }
 
 /// The v3 kernel of a width (4 or 8; nullptr otherwise), and its launch over `ctas` CTAs.

@@ -112,17 +112,17 @@ int resident_ctas(const device_context& context, int bits, int rows) {
     return total;
 }
 
-/// Which fused kernel a layer is loaded for (QBENCH_GPTQ_KERNEL): v3 (weights as the mma A operand,
-/// gptq_gemm_a.cuh) where its layout applies (4 or 8 bits, every k-block in one group), else v2 (mma layout,
-/// gptq_gemm_mma.cuh); "v2" keeps v2 everywhere, "v1" the half2 kernels of gptq_gemm_kernel.cuh over the slab layout.
-/// Each is kept for comparison (bench_gptq runs them side by side).
+/// Which fused kernel a layer is loaded for (QBENCH_GPTQ_KERNEL): v2 (mma layout, gptq_gemm_mma.cuh) by default;
+/// "v3" the kernel that takes the weights as the mma A operand (gptq_gemm_a.cuh) where its layout applies (4 or 8
+/// bits, every k-block in one group; v2 elsewhere); "v1" the half2 kernels of gptq_gemm_kernel.cuh over the slab
+/// layout. v3 stays opt-in: on the H100 it was not faster than v2 over a 7B step (PERF_NOTES.md, sixth session).
 enum class kernel_version { v1, v2, v3 };
 kernel_version chosen_kernel(const layout_plan& plan) {
     const char* v = std::getenv("QBENCH_GPTQ_KERNEL");
     const std::string choice = v == nullptr ? "" : v;
     if (choice == "v1") return kernel_version::v1;
-    if (choice == "v2" || !a_layout_supported(plan)) return kernel_version::v2;
-    return kernel_version::v3;
+    if (choice == "v3" && a_layout_supported(plan)) return kernel_version::v3;
+    return kernel_version::v2;
 }
 
 /// mtiles per CTA the v3 kernel is planned for (one wave at two CTAs per SM), an upper bound for shared memory.

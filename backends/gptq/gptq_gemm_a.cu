@@ -5,6 +5,7 @@
 #include "cuda/cuda_check.cuh"
 #include "qbench/common/errors.hpp"
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -12,8 +13,15 @@ namespace qbench::gptq {
 
 namespace {
 
-/// Chunks in flight per warp: 16 bytes per lane each, so 4 KB per warp and 64 KB per SM at 2 CTAs of 8 warps.
-constexpr int k_a_stages = 8;
+/// Chunks in flight per warp (16 bytes per lane each): 8 = 4 KB per warp, 64 KB per SM at 2 CTAs of 8 warps (the
+/// default); QBENCH_GPTQ_V3_STAGES=16 doubles it (a measurement switch: is the kernel latency-bound?).
+int chosen_stages() {
+    static const int stages = [] {
+        const char* v = std::getenv("QBENCH_GPTQ_V3_STAGES");
+        return v != nullptr && std::string(v) == "16" ? 16 : 8;
+    }();
+    return stages;
+}
 
 __device__ __forceinline__ half2 as_half2(std::uint32_t v) {
     half2 h;
@@ -41,11 +49,11 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
 /// (row, k-block) of them on the way (sum_k x for the zero correction). Per chunk a lane reads its activations (B)
 /// from shared memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's
 /// last chunk out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
-template <int Bits>
+template <int Bits, int Stages>
 __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
-    constexpr int D = k_a_stages;
+    constexpr int D = Stages;
     static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
     // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
     // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32.
@@ -260,17 +268,27 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 
 }  // namespace
 
+namespace {
+using a_kernel_ptr = void (*)(a_args);
+a_kernel_ptr kernel_of(int bits) {
+    const bool deep = chosen_stages() == 16;
+    if (bits == 4) return deep ? &a_gemm_kernel<4, 16> : &a_gemm_kernel<4, 8>;
+    if (bits == 8) return deep ? &a_gemm_kernel<8, 16> : &a_gemm_kernel<8, 8>;
+    return nullptr;
+}
+}  // namespace
+
 const void* a_kernel_for(int bits) {
-    // Both kernels may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB), set once.
+    a_kernel_ptr k = kernel_of(bits);
+    if (k == nullptr) return nullptr;
+    // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
     static const bool raised = [] {
-        QB_CUDA_CHECK(cudaFuncSetAttribute(a_gemm_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
-        QB_CUDA_CHECK(cudaFuncSetAttribute(a_gemm_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
+        for (a_kernel_ptr f : {&a_gemm_kernel<4, 8>, &a_gemm_kernel<4, 16>, &a_gemm_kernel<8, 8>, &a_gemm_kernel<8, 16>})
+            QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
         return true;
     }();
     (void)raised;
-    if (bits == 4) return reinterpret_cast<const void*>(&a_gemm_kernel<4>);
-    if (bits == 8) return reinterpret_cast<const void*>(&a_gemm_kernel<8>);
-    return nullptr;
+    return reinterpret_cast<const void*>(k);
 }
 
 void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options& o) {
@@ -284,12 +302,9 @@ void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options&
     if (smem > k_a_max_smem)
         throw error("gptq v3: " + std::to_string(args.rows) + " rows of K = " + std::to_string(args.kblocks * k_block_rows) +
                     " need " + std::to_string(smem) + " bytes of shared memory (a_rows_per_launch says how many fit)");
-    if (bits == 4)
-        launch_kernel(a_gemm_kernel<4>, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
-    else if (bits == 8)
-        launch_kernel(a_gemm_kernel<8>, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
-    else
-        throw error("gptq v3: unsupported bits " + std::to_string(bits));
+    const a_kernel_ptr k = kernel_of(bits);
+    if (k == nullptr) throw error("gptq v3: unsupported bits " + std::to_string(bits));
+    launch_kernel(k, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
 }
 
 void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,

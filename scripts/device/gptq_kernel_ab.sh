@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: build the GPTQ test and bench targets (and qbench), run the GPTQ GPU tests, then
-# time kernel v2 against kernel v3 in the same process environment (bench_gptq once per QBENCH_GPTQ_KERNEL value):
+# time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2 v3:8 v3:16" =
+# kernel[:v3 stages]):
 # per linear at Llama-7B shapes (batch 1 and 4) and the whole 7B decode step's linears (BM_decode_7b), with a short
-# table last. Logs under $OUT: build.log, tests.log, bench-v2.txt, bench-v3.txt, summary.txt.
+# table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<stages>.txt, summary.txt.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/gptq_kernel_ab.sh
 # QBENCH_AB_FILTER overrides the benchmark filter; QBENCH_AB_SKIP_TESTS=1 skips the tests.
@@ -33,12 +34,15 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
 fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/'}
-for k in v2 v3; do
-  QBENCH_GPTQ_KERNEL=$k "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$k.txt" 2>&1
-  echo "bench_gptq QBENCH_GPTQ_KERNEL=$k: exit $?" | tee -a "$out/summary.txt"
+# Variants: kernel[:v3 stages]
+variants=${QBENCH_AB_VARIANTS:-"v2 v3:8 v3:16"}
+for kv in $variants; do
+  k=${kv%%:*}; stages=${kv#*:}; [ "$stages" = "$kv" ] && stages=8
+  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_V3_STAGES=$stages "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$k-$stages.txt" 2>&1
+  echo "bench_gptq QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_V3_STAGES=$stages: exit $?" | tee -a "$out/summary.txt"
 done
-for k in v2 v3; do
+for f in "$out"/bench-*.txt; do k=$(basename "$f" .txt)
   echo "== $k: per linear (time, GB/s, fraction of the stream) and the decode step's linears"
-  grep -E '^BM_gptq_linear' "$out/bench-$k.txt" | sed -E 's/ +/ /g'
-  sed -n '/^Llama-7B decode step, linears only/,$p' "$out/bench-$k.txt"
+  grep -E '^BM_gptq_linear' "$f" | sed -E 's/ +/ /g' | cut -d' ' -f1,2,3,6,7
+  sed -n '/^Llama-7B decode step, linears only/,$p' "$f"
 done | tee -a "$out/summary.txt"

@@ -85,6 +85,10 @@ void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const var
 
 TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes", "[gpu][gptq][kernels]") {
     device_context ctx;
+    // v2 (the default), then v3 where it applies (4 and 8 bits with block groups; other layers stay on v2).
+    for (const char* kernel : {"v2", "v3"}) {
+    const env_choice choice("QBENCH_GPTQ_KERNEL", kernel);
+    std::printf("  -- QBENCH_GPTQ_KERNEL=%s\n", kernel);
     const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {4096, 11008, "7B gate/up", false},
                             {11008, 4096, "7B down", false},  {688, 176, "ragged K and N", true},
                             {96, 40, "tiny", true},           {4128, 4100, "K=4096+32, N%32=4", true},
@@ -99,19 +103,23 @@ TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes",
                 if (!sh.full && v.gs != 128 && !(bits == 4 || (bits == 8 && v.gs == -1) || (bits == 3 && v.act))) continue;
                 if (!sh.full && (v.gs == 32 || v.gs == 48)) continue;
                 if (!sh.full && v.act && bits != 4 && bits != 3) continue;
+                if (std::string(kernel) == "v3" && !(bits == 4 || bits == 8)) continue;
                 run_case(ctx, sh, bits, v, 8, seed++);
             }
+    }
 }
 
-TEST_CASE("the kernel variants (v1; v2 where v3 is the default; v2 at 3 CTAs per SM; 1 CTA per SM) match the CPU reference",
+TEST_CASE("the kernel variants (v1; v2 at 3 CTAs per SM; 1 CTA per SM; v3 with 16 stages) match the CPU reference",
           "[gpu][gptq][kernels]") {
     device_context ctx;
     std::uint64_t seed = 500;
-    const char* knobs[4][2] = {{"QBENCH_GPTQ_KERNEL", "v1"}, {"QBENCH_GPTQ_KERNEL", "v2"}, {"QBENCH_GPTQ_OCC", "3"},
+    const char* knobs[4][2] = {{"QBENCH_GPTQ_KERNEL", "v1"}, {"QBENCH_GPTQ_V3_STAGES", "16"}, {"QBENCH_GPTQ_OCC", "3"},
                                {"QBENCH_GPTQ_CTAS_PER_SM", "1"}};
     for (const auto& knob : knobs) {
         const env_choice choice(knob[0], knob[1]);
         std::printf("  -- %s=%s\n", knob[0], knob[1]);
+        const bool v3_knob = std::string(knob[0]) == "QBENCH_GPTQ_V3_STAGES";
+        const env_choice v3(v3_knob ? "QBENCH_GPTQ_KERNEL" : "QBENCH_GPTQ_UNUSED", "v3");
         for (std::int64_t bits : {2, 3, 4, 8}) {
             run_case(ctx, {688, 176, "ragged K and N", true}, bits, {128, true, "g128-act"}, 8, seed++);
             run_case(ctx, {4128, 4100, "K=4096+32", true}, bits, {32, true, "g32-act"}, 8, seed++);
@@ -147,20 +155,18 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
         }
 }
 
-TEST_CASE("kernel v3 is chosen for 4 and 8 bits with block groups, v2 elsewhere; v3 layers decline fused launches",
+TEST_CASE("QBENCH_GPTQ_KERNEL=v3 takes 4 and 8 bits with block groups, v2 the rest; v3 layers decline fused launches",
           "[gpu][gptq][kernels]") {
     device_context ctx;
     auto path = [&](std::int64_t bits, std::int64_t gs) {
         return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, 60 + bits)), 8)->kernel_path(1);
     };
+    CHECK(path(4, 128) == "gptq-fused-mma-4b");  // the default
+    const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
     CHECK(path(4, 128) == "gptq-fused-v3-4b");
     CHECK(path(8, -1) == "gptq-fused-v3-8b");
     CHECK(path(3, 128) == "gptq-fused-mma-3b");
     CHECK(path(4, 32) == "gptq-fused-mma-4b");  // blocks of 128 rows straddle groups
-    {
-        const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
-        CHECK(path(4, 128) == "gptq-fused-mma-4b");
-    }
     const env_choice fuse("QBENCH_GPTQ_FUSE", "1");
     const auto a = make_gptq_device_linear(ctx, pack(random_layer(512, 64, 4, 128, false, 70)), 8);
     const auto b = make_gptq_device_linear(ctx, pack(random_layer(512, 64, 4, 128, false, 71)), 8);

@@ -6,6 +6,7 @@
 #include "backends/gptq/gptq_gemm_a.cuh"
 #include "backends/gptq/gptq_gemm.cuh"
 #include "backends/gptq/gptq_gemm_mma.cuh"
+#include "backends/gptq/gptq_stream_load.cuh"
 #include "backends/gptq/gptq_linear.hpp"
 
 #include "cuda/cuda_check.cuh"
@@ -155,10 +156,12 @@ bool gptq_fusion_enabled() {
     return v != nullptr && std::string(v) == "1";
 }
 
-/// The v2 variant: QBENCH_GPTQ_OCC=3 three CTAs per SM, else the default (two).
+/// The v2 variant: QBENCH_GPTQ_OCC=3 three CTAs per SM; else the default shape (two), its weights read past L1
+/// with QBENCH_GPTQ_LOAD=na.
 mma_variant chosen_mma_variant() {
     const char* v = std::getenv("QBENCH_GPTQ_OCC");
-    return v != nullptr && std::string(v) == "3" ? mma_variant::occ3 : mma_variant::occ2;
+    if (v != nullptr && std::string(v) == "3") return mma_variant::occ3;
+    return weight_loads_bypass_l1() ? mma_variant::occ2_l1na : mma_variant::occ2;
 }
 
 /// CTAs of the v2 kernel for a layer at a row count: one wave of resident CTAs (QBENCH_GPTQ_CTAS_PER_SM overrides

@@ -1,6 +1,7 @@
 // GPTQ kernel v3 (weights as the mma A operand; why and how: gptq_gemm_a.cuh, layout: gptq_a_layout.hpp), its
 // load-time repack from AutoGPTQ's qweight and its reconstruct-to-fp16 for batches above the fused threshold.
 #include "backends/gptq/gptq_gemm_a.cuh"
+#include "backends/gptq/gptq_stream_load.cuh"
 
 #include "cuda/cuda_check.cuh"
 #include "qbench/common/errors.hpp"
@@ -49,7 +50,7 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
 /// (row, k-block) of them on the way (sum_k x for the zero correction). Per chunk a lane reads its activations (B)
 /// from shared memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's
 /// last chunk out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
-template <int Bits, int Stages>
+template <int Bits, int Stages, bool NoAlloc>
 __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
@@ -83,10 +84,10 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     // Chunk into slot i; a k-block's record travels with its last chunk, so the slot's record is read by that chunk's
     // epilogue before the ring comes round to it again.
     auto issue = [&](int i) {
-        wbuf[i] = __ldcs(wp);
+        wbuf[i] = stream_load<NoAlloc>(wp);
         wp += 32;
         if (i % CPB == CPB - 1) {
-            mbuf[i / CPB] = __ldcs(mp);
+            mbuf[i / CPB] = stream_load<NoAlloc>(mp);
             mp += 8;
         }
     };
@@ -270,10 +271,15 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 
 namespace {
 using a_kernel_ptr = void (*)(a_args);
+template <int Bits>
+a_kernel_ptr kernel_of_width(bool deep, bool na) {
+    if (deep) return na ? &a_gemm_kernel<Bits, 16, true> : &a_gemm_kernel<Bits, 16, false>;
+    return na ? &a_gemm_kernel<Bits, 8, true> : &a_gemm_kernel<Bits, 8, false>;
+}
 a_kernel_ptr kernel_of(int bits) {
-    const bool deep = chosen_stages() == 16;
-    if (bits == 4) return deep ? &a_gemm_kernel<4, 16> : &a_gemm_kernel<4, 8>;
-    if (bits == 8) return deep ? &a_gemm_kernel<8, 16> : &a_gemm_kernel<8, 8>;
+    const bool deep = chosen_stages() == 16, na = weight_loads_bypass_l1();
+    if (bits == 4) return kernel_of_width<4>(deep, na);
+    if (bits == 8) return kernel_of_width<8>(deep, na);
     return nullptr;
 }
 }  // namespace
@@ -283,8 +289,11 @@ const void* a_kernel_for(int bits) {
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
     static const bool raised = [] {
-        for (a_kernel_ptr f : {&a_gemm_kernel<4, 8>, &a_gemm_kernel<4, 16>, &a_gemm_kernel<8, 8>, &a_gemm_kernel<8, 16>})
-            QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
+        for (int bits : {4, 8})
+            for (bool deep : {false, true})
+                for (bool na : {false, true})
+                    QB_CUDA_CHECK(cudaFuncSetAttribute(bits == 4 ? kernel_of_width<4>(deep, na) : kernel_of_width<8>(deep, na),
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
         return true;
     }();
     (void)raised;

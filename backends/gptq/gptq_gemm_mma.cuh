@@ -20,6 +20,7 @@
 /// Measured on the H200 and read in SASS: PERF_NOTES.md.
 #include "backends/gptq/gptq_decode.hpp"
 #include "backends/gptq/gptq_device_layout.hpp"
+#include "backends/gptq/gptq_stream_load.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/swiglu.cuh"
 
@@ -61,8 +62,9 @@ inline std::size_t mma_smem_bytes(int max_tiles_per_cta, int rows) {
 using mma_launcher = void (*)(const mma_args& args, int ctas, const launch_options& o);
 
 /// Variants of the v2 kernel: 2 CTAs per SM with a deeper pipeline (default), 3 CTAs per SM under a register cap
-/// of 85 (QBENCH_GPTQ_OCC=3); PERF_NOTES.md has both measured.
-enum class mma_variant : int { occ2 = 0, occ3 = 1 };
+/// of 85 (QBENCH_GPTQ_OCC=3), and the default shape with its weights read past L1 (QBENCH_GPTQ_LOAD=na,
+/// gptq_stream_load.cuh); PERF_NOTES.md has them measured.
+enum class mma_variant : int { occ2 = 0, occ3 = 1, occ2_l1na = 2 };
 
 /// The launcher / kernel for a width (2, 3, 4, 8), whether every k-block lies in one group, and a variant; nullptr
 /// for other widths.
@@ -239,30 +241,30 @@ __device__ __forceinline__ void one_slab_mma2(const std::uint32_t (&w)[Bits], in
 }
 
 /// A lane's `Bits` words of a unit from a pointer that already includes the lane's offset.
-template <int Bits>
+template <int Bits, bool NoAlloc = false>
 __device__ __forceinline__ void load_unit_lane(const std::uint32_t* p, std::uint32_t (&w)[Bits]) {
     if constexpr (Bits % 4 == 0) {
 #pragma unroll
         for (int v = 0; v < Bits / 4; ++v) {
-            const uint4 u = __ldcs(reinterpret_cast<const uint4*>(p + v * 128));
+            const uint4 u = stream_load<NoAlloc>(reinterpret_cast<const uint4*>(p + v * 128));
             w[4 * v + 0] = u.x;
             w[4 * v + 1] = u.y;
             w[4 * v + 2] = u.z;
             w[4 * v + 3] = u.w;
         }
     } else if constexpr (Bits == 2) {
-        const uint2 u = __ldcs(reinterpret_cast<const uint2*>(p));
+        const uint2 u = stream_load<NoAlloc>(reinterpret_cast<const uint2*>(p));
         w[0] = u.x;
         w[1] = u.y;
     } else {
 #pragma unroll
-        for (int v = 0; v < Bits; ++v) w[v] = __ldcs(p + v * 32);
+        for (int v = 0; v < Bits; ++v) w[v] = stream_load<NoAlloc>(p + v * 32);
     }
 }
 
 /// The kernel (see the top of this file). The units of a warp (its k-slice of consecutive tiles) are one
 /// contiguous stream in the mma layout, and so is their unit meta: the loads advance by constant strides.
-template <int Bits, bool BlockGroups, int Occ>
+template <int Bits, bool BlockGroups, int Occ, bool NoAlloc = false>
 __global__ void __launch_bounds__(k_mma_threads, Occ) mma_gemm_kernel(mma_args a) {
     static_assert(k_kslices == k_mma_warps, "one k-slice per warp");
     extern __shared__ float red[];  // [tile of the CTA][warp][row][8]
@@ -288,7 +290,7 @@ __global__ void __launch_bounds__(k_mma_threads, Occ) mma_gemm_kernel(mma_args a
     std::uint32_t buf[D][Bits];
     std::uint32_t mscale[D] = {}, mzero[D] = {};
     auto issue = [&](std::uint32_t(&w)[Bits], std::uint32_t& ms, std::uint32_t& mz) {
-        load_unit_lane<Bits>(ldp, w);
+        load_unit_lane<Bits, NoAlloc>(ldp, w);
         ldp += unit_words;
         if constexpr (BlockGroups) {
             ms = __ldg(lmp + q);
@@ -374,24 +376,27 @@ __global__ void __launch_bounds__(k_mma_threads, Occ) mma_gemm_kernel(mma_args a
     }
 }
 
-template <int Bits, bool BlockGroups, int Occ>
+template <int Bits, bool BlockGroups, int Occ, bool NoAlloc = false>
 void launch_mma(const mma_args& args, int ctas, const launch_options& o) {
     const int max_tiles = (args.ntiles + ctas - 1) / ctas;
-    launch_kernel(mma_gemm_kernel<Bits, BlockGroups, Occ>, dim3(static_cast<unsigned>(ctas)), dim3(k_mma_threads),
+    launch_kernel(mma_gemm_kernel<Bits, BlockGroups, Occ, NoAlloc>, dim3(static_cast<unsigned>(ctas)), dim3(k_mma_threads),
                   mma_smem_bytes(max_tiles + 1, args.rows), o, args);
 }
 
 /// Entry 2 * variant + block_groups (variant: mma_variant).
 template <int Bits>
 struct mma_table {
-    static constexpr mma_launcher launchers[4] = {&launch_mma<Bits, false, 2>, &launch_mma<Bits, true, 2>,
-                                                  &launch_mma<Bits, false, 3>, &launch_mma<Bits, true, 3>};
+    static constexpr mma_launcher launchers[6] = {&launch_mma<Bits, false, 2>,       &launch_mma<Bits, true, 2>,
+                                                  &launch_mma<Bits, false, 3>,       &launch_mma<Bits, true, 3>,
+                                                  &launch_mma<Bits, false, 2, true>, &launch_mma<Bits, true, 2, true>};
     static const void* kernel(int entry) {
-        static const void* const kernels[4] = {reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, false, 2>),
+        static const void* const kernels[6] = {reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, false, 2>),
                                                reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, true, 2>),
                                                reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, false, 3>),
-                                               reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, true, 3>)};
-        return entry >= 0 && entry < 4 ? kernels[entry] : nullptr;
+                                               reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, true, 3>),
+                                               reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, false, 2, true>),
+                                               reinterpret_cast<const void*>(&mma_gemm_kernel<Bits, true, 2, true>)};
+        return entry >= 0 && entry < 6 ? kernels[entry] : nullptr;
     }
 };
 

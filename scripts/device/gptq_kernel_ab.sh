@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: build the GPTQ test and bench targets (and qbench), run the GPTQ GPU tests, then
-# time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2 v3:8 v3:16" =
-# kernel[:v3 stages]):
+# time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2:8:cs v2:8:na v3:8:cs v3:8:na" =
+# kernel:v3 stages:load policy):
 # per linear at Llama-7B shapes (batch 1 and 4) and the whole 7B decode step's linears (BM_decode_7b), with a short
 # table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<stages>.txt, summary.txt.
 #
@@ -34,12 +34,13 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
 fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/'}
-# Variants: kernel[:v3 stages]
-variants=${QBENCH_AB_VARIANTS:-"v2 v3:8 v3:16"}
+# Variants: kernel:v3 stages:load policy (cs = ld.global.cs, na = past L1)
+variants=${QBENCH_AB_VARIANTS:-"v2:8:cs v2:8:na v3:8:cs v3:8:na"}
 for kv in $variants; do
-  k=${kv%%:*}; stages=${kv#*:}; [ "$stages" = "$kv" ] && stages=8
-  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_V3_STAGES=$stages "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$k-$stages.txt" 2>&1
-  echo "bench_gptq QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_V3_STAGES=$stages: exit $?" | tee -a "$out/summary.txt"
+  IFS=: read -r k stages load <<< "$kv"
+  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_V3_STAGES=${stages:-8} QBENCH_GPTQ_LOAD=${load:-cs} "$bin/bench_gptq" \
+      --benchmark_filter="$filter" > "$out/bench-$k-${stages:-8}-${load:-cs}.txt" 2>&1
+  echo "bench_gptq $kv: exit $?" | tee -a "$out/summary.txt"
 done
 for f in "$out"/bench-*.txt; do k=$(basename "$f" .txt)
   echo "== $k: per linear (time, GB/s, fraction of the stream) and the decode step's linears"

@@ -13,6 +13,7 @@
 //                    the SwiGLU kernel: 8 launches) and with it (fused_linear.hpp: q/k/v, o, gate/up+SwiGLU, down:
 //                    4 launches), args (bits, fuse); a table at the end compares the two.
 #include "gptq_gpu_test_util.hpp"
+#include "stream_pattern.cuh"
 
 #include "backends/fp16/fp16_linear.hpp"
 #include "backends/gptq/gptq_linear.hpp"
@@ -162,6 +163,38 @@ void run_linear_bench(benchmark::State& state, std::int64_t bits) {
 }
 
 void BM_gptq_linear(benchmark::State& state) { run_linear_bench(state, state.range(2)); }
+
+/// The memory side alone (stream_pattern.cuh): 24 KB per warp (52 MB on 132 SMs: about two gate/up linears at 4
+/// bits) read by 2 CTAs of 8 warps per SM, each warp its share as arg(0) interleaved runs, 8 requests of 512 bytes in
+/// flight per warp; 16 copies rotating beyond L2 in a CUDA graph with PDL, as BM_gptq_linear. Compare with
+/// BM_gptq_linear: what the memory side allows a kernel of that shape.
+void BM_stream_pattern(benchmark::State& state) {
+    env& e = the_env();
+    const int streams = static_cast<int>(state.range(0));
+    const int ctas = 2 * e.ctx.properties().multiProcessorCount;
+    const std::size_t bytes = static_cast<std::size_t>(ctas) * 8 * 24576, copies = 16;
+    static device_buffer src = e.ctx.allocate(bytes * copies, "stream pattern source");
+    static device_buffer sink = e.ctx.allocate(1 << 20, "stream pattern sink");
+    static const bool filled = [] {
+        QB_CUDA_CHECK(cudaMemset(src.get(), 0x5b, src.size()));
+        return true;
+    }();
+    (void)filled;
+    const auto body = [&](cudaStream_t st) {
+        for (std::size_t c = 0; c < copies; ++c)
+            launch_stream_pattern(static_cast<const char*>(src.get()) + c * bytes, bytes, streams, ctas, sink.as<std::uint32_t>(), st,
+                                  e.ctx.pdl_enabled());
+    };
+    double t = 0;
+    for (auto _ : state) {
+        t = time_graph(e.ctx, body, static_cast<int>(copies));
+        state.SetIterationTime(t);
+    }
+    const std::size_t read = bytes / 16 / (ctas * 8) / 512 * 512 * 16 * (ctas * 8);
+    state.counters["us"] = t * 1e6;
+    state.counters["GB/s"] = static_cast<double>(read) / t * 1e-9;
+    state.counters["bw_frac"] = static_cast<double>(read) / t * 1e-9 / e.stream_gbs;
+}
 void BM_f16_linear(benchmark::State& state) { run_linear_bench(state, 16); }
 
 struct decode_result {
@@ -344,6 +377,7 @@ void linear_args(benchmark::internal::Benchmark* b, bool with_bits) {
 }  // namespace
 
 BENCHMARK(BM_gptq_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, true); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_stream_pattern)->Arg(1)->Arg(2)->Arg(4)->Arg(16)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);

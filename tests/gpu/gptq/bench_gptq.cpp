@@ -163,16 +163,17 @@ void run_linear_bench(benchmark::State& state, std::int64_t bits) {
 }
 
 void BM_gptq_linear(benchmark::State& state) { run_linear_bench(state, state.range(2)); }
+void BM_f16_linear(benchmark::State& state) { run_linear_bench(state, 16); }
 
-/// The memory side alone (stream_pattern.cuh): 24 KB per warp (52 MB on 132 SMs: about two gate/up linears at 4
-/// bits) read by 2 CTAs of 8 warps per SM, each warp its share as arg(0) interleaved runs, 8 requests of 512 bytes in
-/// flight per warp; 16 copies rotating beyond L2 in a CUDA graph with PDL, as BM_gptq_linear. Compare with
-/// BM_gptq_linear: what the memory side allows a kernel of that shape.
+/// The memory side alone (stream_pattern.cuh), args (streams per warp, requests in flight per warp, CTAs per SM):
+/// 24 KB per warp of 2 CTAs per SM (52 MB on 132 SMs, about two 4-bit gate/up linears), the same bytes at 4 CTAs
+/// per SM, each warp its share as interleaved runs with 512-byte requests; 16 copies rotating beyond L2 in a CUDA graph
+/// with PDL, as BM_gptq_linear. What the memory side allows a kernel of the GPTQ kernels' shape.
 void BM_stream_pattern(benchmark::State& state) {
     env& e = the_env();
-    const int streams = static_cast<int>(state.range(0));
-    const int ctas = 2 * e.ctx.properties().multiProcessorCount;
-    const std::size_t bytes = static_cast<std::size_t>(ctas) * 8 * 24576, copies = 16;
+    const int streams = static_cast<int>(state.range(0)), stages = static_cast<int>(state.range(1));
+    const int per_sm = static_cast<int>(state.range(2)), sms = e.ctx.properties().multiProcessorCount;
+    const std::size_t bytes = static_cast<std::size_t>(2 * sms) * 8 * 24576, copies = 16;
     static device_buffer src = e.ctx.allocate(bytes * copies, "stream pattern source");
     static device_buffer sink = e.ctx.allocate(1 << 20, "stream pattern sink");
     static const bool filled = [] {
@@ -182,20 +183,21 @@ void BM_stream_pattern(benchmark::State& state) {
     (void)filled;
     const auto body = [&](cudaStream_t st) {
         for (std::size_t c = 0; c < copies; ++c)
-            launch_stream_pattern(static_cast<const char*>(src.get()) + c * bytes, bytes, streams, ctas, sink.as<std::uint32_t>(), st,
-                                  e.ctx.pdl_enabled());
+            launch_stream_pattern(static_cast<const char*>(src.get()) + c * bytes, bytes, streams, stages, per_sm, sms,
+                                  sink.as<std::uint32_t>(), st, e.ctx.pdl_enabled());
     };
     double t = 0;
     for (auto _ : state) {
         t = time_graph(e.ctx, body, static_cast<int>(copies));
         state.SetIterationTime(t);
     }
-    const std::size_t read = bytes / 16 / (ctas * 8) / 512 * 512 * 16 * (ctas * 8);
+    const std::size_t warps = static_cast<std::size_t>(per_sm * sms) * 8;
+    const std::size_t read = bytes / 16 / warps / 512 * 512 * 16 * warps;
     state.counters["us"] = t * 1e6;
     state.counters["GB/s"] = static_cast<double>(read) / t * 1e-9;
     state.counters["bw_frac"] = static_cast<double>(read) / t * 1e-9 / e.stream_gbs;
+    state.counters["KB_in_flight_per_SM"] = static_cast<double>(per_sm * 8 * stages * 512) / 1024.0;
 }
-void BM_f16_linear(benchmark::State& state) { run_linear_bench(state, 16); }
 
 struct decode_result {
     double step_s = 0;
@@ -377,7 +379,8 @@ void linear_args(benchmark::internal::Benchmark* b, bool with_bits) {
 }  // namespace
 
 BENCHMARK(BM_gptq_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, true); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_stream_pattern)->Arg(1)->Arg(2)->Arg(4)->Arg(16)->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2})->Args({1, 32, 2})->Args({1, 8, 4})
+    ->Args({1, 16, 4})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);

@@ -10,10 +10,10 @@
 
 namespace qbench::gptq::test {
 
-/// Streams `bytes` (a multiple of 512 * 2112) from `src` over `ctas` CTAs of 8 warps: warp w's share is `streams`
-/// equal runs, read round-robin, 8 requests of 512 bytes (16 bytes a lane) in flight per warp; one word per warp to
-/// `sink`.
-void launch_stream_pattern(const void* src, std::size_t bytes, int streams, int ctas, std::uint32_t* sink,
-                           cudaStream_t stream, bool pdl);
+/// Streams `bytes` from `src` over ctas_per_sm x sms CTAs of 8 warps (2 or 4 per SM): warp w's share (whole
+/// 512-byte requests) is `streams` (1, 2, 4, 16) equal runs read round-robin, `stages` (8, 16, 32; 4 CTAs per SM:
+/// 8, 16) requests of 512 bytes (16 bytes a lane) in flight per warp; one word per warp to `sink`.
+void launch_stream_pattern(const void* src, std::size_t bytes, int streams, int stages, int ctas_per_sm, int sms,
+                           std::uint32_t* sink, cudaStream_t stream, bool pdl);
 
 }  // namespace qbench::gptq::test

@@ -40,8 +40,9 @@
 ///   meta: one record per (mtile, k-block) of 8 entries (g = 0..7), 2 words each: (s[r0] | s[r1] << 16) and
 ///         (C[r0] | C[r1] << 16), fp16 bits (C is an exact integer); padding columns s = 0, C = 1024. 64 bytes per
 ///         16 x 128 weights (AutoGPTQ's scales and zeros: 40).
-/// order: chunks and records in k-slice order [slice][mtile][chunk (record) of the slice], slices as the mma layout
-///        (k_kslices by k-blocks), so the warp owning slice w of consecutive mtiles reads one contiguous stream.
+/// order: chunks and records in k-slice order [slice][mtile][chunk (record) of the slice], k_a_kslices slices of
+///        k-blocks (one per warp of the kernel's CTA), so the warp owning slice w of consecutive mtiles reads one
+///        contiguous stream.
 #include "backends/gptq/gptq_device_layout.hpp"
 
 #include <cstdint>
@@ -51,6 +52,10 @@
 namespace qbench::gptq {
 
 inline constexpr std::int64_t k_a_tile_cols = 16;
+/// K slices of the v3 layout: one per warp of the kernel's 512-thread CTA (measured on the H100: a kernel of this shape
+/// streams at 0.87 of the stream bandwidth with 32 warps per SM x 8 requests of 512 bytes, 0.67 with 16 x 8 and no
+/// better with 16 x 16 or 16 x 32: the warps, not the bytes in flight per warp, are what count).
+inline constexpr int k_a_kslices = 16;
 inline constexpr int k_a_entry_words = 2;                    ///< words of one meta entry (one g of a record)
 inline constexpr int k_a_record_words = 8 * k_a_entry_words; ///< words of one (mtile, k-block) record
 inline constexpr int k_a_chunk_words = 32 * 4;               ///< words of one chunk (32 lanes x 16 bytes)
@@ -78,7 +83,7 @@ inline std::uint64_t a_device_bytes(const layout_plan& p) {
 
 /// Index of the record of (mtile, k-block kb), and of chunk c (0 .. kblocks * chunks_per_block - 1) of an mtile.
 QB_GPTQ_HD inline std::int64_t a_record_index(std::int64_t mtiles, std::int64_t kblocks, std::int64_t tile, std::int64_t kb) {
-    return unit_index(mtiles, kblocks, tile, kb);
+    return unit_index(mtiles, kblocks, tile, kb, k_a_kslices);
 }
 QB_GPTQ_HD inline std::int64_t a_chunk_index(std::int64_t mtiles, std::int64_t kblocks, int bits, std::int64_t tile,
                                              std::int64_t c) {

@@ -80,21 +80,23 @@ QB_GPTQ_HD constexpr int unit_word_offset(int bits, int lane, int w) {
 /// Sorted row, relative to the k-block start, of lane code i (0..31) of a lane with quad index q.
 QB_GPTQ_HD constexpr int unit_row(int q, int i) { return (i / 8) * 32 + 8 * q + i % 8; }
 
-/// K slices of the mma layout (one per warp of the v2 kernel's CTA).
+/// K slices of the mma layout (one per warp of the v2 kernel's CTA). The functions below take the slice count so the
+/// v3 layout (gptq_a_layout.hpp, one slice per warp of its larger CTA) orders its chunks the same way.
 inline constexpr int k_kslices = 8;
-/// First k-block of slice w (w = k_kslices: kblocks).
-QB_GPTQ_HD constexpr std::int64_t kslice_begin(std::int64_t kblocks, int w) { return kblocks * w / k_kslices; }
+/// First k-block of slice w (w = slices: kblocks).
+QB_GPTQ_HD constexpr std::int64_t kslice_begin(std::int64_t kblocks, int w, int slices = k_kslices) { return kblocks * w / slices; }
 /// The slice holding k-block kb.
-QB_GPTQ_HD inline int kslice_of(std::int64_t kblocks, std::int64_t kb) {
-    int w = static_cast<int>(kb * k_kslices / kblocks);
-    while (w + 1 < k_kslices && kslice_begin(kblocks, w + 1) <= kb) ++w;
-    while (w > 0 && kslice_begin(kblocks, w) > kb) --w;
+QB_GPTQ_HD inline int kslice_of(std::int64_t kblocks, std::int64_t kb, int slices = k_kslices) {
+    int w = static_cast<int>(kb * slices / kblocks);
+    while (w + 1 < slices && kslice_begin(kblocks, w + 1, slices) <= kb) ++w;
+    while (w > 0 && kslice_begin(kblocks, w, slices) > kb) --w;
     return w;
 }
 /// Index of unit (tile, kb) in the mma layout's unit order.
-QB_GPTQ_HD inline std::int64_t unit_index(std::int64_t ntiles, std::int64_t kblocks, std::int64_t tile, std::int64_t kb) {
-    const int w = kslice_of(kblocks, kb);
-    const std::int64_t b = kslice_begin(kblocks, w), e = kslice_begin(kblocks, w + 1);
+QB_GPTQ_HD inline std::int64_t unit_index(std::int64_t ntiles, std::int64_t kblocks, std::int64_t tile, std::int64_t kb,
+                                          int slices = k_kslices) {
+    const int w = kslice_of(kblocks, kb, slices);
+    const std::int64_t b = kslice_begin(kblocks, w, slices), e = kslice_begin(kblocks, w + 1, slices);
     return ntiles * b + tile * (e - b) + (kb - b);
 }
 

@@ -14,15 +14,10 @@ namespace qbench::gptq {
 
 namespace {
 
-/// Chunks in flight per warp (16 bytes per lane each): 8 = 4 KB per warp, 64 KB per SM at 2 CTAs of 8 warps (the
-/// default); QBENCH_GPTQ_V3_STAGES=16 doubles it (a measurement switch: is the kernel latency-bound?).
-int chosen_stages() {
-    static const int stages = [] {
-        const char* v = std::getenv("QBENCH_GPTQ_V3_STAGES");
-        return v != nullptr && std::string(v) == "16" ? 16 : 8;
-    }();
-    return stages;
-}
+/// Chunks in flight per warp (16 bytes per lane each): 6 at 4 bits, 4 at 8 (a k-block's chunks share a ring turn),
+/// so that the kernel fits 64 registers and two 512-thread CTAs (32 warps) stay resident per SM: 96 / 64 KB in flight.
+template <int Bits>
+inline constexpr int k_a_stages = Bits == 4 ? 6 : 4;
 
 __device__ __forceinline__ half2 as_half2(std::uint32_t v) {
     half2 h;
@@ -50,11 +45,12 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
 /// (row, k-block) of them on the way (sum_k x for the zero correction). Per chunk a lane reads its activations (B)
 /// from shared memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's
 /// last chunk out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
-template <int Bits, int Stages, bool NoAlloc>
+template <int Bits, bool NoAlloc>
 __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
-    constexpr int D = Stages;
+    constexpr int D = k_a_stages<Bits>;
+    static_assert(k_a_warps == k_a_kslices, "one k-slice per warp");
     static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
     // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
     // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32.
@@ -71,7 +67,8 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     const int ctas = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
     const int t0 = static_cast<int>(static_cast<long long>(a.mtiles) * b / ctas);
     const int t1 = static_cast<int>(static_cast<long long>(a.mtiles) * (b + 1) / ctas);
-    const int kb0 = static_cast<int>(kslice_begin(a.kblocks, warp)), kb1 = static_cast<int>(kslice_begin(a.kblocks, warp + 1));
+    const int kb0 = static_cast<int>(kslice_begin(a.kblocks, warp, k_a_kslices));
+    const int kb1 = static_cast<int>(kslice_begin(a.kblocks, warp + 1, k_a_kslices));
     const int nkb = kb1 - kb0;
     const int units = nkb * CPB * (t1 - t0);
 
@@ -267,19 +264,11 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
     return static_cast<unsigned>((threads + per_block - 1) / per_block);
 }
 
-}  // namespace
-
-namespace {
 using a_kernel_ptr = void (*)(a_args);
-template <int Bits>
-a_kernel_ptr kernel_of_width(bool deep, bool na) {
-    if (deep) return na ? &a_gemm_kernel<Bits, 16, true> : &a_gemm_kernel<Bits, 16, false>;
-    return na ? &a_gemm_kernel<Bits, 8, true> : &a_gemm_kernel<Bits, 8, false>;
-}
 a_kernel_ptr kernel_of(int bits) {
-    const bool deep = chosen_stages() == 16, na = weight_loads_bypass_l1();
-    if (bits == 4) return kernel_of_width<4>(deep, na);
-    if (bits == 8) return kernel_of_width<8>(deep, na);
+    const bool na = weight_loads_bypass_l1();
+    if (bits == 4) return na ? &a_gemm_kernel<4, true> : &a_gemm_kernel<4, false>;
+    if (bits == 8) return na ? &a_gemm_kernel<8, true> : &a_gemm_kernel<8, false>;
     return nullptr;
 }
 }  // namespace
@@ -289,11 +278,8 @@ const void* a_kernel_for(int bits) {
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
     static const bool raised = [] {
-        for (int bits : {4, 8})
-            for (bool deep : {false, true})
-                for (bool na : {false, true})
-                    QB_CUDA_CHECK(cudaFuncSetAttribute(bits == 4 ? kernel_of_width<4>(deep, na) : kernel_of_width<8>(deep, na),
-                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
+        for (a_kernel_ptr f : {&a_gemm_kernel<4, false>, &a_gemm_kernel<4, true>, &a_gemm_kernel<8, false>, &a_gemm_kernel<8, true>})
+            QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
         return true;
     }();
     (void)raised;

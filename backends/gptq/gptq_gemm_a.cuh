@@ -11,9 +11,10 @@
 /// once and sums each k-block of it for the zero correction), and per k-block ~15 for the zero/scale correction in
 /// fp32: ~35.
 ///
-/// Work split (one wave, no split-K across CTAs, deterministic): a CTA owns a contiguous range of mtiles and all of
-/// K; warp w owns k-slice w (k-blocks [KB*w/8, KB*(w+1)/8)) of each of the CTA's mtiles and streams its chunks (one
-/// contiguous run in the layout), `stages` chunks in flight, the first issued before pdl_wait (weights never change).
+/// Work split (one wave, no split-K across CTAs, deterministic): a CTA (16 warps, 2 per SM at <= 64 registers) owns a
+/// contiguous range of mtiles and all of K; warp w owns k-slice w (k-blocks [KB*w/16, KB*(w+1)/16)) of each of the
+/// CTA's mtiles and streams its chunks (one contiguous run in the layout), `stages` chunks in flight, the first issued
+/// before pdl_wait (weights never change).
 /// Per k-block a warp corrects and scales its sums into running fp32 outputs; at the end of an mtile it parks them
 /// in shared memory, and the CTA adds the 8 warps' partials in a fixed order and writes fp16.
 #include "backends/gptq/gptq_a_layout.hpp"
@@ -26,10 +27,10 @@
 
 namespace qbench::gptq {
 
-inline constexpr int k_a_threads = 256;
+inline constexpr int k_a_threads = 512;
 inline constexpr int k_a_warps = k_a_threads / 32;
 inline constexpr int k_a_max_rows = 8;
-inline constexpr int k_a_max_tiles = 12;  ///< mtiles per CTA: the partial sums stay within 48 KB at 8 rows
+inline constexpr int k_a_max_tiles = 6;  ///< mtiles per CTA: the partial sums stay within 48 KB at 8 rows
 
 struct a_args {
     const std::uint32_t* qweight = nullptr;  ///< chunks in a_chunk_index order

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: build the GPTQ test and bench targets (and qbench), run the GPTQ GPU tests, then
-# time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2:8:cs v2:8:na v3:8:cs v3:8:na" =
-# kernel:v3 stages:load policy):
+# time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2:cs v3:cs v3:na" =
+# kernel:load policy):
 # per linear at Llama-7B shapes (batch 1 and 4) and the whole 7B decode step's linears (BM_decode_7b), with a short
-# table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<stages>.txt, summary.txt.
+# table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<load>.txt, summary.txt.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/gptq_kernel_ab.sh
 # QBENCH_AB_FILTER overrides the benchmark filter; QBENCH_AB_SKIP_TESTS=1 skips the tests.
@@ -34,12 +34,12 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
 fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/'}
-# Variants: kernel:v3 stages:load policy (cs = ld.global.cs, na = past L1)
-variants=${QBENCH_AB_VARIANTS:-"v2:8:cs v2:8:na v3:8:cs v3:8:na"}
+# Variants: kernel:load policy (cs = ld.global.cs, na = past L1)
+variants=${QBENCH_AB_VARIANTS:-"v2:cs v3:cs v3:na"}
 for kv in $variants; do
-  IFS=: read -r k stages load <<< "$kv"
-  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_V3_STAGES=${stages:-8} QBENCH_GPTQ_LOAD=${load:-cs} "$bin/bench_gptq" \
-      --benchmark_filter="$filter" > "$out/bench-$k-${stages:-8}-${load:-cs}.txt" 2>&1
+  IFS=: read -r k load <<< "$kv"
+  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_LOAD=${load:-cs} "$bin/bench_gptq" \
+      --benchmark_filter="$filter" > "$out/bench-$k-${load:-cs}.txt" 2>&1
   echo "bench_gptq $kv: exit $?" | tee -a "$out/summary.txt"
 done
 for f in "$out"/bench-*.txt; do k=$(basename "$f" .txt)

@@ -137,9 +137,9 @@ TEST_CASE("v3 layout: every code where the kernel decodes it, meta records, chun
             // Chunk order: a bijection; each warp's slice of consecutive mtiles is one contiguous run.
             const std::int64_t chunks = plan.kblocks * a_chunks_per_block(static_cast<int>(bits));
             std::vector<int> seen(sz(mtiles * chunks), 0);
-            for (int w = 0; w < k_kslices; ++w) {
-                const std::int64_t c0 = kslice_begin(plan.kblocks, w) * a_chunks_per_block(static_cast<int>(bits));
-                const std::int64_t c1 = kslice_begin(plan.kblocks, w + 1) * a_chunks_per_block(static_cast<int>(bits));
+            for (int w = 0; w < k_a_kslices; ++w) {
+                const std::int64_t c0 = kslice_begin(plan.kblocks, w, k_a_kslices) * a_chunks_per_block(static_cast<int>(bits));
+                const std::int64_t c1 = kslice_begin(plan.kblocks, w + 1, k_a_kslices) * a_chunks_per_block(static_cast<int>(bits));
                 std::int64_t expect = -1;
                 for (std::int64_t tile = 0; tile < mtiles; ++tile)
                     for (std::int64_t c = c0; c < c1; ++c) {

@@ -19,6 +19,8 @@
 
 // The fused launches are opt-in (QBENCH_GPTQ_FUSE=1, gptq_device_linear.cu); here they are what is tested/timed.
 static const int g_gptq_fusion_on = (::setenv("QBENCH_GPTQ_FUSE", "1", 1), 0);
+// Fusion is a feature of kernel v2 (v3, the 4-bit default, declines it), so every layer here is loaded for v2.
+static const int g_gptq_v2 = (::setenv("QBENCH_GPTQ_KERNEL", "v2", 1), 0);
 
 using namespace qbench;
 using namespace qbench::gptq;

@@ -85,7 +85,7 @@ void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const var
 
 TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes", "[gpu][gptq][kernels]") {
     device_context ctx;
-    // v2 (the default), then v3 where it applies (4 and 8 bits with block groups; other layers stay on v2).
+    // v2 everywhere, then v3 where it applies (4 and 8 bits with block groups; other layers stay on v2).
     for (const char* kernel : {"v2", "v3"}) {
     const env_choice choice("QBENCH_GPTQ_KERNEL", kernel);
     std::printf("  -- QBENCH_GPTQ_KERNEL=%s\n", kernel);
@@ -116,6 +116,7 @@ TEST_CASE("the kernel variants (v1; v2 at 3 CTAs per SM; 1 CTA per SM; loads pas
     const char* knobs[4][2] = {{"QBENCH_GPTQ_KERNEL", "v1"}, {"QBENCH_GPTQ_OCC", "3"}, {"QBENCH_GPTQ_CTAS_PER_SM", "1"},
                                {"QBENCH_GPTQ_LOAD", "na"}};
     for (const auto& knob : knobs) {
+        const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");  // the variants are v2's (the knob may replace it: v1)
         const env_choice choice(knob[0], knob[1]);
         std::printf("  -- %s=%s\n", knob[0], knob[1]);
         for (std::int64_t bits : {2, 3, 4, 8}) {
@@ -157,13 +158,18 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
         }
 }
 
-TEST_CASE("QBENCH_GPTQ_KERNEL=v3 takes 4 and 8 bits with block groups, v2 the rest; v3 layers decline fused launches",
+TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 4 and 8), v2 the rest; v3 declines fusion",
           "[gpu][gptq][kernels]") {
     device_context ctx;
     auto path = [&](std::int64_t bits, std::int64_t gs) {
         return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, 60 + bits)), 8)->kernel_path(1);
     };
-    CHECK(path(4, 128) == "gptq-fused-mma-4b");  // the default
+    CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 4 bits, v2 at 8
+    CHECK(path(8, 128) == "gptq-fused-mma-8b");
+    {
+        const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
+        CHECK(path(4, 128) == "gptq-fused-mma-4b");
+    }
     const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
     CHECK(path(4, 128) == "gptq-fused-v3-4b");
     CHECK(path(8, -1) == "gptq-fused-v3-8b");

@@ -2,21 +2,20 @@
 /// GPTQ kernel v3: the weights as the A operand of mma.m16n8k16 (layout: gptq_a_layout.hpp), for 1..8 activation
 /// rows (the n = 8 columns of B) in one launch, 4 and 8 bits, every k-block in one group.
 ///
-/// Why a v3: v2 (gptq_gemm_mma.cuh) is bound by instruction issue, not DRAM: ~107 instructions per 1024 4-bit
-/// weights per warp (8 HMMA of which half the products are discarded, 4 activation loads, an exact zero
-/// subtraction per weight pair, per-unit bookkeeping), which at the ~2 instructions per cycle per SM it reached is
-/// ~2.5 TB/s (PERF_NOTES.md). Streaming 4.5 TB/s of 4-bit weights on 132 SMs needs ~17 bytes per cycle per SM, so the
-/// budget is ~60 instructions per 1024 weights at that issue rate. v3 per 1024 4-bit weights (one 16-byte load per
-/// lane): 4 LOP3 + 1 SHF per 8 weights (20), 4 mmas, 2 activation loads from shared memory (the CTA copies x there
-/// once and sums each k-block of it for the zero correction), and per k-block ~15 for the zero/scale correction in
-/// fp32: ~35.
+/// Why a v3, and what it taught (PERF_NOTES.md, sixth session): v2 (gptq_gemm_mma.cuh) spends ~107 instructions per
+/// 1024 4-bit weights per warp; v3 ~35-40 (4 LOP3 + 1 SHF per 8 weights, 4 mmas of 256 weights, activations from
+/// shared memory, a per-k-block zero/scale correction in fp32). That alone bought nothing on the H100: both kernels
+/// were bound by the memory side of a 16-warp-per-SM kernel, which a streaming-only probe (bench_gptq's
+/// BM_stream_pattern) showed tops out at 0.67-0.73 of the stream however many bytes each warp keeps in flight, and
+/// reaches 0.87 with 32 warps per SM. So v3 runs 16-warp CTAs at <= 64 registers, two per SM, with fewer chunks in
+/// flight per warp; the low instruction count is what lets it fit 64 registers.
 ///
 /// Work split (one wave, no split-K across CTAs, deterministic): a CTA (16 warps, 2 per SM at <= 64 registers) owns a
 /// contiguous range of mtiles and all of K; warp w owns k-slice w (k-blocks [KB*w/16, KB*(w+1)/16)) of each of the
 /// CTA's mtiles and streams its chunks (one contiguous run in the layout), `stages` chunks in flight, the first issued
 /// before pdl_wait (weights never change).
 /// Per k-block a warp corrects and scales its sums into running fp32 outputs; at the end of an mtile it parks them
-/// in shared memory, and the CTA adds the 8 warps' partials in a fixed order and writes fp16.
+/// in shared memory, and the CTA adds the 16 warps' partials in a fixed order and writes fp16.
 #include "backends/gptq/gptq_a_layout.hpp"
 #include "cuda/launch.cuh"
 

@@ -12,6 +12,8 @@
 #include "qbench/common/half.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
@@ -21,6 +23,21 @@
 namespace qbench::gptq::test {
 
 inline std::size_t sz(std::int64_t v) { return static_cast<std::size_t>(v); }
+
+/// Sets an environment knob of the GPTQ linear (read when a layer is made) for a scope, restoring what was there.
+struct env_choice {
+    env_choice(const char* name, const char* value) : m_name(name) {
+        if (const char* before = std::getenv(name)) m_before = before, m_had = true;
+        setenv(name, value, 1);
+    }
+    ~env_choice() {
+        if (m_had) setenv(m_name, m_before.c_str(), 1);
+        else unsetenv(m_name);
+    }
+    const char* m_name;
+    std::string m_before;
+    bool m_had = false;
+};
 
 /// A random layer (random_quantized_layer.hpp) with scales so that W has the spread of a real layer (about
 /// 1/sqrt(K) per weight).

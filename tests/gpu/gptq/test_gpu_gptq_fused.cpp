@@ -28,21 +28,6 @@ using namespace qbench::gptq::test;
 
 namespace {
 
-/// Sets an environment knob of the GPTQ linear (read when a layer is made) for a scope.
-struct env_choice {
-    env_choice(const char* name, const char* value) : m_name(name) {
-        if (const char* before = std::getenv(name)) m_before = before, m_had = true;
-        setenv(name, value, 1);
-    }
-    ~env_choice() {
-        if (m_had) setenv(m_name, m_before.c_str(), 1);
-        else unsetenv(m_name);
-    }
-    const char* m_name;
-    std::string m_before;
-    bool m_had = false;
-};
-
 /// A member of a fused call: its layer shares `g_idx_from`'s g_idx when given (act-order q, k and v of one layer
 /// share the row order: one Hessian).
 quantized_linear member(std::int64_t K, std::int64_t N, std::int64_t bits, std::int64_t gs, bool act, std::uint64_t seed,

@@ -35,21 +35,6 @@ struct variant {
 };
 constexpr std::int64_t k_batches[] = {1, 2, 3, 4, 8, 16};
 
-/// Sets an environment knob of the GPTQ linear (read when a layer is made) for a scope.
-struct env_choice {
-    env_choice(const char* name, const char* value) : m_name(name) {
-        if (const char* before = std::getenv(name)) m_before = before, m_had = true;
-        setenv(name, value, 1);
-    }
-    ~env_choice() {
-        if (m_had) setenv(m_name, m_before.c_str(), 1);
-        else unsetenv(m_name);
-    }
-    const char* m_name;
-    std::string m_before;
-    bool m_had = false;
-};
-
 void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const variant& v, std::int64_t threshold,
               std::uint64_t seed) {
     const quantized_linear q = random_layer(sh.K, sh.N, bits, v.gs, v.act, seed);

@@ -6,7 +6,6 @@
 #include "cuda/cuda_check.cuh"
 #include "qbench/common/errors.hpp"
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
 

@@ -19,8 +19,8 @@ void require_supported(const layout_plan& plan) {
 
 /// fp16 bits of the exact integer 1024 + v (0 <= v < 1024).
 std::uint32_t half_1024_plus(std::uint32_t v) { return 0x6400u | v; }
-}  // namespace
 
+/// The four words of lane `lane` of chunk c of mtile `tile`, gathered as the device repack does.
 void a_lane_words(const layout_plan& plan, std::span<const std::int32_t> qweight, std::int64_t tile, std::int64_t c,
                   int lane, std::uint32_t (&w)[4]) {
     const std::int32_t* row_of = plan.sequential ? nullptr : plan.row_of.data();
@@ -29,6 +29,7 @@ void a_lane_words(const layout_plan& plan, std::span<const std::int32_t> qweight
     else
         a_gather_lane<8>(qweight.data(), row_of, plan.in_features, plan.out_features, tile, c, lane, w);
 }
+}  // namespace
 
 std::vector<std::uint32_t> repack_qweight_a_ref(const layout_plan& plan, std::span<const std::int32_t> qweight) {
     require_supported(plan);

@@ -161,10 +161,6 @@ QB_GPTQ_HD inline void a_gather_lane(const std::int32_t* qweight, const std::int
         }
 }
 
-/// The four words of lane `lane` of chunk c (counted over all of K) of mtile `tile`, gathered from AutoGPTQ's qweight
-/// through the row permutation (code 0 past K and N): the host reference of the device repack, one lane at a time.
-void a_lane_words(const layout_plan& plan, std::span<const std::int32_t> qweight, std::int64_t tile, std::int64_t c,
-                  int lane, std::uint32_t (&w)[4]);
 /// The v3 qweight from AutoGPTQ's qweight (host reference of the device repack kernel).
 std::vector<std::uint32_t> repack_qweight_a_ref(const layout_plan& plan, std::span<const std::int32_t> qweight);
 /// The v3 meta records from AutoGPTQ's scales [G][N] (fp16 bits) and qzeros.

@@ -128,6 +128,22 @@ kernel_version chosen_kernel(const layout_plan& plan) {
     return kernel_version::v2;
 }
 
+/// Resident CTAs per SM of a kernel at a block size and dynamic shared-memory size, queried once per (device,
+/// kernel, size).
+int resident_per_sm(const device_context& context, const void* kernel, int threads, std::size_t smem) {
+    static std::mutex mutex;
+    static std::map<std::tuple<int, const void*, int, std::size_t>, int> cache;
+    const auto key = std::make_tuple(context.device(), kernel, threads, smem);
+    std::lock_guard lock(mutex);
+    const auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    int per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+    per_sm = std::max(1, per_sm);
+    cache[key] = per_sm;
+    return per_sm;
+}
+
 /// mtiles per CTA the v3 kernel is planned for (one wave at two CTAs per SM), an upper bound for shared memory.
 int a_tiles_guess(const device_context& context, int mtiles) {
     const int sms = context.properties().multiProcessorCount;
@@ -136,15 +152,13 @@ int a_tiles_guess(const device_context& context, int mtiles) {
 
 /// CTAs of the v3 kernel at a row count: one wave of resident CTAs (2 per SM), each owning at most k_a_max_tiles
 /// mtiles and no more than its shared memory (activations + partial sums) allows.
-int a_ctas(const device_context& context, int bits, int mtiles, int rows, int kblocks) {
+int a_ctas(const device_context& context, int bits, bool bypass_l1, int mtiles, int rows, int kblocks) {
     const int sms = context.properties().multiProcessorCount;
     int per_sm = 0;
     if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
-    if (per_sm <= 0) {
-        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, a_kernel_for(bits), k_a_threads,
-                                                                    a_smem_bytes(a_tiles_guess(context, mtiles), rows, kblocks)));
-        per_sm = std::max(1, per_sm);
-    }
+    if (per_sm <= 0)
+        per_sm = resident_per_sm(context, a_kernel_for(bits, bypass_l1), k_a_threads,
+                                 a_smem_bytes(a_tiles_guess(context, mtiles), rows, kblocks));
     int ctas = std::max(std::min(mtiles, per_sm * sms), (mtiles + k_a_max_tiles - 1) / k_a_max_tiles);
     while (ctas < mtiles && a_smem_bytes((mtiles + ctas - 1) / ctas, rows, kblocks) > k_a_max_smem) ++ctas;
     return ctas;
@@ -182,21 +196,6 @@ int mma_ctas(const device_context& context, int bits, bool block_groups, mma_var
     return std::max(ctas, (ntiles + k_mma_max_tiles - 1) / k_mma_max_tiles);
 }
 
-/// Resident CTAs per SM of a kernel at a dynamic shared-memory size, queried once per (device, kernel, size).
-int resident_per_sm(const device_context& context, const void* kernel, std::size_t smem) {
-    static std::mutex mutex;
-    static std::map<std::tuple<int, const void*, std::size_t>, int> cache;
-    const auto key = std::make_tuple(context.device(), kernel, smem);
-    std::lock_guard lock(mutex);
-    const auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-    int per_sm = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, k_mma_threads, smem));
-    per_sm = std::max(1, per_sm);
-    cache[key] = per_sm;
-    return per_sm;
-}
-
 /// CTAs of a fused launch over `work` items (q/k/v: tiles; swiglu: tile pairs): one wave of resident CTAs as
 /// mma_ctas, at most mma_fused_max_work(mode) items per CTA.
 int mma_fused_ctas(const device_context& context, const void* kernel, mma_fusion mode, int work, int rows) {
@@ -206,7 +205,7 @@ int mma_fused_ctas(const device_context& context, const void* kernel, mma_fusion
     if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
     if (per_sm <= 0) {
         const int guess = std::min(max_work, std::max(1, (work + 2 * sms - 1) / (2 * sms)));
-        per_sm = resident_per_sm(context, kernel, mma_fused_smem_bytes(mode, guess, rows));
+        per_sm = resident_per_sm(context, kernel, k_mma_threads, mma_fused_smem_bytes(mode, guess, rows));
     }
     const int ctas = std::min(work, per_sm * sms);
     return std::max(ctas, (work + max_work - 1) / max_work);
@@ -231,6 +230,7 @@ public:
         m_format = gptq_format_name(p.bits, p.group_size, !m_plan.sequential);
 
         m_version = chosen_kernel(m_plan);
+        m_bypass_l1 = weight_loads_bypass_l1();
         m_mma = m_version != kernel_version::v1;
         m_variant = chosen_mma_variant();
         // qweight: AutoGPTQ's layout uploaded as is, rearranged on the GPU (exllama's make_sequential + our shuffle).
@@ -278,7 +278,7 @@ public:
             m_a_rows = a_rows_per_launch(static_cast<int>(m_plan.kblocks), a_tiles_guess(context, static_cast<int>(a_mtiles(m_plan))));
         for (int r = 1; r <= k_fused_max_rows; ++r)
             m_splits[static_cast<std::size_t>(r)] =
-                m_version == kernel_version::v3 ? a_ctas(context, static_cast<int>(p.bits), static_cast<int>(a_mtiles(m_plan)),
+                m_version == kernel_version::v3 ? a_ctas(context, static_cast<int>(p.bits), m_bypass_l1, static_cast<int>(a_mtiles(m_plan)),
                                                          std::min(r, m_a_rows), static_cast<int>(m_plan.kblocks))
                 : m_mma ? mma_ctas(context, static_cast<int>(p.bits), m_block_path, m_variant, static_cast<int>(m_plan.ntiles), r)
                       : choose_splits(static_cast<int>(m_plan.tiles), static_cast<int>(m_plan.slabs),
@@ -340,7 +340,7 @@ public:
                     a.rows = rr;
                     a.kblocks = static_cast<int>(m_plan.kblocks);
                     a.mtiles = static_cast<int>(a_mtiles(m_plan));
-                    launch_a_gemm(static_cast<int>(m_plan.bits), a, m_splits[static_cast<std::size_t>(rr)], lo);
+                    launch_a_gemm(static_cast<int>(m_plan.bits), m_bypass_l1, a, m_splits[static_cast<std::size_t>(rr)], lo);
                 }
                 return;
             }
@@ -528,6 +528,7 @@ private:
     device_buffer m_qweight, m_scales, m_zeros, m_slab_group, m_row_group, m_row_of, m_counters, m_meta, m_unit_meta;
     kernel_version m_version = kernel_version::v3;
     int m_a_rows = k_a_max_rows;  ///< v3: activation rows per launch (their copy in shared memory must fit)
+    bool m_bypass_l1 = false;     ///< v3: weights read past L1 (QBENCH_GPTQ_LOAD=na), decided at load
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)
     mma_variant m_variant = mma_variant::occ2;

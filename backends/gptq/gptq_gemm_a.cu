@@ -264,16 +264,15 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 }
 
 using a_kernel_ptr = void (*)(a_args);
-a_kernel_ptr kernel_of(int bits) {
-    const bool na = weight_loads_bypass_l1();
+a_kernel_ptr kernel_of(int bits, bool na) {
     if (bits == 4) return na ? &a_gemm_kernel<4, true> : &a_gemm_kernel<4, false>;
     if (bits == 8) return na ? &a_gemm_kernel<8, true> : &a_gemm_kernel<8, false>;
     return nullptr;
 }
 }  // namespace
 
-const void* a_kernel_for(int bits) {
-    a_kernel_ptr k = kernel_of(bits);
+const void* a_kernel_for(int bits, bool bypass_l1) {
+    a_kernel_ptr k = kernel_of(bits, bypass_l1);
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
     static const bool raised = [] {
@@ -285,9 +284,9 @@ const void* a_kernel_for(int bits) {
     return reinterpret_cast<const void*>(k);
 }
 
-void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options& o) {
+void launch_a_gemm(int bits, bool bypass_l1, const a_args& args, int ctas, const launch_options& o) {
     if (ctas <= 0 || args.mtiles <= 0) return;
-    (void)a_kernel_for(bits);  // raises the shared-memory limit before the first launch
+    (void)a_kernel_for(bits, bypass_l1);  // raises the shared-memory limit before the first launch
     const int max_tiles = (args.mtiles + ctas - 1) / ctas;
     if (max_tiles > k_a_max_tiles || args.rows < 1 || args.rows > k_a_max_rows)
         throw error("gptq v3: " + std::to_string(args.mtiles) + " mtiles over " + std::to_string(ctas) + " CTAs at " +
@@ -296,7 +295,7 @@ void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options&
     if (smem > k_a_max_smem)
         throw error("gptq v3: " + std::to_string(args.rows) + " rows of K = " + std::to_string(args.kblocks * k_block_rows) +
                     " need " + std::to_string(smem) + " bytes of shared memory (a_rows_per_launch says how many fit)");
-    const a_kernel_ptr k = kernel_of(bits);
+    const a_kernel_ptr k = kernel_of(bits, bypass_l1);
     if (k == nullptr) throw error("gptq v3: unsupported bits " + std::to_string(bits));
     launch_kernel(k, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
 }

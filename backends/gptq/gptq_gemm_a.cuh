@@ -61,9 +61,10 @@ inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
     return r;
 }
 
-/// The v3 kernel of a width (4 or 8; nullptr otherwise), and its launch over `ctas` CTAs.
-const void* a_kernel_for(int bits);
-void launch_a_gemm(int bits, const a_args& args, int ctas, const launch_options& o);
+/// The v3 kernel of a width (4 or 8; nullptr otherwise) and weight load policy (past L1 or ld.global.cs,
+/// gptq_stream_load.cuh; the caller decides once, at load), and its launch over `ctas` CTAs.
+const void* a_kernel_for(int bits, bool bypass_l1);
+void launch_a_gemm(int bits, bool bypass_l1, const a_args& args, int ctas, const launch_options& o);
 
 /// Converts AutoGPTQ's qweight [ceil(k/32)*bits][n] (device) into the v3 layout (device), through row_of.
 void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,

@@ -150,26 +150,56 @@ int a_tiles_guess(const device_context& context, int mtiles) {
     return std::min(k_a_max_tiles, std::max(1, (mtiles + 2 * sms - 1) / (2 * sms)) + 1);
 }
 
+/// CTAs of a v3 kernel resident on the whole GPU at a dynamic shared-memory size (QBENCH_GPTQ_CTAS_PER_SM
+/// overrides the occupancy).
+int a_resident(const device_context& context, const void* kernel, std::size_t smem) {
+    int per_sm = 0;
+    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
+    if (per_sm <= 0) per_sm = resident_per_sm(context, kernel, k_a_threads, smem);
+    return per_sm * context.properties().multiProcessorCount;
+}
+
 /// CTAs of the v3 kernel at a row count: one wave of resident CTAs (2 per SM), each owning at most k_a_max_tiles
 /// mtiles and no more than its shared memory (activations + partial sums) allows.
 int a_ctas(const device_context& context, int bits, bool bypass_l1, int mtiles, int rows, int kblocks) {
-    const int sms = context.properties().multiProcessorCount;
-    int per_sm = 0;
-    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
-    if (per_sm <= 0)
-        per_sm = resident_per_sm(context, a_kernel_for(bits, bypass_l1), k_a_threads,
-                                 a_smem_bytes(a_tiles_guess(context, mtiles), rows, kblocks));
-    int ctas = std::max(std::min(mtiles, per_sm * sms), (mtiles + k_a_max_tiles - 1) / k_a_max_tiles);
+    const int resident = a_resident(context, a_kernel_for(bits, bypass_l1), a_smem_bytes(a_tiles_guess(context, mtiles), rows, kblocks));
+    int ctas = std::max(std::min(mtiles, resident), (mtiles + k_a_max_tiles - 1) / k_a_max_tiles);
     while (ctas < mtiles && a_smem_bytes((mtiles + ctas - 1) / ctas, rows, kblocks) > k_a_max_smem) ++ctas;
     return ctas;
 }
 
-/// Fused q/k/v and gate/up launches (fused_linear) only when QBENCH_GPTQ_FUSE=1: measured on the H200
-/// (BM_decode_7b_fused, 2026-11-22) they were 2-5% slower than separate launches at 2/3/4 bits and 1.4% faster at
-/// 8 bits, so the separate launches stay the default until the fused kernel's wave split is tuned.
-bool gptq_fusion_enabled() {
+/// Fused q/k/v and gate/up launches (fused_linear), QBENCH_GPTQ_FUSE: "0" never, "1" always, unset: for v3 layers
+/// only. Measured on the H200 (BM_decode_7b_fused, 2026-11-22) v2's fused kernel was 2-5% slower than separate
+/// launches at 2/3/4 bits and 1.4% faster at 8 bits (its pieces switch pointers inside the loop); v3's group launch
+/// gives each CTA one member and runs the single kernel's loop unchanged (PERF_NOTES.md, seventh session).
+bool gptq_fusion_enabled(bool v3) {
     const char* v = std::getenv("QBENCH_GPTQ_FUSE");
-    return v != nullptr && std::string(v) == "1";
+    if (v == nullptr || *v == '\0') return v3;
+    return std::string(v) == "1";
+}
+
+/// CTAs of a v3 group launch shared out to its members: one wave of `resident` CTAs, each member's share chosen so
+/// that the busiest CTA owns as few mtiles as possible (a member with more mtiles per CTA gets the next CTA), at least
+/// one per member and enough to keep every CTA within k_a_max_tiles and the shared memory.
+void a_share_ctas(int resident, int rows, int kblocks, a_args& a) {
+    const int members = a.members;
+    auto per_cta = [&](int i, int ctas) { return (a.m[i].mtiles + ctas - 1) / ctas; };
+    int given = 0;
+    for (int i = 0; i < members; ++i) {
+        a.m[i].ctas = 1;
+        while (a.m[i].ctas < a.m[i].mtiles && (per_cta(i, a.m[i].ctas) > k_a_max_tiles ||
+                                               a_smem_bytes(per_cta(i, a.m[i].ctas), rows, kblocks) > k_a_max_smem))
+            ++a.m[i].ctas;
+        given += a.m[i].ctas;
+    }
+    while (given < resident) {
+        int best = -1;
+        for (int i = 0; i < members; ++i)
+            if (a.m[i].ctas < a.m[i].mtiles && (best < 0 || per_cta(i, a.m[i].ctas) > per_cta(best, a.m[best].ctas))) best = i;
+        if (best < 0) break;  // every mtile has its own CTA
+        ++a.m[best].ctas;
+        ++given;
+    }
 }
 
 /// The v2 variant: QBENCH_GPTQ_OCC=3 three CTAs per SM; else the default shape (two), its weights read past L1
@@ -330,17 +360,9 @@ public:
             if (m_version == kernel_version::v3) {
                 for (std::int64_t r0 = 0; r0 < rows; r0 += m_a_rows) {
                     const int rr = static_cast<int>(std::min<std::int64_t>(m_a_rows, rows - r0));
-                    a_args a;
-                    a.qweight = m_qweight.as<const std::uint32_t>();
-                    a.meta = m_meta.as<const std::uint32_t>();
-                    a.x = xin + r0 * ldx;
-                    a.ldx = ldx;
-                    a.y = y + r0 * N;
-                    a.n = static_cast<int>(N);
-                    a.rows = rr;
-                    a.kblocks = static_cast<int>(m_plan.kblocks);
-                    a.mtiles = static_cast<int>(a_mtiles(m_plan));
-                    launch_a_gemm(static_cast<int>(m_plan.bits), m_bypass_l1, a, m_splits[static_cast<std::size_t>(rr)], lo);
+                    a_args a = a_common(xin + r0 * ldx, ldx, rr);
+                    a.m[0] = a_member_of(y + r0 * N, m_splits[static_cast<std::size_t>(rr)]);
+                    launch_a_gemm(static_cast<int>(m_plan.bits), m_bypass_l1, a_mode::group, a, lo);
                 }
                 return;
             }
@@ -410,7 +432,7 @@ public:
     // q, k and v (any linears of this input) in one launch of the v2 kernel; outputs equal the separate forwards.
     bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
                        CUstream_st* stream) override {
-        if (!gptq_fusion_enabled()) return false;
+        if (!gptq_fusion_enabled(m_version == kernel_version::v3)) return false;
         if (count < 0 || count + 1 > k_mma_max_segments || ys == nullptr || (count > 0 && others == nullptr)) return false;
         const gptq_device_linear* members[k_mma_max_segments] = {this, nullptr, nullptr};
         for (int i = 0; i < count; ++i) {
@@ -422,34 +444,111 @@ public:
             outs[i] = static_cast<__half*>(ys[i]);
             if (outs[i] == nullptr) return false;
         }
+        if (m_version == kernel_version::v3) return run_fused_a(a_mode::group, members, count + 1, x, rows, outs, stream);
         return run_fused(mma_fusion::group, members, count + 1, x, rows, outs, stream);
     }
 
     // gate (this) and up in one launch, act = fp16(silu(fp16 g) * fp16 u) formed in the epilogue.
     bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
-        if (!gptq_fusion_enabled()) return false;
+        if (!gptq_fusion_enabled(m_version == kernel_version::v3)) return false;
         const auto* other = dynamic_cast<const gptq_device_linear*>(&up);
         if (other == nullptr || act == nullptr || !fusable_with(*other) ||
             other->m_plan.out_features != m_plan.out_features)
             return false;
         const gptq_device_linear* members[2] = {this, other};
         __half* outs[2] = {static_cast<__half*>(act), nullptr};
+        if (m_version == kernel_version::v3) return run_fused_a(a_mode::swiglu, members, 2, x, rows, outs, stream);
         return run_fused(mma_fusion::swiglu, members, 2, x, rows, outs, stream);
     }
 
 private:
-    /// Whether `o` can share a fused launch with this linear: both v2 at the default variant, the same K, width,
-    /// group size and row order (g_idx), so the kernel reads one x, one slab-group table and the same k-blocks.
+    /// Whether `o` can share a fused launch with this linear: the same kernel (v2 at the default variant, or v3 with
+    /// the same weight load policy), the same K, width and row order (g_idx), so the kernel reads one x; v2 also
+    /// needs the same group size and groups (one slab-group table), v3 keeps each member's scales with its weights.
     bool fusable_with(const gptq_device_linear& o) const {
-        if (m_version != kernel_version::v2 || o.m_version != kernel_version::v2 || m_variant != mma_variant::occ2 || o.m_variant != mma_variant::occ2) return false;
-        if (&o.m_context != &m_context) return false;
-        if (o.m_plan.in_features != m_plan.in_features || o.m_plan.bits != m_plan.bits || o.m_group_size != m_group_size ||
-            o.m_plan.groups != m_plan.groups || o.m_block_path != m_block_path || o.m_plan.group_shift != m_plan.group_shift ||
-            o.m_plan.kblocks != m_plan.kblocks || o.m_plan.sequential != m_plan.sequential)
+        if (&o.m_context != &m_context || o.m_version != m_version) return false;
+        if (o.m_plan.in_features != m_plan.in_features || o.m_plan.bits != m_plan.bits || o.m_plan.kblocks != m_plan.kblocks ||
+            o.m_plan.sequential != m_plan.sequential)
             return false;
-        if (&o == this) return true;
-        return o.m_plan.slab_group == m_plan.slab_group && o.m_plan.block_group == m_plan.block_group &&
-               (m_plan.sequential || o.m_plan.row_of == m_plan.row_of);
+        if (m_version == kernel_version::v3) {
+            if (o.m_bypass_l1 != m_bypass_l1) return false;
+        } else {
+            if (m_version != kernel_version::v2 || m_variant != mma_variant::occ2 || o.m_variant != mma_variant::occ2) return false;
+            if (o.m_group_size != m_group_size || o.m_plan.groups != m_plan.groups || o.m_block_path != m_block_path ||
+                o.m_plan.group_shift != m_plan.group_shift)
+                return false;
+            if (&o != this && (o.m_plan.slab_group != m_plan.slab_group || o.m_plan.block_group != m_plan.block_group)) return false;
+        }
+        return &o == this || m_plan.sequential || o.m_plan.row_of == m_plan.row_of;
+    }
+
+    /// The v3 launch arguments every member shares.
+    a_args a_common(const __half* x, std::int64_t ldx, int rows) const {
+        a_args a;
+        a.x = x;
+        a.ldx = ldx;
+        a.rows = rows;
+        a.kblocks = static_cast<int>(m_plan.kblocks);
+        return a;
+    }
+    /// This linear as a member of a v3 launch writing y over `ctas` CTAs.
+    a_member a_member_of(__half* y, int ctas) const {
+        a_member m;
+        m.qweight = m_qweight.as<const std::uint32_t>();
+        m.meta = m_meta.as<const std::uint32_t>();
+        m.y = y;
+        m.n = static_cast<int>(m_plan.out_features);
+        m.mtiles = static_cast<int>(a_mtiles(m_plan));
+        m.ctas = ctas;
+        return m;
+    }
+
+    /// x as the v2/v3 kernels read it: as given, or staged (act-order row order, ragged K, unaligned) into this
+    /// stream's scratch; the members of a fused launch share the row order, so one staged copy serves them all.
+    const __half* kernel_input(const __half* x, std::int64_t rows, std::int64_t& ldx, const launch_options& lo) {
+        const std::int64_t K = m_plan.in_features;
+        const auto& scratch = m_scratch->get(lo.stream, false);
+        ldx = K;
+        const bool aligned = (reinterpret_cast<std::uintptr_t>(x) % 16) == 0;
+        if (m_plan.sequential && K % k_block_rows == 0 && aligned) return x;
+        ldx = padded_in();
+        launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
+        return scratch.stage.as<const __half>();
+    }
+
+    /// One v3 launch per chunk of rows (members already checked with fusable_with); false, enqueuing nothing, where
+    /// the single forwards would not run the v3 kernel (rows above the fused threshold).
+    bool run_fused_a(a_mode mode, const gptq_device_linear* const* members, int count, const void* x_ptr,
+                     std::int64_t rows, __half* const* outs, CUstream_st* stream) {
+        if (rows <= 0 || x_ptr == nullptr || count < 1 || count > k_a_max_members) return false;
+        for (int i = 0; i < count; ++i)
+            if (rows > members[i]->m_fused_rows) return false;
+        const int bits = static_cast<int>(m_plan.bits), kblocks = static_cast<int>(m_plan.kblocks);
+        const launch_options lo{stream, m_context.pdl_enabled()};
+        std::int64_t ldx = 0;
+        const __half* xin = kernel_input(static_cast<const __half*>(x_ptr), rows, ldx, lo);
+        // Rows per launch: what fits beside the most mtiles a fused CTA may own.
+        const int chunk = a_rows_per_launch(kblocks, k_a_max_tiles);
+        // One wave at the occupancy of the largest share (the chunk's rows fit it beside k_a_max_tiles mtiles).
+        const int resident = a_resident(m_context, a_kernel_for(bits, m_bypass_l1, mode), a_smem_bytes(k_a_max_tiles, chunk, kblocks));
+        for (std::int64_t r0 = 0; r0 < rows; r0 += chunk) {
+            const int rr = static_cast<int>(std::min<std::int64_t>(chunk, rows - r0));
+            a_args a = a_common(xin + r0 * ldx, ldx, rr);
+            a.members = count;
+            for (int i = 0; i < count; ++i)
+                a.m[i] = members[i]->a_member_of(outs[i] == nullptr ? nullptr : outs[i] + r0 * members[i]->m_plan.out_features, 0);
+            if (mode == a_mode::swiglu) {
+                // The pairs are the work: at most k_a_max_tiles / 2 per CTA (gate and up tiles share the partials).
+                const int pairs = a.m[0].mtiles;
+                int ctas = std::max(std::min(pairs, resident), (pairs + k_a_max_tiles / 2 - 1) / (k_a_max_tiles / 2));
+                while (ctas < pairs && a_smem_bytes(2 * ((pairs + ctas - 1) / ctas), rr, kblocks) > k_a_max_smem) ++ctas;
+                a.m[0].ctas = a.m[1].ctas = ctas;
+            } else {
+                a_share_ctas(resident, rr, kblocks, a);
+            }
+            launch_a_gemm(bits, m_bypass_l1, mode, a, lo);
+        }
+        return true;
     }
 
     mma_segment segment(__half* y) const {
@@ -482,19 +581,9 @@ private:
         }
         if (work <= 0 || work > (1ll << 30)) return false;
 
-        const auto* x = static_cast<const __half*>(x_ptr);
-        const std::int64_t K = m_plan.in_features;
         const launch_options lo{stream, m_context.pdl_enabled()};
-        const auto& scratch = m_scratch->get(stream, false);
-        const __half* xin = x;
-        std::int64_t ldx = K;
-        const bool aligned = (reinterpret_cast<std::uintptr_t>(x) % 16) == 0;
-        if (!m_plan.sequential || K % k_block_rows != 0 || !aligned) {
-            // As forward(): the members share the row order, so one staged copy serves them all.
-            ldx = padded_in();
-            launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
-            xin = scratch.stage.as<const __half>();
-        }
+        std::int64_t ldx = 0;
+        const __half* xin = kernel_input(static_cast<const __half*>(x_ptr), rows, ldx, lo);
         for (std::int64_t r0 = 0; r0 < rows; r0 += k_mma_max_rows) {
             const int rr = static_cast<int>(std::min<std::int64_t>(k_mma_max_rows, rows - r0));
             mma_fused_args f;

@@ -4,8 +4,10 @@
 #include "backends/gptq/gptq_stream_load.cuh"
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/swiglu.cuh"
 #include "qbench/common/errors.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -40,15 +42,40 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
 #endif
 }
 
+/// 16 bytes global -> shared without passing through registers (cp.async, sm_80+), so that a thread's copies of all
+/// the batch rows are in flight at once: a plain copy loop waits one L2 round trip per 512 vectors, which at beam 4
+/// (K = 11008: 11 trips) cost +3.4 us per `down` linear (PERF_NOTES.md, seventh session).
+__device__ __forceinline__ void copy_16_async(void* smem_dst, const void* gmem_src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const auto dst = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem_dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem_src) : "memory");
+#else
+    *static_cast<uint4*>(smem_dst) = *static_cast<const uint4*>(gmem_src);
+#endif
+}
+__device__ __forceinline__ void copy_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+/// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
+/// make the compiler copy the whole array to local memory.
+template <class F>
+__device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
+    return mi == 0 ? f(a.m[0]) : mi == 1 ? f(a.m[1]) : f(a.m[2]);
+}
+
 /// The kernel (gptq_gemm_a.cuh). After pdl_wait the CTA copies the activations into shared memory and sums each
-/// (row, k-block) of them on the way (sum_k x for the zero correction). Per chunk a lane reads its activations (B)
-/// from shared memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's
-/// last chunk out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
-template <int Bits, bool NoAlloc>
+/// (row, k-block) of them (sum_k x for the zero correction). Per chunk a lane reads its activations (B) from shared
+/// memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's last chunk
+/// out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
+template <int Bits, bool NoAlloc, bool Swiglu>
 __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
     constexpr int D = k_a_stages<Bits>;
+    constexpr int RUNS = Swiglu ? 2 : 1;  // member runs a CTA streams: swiglu, gate then up over the same mtiles
     static_assert(k_a_warps == k_a_kslices, "one k-slice per warp");
     static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
     // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
@@ -63,18 +90,42 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     const int tid = static_cast<int>(threadIdx.x);
     const int warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
-    const int ctas = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
-    const int t0 = static_cast<int>(static_cast<long long>(a.mtiles) * b / ctas);
-    const int t1 = static_cast<int>(static_cast<long long>(a.mtiles) * (b + 1) / ctas);
+
+    // This CTA's member (group: the members' CTA ranges follow each other; swiglu: member 0's tiles, then the same
+    // tiles of member 1) and its mtile range within it, as a launch of that member alone would split it.
+    int mi = 0, b = static_cast<int>(blockIdx.x), ctas = static_cast<int>(gridDim.x);
+    if constexpr (!Swiglu) {
+#pragma unroll
+        for (int i = 0; i + 1 < k_a_max_members; ++i) {
+            const int c = member_field(a, i, [](const a_member& m) { return m.ctas; });
+            if (mi == i && i + 1 < a.members && b >= c) {
+                b -= c;
+                mi = i + 1;
+            }
+        }
+        ctas = member_field(a, mi, [](const a_member& m) { return m.ctas; });
+    }
+    const int mtiles = member_field(a, mi, [](const a_member& m) { return m.mtiles; });
+    const int t0 = static_cast<int>(static_cast<long long>(mtiles) * b / ctas);
+    const int t1 = static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas);
+    const int ntl = t1 - t0;  // mtiles per run
     const int kb0 = static_cast<int>(kslice_begin(a.kblocks, warp, k_a_kslices));
     const int kb1 = static_cast<int>(kslice_begin(a.kblocks, warp + 1, k_a_kslices));
     const int nkb = kb1 - kb0;
-    const int units = nkb * CPB * (t1 - t0);
+    const int run_units = nkb * CPB * ntl;
+    const int units = RUNS * run_units;
 
-    // Load side: this warp's records are first .. first + nkb * (t1 - t0) - 1, its chunks CPB times as many.
-    const std::size_t first = static_cast<std::size_t>(a.mtiles) * kb0 + static_cast<std::size_t>(t0) * nkb;
-    const uint4* wp = reinterpret_cast<const uint4*>(a.qweight) + first * CPB * 32 + lane;
-    const uint2* mp = reinterpret_cast<const uint2*>(a.meta) + first * 8 + g;
+    // Load side: this warp's records in a run are first .. first + nkb * ntl - 1, its chunks CPB times as many.
+    const std::size_t first = static_cast<std::size_t>(mtiles) * kb0 + static_cast<std::size_t>(t0) * nkb;
+    auto run_weights = [&](int m) {
+        return reinterpret_cast<const uint4*>(member_field(a, m, [](const a_member& x) { return x.qweight; })) + first * CPB * 32 + lane;
+    };
+    auto run_meta = [&](int m) {
+        return reinterpret_cast<const uint2*>(member_field(a, m, [](const a_member& x) { return x.meta; })) + first * 8 + g;
+    };
+    const uint4* wp = run_weights(mi);
+    const uint2* mp = run_meta(mi);
+    int to_switch = run_units;  // swiglu: chunks left before the load side moves to member 1
     uint4 wbuf[D];
     uint2 mbuf[D / CPB];
     // Chunk into slot i; a k-block's record travels with its last chunk, so the slot's record is read by that chunk's
@@ -86,40 +137,45 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             mbuf[i / CPB] = stream_load<NoAlloc>(mp);
             mp += 8;
         }
+        if constexpr (Swiglu) {
+            if (--to_switch == 0) {  // a run is whole k-blocks, so the switch falls between records
+                wp = run_weights(1);
+                mp = run_meta(1);
+            }
+        }
     };
 #pragma unroll
     for (int i = 0; i < D; ++i)
         if (i < units) issue(i);
 
-    const int zero_count = a.kblocks * 8 + (t1 - t0) * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
+    const int zero_count = a.kblocks * 8 + RUNS * ntl * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
     for (int i = tid; i < zero_count; i += k_a_threads) xsum[i] = 0.0f;
-    __syncthreads();  // the sums are added below by other threads
 
     pdl_wait();  // x and y belong to the previous kernels
     pdl_trigger();
 
-    // The activations into shared memory, all in flight at once (one L2 round trip per CTA, not one per chunk:
-    // measured, reading them a chunk ahead from global memory left every chunk waiting on L2). A (row, k-block) is
-    // 16 vectors = 16 consecutive threads of a half-warp (kpad/8 is a multiple of 16), which add their 8 values each
-    // and combine by shuffles; the group's first thread stores the sum.
-    {
-        const int vecs = kpad / 8, total = a.rows * vecs;
-        for (int base = 0; base < total; base += k_a_threads) {
-            const int i = base + tid;
-            const bool valid = i < total;  // whole groups of 16 are valid or not
-            const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
-            uint4 u = make_uint4(0u, 0u, 0u, 0u);
-            if (valid) {
-                u = *reinterpret_cast<const uint4*>(a.x + static_cast<std::size_t>(r) * a.ldx + 8 * v);
-                reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride)[v] = u;
-            }
-            const float2 f0 = __half22float2(as_half2(u.x)), f1 = __half22float2(as_half2(u.y));
-            const float2 f2 = __half22float2(as_half2(u.z)), f3 = __half22float2(as_half2(u.w));
-            float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
+    // The activations into shared memory, every vector of the batch in flight at once (one L2 round trip per CTA:
+    // measured, reading them a chunk ahead from global memory left every chunk waiting on L2), then their sums per
+    // (row, k-block): 16 vectors = 16 consecutive threads of a half-warp (kpad/8 is a multiple of 16), which add their
+    // 8 values each and combine by shuffles; the group's first thread stores the sum.
+    const int vecs = kpad / 8, total = a.rows * vecs;
+    for (int i = tid; i < total; i += k_a_threads) {
+        const int r = i / vecs, v = i % vecs;
+        copy_16_async(xs + static_cast<std::size_t>(r) * xstride + 8 * v, a.x + static_cast<std::size_t>(r) * a.ldx + 8 * v);
+    }
+    copy_async_wait_all();
+    __syncthreads();  // the copies and the zeroed sums are seen by every thread
+    for (int base = 0; base < total; base += k_a_threads) {
+        const int i = base + tid;
+        const bool valid = i < total;  // whole groups of 16 are valid or not
+        const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
+        const uint4 u = valid ? reinterpret_cast<const uint4*>(xs + static_cast<std::size_t>(r) * xstride)[v] : make_uint4(0u, 0u, 0u, 0u);
+        const float2 f0 = __half22float2(as_half2(u.x)), f1 = __half22float2(as_half2(u.y));
+        const float2 f2 = __half22float2(as_half2(u.z)), f3 = __half22float2(as_half2(u.w));
+        float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
 #pragma unroll
-            for (int o = 8; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-            if (valid && (v & 15) == 0) xsum[(v >> 4) * 8 + r] = sum;
-        }
+        for (int o = 8; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (valid && (v & 15) == 0) xsum[(v >> 4) * 8 + r] = sum;
     }
     __syncthreads();
 
@@ -194,15 +250,30 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         }
     }
     __syncthreads();
-    const int per = a.rows * static_cast<int>(k_a_tile_cols);
-    for (int i = tid; i < (t1 - t0) * per; i += k_a_threads) {
-        const int tile = i / per, rem = i % per;
-        const int r = rem / static_cast<int>(k_a_tile_cols), col = rem % static_cast<int>(k_a_tile_cols);
+    // The 16 warps' partials of an output, added in warp order whatever the launch (bit-identical outputs).
+    auto output_sum = [&](int tile, int r, int col) {
         float s = 0.0f;
 #pragma unroll
         for (int wq = 0; wq < k_a_warps; ++wq) s += red[((tile * k_a_warps + wq) * a.rows + r) * k_a_tile_cols + col];
+        return s;
+    };
+    const int per = a.rows * static_cast<int>(k_a_tile_cols);
+    __half* y = member_field(a, mi, [](const a_member& m) { return m.y; });
+    const int n_out = member_field(a, mi, [](const a_member& m) { return m.n; });
+    for (int i = tid; i < ntl * per; i += k_a_threads) {
+        const int tile = i / per, rem = i % per;
+        const int r = rem / static_cast<int>(k_a_tile_cols), col = rem % static_cast<int>(k_a_tile_cols);
         const int n = (t0 + tile) * static_cast<int>(k_a_tile_cols) + col;
-        if (n < a.n) a.y[static_cast<std::size_t>(r) * a.n + n] = __float2half_rn(s);
+        if (n >= n_out) continue;
+        if constexpr (Swiglu) {
+            // gate tile `tile`, up tile ntl + tile; each rounded to fp16 as the separate linears store it, then the
+            // product exactly as launch_swiglu forms it.
+            const float gs = __half2float(__float2half_rn(output_sum(tile, r, col)));
+            const float us = __half2float(__float2half_rn(output_sum(ntl + tile, r, col)));
+            y[static_cast<std::size_t>(r) * n_out + n] = __float2half_rn(silu_times(gs, us));
+        } else {
+            y[static_cast<std::size_t>(r) * n_out + n] = __float2half_rn(output_sum(tile, r, col));
+        }
     }
 }
 
@@ -264,19 +335,40 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 }
 
 using a_kernel_ptr = void (*)(a_args);
+template <bool Swiglu>
 a_kernel_ptr kernel_of(int bits, bool na) {
-    if (bits == 4) return na ? &a_gemm_kernel<4, true> : &a_gemm_kernel<4, false>;
-    if (bits == 8) return na ? &a_gemm_kernel<8, true> : &a_gemm_kernel<8, false>;
+    if (bits == 4) return na ? &a_gemm_kernel<4, true, Swiglu> : &a_gemm_kernel<4, false, Swiglu>;
+    if (bits == 8) return na ? &a_gemm_kernel<8, true, Swiglu> : &a_gemm_kernel<8, false, Swiglu>;
     return nullptr;
+}
+a_kernel_ptr kernel_of(int bits, bool na, a_mode mode) {
+    return mode == a_mode::swiglu ? kernel_of<true>(bits, na) : kernel_of<false>(bits, na);
 }
 }  // namespace
 
-const void* a_kernel_for(int bits, bool bypass_l1) {
-    a_kernel_ptr k = kernel_of(bits, bypass_l1);
+int a_max_tiles_per_cta(a_mode mode, const a_args& args) {
+    auto most = [](const a_member& m) { return m.ctas > 0 ? (m.mtiles + m.ctas - 1) / m.ctas : 0; };
+    if (mode == a_mode::swiglu) return 2 * most(args.m[0]);
+    int tiles = 0;
+    for (int i = 0; i < args.members && i < k_a_max_members; ++i) tiles = std::max(tiles, most(args.m[i]));
+    return tiles;
+}
+
+int a_grid(a_mode mode, const a_args& args) {
+    if (mode == a_mode::swiglu) return args.m[0].ctas;
+    int ctas = 0;
+    for (int i = 0; i < args.members && i < k_a_max_members; ++i) ctas += args.m[i].ctas;
+    return ctas;
+}
+
+const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode) {
+    a_kernel_ptr k = kernel_of(bits, bypass_l1, mode);
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
     static const bool raised = [] {
-        for (a_kernel_ptr f : {&a_gemm_kernel<4, false>, &a_gemm_kernel<4, true>, &a_gemm_kernel<8, false>, &a_gemm_kernel<8, true>})
+        for (a_kernel_ptr f : {&a_gemm_kernel<4, false, false>, &a_gemm_kernel<4, true, false>, &a_gemm_kernel<8, false, false>,
+                               &a_gemm_kernel<8, true, false>, &a_gemm_kernel<4, false, true>, &a_gemm_kernel<4, true, true>,
+                               &a_gemm_kernel<8, false, true>, &a_gemm_kernel<8, true, true>})
             QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
         return true;
     }();
@@ -284,20 +376,28 @@ const void* a_kernel_for(int bits, bool bypass_l1) {
     return reinterpret_cast<const void*>(k);
 }
 
-void launch_a_gemm(int bits, bool bypass_l1, const a_args& args, int ctas, const launch_options& o) {
-    if (ctas <= 0 || args.mtiles <= 0) return;
-    (void)a_kernel_for(bits, bypass_l1);  // raises the shared-memory limit before the first launch
-    const int max_tiles = (args.mtiles + ctas - 1) / ctas;
+void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o) {
+    const a_kernel_ptr k = kernel_of(bits, bypass_l1, mode);
+    if (k == nullptr) throw error("gptq v3: unsupported bits " + std::to_string(bits));
+    const int members = mode == a_mode::swiglu ? 2 : args.members;
+    if (members < 1 || members > k_a_max_members) throw error("gptq v3: " + std::to_string(members) + " members in one launch");
+    for (int i = 0; i < members; ++i) {
+        const a_member& m = args.m[i];
+        if (m.mtiles <= 0 || (mode == a_mode::group || i == 0 ? m.ctas <= 0 : false) || m.qweight == nullptr || m.meta == nullptr)
+            throw error("gptq v3: member " + std::to_string(i) + " of a launch has no work or no weights");
+        if (mode == a_mode::swiglu && m.mtiles != args.m[0].mtiles)
+            throw error("gptq v3: gate and up of different widths in one SwiGLU launch");
+    }
+    (void)a_kernel_for(bits, bypass_l1, mode);  // raises the shared-memory limit before the first launch
+    const int max_tiles = a_max_tiles_per_cta(mode, args);
     if (max_tiles > k_a_max_tiles || args.rows < 1 || args.rows > k_a_max_rows)
-        throw error("gptq v3: " + std::to_string(args.mtiles) + " mtiles over " + std::to_string(ctas) + " CTAs at " +
-                    std::to_string(args.rows) + " rows is outside the kernel's limits");
+        throw error("gptq v3: " + std::to_string(max_tiles) + " mtiles per CTA at " + std::to_string(args.rows) +
+                    " rows is outside the kernel's limits");
     const std::size_t smem = a_smem_bytes(max_tiles, args.rows, args.kblocks);
     if (smem > k_a_max_smem)
         throw error("gptq v3: " + std::to_string(args.rows) + " rows of K = " + std::to_string(args.kblocks * k_block_rows) +
                     " need " + std::to_string(smem) + " bytes of shared memory (a_rows_per_launch says how many fit)");
-    const a_kernel_ptr k = kernel_of(bits, bypass_l1);
-    if (k == nullptr) throw error("gptq v3: unsupported bits " + std::to_string(bits));
-    launch_kernel(k, dim3(static_cast<unsigned>(ctas)), dim3(k_a_threads), smem, o, args);
+    launch_kernel(k, dim3(static_cast<unsigned>(a_grid(mode, args))), dim3(k_a_threads), smem, o, args);
 }
 
 void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,

@@ -16,6 +16,15 @@
 /// before pdl_wait (weights never change).
 /// Per k-block a warp corrects and scales its sums into running fp32 outputs; at the end of an mtile it parks them
 /// in shared memory, and the CTA adds the 16 warps' partials in a fixed order and writes fp16.
+///
+/// Several linears of one input in one launch (cuda/fused_linear.hpp), because each launch pays a fixed ramp-up and
+/// tail (~2 us on the H100) that a 4096 x 4096 4-bit linear (~3 us of streaming) cannot hide:
+/// - group (q/k/v): the CTAs are shared out to the members (a_member::ctas, in proportion to their mtiles); a CTA
+///   works on one member only, exactly as a launch of that member alone would, so a single forward is the group of one
+///   and every output is bit-identical whichever way it was launched.
+/// - swiglu (gate/up): a CTA owns the same mtile range of gate (member 0) and up (member 1), streamed one after the
+///   other, and its epilogue writes fp16(silu(fp16 g) * fp16 u) into member 0's y, as forward() of both followed by
+///   launch_swiglu would (the same sums in the same order, then silu_times).
 #include "backends/gptq/gptq_a_layout.hpp"
 #include "cuda/launch.cuh"
 
@@ -31,17 +40,34 @@ inline constexpr int k_a_warps = k_a_threads / 32;
 inline constexpr int k_a_max_rows = 8;
 inline constexpr int k_a_max_tiles = 6;  ///< mtiles per CTA: the partial sums stay within 48 KB at 8 rows
 
-struct a_args {
+inline constexpr int k_a_max_members = 3;
+
+/// One linear of a launch.
+struct a_member {
     const std::uint32_t* qweight = nullptr;  ///< chunks in a_chunk_index order
     const std::uint32_t* meta = nullptr;     ///< records in a_record_index order
-    const __half* x = nullptr;               ///< [rows][ldx], 16-byte aligned rows, kblocks*128 readable, zero past K
-    std::int64_t ldx = 0;
-    __half* y = nullptr;                     ///< [rows][n]
+    __half* y = nullptr;                     ///< [rows][n] (swiglu: member 0's receives the product, member 1's unused)
     int n = 0;
-    int rows = 1;
-    int kblocks = 0;
     int mtiles = 0;
+    int ctas = 0;  ///< group: the CTAs working on this member (after those of the members before it); swiglu: member 0's is the grid
 };
+
+enum class a_mode : int { group = 0, swiglu = 1 };
+
+struct a_args {
+    a_member m[k_a_max_members];
+    int members = 1;
+    const __half* x = nullptr;  ///< [rows][ldx], 16-byte aligned rows, kblocks*128 readable, zero past K
+    std::int64_t ldx = 0;
+    int rows = 1;
+    int kblocks = 0;  ///< the same for every member (one K)
+};
+
+/// The most mtiles one CTA of a launch owns (sizes its shared memory): group, the largest share of a member; swiglu,
+/// the gate and up tiles of the largest pair range.
+int a_max_tiles_per_cta(a_mode mode, const a_args& args);
+/// CTAs of the launch.
+int a_grid(a_mode mode, const a_args& args);
 
 /// Row stride (halves) of the activations in shared memory: K padded to k-blocks, plus 16 bytes so that the batch
 /// rows fall into different banks.
@@ -61,10 +87,10 @@ inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
     return r;
 }
 
-/// The v3 kernel of a width (4 or 8; nullptr otherwise) and weight load policy (past L1 or ld.global.cs,
-/// gptq_stream_load.cuh; the caller decides once, at load), and its launch over `ctas` CTAs.
-const void* a_kernel_for(int bits, bool bypass_l1);
-void launch_a_gemm(int bits, bool bypass_l1, const a_args& args, int ctas, const launch_options& o);
+/// The v3 kernel of a width (4 or 8; nullptr otherwise), weight load policy (past L1 or ld.global.cs,
+/// gptq_stream_load.cuh; the caller decides once, at load) and mode, and its launch (grid: a_grid).
+const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode = a_mode::group);
+void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o);
 
 /// Converts AutoGPTQ's qweight [ceil(k/32)*bits][n] (device) into the v3 layout (device), through row_of.
 void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,

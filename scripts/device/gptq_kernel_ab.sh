@@ -33,7 +33,7 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
   grep -E 'FAILED|rel_l2=.*(v3|mma)' "$out/tests.log" | grep -E 'FAILED|batch= 1 ' | head -n 30
 fi
 
-filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/'}
+filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/|BM_decode_7b_fused/(4|16)/'}
 # Variants: kernel:load policy (cs = ld.global.cs, na = past L1)
 variants=${QBENCH_AB_VARIANTS:-"v2:cs v3:cs v3:na"}
 for kv in $variants; do

@@ -1,8 +1,9 @@
 // The GPTQ linear's fused launches (harness/cuda/fused_linear.hpp), label gpu: forward_group (q, k, v in one kernel)
 // must equal the separate forward() outputs bit for bit (every output column is summed in the same order), and
 // forward_swiglu must equal forward(gate), forward(up) and launch_swiglu bit for bit; on Llama-7B shapes and awkward
-// ones, 2/3/4/8 bits, block and per-slab group paths, act-order, batches 1, 2, 4 (and 8 / 12 in chunks). Where the
-// fusion does not apply the calls must return false and enqueue nothing (outputs stay poisoned).
+// ones, 2/3/4/8 bits, block and per-slab group paths, act-order, batches 1, 2, 4 (and 8 / 12 in chunks), with the
+// layers loaded for kernel v2 and for v3. Where the fusion does not apply the calls must return false and enqueue
+// nothing (outputs stay poisoned).
 #include "gptq_gpu_test_util.hpp"
 
 #include "backends/gptq/gptq_linear.hpp"
@@ -17,10 +18,8 @@
 #include <memory>
 #include <string>
 
-// The fused launches are opt-in (QBENCH_GPTQ_FUSE=1, gptq_device_linear.cu); here they are what is tested/timed.
+// v2's fused launches are opt-in (QBENCH_GPTQ_FUSE=1, gptq_device_linear.cu; v3's are the default): both are tested.
 static const int g_gptq_fusion_on = (::setenv("QBENCH_GPTQ_FUSE", "1", 1), 0);
-// Fusion is a feature of kernel v2 (v3, the 4-bit default, declines it), so every layer here is loaded for v2.
-static const int g_gptq_v2 = (::setenv("QBENCH_GPTQ_KERNEL", "v2", 1), 0);
 
 using namespace qbench;
 using namespace qbench::gptq;
@@ -135,6 +134,16 @@ void check_swiglu(device_context& ctx, device_linear& gate, device_linear& up, c
     }
 }
 
+/// Every test runs once with the layers loaded for kernel v2 and once for v3 (layers v3 cannot take, 2/3 bits and
+/// groups smaller than a k-block, load for v2 either way).
+struct kernel_under_test {
+    explicit kernel_under_test(const std::string& name) : choice("QBENCH_GPTQ_KERNEL", name.c_str()), v3(name == "v3") {
+        std::printf("kernel %s\n", name.c_str());
+    }
+    env_choice choice;
+    bool v3;
+};
+
 struct variant {
     std::int64_t gs;
     bool act;
@@ -159,10 +168,12 @@ private:
 }  // namespace
 
 TEST_CASE("forward_group equals the separate forwards bit for bit (Llama-7B q/k/v, 4-bit)", "[gpu][gptq][fused]") {
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3"));
     device_context ctx;
     for (const variant& v : {variant{128, false, "g128"}, variant{128, true, "g128-act"}, variant{-1, false, "g-1"}}) {
         const auto q = member(4096, 4096, 4, v.gs, v.act, 10);
         const auto lins = upload_all(ctx, {q, member(4096, 4096, 4, v.gs, v.act, 11, &q), member(4096, 4096, 4, v.gs, v.act, 12, &q)});
+        CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b") + std::string(v.act ? "-perm" : ""));
         check_group(ctx, lins, v.name, {1, 2, 4, 8}, 13);
         if (!v.act) check_group(ctx, lins, v.name, {1, 4}, 14, true);  // unaligned x: staged once for all three
         std::printf("  7B q/k/v 4-bit %-8s: fused == separate\n", v.name);
@@ -170,6 +181,7 @@ TEST_CASE("forward_group equals the separate forwards bit for bit (Llama-7B q/k/
 }
 
 TEST_CASE("forward_group equals the separate forwards on every width and awkward shapes", "[gpu][gptq][fused]") {
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3"));
     device_context ctx;
     std::uint64_t seed = 200;
     const variant variants[] = {{128, false, "g128"}, {128, true, "g128-act"}, {32, true, "g32-act (per-slab)"}, {64, false, "g64 (per-slab)"}};
@@ -209,6 +221,7 @@ TEST_CASE("forward_group equals the separate forwards on every width and awkward
 }
 
 TEST_CASE("forward_group with a threshold above 8 runs chunks of 8 rows and stays bit-identical", "[gpu][gptq][fused]") {
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3"));
     device_context ctx;
     const auto q = member(512, 256, 4, 64, true, 300);
     std::vector<quantized_linear> qs = {q, member(512, 256, 4, 64, true, 301, &q), member(512, 72, 4, 64, true, 302, &q)};
@@ -221,12 +234,14 @@ TEST_CASE("forward_group with a threshold above 8 runs chunks of 8 rows and stay
 }
 
 TEST_CASE("forward_swiglu equals forward(gate), forward(up) and launch_swiglu bit for bit", "[gpu][gptq][fused]") {
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3"));
     device_context ctx;
     std::uint64_t seed = 400;
     for (std::int64_t bits : {4, 2, 3, 8}) {
         {
             const auto g = member(4096, 11008, bits, 128, false, seed++);
             const auto lins = upload_all(ctx, {g, member(4096, 11008, bits, 128, false, seed++)});
+            if (bits == 4) CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b"));
             check_swiglu(ctx, *lins[0], *lins[1], "7B gate/up g128", {1, 2, 4}, seed++);
         }
         for (const variant& v : {variant{128, true, "g128-act"}, variant{32, true, "g32-act"}, variant{-1, false, "g-1"}}) {
@@ -257,6 +272,7 @@ TEST_CASE("forward_swiglu equals forward(gate), forward(up) and launch_swiglu bi
 }
 
 TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do not apply", "[gpu][gptq][fused]") {
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3"));
     device_context ctx;
     const std::int64_t K = 512, N = 256, R = 16;
     const device_buffer xd = upload(ctx, to_half_bits(random_inputs(R, K, 600)));
@@ -336,7 +352,7 @@ TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do
         CHECK_FALSE(dynamic_cast<fused_linear*>(a.get())->forward_swiglu(*b, xd.get(), 1, y0.get(), ctx.stream()));
         declines(*b, 1, "v1 kernel member");
     }
-    {
+    if (!kernel.v3) {
         const env_choice occ("QBENCH_GPTQ_OCC", "3");
         const auto b = make_gptq_device_linear(ctx, pack(member(K, N, 4, 128, true, 610, &q)), 8);
         declines(*b, 1, "the 3-CTA variant (a measurement knob) has no fused kernel");
@@ -354,6 +370,7 @@ TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do
 }
 
 TEST_CASE("the fused calls can be captured in a CUDA graph and replay identically", "[gpu][gptq][fused][graph]") {
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3"));
     device_context ctx;
     const auto q = member(4096, 4096, 4, 128, false, 700);
     const auto qkv = upload_all(ctx, {q, member(4096, 4096, 4, 128, false, 701), member(4096, 4096, 4, 128, false, 702)});

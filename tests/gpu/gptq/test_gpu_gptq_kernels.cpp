@@ -143,34 +143,51 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
         }
 }
 
-TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 4 and 8), v2 the rest; v3 declines fusion",
-          "[gpu][gptq][kernels]") {
+TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 4 and 8), v2 the rest; fusion by default "
+          "for v3 only", "[gpu][gptq][kernels]") {
     device_context ctx;
-    auto path = [&](std::int64_t bits, std::int64_t gs) {
-        return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, 60 + bits)), 8)->kernel_path(1);
+    auto layer = [&](std::int64_t bits, std::int64_t gs, std::uint64_t seed) {
+        return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, seed)), 8);
     };
+    auto path = [&](std::int64_t bits, std::int64_t gs) { return layer(bits, gs, 60 + bits)->kernel_path(1); };
     CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 4 bits, v2 at 8
     CHECK(path(8, 128) == "gptq-fused-mma-8b");
     {
         const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
         CHECK(path(4, 128) == "gptq-fused-mma-4b");
     }
-    const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
-    CHECK(path(4, 128) == "gptq-fused-v3-4b");
-    CHECK(path(8, -1) == "gptq-fused-v3-8b");
-    CHECK(path(3, 128) == "gptq-fused-mma-3b");
-    CHECK(path(4, 32) == "gptq-fused-mma-4b");  // blocks of 128 rows straddle groups
-    const env_choice fuse("QBENCH_GPTQ_FUSE", "1");
-    const auto a = make_gptq_device_linear(ctx, pack(random_layer(512, 64, 4, 128, false, 70)), 8);
-    const auto b = make_gptq_device_linear(ctx, pack(random_layer(512, 64, 4, 128, false, 71)), 8);
+    {
+        const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
+        CHECK(path(4, 128) == "gptq-fused-v3-4b");
+        CHECK(path(8, -1) == "gptq-fused-v3-8b");
+        CHECK(path(3, 128) == "gptq-fused-mma-3b");
+        CHECK(path(4, 32) == "gptq-fused-mma-4b");  // blocks of 128 rows straddle groups
+    }
+    // QBENCH_GPTQ_FUSE unset: v3 layers fuse, v2 layers decline; "0": nobody fuses; "1": both.
     const device_buffer xd = upload(ctx, to_half_bits(random_inputs(1, 512, 72)));
     device_buffer y = ctx.allocate(2 * 64 * 2, "y");
-    auto* fl = dynamic_cast<fused_linear*>(a.get());
-    REQUIRE(fl != nullptr);
-    device_linear* others[1] = {b.get()};
     void* ys[2] = {y.get(), static_cast<char*>(y.get()) + 128};
-    CHECK_FALSE(fl->forward_group(others, 1, xd.get(), 1, ys, ctx.stream()));
-    CHECK_FALSE(fl->forward_swiglu(*b, xd.get(), 1, y.get(), ctx.stream()));
+    auto fuses = [&](std::int64_t bits) {
+        const auto a = layer(bits, 128, 70), b = layer(bits, 128, 71);
+        auto* fl = dynamic_cast<fused_linear*>(a.get());
+        REQUIRE(fl != nullptr);
+        device_linear* others[1] = {b.get()};
+        const bool group = fl->forward_group(others, 1, xd.get(), 1, ys, ctx.stream());
+        const bool swiglu = fl->forward_swiglu(*b, xd.get(), 1, y.get(), ctx.stream());
+        QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+        CHECK(group == swiglu);
+        return group && swiglu;
+    };
+    const env_choice unset("QBENCH_GPTQ_FUSE", "");
+    CHECK(fuses(4));
+    CHECK_FALSE(fuses(8));
+    {
+        const env_choice off("QBENCH_GPTQ_FUSE", "0");
+        CHECK_FALSE(fuses(4));
+    }
+    const env_choice on("QBENCH_GPTQ_FUSE", "1");
+    CHECK(fuses(4));
+    CHECK(fuses(8));
 }
 
 TEST_CASE("the GPU repack into the v3 layout equals the host layout bit for bit", "[gpu][gptq][layout]") {

@@ -8,6 +8,7 @@
 #include "qbench/common/errors.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -150,32 +151,54 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
 
     const int zero_count = a.kblocks * 8 + RUNS * ntl * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
     for (int i = tid; i < zero_count; i += k_a_threads) xsum[i] = 0.0f;
+    __syncthreads();  // the sums are stored below by other threads
 
     pdl_wait();  // x and y belong to the previous kernels
     pdl_trigger();
 
-    // The activations into shared memory, every vector of the batch in flight at once (one L2 round trip per CTA:
-    // measured, reading them a chunk ahead from global memory left every chunk waiting on L2), then their sums per
-    // (row, k-block): 16 vectors = 16 consecutive threads of a half-warp (kpad/8 is a multiple of 16), which add their
-    // 8 values each and combine by shuffles; the group's first thread stores the sum.
+    // The activations into shared memory and their sums per (row, k-block) (the zero correction's sum_k x): a
+    // (row, k-block) is 16 vectors = 16 consecutive threads of a half-warp (kpad/8 is a multiple of 16), which add
+    // their 8 values each and combine by shuffles; the group's first thread stores the sum. Three ways to move them
+    // (a_x_copy, measured against each other in PERF_NOTES.md, seventh session); all give the same bits.
     const int vecs = kpad / 8, total = a.rows * vecs;
-    for (int i = tid; i < total; i += k_a_threads) {
-        const int r = i / vecs, v = i % vecs;
-        copy_16_async(xs + static_cast<std::size_t>(r) * xstride + 8 * v, a.x + static_cast<std::size_t>(r) * a.ldx + 8 * v);
-    }
-    copy_async_wait_all();
-    __syncthreads();  // the copies and the zeroed sums are seen by every thread
-    for (int base = 0; base < total; base += k_a_threads) {
-        const int i = base + tid;
-        const bool valid = i < total;  // whole groups of 16 are valid or not
-        const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
-        const uint4 u = valid ? reinterpret_cast<const uint4*>(xs + static_cast<std::size_t>(r) * xstride)[v] : make_uint4(0u, 0u, 0u, 0u);
+    auto sum_group = [&](const uint4& u, bool valid, int r, int v) {
         const float2 f0 = __half22float2(as_half2(u.x)), f1 = __half22float2(as_half2(u.y));
         const float2 f2 = __half22float2(as_half2(u.z)), f3 = __half22float2(as_half2(u.w));
         float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
 #pragma unroll
         for (int o = 8; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         if (valid && (v & 15) == 0) xsum[(v >> 4) * 8 + r] = sum;
+    };
+    auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(a.x + static_cast<std::size_t>(r) * a.ldx) + v; };
+    auto xs_vec = [&](int r, int v) { return reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride) + v; };
+    if (a.x_copy == a_x_copy::async) {
+        // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
+        for (int i = tid; i < total; i += k_a_threads) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
+        copy_async_wait_all();
+        __syncthreads();
+        for (int base = 0; base < total; base += k_a_threads) {
+            const int i = base + tid;
+            const bool valid = i < total;  // whole groups of 16 are valid or not
+            const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
+            sum_group(valid ? *xs_vec(r, v) : make_uint4(0u, 0u, 0u, 0u), valid, r, v);
+        }
+    } else {
+        // Through registers, one (plain) or two (pairs) vectors per thread in flight per round.
+        const int step = a.x_copy == a_x_copy::pairs ? 2 * k_a_threads : k_a_threads;
+        for (int base = 0; base < total; base += step) {
+            const int i0 = base + tid, i1 = i0 + k_a_threads;
+            const bool valid0 = i0 < total, valid1 = step > k_a_threads && i1 < total;
+            const int r0 = valid0 ? i0 / vecs : 0, v0 = valid0 ? i0 % vecs : 0;
+            const int r1 = valid1 ? i1 / vecs : 0, v1 = valid1 ? i1 % vecs : 0;
+            const uint4 u0 = valid0 ? *x_vec(r0, v0) : make_uint4(0u, 0u, 0u, 0u);
+            const uint4 u1 = valid1 ? *x_vec(r1, v1) : make_uint4(0u, 0u, 0u, 0u);
+            if (valid0) *xs_vec(r0, v0) = u0;
+            sum_group(u0, valid0, r0, v0);
+            if (step > k_a_threads && base + k_a_threads < total) {  // uniform: the second half-round exists
+                if (valid1) *xs_vec(r1, v1) = u1;
+                sum_group(u1, valid1, r1, v1);
+            }
+        }
     }
     __syncthreads();
 
@@ -345,6 +368,14 @@ a_kernel_ptr kernel_of(int bits, bool na, a_mode mode) {
     return mode == a_mode::swiglu ? kernel_of<true>(bits, na) : kernel_of<false>(bits, na);
 }
 }  // namespace
+
+a_x_copy chosen_x_copy() {
+    const char* v = std::getenv("QBENCH_GPTQ_XCOPY");
+    const std::string choice = v == nullptr ? "" : v;
+    if (choice == "pairs") return a_x_copy::pairs;
+    if (choice == "async") return a_x_copy::async;
+    return a_x_copy::plain;
+}
 
 int a_max_tiles_per_cta(a_mode mode, const a_args& args) {
     auto most = [](const a_member& m) { return m.ctas > 0 ? (m.mtiles + m.ctas - 1) / m.ctas : 0; };

@@ -54,6 +54,11 @@ struct a_member {
 
 enum class a_mode : int { group = 0, swiglu = 1 };
 
+/// How a CTA copies the activations into shared memory (QBENCH_GPTQ_XCOPY, decided at load; PERF_NOTES.md,
+/// seventh session): through registers one vector per thread per round (plain), two (pairs), or by cp.async with every
+/// vector in flight at once (async; sm_80+, a plain copy before).
+enum class a_x_copy : int { plain = 0, pairs = 1, async = 2 };
+
 struct a_args {
     a_member m[k_a_max_members];
     int members = 1;
@@ -61,7 +66,11 @@ struct a_args {
     std::int64_t ldx = 0;
     int rows = 1;
     int kblocks = 0;  ///< the same for every member (one K)
+    a_x_copy x_copy = a_x_copy::plain;
 };
+
+/// QBENCH_GPTQ_XCOPY=plain|pairs|async (unset: plain).
+a_x_copy chosen_x_copy();
 
 /// The most mtiles one CTA of a launch owns (sizes its shared memory): group, the largest share of a member; swiglu,
 /// the gate and up tiles of the largest pair range.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: build the GPTQ test and bench targets (and qbench), run the GPTQ GPU tests, then
 # time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2:cs v3:cs v3:na" =
-# kernel:load policy):
+# kernel:load policy[:v3 x staging]):
 # per linear at Llama-7B shapes (batch 1 and 4) and the whole 7B decode step's linears (BM_decode_7b), with a short
 # table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<load>.txt, summary.txt.
 #
@@ -34,12 +34,12 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
 fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/|BM_decode_7b_fused/(4|16)/'}
-# Variants: kernel:load policy (cs = ld.global.cs, na = past L1)
+# Variants: kernel:load policy (cs = ld.global.cs, na = past L1)[:v3's x staging (plain, pairs, async)]
 variants=${QBENCH_AB_VARIANTS:-"v2:cs v3:cs v3:na"}
 for kv in $variants; do
-  IFS=: read -r k load <<< "$kv"
-  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_LOAD=${load:-cs} "$bin/bench_gptq" \
-      --benchmark_filter="$filter" > "$out/bench-$k-${load:-cs}.txt" 2>&1
+  IFS=: read -r k load xcopy <<< "$kv"
+  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_LOAD=${load:-cs} QBENCH_GPTQ_XCOPY=${xcopy:-plain} "$bin/bench_gptq" \
+      --benchmark_filter="$filter" > "$out/bench-$k-${load:-cs}-${xcopy:-plain}.txt" 2>&1
   echo "bench_gptq $kv: exit $?" | tee -a "$out/summary.txt"
 done
 for f in "$out"/bench-*.txt; do k=$(basename "$f" .txt)

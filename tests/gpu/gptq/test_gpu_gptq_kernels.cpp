@@ -143,6 +143,37 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
         }
 }
 
+TEST_CASE("v3's three ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, batches 1-16", "[gpu][gptq][kernels]") {
+    device_context ctx;
+    const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
+    const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false}, {688, 176, "ragged K and N", true}};
+    std::uint64_t seed = 800;
+    for (const auto& sh : shapes)
+        for (std::int64_t bits : {4, 8}) {
+            const quantized_linear q = random_layer(sh.K, sh.N, bits, 128, sh.full, seed++);
+            const auto x = random_inputs(16, sh.K, seed++);
+            const device_buffer xd = upload(ctx, to_half_bits(x));
+            std::vector<std::uint16_t> plain;
+            for (const char* how : {"plain", "pairs", "async"}) {
+                const env_choice xcopy("QBENCH_GPTQ_XCOPY", how);
+                run_case(ctx, sh, bits, {128, sh.full, how}, 16, seed);  // against the CPU reference
+                const auto lin = make_gptq_device_linear(ctx, pack(q), 16);
+                REQUIRE(lin->kernel_path(16).rfind("gptq-fused-v3", 0) == 0);
+                std::vector<std::uint16_t> all;
+                for (std::int64_t b : k_batches) {
+                    device_buffer yd = ctx.allocate(static_cast<std::uint64_t>(b * sh.N) * 2, "test y");
+                    lin->forward(xd.get(), b, yd.get(), ctx.stream());
+                    QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+                    const auto y = download<std::uint16_t>(yd.get(), static_cast<std::size_t>(b * sh.N));
+                    all.insert(all.end(), y.begin(), y.end());
+                }
+                INFO(sh.name << " bits=" << bits << " x staged " << how);
+                if (plain.empty()) plain = all;
+                else CHECK(all == plain);
+            }
+        }
+}
+
 TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 4 and 8), v2 the rest; fusion by default "
           "for v3 only", "[gpu][gptq][kernels]") {
     device_context ctx;

@@ -44,8 +44,8 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
 }
 
 /// 16 bytes global -> shared without passing through registers (cp.async, sm_80+), so that a thread's copies of all
-/// the batch rows are in flight at once: a plain copy loop waits one L2 round trip per 512 vectors, which at beam 4
-/// (K = 11008: 11 trips) cost +3.4 us per `down` linear (PERF_NOTES.md, seventh session).
+/// the batch rows are in flight at once (a plain copy loop waits one L2 round trip per 512 vectors). Measured slower
+/// than the register copies at every beam (a_x_copy); kept as the `async` way for comparison.
 __device__ __forceinline__ void copy_16_async(void* smem_dst, const void* gmem_src) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     const auto dst = static_cast<std::uint32_t>(__cvta_generic_to_shared(smem_dst));
@@ -372,9 +372,9 @@ a_kernel_ptr kernel_of(int bits, bool na, a_mode mode) {
 a_x_copy chosen_x_copy() {
     const char* v = std::getenv("QBENCH_GPTQ_XCOPY");
     const std::string choice = v == nullptr ? "" : v;
-    if (choice == "pairs") return a_x_copy::pairs;
+    if (choice == "plain") return a_x_copy::plain;
     if (choice == "async") return a_x_copy::async;
-    return a_x_copy::plain;
+    return a_x_copy::pairs;
 }
 
 int a_max_tiles_per_cta(a_mode mode, const a_args& args) {

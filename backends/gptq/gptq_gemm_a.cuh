@@ -54,9 +54,10 @@ struct a_member {
 
 enum class a_mode : int { group = 0, swiglu = 1 };
 
-/// How a CTA copies the activations into shared memory (QBENCH_GPTQ_XCOPY, decided at load; PERF_NOTES.md,
-/// seventh session): through registers one vector per thread per round (plain), two (pairs), or by cp.async with every
-/// vector in flight at once (async; sm_80+, a plain copy before).
+/// How a CTA copies the activations into shared memory (QBENCH_GPTQ_XCOPY, decided at load): through registers one
+/// vector per thread per round (plain), two (pairs, the default), or by cp.async with every vector in flight at once
+/// (async; sm_80+, a plain copy before). Measured on the H100 (PERF_NOTES.md, seventh session), 7B step linears at
+/// beam 1 / 2 / 4: plain 1.730 / 1.862 / 2.156 ms, pairs 1.713 / 1.787 / 2.022, async 1.762 / 2.104 / 2.502.
 enum class a_x_copy : int { plain = 0, pairs = 1, async = 2 };
 
 struct a_args {
@@ -66,10 +67,10 @@ struct a_args {
     std::int64_t ldx = 0;
     int rows = 1;
     int kblocks = 0;  ///< the same for every member (one K)
-    a_x_copy x_copy = a_x_copy::plain;
+    a_x_copy x_copy = a_x_copy::pairs;
 };
 
-/// QBENCH_GPTQ_XCOPY=plain|pairs|async (unset: plain).
+/// QBENCH_GPTQ_XCOPY=plain|pairs|async (unset: pairs).
 a_x_copy chosen_x_copy();
 
 /// The most mtiles one CTA of a launch owns (sizes its shared memory): group, the largest share of a member; swiglu,

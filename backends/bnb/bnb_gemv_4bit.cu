@@ -386,7 +386,7 @@ using launcher_t = void (*)(const device_4bit_view&, const __half*, std::int64_t
 // (bnb_gemv_team.cu), then v2 and v1 for comparison.
 constexpr launcher_t k_v2_batch1 = launch_warp_variant<1, 2, 2>;
 constexpr launcher_t k_v1_batch1 = launch_variant<1, 2>;
-constexpr int k_v2_id = 6, k_v1_id = 7;
+constexpr int k_v2_id = k_gemv_4bit_v2_id, k_v1_id = k_gemv_4bit_v1_id;
 
 constexpr std::array<launcher_t, k_gemv_4bit_max_rows + 1> k_batched = {
     nullptr,

@@ -25,12 +25,19 @@
 //
 // Groups (fusion, cuda/fused_linear.hpp): a launch takes up to three weights of one K (q, k, v) and treats their
 // concatenated output rows as one work range, so a single launch streams all of them and pays one ramp-up and tail; a
-// single linear is the group of one, so both paths run the same machine code. SwiGLU mode pairs gate and up row by
-// row in one team (slots u < U/2 gate, u >= U/2 up) and writes fp16(silu(g) * u) from the team's first warp.
+// single linear is the group of one, so both paths run the same machine code. SwiGLU mode (its own instantiation, see
+// gemv_4bit_team_kernel) pairs gate and up row by row in one team (even slots gate, odd slots the same row of up, read
+// at a fixed distance from the gate row) and writes fp16(silu(g) * u) from the team's first warp.
 //
-// Launch shapes (team_config): rows in flight per thread, CTA size, CTAs per SM, an 80-register cap (so a CTA of the
-// next kernel fits beside two of this one) and an L2 bulk prefetch of later batches. On the H200 the plain shape
-// (8 rows, 256-thread CTAs, two per SM, 128 registers, no prefetch) measured fastest; the others stay for benchmarks.
+// Launch shapes (team_config): rows in flight per thread, CTA size, CTAs per SM, a register budget (team_budget: 128,
+// 80, 64 or 56 registers, i.e. the launch bounds) and an L2 bulk prefetch of later batches. On the H200 the plain
+// shape (8 rows, 256-thread CTAs, two per SM, 128 registers, no prefetch: 16 warps per SM) measured fastest of the
+// v3 shapes; the 80-register ones fit a CTA of the next kernel beside two of this one. The 32-warp shapes (seventh
+// session, not yet measured on a GPU) follow a memory-only probe on an H100 (bench_gptq BM_stream_pattern): a stream
+// of 16 warps per SM reached 0.67-0.73 of DRAM whatever each warp kept in flight, 32 warps ~0.87. They keep fewer rows
+// in flight per thread to fit the register budget: U = 4 (int8: 2) in two 512-thread CTAs at 64 registers, and U = 2
+// in three CTAs of up to 384 threads at 56 (K = 11008 is one 352-thread team: 33 warps; K = 4096 three teams: 36).
+// Every CTA holds the 64 KiB table, so three CTAs per SM is also the shared-memory limit.
 #include "backends/bnb/bnb_device_common.cuh"
 #include "cuda/reduce.cuh"
 #include "cuda/swiglu.cuh"
@@ -157,7 +164,6 @@ struct team_args {
     int batches = 0;       ///< batches of U slots per team, the same for every team (barriers are CTA-wide)
     int nested_log2 = 8;   ///< log2 of the nested block size (double quantization)
     int prefetch = 0;      ///< L2 prefetch distance in batches (0: none)
-    int swiglu = 0;        ///< members 0 (gate) and 1 (up) paired row by row, fp16(silu(g) * u) written to member 0's y
     /// Teams [team_begin[m], team_begin[m + 1]) work on member m (SwiGLU: all on the row pairs, as member 0); entries
     /// past the last member equal the team count.
     unsigned team_begin[4] = {0, 0, 0, 0};
@@ -219,13 +225,28 @@ struct slot_place {
     bool valid = false;
 };
 
+// SwiGLU slots come in pairs: slot 2i holds a gate row, slot 2i + 1 the same row of up, so one row cursor serves both
+// (the up row sits at a fixed distance from the gate row, up_distance) and a team keeps a single stream of rows.
+__device__ __forceinline__ bool is_up_slot(bool swiglu, int u) { return swiglu && (u & 1) != 0; }
+
+/// The byte distance from member 0's array to member 1's (the same for every thread, so it costs no registers):
+/// SwiGLU reads the up row at the gate row's address plus this.
+template <class T>
+__device__ __forceinline__ std::uint64_t up_distance(const T* gate, const T* up) {
+    return reinterpret_cast<std::uintptr_t>(up) - reinterpret_cast<std::uintptr_t>(gate);
+}
+template <class T>
+__device__ __forceinline__ const T* at_distance(const T* p, std::uint64_t distance) {
+    return reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(p) + distance);
+}
+
 template <int U>
 __device__ __forceinline__ slot_place place_of(bool swiglu, unsigned b, unsigned u, const team_work& w) {
     slot_place s;
     if (swiglu) {
         constexpr unsigned H = U / 2;
-        s.m = u >= H ? 1u : 0u;
-        s.row = w.r0 + b * H + (u - s.m * H);
+        s.m = u & 1u;
+        s.row = w.r0 + b * H + u / 2;
     } else {
         s.m = w.m;
         s.row = w.r0 + b * U + u;
@@ -234,21 +255,21 @@ __device__ __forceinline__ slot_place place_of(bool swiglu, unsigned b, unsigned
     return s;
 }
 
-/// A stream of rows of one member for the 4-bit kernel: this thread's pointer into the current row, the member's
-/// scales, the row and the rows left. Plain groups: one stream per team; SwiGLU: two (gate rows, up rows).
+/// The team's stream of rows for the 4-bit kernel: this thread's pointer into the next row, the member's scales and
+/// the row (the team's share ends at team_work::r1). SwiGLU: the gate rows; each up row is the same row of member 1.
+/// Kept this small on purpose: in the 32-warp shapes (<= 64 registers) every register counts.
 struct stream_4bit {
-    const unsigned char* packed = nullptr;  // this thread's 16 bytes of the current row
+    const unsigned char* packed = nullptr;  // this thread's 16 bytes of the next row
     const unsigned char* scales = nullptr;  // the member's absmax (plain, float) or absmax codes (nested, bytes)
     const float* nested_absmax = nullptr;
-    unsigned row = 0, todo = 0;
+    unsigned row = 0;
 };
 
 template <bool Nested, class Group>
-__device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, unsigned r0, unsigned r1,
-                                                 unsigned chunk_offset, unsigned row_bytes) {
+__device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, unsigned r0, unsigned chunk_offset,
+                                                 unsigned row_bytes) {
     stream_4bit c;
     c.row = r0;
-    c.todo = r1 > r0 ? r1 - r0 : 0u;
     c.packed = pick3(m, q.m[0].packed, q.m[1].packed, q.m[2].packed) + chunk_offset +
                static_cast<std::uint64_t>(r0) * row_bytes;
     if constexpr (Nested) {
@@ -261,25 +282,67 @@ __device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, uns
 }
 
 // The epilogue of slot t (run by the team's whole first warp; lanes t >= U carry nothing): store h, or in SwiGLU mode
-// fetch the up value from lane t + U/2 and store fp16(silu(g) * u) exactly as launch_swiglu rounds it.
+// fetch the up value from lane t + 1 and store fp16(silu(g) * u) exactly as launch_swiglu rounds it.
 template <int U>
 __device__ __forceinline__ void store_slot(__half* y0, __half* y1, __half* y2, bool swiglu, const slot_place& s,
                                            unsigned t, __half h) {
     if (swiglu) {
-        const unsigned up_bits = __shfl_down_sync(0xffffffffu, static_cast<unsigned>(__half_as_ushort(h)), U / 2);
+        const unsigned up_bits = __shfl_down_sync(0xffffffffu, static_cast<unsigned>(__half_as_ushort(h)), 1);
         const __half up = __ushort_as_half(static_cast<unsigned short>(up_bits));
-        if (t < U / 2 && s.valid) y0[s.row] = __float2half_rn(silu_times(__half2float(h), __half2float(up)));
+        if (t < U && (t & 1u) == 0 && s.valid) y0[s.row] = __float2half_rn(silu_times(__half2float(h), __half2float(up)));
     } else if (t < U && s.valid) {
         pick3(s.m, y0, y1, y2)[s.row] = h;
     }
 }
 
-// Capped kernels fit three 256-thread CTAs per SM (80 registers): two of one kernel and one of the next, which
-// (with PDL) requests its first rows while its predecessor drains.
-#define QB_TEAM_BOUNDS(Capped) __launch_bounds__((Capped) ? 384 : k_team_max_threads, (Capped) ? 2 : 1)
+// Register budgets. A kernel instantiation names its budget (registers per thread) as a template parameter; the
+// launch bounds that hold ptxas to it are the widest CTA the kernel is built for and how many CTAs of that width must
+// fit in an SM's register file together. A team wider than max_threads (a long row) runs the `wide` budget's kernel.
+struct team_budget {
+    int regs;         // registers per thread
+    int max_threads;  // the widest CTA this kernel is launched with
+    int min_ctas;     // CTAs of max_threads that must be resident per SM at once
+    int wide;         // the budget of the kernel that runs teams wider than max_threads
+};
+constexpr int k_sm_registers = 64 * 1024;  // sm_75 .. sm_90
+constexpr team_budget k_budgets[] = {
+    // Two 256-thread CTAs per SM, 16 warps (the v3 default); 512 threads take the widest team (K = 16384).
+    {128, k_team_max_threads, 1, 128},
+    // Three 256-thread CTAs per SM: two of one kernel and one of the next, which (with PDL) requests its first rows
+    // while its predecessor drains.
+    {80, 384, 2, 128},
+    // 32 warps per SM (two 512-thread CTAs; K = 4096: four teams each): a stream of 16 warps per SM reaches only
+    // 0.67-0.73 of DRAM whatever each warp has in flight, 32 warps ~0.87 (PERF_NOTES.md, seventh session).
+    {64, k_team_max_threads, 2, 64},
+    // 33-36 warps per SM as three CTAs of 352-384 threads: K = 11008 is one team of 352, which the 512-thread budget
+    // fits only twice (22 warps); K = 4096 packs three teams. The 64 KiB table of each CTA also limits an SM to three.
+    {56, 384, 3, 64},
+};
 
-template <int U, bool Nested, bool Capped>
-__global__ void QB_TEAM_BOUNDS(Capped)
+constexpr team_budget budget_of(int regs) {
+    for (const team_budget& b : k_budgets)
+        if (b.regs == regs) return b;
+    return {0, 0, 0, 0};
+}
+// Each budget is exactly what its bounds give: `regs` fit, 8 more (ptxas' allocation step) would not.
+constexpr bool budgets_exact() {
+    for (const team_budget& b : k_budgets) {
+        const int threads = b.max_threads * b.min_ctas;
+        if (b.regs * threads > k_sm_registers || (b.regs + 8) * threads <= k_sm_registers) return false;
+        if (b.max_threads > k_team_max_threads || budget_of(b.wide).max_threads != k_team_max_threads) return false;
+    }
+    return true;
+}
+static_assert(budgets_exact(), "a register budget does not match its launch bounds");
+
+#define QB_TEAM_BOUNDS(Regs) __launch_bounds__(budget_of(Regs).max_threads, budget_of(Regs).min_ctas)
+
+// Swiglu: members 0 (gate) and 1 (up) paired row by row, fp16(silu(g) * u) written to member 0's y. A template
+// parameter, not a flag: the double-precision SiLU of the epilogue needs ~20 registers while the whole ring and the
+// activations are live, which pushed the <= 64-register kernels into spilling (ptxas: 116 bytes at U = 4, against
+// 4 without it), and groups and single linears need none of it.
+template <int U, bool Nested, bool Swiglu, int Regs>
+__global__ void QB_TEAM_BOUNDS(Regs)
     gemv_4bit_team_kernel(team_4bit_group q, const __half* x, team_args p) {
     extern __shared__ __align__(16) unsigned char smem[];
     const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5, warps = blockDim.x >> 5;
@@ -295,45 +358,40 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned col0 = tc * 32u;
     const unsigned log2bs = static_cast<unsigned>(q.blocksize_log2);
     const std::uint32_t lane4 = lane * 4u;
-    const bool swiglu = p.swiglu != 0;
+    constexpr bool swiglu = Swiglu;
     const team_work share = work_of(p, q.m[0].rows, q.m[1].rows, q.m[2].rows, g);
     // The nested code book of the team's member (SwiGLU: the slot's member, gate 0 or up 1).
     const std::uint32_t team_book = k_spare_nested + share.m * 256u;
 
-    // Streams of rows: `main` (the team's member; SwiGLU: gate), `up` (SwiGLU only: the same rows of up).
-    stream_4bit main = stream_of<Nested>(q, share.m, share.r0, share.r1, tc * 16u, row_bytes);
-    stream_4bit up;
-    if (swiglu) up = stream_of<Nested>(q, 1u, share.r0, share.r1, tc * 16u, row_bytes);
+    // The team's rows (SwiGLU: the gate rows, up read beside them).
+    stream_4bit cur = stream_of<Nested>(q, share.m, share.r0, tc * 16u, row_bytes);
+    const std::uint64_t up_packed = up_distance(q.m[0].packed, q.m[1].packed);
     ring_4bit<U, Nested> ring;
-    // Slot u's next row from its stream: one load, one scale, one pointer step.
-    auto load_from = [&](stream_4bit& cur, std::uint32_t book_u, int u) {
+    // Slot u's row: one load and one scale, then (after the up slot in SwiGLU mode) one pointer step. Up rows take
+    // member 1's scales straight from the parameters.
+    auto load = [&](int u) {
+        const bool up = is_up_slot(swiglu, u);
         uint4 v = make_uint4(0, 0, 0, 0);
         float a = 0.0f;
         std::uint32_t c = 0;
-        if (cur.todo > 0) {
-            v = detail::load_nc16(cur.packed);
+        if (cur.row < share.r1) {
+            v = detail::load_nc16(up ? at_distance(cur.packed, up_packed) : cur.packed);
             const auto block =
                 static_cast<std::uint32_t>((static_cast<std::uint64_t>(cur.row) * cols + col0) >> log2bs);
             if constexpr (Nested) {
-                c = book_u + __ldg(cur.scales + block);
-                a = __ldg(cur.nested_absmax + (block >> p.nested_log2));
+                c = (up ? k_spare_nested + 256u : team_book) + __ldg((up ? q.m[1].codes : cur.scales) + block);
+                a = __ldg((up ? q.m[1].nested_absmax : cur.nested_absmax) + (block >> p.nested_log2));
             } else {
-                a = __ldg(reinterpret_cast<const float*>(cur.scales) + block);
+                a = __ldg((up ? q.m[1].absmax : reinterpret_cast<const float*>(cur.scales)) + block);
             }
-            --cur.todo;
+        }
+        if (!swiglu || up) {
             ++cur.row;
             cur.packed += row_bytes;
         }
         ring.w[u] = v;
         ring.a[u] = a;
         if constexpr (Nested) ring.c[u] = c;
-    };
-    // Two explicit calls, not a reference picked at run time: that would put the cursors in local memory.
-    auto load = [&](int u) {
-        if (swiglu && u >= U / 2)
-            load_from(up, k_spare_nested + 256u, u);
-        else
-            load_from(main, team_book, u);
     };
 
     // Rows of later batches into L2: thread t < U of a team takes slot t's row (weights, then its scales when a row
@@ -512,8 +570,9 @@ struct team_int8_group {
     float threshold = 0.0f;
 };
 
-template <int U, bool Capped>
-__global__ void QB_TEAM_BOUNDS(Capped)
+// Swiglu: as the 4-bit kernel.
+template <int U, bool Swiglu, int Regs>
+__global__ void QB_TEAM_BOUNDS(Regs)
     gemv_int8_team_kernel(team_int8_group gw, const __half* x, team_args p) {
     __shared__ float part[2][U][k_team_max_warps];
     __shared__ float amax_s[k_team_max_warps];
@@ -525,25 +584,33 @@ __global__ void QB_TEAM_BOUNDS(Capped)
     const unsigned g = blockIdx.x * teams_per_cta + team;
     const unsigned k = gw.k;
     const float threshold = gw.threshold;
-    const bool swiglu = p.swiglu != 0;
+    constexpr bool swiglu = Swiglu;
     const unsigned half_chunks = k / 32;
     const bool active = t < half_chunks;
     const unsigned tc = active ? t : half_chunks - 1;
     const unsigned c0 = tc * 16u, c1 = (tc + half_chunks) * 16u;
     const team_work share = work_of(p, gw.m[0].rows, gw.m[1].rows, gw.m[2].rows, g);
 
-    // The team's member (SwiGLU: gate) and, in SwiGLU mode, up: picked once, not per load.
-    const std::int8_t* const main_cb = pick3(share.m, gw.m[0].cb, gw.m[1].cb, gw.m[2].cb);
-    const std::int8_t* const up_cb = gw.m[1].cb;
+    // The team's rows as in the 4-bit kernel: this thread's chunk c0 of the next row (c1 lies k / 2 bytes further),
+    // the row, one pointer step per row; SwiGLU: the gate rows, each up row at a fixed distance.
+    const std::int8_t* next = pick3(share.m, gw.m[0].cb, gw.m[1].cb, gw.m[2].cb) +
+                              static_cast<std::uint64_t>(share.r0) * k + c0;
+    unsigned next_row = share.r0;
+    const std::uint64_t up_cb = up_distance(gw.m[0].cb, gw.m[1].cb);
+    const unsigned c1_offset = c1 - c0;
 
     ring_int8<U> ring;
-    auto load = [&](int u, unsigned b) {
-        const slot_place s = place_of<U>(swiglu, b, static_cast<unsigned>(u), share);
+    auto load = [&](int u) {
+        const bool up = is_up_slot(swiglu, u);
         uint4 va = make_uint4(0, 0, 0, 0), vb = make_uint4(0, 0, 0, 0);
-        if (s.valid) {
-            const std::int8_t* row = (s.m == share.m ? main_cb : up_cb) + static_cast<std::uint64_t>(s.row) * k;
-            va = detail::load_nc16(row + c0);
-            vb = detail::load_nc16(row + c1);
+        if (next_row < share.r1) {
+            const std::int8_t* src = up ? at_distance(next, up_cb) : next;
+            va = detail::load_nc16(src);
+            vb = detail::load_nc16(src + c1_offset);
+        }
+        if (!swiglu || up) {
+            ++next_row;
+            next += k;
         }
         ring.a[u] = va;
         ring.b[u] = vb;
@@ -561,7 +628,7 @@ __global__ void QB_TEAM_BOUNDS(Capped)
         return s.valid ? __ldg(pick3(s.m, gw.m[0].scb, gw.m[1].scb, gw.m[2].scb) + s.row) : 0.0f;
     };
 #pragma unroll
-    for (int u = 0; u < U; ++u) load(u, 0);
+    for (int u = 0; u < U; ++u) load(u);
     for (int pb = 1; pb <= p.prefetch && pb < p.batches; ++pb) prefetch(pb);
     float sc = scb_of(0);
 
@@ -653,10 +720,15 @@ __global__ void QB_TEAM_BOUNDS(Capped)
                     fa = fmaf(make_pick(j, x, c0, c1).x, picked_weight(ring.a[u], ring.b[u], j), fa);
                 }
             } else {
-                if (warp_one) fa = fmaf(o0.x, picked_weight(ring.a[u], ring.b[u], o0.j), fa);
-                if (warp_two) fa = fmaf(o1.x, picked_weight(ring.a[u], ring.b[u], o1.j), fa);
+                // The columns go through an empty asm per row: without it the compiler hoists each pick's word and
+                // byte selection out of the loop (four registers per pick, held for the whole kernel), which made
+                // the <= 64-register kernels spill the activations; recomputing it is a few integer instructions.
+                int j0 = o0.j, j1 = o1.j;
+                asm volatile("" : "+r"(j0), "+r"(j1));
+                if (warp_one) fa = fmaf(o0.x, picked_weight(ring.a[u], ring.b[u], j0), fa);
+                if (warp_two) fa = fmaf(o1.x, picked_weight(ring.a[u], ring.b[u], j1), fa);
             }
-            if (more) load(u, static_cast<unsigned>(b + 1));
+            if (more) load(u);
             sums[u] = fmaf(static_cast<float>(ia), int_scale, fa * out_scale);
         }
         const float v = transpose_sum<U>(sums, static_cast<int>(lane));
@@ -682,33 +754,41 @@ struct team_config {
     int rows_in_flight;  // U (template)
     int cta_target;      // threads per CTA wanted (teams are packed up to it)
     int ctas_per_sm;     // grid = SMs * this (capped by occupancy)
-    bool capped;         // 80-register kernel (CTAs up to 384 threads), else 128 registers (up to 512)
+    int regs;            // register budget of the kernel (k_budgets: 128, 80, 64 or 56)
     int prefetch;        // L2 prefetch distance in batches
     const char* name;
 };
 
-// 0 is the default: the fastest of these over the 7B linear stack on the H200 (PERF_NOTES.md, v3 run 2; capping
-// registers for co-residency and the L2 prefetch both measured slower).
+// 0 is the default: the fastest of the first six over the 7B linear stack on the H200 (PERF_NOTES.md, v3 run 2;
+// capping registers for co-residency and the L2 prefetch both measured slower). The 32-warp shapes (6, 7) are not yet
+// measured.
 constexpr team_config k_configs[] = {
-    {8, 256, 2, false, 0, "team-u8-c256x2"},
-    {8, 256, 2, true, 0, "team-u8-c256x2-r80"},
-    {8, 256, 3, true, 0, "team-u8-c256x3-r80"},
-    {8, 256, 2, true, 2, "team-u8-c256x2-r80-p2"},
-    {8, 256, 3, true, 2, "team-u8-c256x3-r80-p2"},
-    {8, 128, 4, true, 2, "team-u8-c128x4-r80-p2"},
+    {8, 256, 2, 128, 0, "team-u8-c256x2"},
+    {8, 256, 2, 80, 0, "team-u8-c256x2-r80"},
+    {8, 256, 3, 80, 0, "team-u8-c256x3-r80"},
+    {8, 256, 2, 80, 2, "team-u8-c256x2-r80-p2"},
+    {8, 256, 3, 80, 2, "team-u8-c256x3-r80-p2"},
+    {8, 128, 4, 80, 2, "team-u8-c128x4-r80-p2"},
+    {4, 512, 2, 64, 0, "team-u4-c512x2-r64"},
+    {2, 384, 3, 56, 0, "team-u2-c384x3-r56"},
 };
 constexpr int k_config_count = sizeof(k_configs) / sizeof(k_configs[0]);
+static_assert(k_config_count == k_gemv_team_config_count, "bnb_kernels.cuh numbers the 4-bit variants after the team configs");
 
 // int8 configs: 32 bytes per row and thread, so half the rows in flight for the same registers.
 constexpr team_config k_int8_configs[] = {
-    {8, 256, 2, false, 0, "team-u8-c256x2"},
-    {8, 256, 2, false, 2, "team-u8-c256x2-p2"},
-    {4, 256, 3, true, 2, "team-u4-c256x3-r80-p2"},
-    {4, 256, 3, true, 0, "team-u4-c256x3-r80"},
-    {8, 256, 1, false, 2, "team-u8-c256x1-p2"},
-    {4, 128, 4, true, 2, "team-u4-c128x4-r80-p2"},
+    {8, 256, 2, 128, 0, "team-u8-c256x2"},
+    {8, 256, 2, 128, 2, "team-u8-c256x2-p2"},
+    {4, 256, 3, 80, 2, "team-u4-c256x3-r80-p2"},
+    {4, 256, 3, 80, 0, "team-u4-c256x3-r80"},
+    {8, 256, 1, 128, 2, "team-u8-c256x1-p2"},
+    {4, 128, 4, 80, 2, "team-u4-c128x4-r80-p2"},
+    {2, 512, 2, 64, 0, "team-u2-c512x2-r64"},
+    {2, 384, 3, 56, 0, "team-u2-c384x3-r56"},
 };
-static_assert(sizeof(k_int8_configs) == sizeof(k_configs));
+// One index space for both (gemv_team_configs() counts the shapes of either kernel).
+static_assert(sizeof(k_int8_configs) / sizeof(k_int8_configs[0]) == k_config_count,
+              "the 4-bit and int8 tables share gemv_team_configs()");
 
 int sm_count() {
     static const int sms = [] {
@@ -813,14 +893,14 @@ int member_rows_of(const Group& q, bool swiglu, std::int64_t (&rows)[k_team_max_
 
 using kernel_4bit_t = void (*)(team_4bit_group, const __half*, team_args);
 
-template <int U, bool Capped>
+template <int U, int Regs>
 void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, bool swiglu,
                         const __half* x, const launch_options& o, team_config c, const team_geometry& gm) {
     const kernel_4bit_t kernel =
-        nested ? gemv_4bit_team_kernel<U, true, Capped> : gemv_4bit_team_kernel<U, false, Capped>;
+        nested ? (swiglu ? gemv_4bit_team_kernel<U, true, true, Regs> : gemv_4bit_team_kernel<U, true, false, Regs>)
+               : (swiglu ? gemv_4bit_team_kernel<U, false, true, Regs> : gemv_4bit_team_kernel<U, false, false, Regs>);
     team_args a;
     a.nested_log2 = nested_log2;
-    a.swiglu = swiglu ? 1 : 0;
     if (swiglu) c.rows_in_flight = U / 2;
     int grid = 0;
     std::int64_t rows[k_team_max_members] = {};
@@ -830,20 +910,56 @@ void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, 
                   k_team_lut_bytes, o, q, x, a);
 }
 
+// The kernel instantiations, by rows in flight and register budget. Every config's pair, and the pair of its wide
+// budget, must be here (checked at compile time below), so a config never silently runs another shape.
+template <class Launch>
+struct team_instance {
+    int rows_in_flight;
+    int regs;
+    Launch launch;
+};
+template <class Instance, std::size_t N>
+constexpr const Instance* instance_of(const Instance (&instances)[N], int rows_in_flight, int regs) {
+    for (const Instance& i : instances)
+        if (i.rows_in_flight == rows_in_flight && i.regs == regs) return &i;
+    return nullptr;
+}
+template <class Instance, std::size_t N, std::size_t M>
+constexpr bool every_config_instantiated(const Instance (&instances)[N], const team_config (&configs)[M]) {
+    for (const team_config& c : configs) {
+        if (budget_of(c.regs).regs != c.regs) return false;
+        if (!instance_of(instances, c.rows_in_flight, c.regs) ||
+            !instance_of(instances, c.rows_in_flight, budget_of(c.regs).wide))
+            return false;
+    }
+    return true;
+}
+/// The budget a config runs with at this geometry: its own, or the wide one where a team does not fit its CTAs.
+int regs_for(const team_config& c, const team_geometry& gm) {
+    const team_budget b = budget_of(c.regs);
+    return gm.cta_threads > b.max_threads ? b.wide : c.regs;
+}
+
+using launch_4bit_t = void (*)(const team_4bit_group&, bool, int, bool, const __half*, const launch_options&,
+                               team_config, const team_geometry&);
+constexpr team_instance<launch_4bit_t> k_4bit_instances[] = {
+    {8, 128, launch_4bit_config<8, 128>},
+    {8, 80, launch_4bit_config<8, 80>},
+    {4, 64, launch_4bit_config<4, 64>},
+    {2, 56, launch_4bit_config<2, 56>},
+    {2, 64, launch_4bit_config<2, 64>},  // the wide kernel of the 56-register config (K > 12288)
+};
+static_assert(every_config_instantiated(k_4bit_instances, k_configs), "a 4-bit config has no kernel");
+
 void run_4bit(const team_4bit_group& q, bool nested, int nested_log2, std::int64_t work_rows, bool swiglu,
               const __half* x, const launch_options& o, int config) {
     if (config < 0 || config >= k_config_count)
         throw std::invalid_argument("launch_gemv_4bit_team: config " + std::to_string(config) + " does not exist");
     if (work_rows <= 0) return;
     team_config c = k_configs[config];
-    const team_geometry gm = shape_of(q.cols / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
-    if (gm.cta_threads > 384) c.capped = false;  // a wide row needs the 512-thread kernel
-    switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
-        case 9: launch_4bit_config<4, true>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
-        case 16: launch_4bit_config<8, false>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
-        case 17: launch_4bit_config<8, true>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
-        default: launch_4bit_config<4, false>(q, nested, nested_log2, swiglu, x, o, c, gm); break;
-    }
+    const team_geometry gm = shape_of(q.cols / 32, c.cta_target, budget_of(c.regs).max_threads);
+    c.regs = regs_for(c, gm);
+    instance_of(k_4bit_instances, c.rows_in_flight, c.regs)->launch(q, nested, nested_log2, swiglu, x, o, c, gm);
 }
 
 // The group of `count` 4-bit weights (checked by gemv_4bit_team_groupable), outputs ys (may be null in SwiGLU mode).
@@ -875,12 +991,11 @@ team_4bit_group group_4bit(const device_4bit_view* ws, int count, __half* const*
 
 using kernel_int8_t = void (*)(team_int8_group, const __half*, team_args);
 
-template <int U, bool Capped>
+template <int U, int Regs>
 void launch_int8_config(const team_int8_group& q, bool swiglu, const __half* x,
                         const launch_options& o, team_config c, const team_geometry& gm) {
-    const kernel_int8_t kernel = gemv_int8_team_kernel<U, Capped>;
+    const kernel_int8_t kernel = swiglu ? gemv_int8_team_kernel<U, true, Regs> : gemv_int8_team_kernel<U, false, Regs>;
     team_args a;
-    a.swiglu = swiglu ? 1 : 0;
     if (swiglu) c.rows_in_flight = U / 2;
     int grid = 0;
     std::int64_t rows[k_team_max_members] = {};
@@ -890,20 +1005,27 @@ void launch_int8_config(const team_int8_group& q, bool swiglu, const __half* x,
                   a);
 }
 
+// U = 8 has no 80-register kernel (it spilled there); no config asks for one.
+using launch_int8_t = void (*)(const team_int8_group&, bool, const __half*, const launch_options&, team_config,
+                               const team_geometry&);
+constexpr team_instance<launch_int8_t> k_int8_instances[] = {
+    {8, 128, launch_int8_config<8, 128>},
+    {4, 128, launch_int8_config<4, 128>},
+    {4, 80, launch_int8_config<4, 80>},
+    {2, 64, launch_int8_config<2, 64>},
+    {2, 56, launch_int8_config<2, 56>},
+};
+static_assert(every_config_instantiated(k_int8_instances, k_int8_configs), "an int8 config has no kernel");
+
 void run_int8(const team_int8_group& q, std::int64_t work_rows, bool swiglu, const __half* x,
               const launch_options& o, int config) {
     if (config < 0 || config >= k_config_count)
         throw std::invalid_argument("launch_gemv_int8_fused: config " + std::to_string(config) + " does not exist");
     if (work_rows <= 0) return;
     team_config c = k_int8_configs[config];
-    const team_geometry gm = shape_of(q.k / 32, c.cta_target, c.capped ? 384 : k_team_max_threads);
-    if (gm.cta_threads > 384) c.capped = false;
-    switch (c.rows_in_flight * 2 + (c.capped ? 1 : 0)) {
-        case 9: launch_int8_config<4, true>(q, swiglu, x, o, c, gm); break;
-        case 16: launch_int8_config<8, false>(q, swiglu, x, o, c, gm); break;
-        case 17: launch_int8_config<8, false>(q, swiglu, x, o, c, gm); break;  // U8 spills at 80
-        default: launch_int8_config<4, false>(q, swiglu, x, o, c, gm); break;
-    }
+    const team_geometry gm = shape_of(q.k / 32, c.cta_target, budget_of(c.regs).max_threads);
+    c.regs = regs_for(c, gm);
+    instance_of(k_int8_instances, c.rows_in_flight, c.regs)->launch(q, swiglu, x, o, c, gm);
 }
 
 team_int8_group group_int8(const int8_team_weight* ws, int count, std::int64_t k, float threshold,

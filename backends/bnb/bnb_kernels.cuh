@@ -63,12 +63,15 @@ void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m
                       int variant = 0);
 /// "team-..." (v3, batch 1), "warp-r2-u2" (v2), "block-r2" (v1).
 const char* gemv_4bit_variant_name(int variant);
-inline constexpr int k_gemv_4bit_variants = 8;
 
 // ---- batch-1 team kernels (bnb_gemv_team.cu) ----------------------------------------------------------------------
 
-/// Launch shapes of the team kernels: 0 is the default; the others exist for benchmarks.
+/// Launch shapes of the team kernels (4-bit and int8 tables alike): 0 is the default; the others exist for benchmarks.
+inline constexpr int k_gemv_team_config_count = 8;
 int gemv_team_configs();
+/// Batch-1 4-bit variant ids: the team configs, then v2 ("warp-r2-u2") and v1 ("block-r2") for comparison.
+inline constexpr int k_gemv_4bit_v2_id = k_gemv_team_config_count, k_gemv_4bit_v1_id = k_gemv_team_config_count + 1;
+inline constexpr int k_gemv_4bit_variants = k_gemv_team_config_count + 2;
 const char* gemv_team_config_name(int config);
 /// Whether the 4-bit team kernel handles this weight: K % 32 == 0 and K <= 16384.
 bool gemv_4bit_team_supported(const device_4bit_view& w);

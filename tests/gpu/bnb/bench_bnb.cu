@@ -241,6 +241,13 @@ struct weights_4bit {
     }
 };
 
+// A 4-bit launch by variant id (bnb_kernels.cuh: the team configs at batch 1, then v2 and v1).
+void launch_4bit_variant(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o,
+                         int variant) {
+    launch_gemv_4bit(w, x, m, y, o, variant);
+}
+const char* variant_name_4bit(int variant) { return gemv_4bit_variant_name(variant); }
+
 // Args: shape, type (0 nf4, 1 fp4), dq, m, kernel variant (0 = default; gemv_4bit_variant_name), graph (1: 20
 // launches in a CUDA graph with PDL, as in a decode step; 0: launched one by one, launch gaps included).
 void BM_bnb_gemv_4bit(benchmark::State& state) {
@@ -254,17 +261,17 @@ void BM_bnb_gemv_4bit(benchmark::State& state) {
     weights_4bit w(s.n, s.k, t, dq, copies_for(one));
     dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
     fill_half(x.get(), x.size(), 3, 1.0f);
-    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq) + " " + gemv_4bit_variant_name(variant) +
+    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq) + " " + variant_name_4bit(variant) +
                    (graph ? " graph+pdl" : ""));
     if (graph) {
         run_graph_timed(state, static_cast<double>(w.bytes), true, [&](int i, const launch_options& o) {
-            launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), o, variant);
+            launch_4bit_variant(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), o, variant);
         });
         return;
     }
     run_timed(state, static_cast<double>(w.bytes), [&](int i) {
-        launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), {nullptr, false},
-                         variant);
+        launch_4bit_variant(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), {nullptr, false},
+                            variant);
     });
 }
 
@@ -484,7 +491,7 @@ void BM_linear_stack_7b(benchmark::State& state) {
     const int variant = static_cast<int>(state.range(2));
     constexpr int layers = k_stack_layers;
     const auto& per_layer = k_stack_per_layer;
-    std::string kernel = format >= 1 && format <= 3 ? gemv_4bit_variant_name(variant)
+    std::string kernel = format >= 1 && format <= 3 ? variant_name_4bit(variant)
                          : format >= 4 ? (variant < 0 ? "quant+gemv" : gemv_int8_fused_config_name(variant))
                                        : "";
     state.SetLabel(std::string("7b linears+f16 head ") + k_stack_names[format] + (pdl ? " pdl " : " ") + kernel);
@@ -512,7 +519,7 @@ void BM_linear_stack_7b(benchmark::State& state) {
             for (const shape& s : per_layer) {
                 // x is reused as every layer's input (values do not matter for speed; all layers read it).
                 if (format == 0) launch_f16_gemv(w16[i]->w[0].get(), x.get(), y.get(), 1, s.n, s.k, o);
-                else if (format <= 3) launch_gemv_4bit(w4[i]->views[0], x.get(), 1, y.get(), o, variant);
+                else if (format <= 3) launch_4bit_variant(w4[i]->views[0], x.get(), 1, y.get(), o, variant);
                 else if (variant >= 0) {
                     launch_gemv_int8_fused(w8[i]->cb[0].get(), w8[i]->scb[0].get(), s.n, s.k, x.get(), threshold,
                                            y.get(), o, variant);
@@ -645,28 +652,93 @@ void fused_stack_args(benchmark::internal::Benchmark* b) {
     b->Args({1, 0, 0});
 }
 
-void gemv_args(benchmark::internal::Benchmark* b) {
+// Launch shapes in the order the device call measures them (it has a time limit): the default and the 32-warp
+// shapes (register budgets of 64 and 56, bnb_gemv_team.cu) first, the older experimental shapes after. Found by name,
+// so the lists follow the config tables.
+bool is_32_warp_config(const char* name) { return std::strstr(name, "-r64") != nullptr || std::strstr(name, "-r56") != nullptr; }
+std::vector<int> team_configs_where(const char* (*name)(int), bool first) {
+    std::vector<int> configs;
+    for (int c = 0; c < gemv_team_configs(); ++c)
+        if ((c == 0 || is_32_warp_config(name(c))) == first) configs.push_back(c);
+    return configs;
+}
+// The variant id of the v2 batch-1 kernel (gemv_4bit_variant_name), or -1 while the team configs cover every id.
+int v2_variant() {
+    for (int v = 0; v < k_gemv_4bit_variants; ++v)
+        if (std::strcmp(gemv_4bit_variant_name(v), "warp-r2-u2") == 0) return v;
+    return -1;
+}
+
+// Per layer, first: nf4, nf4-dq and fp4 in the default and the 32-warp shapes, graph + PDL.
+void gemv_args_first(benchmark::internal::Benchmark* b) {
     b->ArgNames({"shape", "fp4", "dq", "m", "variant", "graph"});
-    for (int s = 0; s < 3; ++s) {
-        for (int v = 0; v < k_gemv_4bit_variants; ++v) b->Args({s, 0, 0, 1, v, 1});
-        for (int v = 0; v < gemv_team_configs(); ++v) {
+    for (int s = 0; s < 3; ++s)
+        for (int v : team_configs_where(gemv_team_config_name, true)) {
+            b->Args({s, 0, 0, 1, v, 1});
             b->Args({s, 0, 1, 1, v, 1});
             b->Args({s, 1, 0, 1, v, 1});
         }
-        for (int v : {0, 6}) b->Args({s, 0, 0, 1, v, 0});
+}
+// Then the older shapes, the variants past the team configs, no graph, batches.
+void gemv_args_rest(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"shape", "fp4", "dq", "m", "variant", "graph"});
+    const int v2 = v2_variant();
+    for (int s = 0; s < 3; ++s) {
+        for (int v : team_configs_where(gemv_team_config_name, false)) {
+            b->Args({s, 0, 0, 1, v, 1});
+            b->Args({s, 0, 1, 1, v, 1});
+            b->Args({s, 1, 0, 1, v, 1});
+        }
+        for (int v = gemv_team_configs(); v < k_gemv_4bit_variants; ++v) b->Args({s, 0, 0, 1, v, 1});
+        b->Args({s, 0, 0, 1, 0, 0});
+        if (v2 >= 0) b->Args({s, 0, 0, 1, v2, 0});
         for (int m : {2, 8}) b->Args({s, 0, 0, m, 0, 0});
     }
 }
 
-// Most telling first (the device call has a time limit): the defaults with and without PDL, then every config.
-void stack_args(benchmark::internal::Benchmark* b) {
+// Fused int8, first: the default and the 32-warp shapes, graph + PDL, both thresholds.
+void int8_fused_args_first(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"shape", "t10", "config", "graph"});
+    for (int s = 0; s < 3; ++s)
+        for (int t10 : {60, 0})
+            for (int c : team_configs_where(gemv_int8_fused_config_name, true)) b->Args({s, t10, c, 1});
+}
+void int8_fused_args_rest(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"shape", "t10", "config", "graph"});
+    for (int s = 0; s < 3; ++s)
+        for (int t10 : {60, 0}) {
+            for (int c : team_configs_where(gemv_int8_fused_config_name, false)) b->Args({s, t10, c, 1});
+            b->Args({s, t10, 0, 0});
+        }
+}
+
+// Formats (BM_linear_stack_7b): 1 nf4, 2 nf4-dq, 3 fp4, 4 int8-t6, 5 int8-t0.
+constexpr int k_stack_nf4 = 1, k_stack_int8_t6 = 4;
+
+// The stack, first: the defaults with PDL, fp16, then the 32-warp shapes for nf4 and int8-t6, then for the rest.
+void stack_args_first(benchmark::internal::Benchmark* b) {
     b->ArgNames({"format", "pdl", "variant"});
     for (int f = 1; f <= 5; ++f) b->Args({f, 1, 0});
     b->Args({0, 1, 0});
+    const std::vector<int> new_4bit = team_configs_where(gemv_team_config_name, true);
+    const std::vector<int> new_int8 = team_configs_where(gemv_int8_fused_config_name, true);
+    auto new_shapes = [&](int f) {
+        for (int v : f >= 4 ? new_int8 : new_4bit)
+            if (v != 0) b->Args({f, 1, v});
+    };
+    new_shapes(k_stack_nf4);
+    new_shapes(k_stack_int8_t6);
     for (int f = 1; f <= 5; ++f)
-        for (int v = 1; v < gemv_team_configs(); ++v) b->Args({f, 1, v});
+        if (f != k_stack_nf4 && f != k_stack_int8_t6) new_shapes(f);
+}
+// Then every older shape, no PDL, v2 and the two-kernel int8 path.
+void stack_args_rest(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"format", "pdl", "variant"});
+    for (int f = 1; f <= 5; ++f)
+        for (int v : team_configs_where(f >= 4 ? gemv_int8_fused_config_name : gemv_team_config_name, false))
+            if (v != 0) b->Args({f, 1, v});
     for (int f = 0; f <= 5; ++f) b->Args({f, 0, 0});
-    b->Args({1, 0, 6});  // v2 as last measured
+    if (const int v2 = v2_variant(); v2 >= 0) b->Args({1, 0, v2});  // v2 as last measured
     b->Args({4, 1, -1});  // int8 two-kernel path
     b->Args({5, 1, -1});
 }
@@ -674,12 +746,16 @@ void stack_args(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 // Fixed iteration counts: each benchmark function runs once (its setup fills hundreds of MB of weights).
-// The fused stack first: it carries its own unfused reference (the device call has a time limit).
+// Registered in the order the device call (which has a time limit) should measure them: the stack's defaults and
+// 32-warp shapes, the fused stack (it carries its own unfused reference), the per-layer defaults and 32-warp shapes,
+// then the older experimental shapes.
+BENCHMARK(BM_linear_stack_7b)->Apply(stack_args_first)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(50);
 BENCHMARK(BM_linear_stack_7b_fused)->Apply(fused_stack_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(50);
-BENCHMARK(BM_linear_stack_7b)->Apply(stack_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(50);
-BENCHMARK(BM_bnb_gemv_4bit)->Apply(gemv_args)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
-BENCHMARK(BM_bnb_int8_fused)->ArgNames({"shape", "t10", "config", "graph"})->ArgsProduct({{0, 1, 2}, {60, 0}, {0, 1, 2, 3, 4}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
-BENCHMARK(BM_bnb_int8_fused)->ArgNames({"shape", "t10", "config", "graph"})->ArgsProduct({{0, 1, 2}, {60, 0}, {0}, {0}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_gemv_4bit)->Apply(gemv_args_first)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_int8_fused)->Apply(int8_fused_args_first)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_linear_stack_7b)->Apply(stack_args_rest)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(50);
+BENCHMARK(BM_bnb_gemv_4bit)->Apply(gemv_args_rest)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
+BENCHMARK(BM_bnb_int8_fused)->Apply(int8_fused_args_rest)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
 BENCHMARK(BM_bnb_int8)->ArgNames({"shape", "m", "t10", "variant"})->ArgsProduct({{0, 1, 2}, {1}, {60, 0}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
 BENCHMARK(BM_fp16_gemv)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);
 BENCHMARK(BM_fp16_cublas)->ArgNames({"shape", "m"})->ArgsProduct({{0, 1, 2}, {1}})->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(60);

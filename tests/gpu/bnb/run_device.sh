@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One device call for the bnb backend: GPU kernel tests, the fused-linear tests (forward_group / forward_swiglu
-# bit-identical to the separate path), the benchmarks (Llama-7B linear stack fused and unfused first, then the
-# per-layer kernels), the device-linear tests, a SASS opcode census of the batch-1 kernels, and a short table at the
-# end. Expects the bundle made by
+# bit-identical to the separate path), the benchmarks in bench_bnb's registration order (the Llama-7B linear stack in
+# the default and the 32-warp launch shapes, the fused stack, the per-layer kernels in those shapes, then the older
+# experimental shapes, so a run cut off by BENCH_LIMIT loses only those), the device-linear tests, a SASS opcode census
+# of the batch-1 kernels, and a short table at the end. Expects the bundle made by
 #   QBENCH_BUNDLE_NAME=bnb scripts/device/bundle.sh test_gpu_bnb_kernels test_gpu_bnb_linear test_gpu_bnb_fused \
 #     test_gpu_bnb_pdl bench_bnb
 # usage (on the GPU machine, repository root): tests/gpu/bnb/run_device.sh [bench filter]

@@ -157,6 +157,9 @@ TEST_CASE("gpu bnb: fused 4-bit GEMV against the reference", "[gpu][bnb]") {
     cases.push_back({{130, 96}, quant_type::nf4, false, 32});
     cases.push_back({{37, 4096}, quant_type::nf4, true, 256});
     cases.push_back({{19, 1024}, quant_type::fp4, true, 4096});
+    // The widest team (512 threads): too wide for the 384-thread kernels, whose configs then run their wide kernel.
+    cases.push_back({{7, 16384}, quant_type::nf4, true});
+    cases.push_back({{9, 16384}, quant_type::fp4, false});
     for (const gemv_case& gc : cases) {
         const std::int64_t n = gc.s.n, k = gc.s.k, mmax = 8;
         const quant_4bit_weight w = quantize_4bit_ref(weights(n * k, 1.0f / 64.0f), n, k, {gc.t, gc.bs, gc.dq});
@@ -171,9 +174,9 @@ TEST_CASE("gpu bnb: fused 4-bit GEMV against the reference", "[gpu][bnb]") {
             int variant;
         };
         std::vector<run> runs;
-        for (int v = 0; v < k_gemv_4bit_variants; ++v) runs.push_back({1, v});
+        for (int v = 0; v < k_gemv_4bit_variants; ++v) runs.push_back({1, v});  // every team config, v2, v1
         for (std::int64_t m : {2, 3, 4, 8}) runs.push_back({m, 0});
-        for (std::int64_t m : {2, 8}) runs.push_back({m, 7});  // the v1 kernel at a batch
+        for (std::int64_t m : {2, 8}) runs.push_back({m, k_gemv_4bit_v1_id});  // the v1 kernel at a batch
         for (const run r : runs) {
             dev<__half> y(static_cast<std::size_t>(r.m * n));
             y.poison();
@@ -246,6 +249,7 @@ TEST_CASE("gpu bnb: int8 weight and activation quantization match the reference"
 TEST_CASE("gpu bnb: LLM.int8() GEMV and GEMM paths against the reference", "[gpu][bnb]") {
     std::vector<shape> shapes(std::begin(k_real), std::end(k_real));
     shapes.insert(shapes.end(), std::begin(k_awkward), std::end(k_awkward));
+    shapes.push_back({5, 16384});  // the widest fused team (512 threads): the 384-thread configs run their wide kernel
     cublasLtHandle_t lt = nullptr;
     REQUIRE(cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS);
     dev<std::uint8_t> ws(32u << 20);

@@ -8,7 +8,8 @@
 #     test_gpu_bnb_pdl bench_bnb
 # usage (on the GPU machine, repository root): tests/gpu/bnb/run_device.sh [bench filter]
 # Time limits (seconds) by environment: KERNEL_TEST_LIMIT, FUSED_TEST_LIMIT, PDL_TEST_LIMIT, BENCH_LIMIT,
-# LINEAR_TEST_LIMIT.
+# LINEAR_TEST_LIMIT; STACK_REPEAT=0 skips the second pass of the stack. BNB_BUNDLE names the bundle directory
+# (e.g. .device-bundle-built, what scripts/device/build_on_device.sh makes on the GPU machine).
 set -uo pipefail
 bundle=${BNB_BUNDLE:-.device-bundle-bnb}
 out=${OUT:-/tmp/bnb-out}
@@ -33,10 +34,12 @@ timeout ${BENCH_LIMIT:-170} "$bundle/bin/bench_bnb" --benchmark_filter="$filter"
   --benchmark_out_format=json --benchmark_counters_tabular=true > "$out/bench_bnb.txt" 2>&1
 echo "bench_bnb: exit $? ($(( $(date +%s) - start )) s)"
 head -2 "$out/bench_bnb.txt"
-# The stack once more, for the run-to-run spread.
-timeout 90 "$bundle/bin/bench_bnb" --benchmark_filter='BM_linear_stack_7b' --benchmark_out="$out/stack_repeat.json" \
-  --benchmark_out_format=json > /dev/null 2>&1
-echo "stack repeat: exit $?"
+# The stack once more, for the run-to-run spread (STACK_REPEAT=0 skips it).
+if [ "${STACK_REPEAT:-1}" != 0 ]; then
+  timeout 90 "$bundle/bin/bench_bnb" --benchmark_filter='BM_linear_stack_7b' --benchmark_out="$out/stack_repeat.json" \
+    --benchmark_out_format=json > /dev/null 2>&1
+  echo "stack repeat: exit $?"
+fi
 run_test test_gpu_bnb_linear ${LINEAR_TEST_LIMIT:-50}
 if command -v cuobjdump >/dev/null; then
   # Opcode census per batch-1 kernel (the instructions a 16-byte chunk costs are the loop body's).

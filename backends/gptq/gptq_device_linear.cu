@@ -168,13 +168,14 @@ int a_ctas(const device_context& context, int bits, bool bypass_l1, int mtiles, 
     return ctas;
 }
 
-/// Fused q/k/v and gate/up launches (fused_linear), QBENCH_GPTQ_FUSE: "0" never, "1" always, unset: for v3 layers
-/// only. Measured on the H200 (BM_decode_7b_fused, 2026-11-22) v2's fused kernel was 2-5% slower than separate
-/// launches at 2/3/4 bits and 1.4% faster at 8 bits (its pieces switch pointers inside the loop); v3's group launch
-/// gives each CTA one member and runs the single kernel's loop unchanged (PERF_NOTES.md, seventh session).
-bool gptq_fusion_enabled(bool v3) {
+/// Fused q/k/v and gate/up launches (fused_linear), QBENCH_GPTQ_FUSE: "0" never, "1" always, unset: where measured
+/// faster than separate launches, i.e. v3 layers and v2 layers of 8 bits. v2's fused kernel (pieces that switch
+/// pointers inside the loop) was 2-5% slower at 2/3/4 bits on the H200 (BM_decode_7b_fused, 2026-11-22) and faster at
+/// 8 bits (H200 1.4%; H100 3.5%, seventh session); v3's group launch gives each CTA one member and runs the single
+/// kernel's loop unchanged (7B step linears -10.5% at beam 1 on the H100; PERF_NOTES.md, seventh session).
+bool gptq_fusion_enabled(bool v3, std::int64_t bits) {
     const char* v = std::getenv("QBENCH_GPTQ_FUSE");
-    if (v == nullptr || *v == '\0') return v3;
+    if (v == nullptr || *v == '\0') return v3 || bits == 8;
     return std::string(v) == "1";
 }
 
@@ -433,7 +434,7 @@ public:
     // q, k and v (any linears of this input) in one launch of the v2 kernel; outputs equal the separate forwards.
     bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
                        CUstream_st* stream) override {
-        if (!gptq_fusion_enabled(m_version == kernel_version::v3)) return false;
+        if (!gptq_fusion_enabled(m_version == kernel_version::v3, m_plan.bits)) return false;
         if (count < 0 || count + 1 > k_mma_max_segments || ys == nullptr || (count > 0 && others == nullptr)) return false;
         const gptq_device_linear* members[k_mma_max_segments] = {this, nullptr, nullptr};
         for (int i = 0; i < count; ++i) {
@@ -451,7 +452,7 @@ public:
 
     // gate (this) and up in one launch, act = fp16(silu(fp16 g) * fp16 u) formed in the epilogue.
     bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
-        if (!gptq_fusion_enabled(m_version == kernel_version::v3)) return false;
+        if (!gptq_fusion_enabled(m_version == kernel_version::v3, m_plan.bits)) return false;
         const auto* other = dynamic_cast<const gptq_device_linear*>(&up);
         if (other == nullptr || act == nullptr || !fusable_with(*other) ||
             other->m_plan.out_features != m_plan.out_features)

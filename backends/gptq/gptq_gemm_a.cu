@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace qbench::gptq {
 
@@ -127,6 +128,17 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     const uint4* wp = run_weights(mi);
     const uint2* mp = run_meta(mi);
     int to_switch = run_units;  // swiglu: chunks left before the load side moves to member 1
+    // swiglu: where the warp's up run starts, parked in shared memory (read once, at the switch) so that the two
+    // pointers hold no registers through the loop (held in registers they were spilled and reloaded every chunk).
+    __shared__ const uint4* up_weights[Swiglu ? k_a_warps : 1];
+    __shared__ const uint2* up_meta[Swiglu ? k_a_warps : 1];
+    if constexpr (Swiglu) {
+        if (lane == 0) {
+            up_weights[warp] = run_weights(1) - lane;
+            up_meta[warp] = run_meta(1) - g;
+        }
+        __syncwarp();
+    }
     uint4 wbuf[D];
     uint2 mbuf[D / CPB];
     // Chunk into slot i; a k-block's record travels with its last chunk, so the slot's record is read by that chunk's
@@ -140,8 +152,8 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         }
         if constexpr (Swiglu) {
             if (--to_switch == 0) {  // a run is whole k-blocks, so the switch falls between records
-                wp = run_weights(1);
-                mp = run_meta(1);
+                wp = up_weights[warp] + lane;
+                mp = up_meta[warp] + g;
             }
         }
     };
@@ -183,22 +195,31 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             sum_group(valid ? *xs_vec(r, v) : make_uint4(0u, 0u, 0u, 0u), valid, r, v);
         }
     } else {
-        // Through registers, one (plain) or two (pairs) vectors per thread in flight per round.
-        const int step = a.x_copy == a_x_copy::pairs ? 2 * k_a_threads : k_a_threads;
-        for (int base = 0; base < total; base += step) {
-            const int i0 = base + tid, i1 = i0 + k_a_threads;
-            const bool valid0 = i0 < total, valid1 = step > k_a_threads && i1 < total;
-            const int r0 = valid0 ? i0 / vecs : 0, v0 = valid0 ? i0 % vecs : 0;
-            const int r1 = valid1 ? i1 / vecs : 0, v1 = valid1 ? i1 % vecs : 0;
-            const uint4 u0 = valid0 ? *x_vec(r0, v0) : make_uint4(0u, 0u, 0u, 0u);
-            const uint4 u1 = valid1 ? *x_vec(r1, v1) : make_uint4(0u, 0u, 0u, 0u);
-            if (valid0) *xs_vec(r0, v0) = u0;
-            sum_group(u0, valid0, r0, v0);
-            if (step > k_a_threads && base + k_a_threads < total) {  // uniform: the second half-round exists
-                if (valid1) *xs_vec(r1, v1) = u1;
-                sum_group(u1, valid1, r1, v1);
+        // Through registers: N vectors per thread in flight per round (plain 1, pairs 2, quads 4), all loaded before
+        // any is stored, so a round costs one L2 round trip.
+        auto rounds = [&](auto n_tag) {
+            constexpr int N = decltype(n_tag)::value;
+            for (int base = 0; base < total; base += N * k_a_threads) {
+                uint4 u[N];
+#pragma unroll
+                for (int j = 0; j < N; ++j) {
+                    const int i = base + j * k_a_threads + tid;
+                    u[j] = i < total ? *x_vec(i / vecs, i % vecs) : make_uint4(0u, 0u, 0u, 0u);
+                }
+#pragma unroll
+                for (int j = 0; j < N; ++j) {
+                    if (base + j * k_a_threads >= total) break;  // uniform: no later part of the round exists
+                    const int i = base + j * k_a_threads + tid;
+                    const bool valid = i < total;  // whole groups of 16 are valid or not
+                    const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
+                    if (valid) *xs_vec(r, v) = u[j];
+                    sum_group(u[j], valid, r, v);
+                }
             }
-        }
+        };
+        if (a.x_copy == a_x_copy::quads) rounds(std::integral_constant<int, 4>{});
+        else if (a.x_copy == a_x_copy::pairs) rounds(std::integral_constant<int, 2>{});
+        else rounds(std::integral_constant<int, 1>{});
     }
     __syncthreads();
 
@@ -374,6 +395,7 @@ a_x_copy chosen_x_copy() {
     const std::string choice = v == nullptr ? "" : v;
     if (choice == "plain") return a_x_copy::plain;
     if (choice == "async") return a_x_copy::async;
+    if (choice == "quads") return a_x_copy::quads;
     return a_x_copy::pairs;
 }
 

@@ -55,10 +55,10 @@ struct a_member {
 enum class a_mode : int { group = 0, swiglu = 1 };
 
 /// How a CTA copies the activations into shared memory (QBENCH_GPTQ_XCOPY, decided at load): through registers one
-/// vector per thread per round (plain), two (pairs, the default), or by cp.async with every vector in flight at once
+/// vector per thread per round (plain), two (pairs, the default), four (quads), or by cp.async with every vector in flight at once
 /// (async; sm_80+, a plain copy before). Measured on the H100 (PERF_NOTES.md, seventh session), 7B step linears at
 /// beam 1 / 2 / 4: plain 1.730 / 1.862 / 2.156 ms, pairs 1.713 / 1.787 / 2.022, async 1.762 / 2.104 / 2.502.
-enum class a_x_copy : int { plain = 0, pairs = 1, async = 2 };
+enum class a_x_copy : int { plain = 0, pairs = 1, async = 2, quads = 3 };
 
 struct a_args {
     a_member m[k_a_max_members];
@@ -70,7 +70,7 @@ struct a_args {
     a_x_copy x_copy = a_x_copy::pairs;
 };
 
-/// QBENCH_GPTQ_XCOPY=plain|pairs|async (unset: pairs).
+/// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: pairs).
 a_x_copy chosen_x_copy();
 
 /// The most mtiles one CTA of a launch owns (sizes its shared memory): group, the largest share of a member; swiglu,

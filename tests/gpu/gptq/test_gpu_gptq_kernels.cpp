@@ -143,7 +143,7 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
         }
 }
 
-TEST_CASE("v3's three ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, batches 1-16", "[gpu][gptq][kernels]") {
+TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, batches 1-16", "[gpu][gptq][kernels]") {
     device_context ctx;
     const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
     const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false}, {688, 176, "ragged K and N", true}};
@@ -154,7 +154,7 @@ TEST_CASE("v3's three ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, 
             const auto x = random_inputs(16, sh.K, seed++);
             const device_buffer xd = upload(ctx, to_half_bits(x));
             std::vector<std::uint16_t> plain;
-            for (const char* how : {"plain", "pairs", "async"}) {
+            for (const char* how : {"plain", "pairs", "quads", "async"}) {
                 const env_choice xcopy("QBENCH_GPTQ_XCOPY", how);
                 run_case(ctx, sh, bits, {128, sh.full, how}, 16, seed);  // against the CPU reference
                 const auto lin = make_gptq_device_linear(ctx, pack(q), 16);
@@ -175,7 +175,7 @@ TEST_CASE("v3's three ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, 
 }
 
 TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 4 and 8), v2 the rest; fusion by default "
-          "for v3 only", "[gpu][gptq][kernels]") {
+          "for v3 and 8-bit v2", "[gpu][gptq][kernels]") {
     device_context ctx;
     auto layer = [&](std::int64_t bits, std::int64_t gs, std::uint64_t seed) {
         return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, seed)), 8);
@@ -194,7 +194,7 @@ TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3:
         CHECK(path(3, 128) == "gptq-fused-mma-3b");
         CHECK(path(4, 32) == "gptq-fused-mma-4b");  // blocks of 128 rows straddle groups
     }
-    // QBENCH_GPTQ_FUSE unset: v3 layers fuse, v2 layers decline; "0": nobody fuses; "1": both.
+    // QBENCH_GPTQ_FUSE unset: v3 layers and 8-bit v2 layers fuse, other v2 layers decline; "0": nobody fuses; "1": all.
     const device_buffer xd = upload(ctx, to_half_bits(random_inputs(1, 512, 72)));
     device_buffer y = ctx.allocate(2 * 64 * 2, "y");
     void* ys[2] = {y.get(), static_cast<char*>(y.get()) + 128};
@@ -211,14 +211,16 @@ TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3:
     };
     const env_choice unset("QBENCH_GPTQ_FUSE", "");
     CHECK(fuses(4));
-    CHECK_FALSE(fuses(8));
+    CHECK(fuses(8));
+    CHECK_FALSE(fuses(3));
     {
         const env_choice off("QBENCH_GPTQ_FUSE", "0");
         CHECK_FALSE(fuses(4));
+        CHECK_FALSE(fuses(8));
     }
     const env_choice on("QBENCH_GPTQ_FUSE", "1");
     CHECK(fuses(4));
-    CHECK(fuses(8));
+    CHECK(fuses(3));
 }
 
 TEST_CASE("the GPU repack into the v3 layout equals the host layout bit for bit", "[gpu][gptq][layout]") {

@@ -621,7 +621,7 @@ private:
     kernel_version m_version = kernel_version::v3;
     int m_a_rows = k_a_max_rows;  ///< v3: activation rows per launch (their copy in shared memory must fit)
     bool m_bypass_l1 = false;     ///< v3: weights read past L1 (QBENCH_GPTQ_LOAD=na), decided at load
-    a_x_copy m_x_copy = a_x_copy::pairs;  ///< v3: how a CTA stages x (QBENCH_GPTQ_XCOPY), decided at load
+    a_x_copy m_x_copy = a_x_copy::quads;  ///< v3: how a CTA stages x (QBENCH_GPTQ_XCOPY), decided at load
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)
     mma_variant m_variant = mma_variant::occ2;

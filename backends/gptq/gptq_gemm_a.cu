@@ -395,8 +395,8 @@ a_x_copy chosen_x_copy() {
     const std::string choice = v == nullptr ? "" : v;
     if (choice == "plain") return a_x_copy::plain;
     if (choice == "async") return a_x_copy::async;
-    if (choice == "quads") return a_x_copy::quads;
-    return a_x_copy::pairs;
+    if (choice == "pairs") return a_x_copy::pairs;
+    return a_x_copy::quads;
 }
 
 int a_max_tiles_per_cta(a_mode mode, const a_args& args) {

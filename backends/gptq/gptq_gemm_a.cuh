@@ -54,10 +54,11 @@ struct a_member {
 
 enum class a_mode : int { group = 0, swiglu = 1 };
 
-/// How a CTA copies the activations into shared memory (QBENCH_GPTQ_XCOPY, decided at load): through registers one
-/// vector per thread per round (plain), two (pairs, the default), four (quads), or by cp.async with every vector in flight at once
-/// (async; sm_80+, a plain copy before). Measured on the H100 (PERF_NOTES.md, seventh session), 7B step linears at
-/// beam 1 / 2 / 4: plain 1.730 / 1.862 / 2.156 ms, pairs 1.713 / 1.787 / 2.022, async 1.762 / 2.104 / 2.502.
+/// How a CTA copies the activations into shared memory (QBENCH_GPTQ_XCOPY, decided at load): through registers one,
+/// two or four vectors per thread per round (plain, pairs, quads: the default), or by cp.async with every vector in
+/// flight at once (async; sm_80+, a plain copy before). Measured on the H100 (PERF_NOTES.md, seventh session), 7B step
+/// linears at beam 1 / 2 / 4, one call: plain 1.730 / 1.862 / 2.156 ms, pairs 1.713 / 1.787 / 2.022, async 1.762 /
+/// 2.104 / 2.502; another call, fused launches: pairs 1.610 / 1.692 / 1.911, quads 1.594 / 1.676 / 1.891.
 enum class a_x_copy : int { plain = 0, pairs = 1, async = 2, quads = 3 };
 
 struct a_args {
@@ -67,10 +68,10 @@ struct a_args {
     std::int64_t ldx = 0;
     int rows = 1;
     int kblocks = 0;  ///< the same for every member (one K)
-    a_x_copy x_copy = a_x_copy::pairs;
+    a_x_copy x_copy = a_x_copy::quads;
 };
 
-/// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: pairs).
+/// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();
 
 /// The most mtiles one CTA of a launch owns (sizes its shared memory): group, the largest share of a member; swiglu,

@@ -33,11 +33,13 @@
 // 80, 64 or 56 registers, i.e. the launch bounds) and an L2 bulk prefetch of later batches. On the H200 the plain
 // shape (8 rows, 256-thread CTAs, two per SM, 128 registers, no prefetch: 16 warps per SM) measured fastest of the
 // v3 shapes; the 80-register ones fit a CTA of the next kernel beside two of this one. The 32-warp shapes (seventh
-// session, not yet measured on a GPU) follow a memory-only probe on an H100 (bench_gptq BM_stream_pattern): a stream
-// of 16 warps per SM reached 0.67-0.73 of DRAM whatever each warp kept in flight, 32 warps ~0.87. They keep fewer rows
-// in flight per thread to fit the register budget: U = 4 (int8: 2) in two 512-thread CTAs at 64 registers, and U = 2
-// in three CTAs of up to 384 threads at 56 (K = 11008 is one 352-thread team: 33 warps; K = 4096 three teams: 36).
-// Every CTA holds the 64 KiB table, so three CTAs per SM is also the shared-memory limit.
+// session) followed a memory-only probe on an H100 (bench_gptq BM_stream_pattern): a stream of 16 warps per SM reached
+// 0.67-0.73 of DRAM whatever each warp kept in flight, 32 warps ~0.87 at the same depth per warp. To fit the register
+// budget they keep fewer rows in flight per thread: U = 4 (int8: 2) in two 512-thread CTAs at 64 registers, and U = 2
+// in three CTAs of up to 384 threads at 56 (K = 11008 is one 352-thread team: 33 warps; K = 4096 three teams: 36;
+// every CTA holds the 64 KiB table, so three CTAs per SM is also the shared-memory limit). Measured on an H100 they
+// lose to the default (7B nf4 stack 1855 / 1923 us against 1810; int8-t6 3022 / 3209 against 2713): more warps at
+// half or a quarter of the depth do not put more bytes in flight. They stay for benchmarks.
 #include "backends/bnb/bnb_device_common.cuh"
 #include "cuda/reduce.cuh"
 #include "cuda/swiglu.cuh"
@@ -760,8 +762,8 @@ struct team_config {
 };
 
 // 0 is the default: the fastest of the first six over the 7B linear stack on the H200 (PERF_NOTES.md, v3 run 2;
-// capping registers for co-residency and the L2 prefetch both measured slower). The 32-warp shapes (6, 7) are not yet
-// measured.
+// capping registers for co-residency and the L2 prefetch both measured slower) and of all eight on an H100 (seventh
+// session: the 32-warp shapes 6 and 7 are 2-6% slower at 4 bits, 11-18% at int8).
 constexpr team_config k_configs[] = {
     {8, 256, 2, 128, 0, "team-u8-c256x2"},
     {8, 256, 2, 80, 0, "team-u8-c256x2-r80"},

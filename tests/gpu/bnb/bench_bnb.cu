@@ -662,12 +662,6 @@ std::vector<int> team_configs_where(const char* (*name)(int), bool first) {
         if ((c == 0 || is_32_warp_config(name(c))) == first) configs.push_back(c);
     return configs;
 }
-// The variant id of the v2 batch-1 kernel (gemv_4bit_variant_name), or -1 while the team configs cover every id.
-int v2_variant() {
-    for (int v = 0; v < k_gemv_4bit_variants; ++v)
-        if (std::strcmp(gemv_4bit_variant_name(v), "warp-r2-u2") == 0) return v;
-    return -1;
-}
 
 // Per layer, first: nf4, nf4-dq and fp4 in the default and the 32-warp shapes, graph + PDL.
 void gemv_args_first(benchmark::internal::Benchmark* b) {
@@ -682,7 +676,7 @@ void gemv_args_first(benchmark::internal::Benchmark* b) {
 // Then the older shapes, the variants past the team configs, no graph, batches.
 void gemv_args_rest(benchmark::internal::Benchmark* b) {
     b->ArgNames({"shape", "fp4", "dq", "m", "variant", "graph"});
-    const int v2 = v2_variant();
+    const int v2 = k_gemv_4bit_v2_id;
     for (int s = 0; s < 3; ++s) {
         for (int v : team_configs_where(gemv_team_config_name, false)) {
             b->Args({s, 0, 0, 1, v, 1});
@@ -691,7 +685,7 @@ void gemv_args_rest(benchmark::internal::Benchmark* b) {
         }
         for (int v = gemv_team_configs(); v < k_gemv_4bit_variants; ++v) b->Args({s, 0, 0, 1, v, 1});
         b->Args({s, 0, 0, 1, 0, 0});
-        if (v2 >= 0) b->Args({s, 0, 0, 1, v2, 0});
+        b->Args({s, 0, 0, 1, v2, 0});
         for (int m : {2, 8}) b->Args({s, 0, 0, m, 0, 0});
     }
 }
@@ -738,7 +732,7 @@ void stack_args_rest(benchmark::internal::Benchmark* b) {
         for (int v : team_configs_where(f >= 4 ? gemv_int8_fused_config_name : gemv_team_config_name, false))
             if (v != 0) b->Args({f, 1, v});
     for (int f = 0; f <= 5; ++f) b->Args({f, 0, 0});
-    if (const int v2 = v2_variant(); v2 >= 0) b->Args({1, 0, v2});  // v2 as last measured
+    b->Args({1, 0, k_gemv_4bit_v2_id});  // v2 as last measured
     b->Args({4, 1, -1});  // int8 two-kernel path
     b->Args({5, 1, -1});
 }

@@ -436,7 +436,8 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
     if (members < 1 || members > k_a_max_members) throw error("gptq v3: " + std::to_string(members) + " members in one launch");
     for (int i = 0; i < members; ++i) {
         const a_member& m = args.m[i];
-        if (m.mtiles <= 0 || (mode == a_mode::group || i == 0 ? m.ctas <= 0 : false) || m.qweight == nullptr || m.meta == nullptr)
+        const bool owns_ctas = mode == a_mode::group || i == 0;  // swiglu: member 0's CTAs are the grid
+        if (m.mtiles <= 0 || (owns_ctas && m.ctas <= 0) || m.qweight == nullptr || m.meta == nullptr)
             throw error("gptq v3: member " + std::to_string(i) + " of a launch has no work or no weights");
         if (mode == a_mode::swiglu && m.mtiles != args.m[0].mtiles)
             throw error("gptq v3: gate and up of different widths in one SwiGLU launch");

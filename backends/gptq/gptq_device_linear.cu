@@ -12,6 +12,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
 #include "cuda/fused_linear.hpp"
+#include "cuda/rms_norm.cuh"
 
 #include "qbench/common/errors.hpp"
 #include "qbench/io/tensor_source.hpp"
@@ -431,21 +432,13 @@ public:
                                      static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
 
-    // q, k and v (any linears of this input) in one launch of the v2 kernel; outputs equal the separate forwards.
+    // q, k and v (any linears of this input) in one launch; outputs equal the separate forwards.
     bool forward_group(device_linear* const* others, int count, const void* x, std::int64_t rows, void* const* ys,
                        CUstream_st* stream) override {
         if (!gptq_fusion_enabled(m_version == kernel_version::v3, m_plan.bits)) return false;
-        if (count < 0 || count + 1 > k_mma_max_segments || ys == nullptr || (count > 0 && others == nullptr)) return false;
-        const gptq_device_linear* members[k_mma_max_segments] = {this, nullptr, nullptr};
-        for (int i = 0; i < count; ++i) {
-            members[i + 1] = dynamic_cast<const gptq_device_linear*>(others[i]);
-            if (members[i + 1] == nullptr || !fusable_with(*members[i + 1])) return false;
-        }
+        const gptq_device_linear* members[k_mma_max_segments] = {};
         __half* outs[k_mma_max_segments] = {};
-        for (int i = 0; i <= count; ++i) {
-            outs[i] = static_cast<__half*>(ys[i]);
-            if (outs[i] == nullptr) return false;
-        }
+        if (!group_members(others, count, ys, members, outs)) return false;
         if (m_version == kernel_version::v3) return run_fused_a(a_mode::group, members, count + 1, x, rows, outs, stream);
         return run_fused(mma_fusion::group, members, count + 1, x, rows, outs, stream);
     }
@@ -453,14 +446,45 @@ public:
     // gate (this) and up in one launch, act = fp16(silu(fp16 g) * fp16 u) formed in the epilogue.
     bool forward_swiglu(device_linear& up, const void* x, std::int64_t rows, void* act, CUstream_st* stream) override {
         if (!gptq_fusion_enabled(m_version == kernel_version::v3, m_plan.bits)) return false;
-        const auto* other = dynamic_cast<const gptq_device_linear*>(&up);
-        if (other == nullptr || act == nullptr || !fusable_with(*other) ||
-            other->m_plan.out_features != m_plan.out_features)
-            return false;
-        const gptq_device_linear* members[2] = {this, other};
+        const gptq_device_linear* members[2] = {this, swiglu_partner(up, act)};
+        if (members[1] == nullptr) return false;
         __half* outs[2] = {static_cast<__half*>(act), nullptr};
         if (m_version == kernel_version::v3) return run_fused_a(a_mode::swiglu, members, 2, x, rows, outs, stream);
         return run_fused(mma_fusion::swiglu, members, 2, x, rows, outs, stream);
+    }
+
+    // ---- RMSNorm folded in (v3 only; the executor folds when QBENCH_FP16_FOLD_NORM=1): the v3 kernels stage the
+    // whole activation rows in shared memory anyway, so the norm costs them one reduction, not a re-read.
+
+    bool folds_norm(std::int64_t rows) const override {
+        const std::int64_t K = m_plan.in_features;
+        return m_version == kernel_version::v3 && !m_bypass_l1 && m_plan.sequential && K % k_block_rows == 0 &&
+               K <= k_a_max_norm_k && rows >= 1 && rows <= m_fused_rows && gptq_fusion_enabled(true, m_plan.bits);
+    }
+
+    bool forward_group_normed(device_linear* const* others, int count, const normed_input& in, std::int64_t rows,
+                              void* const* ys, CUstream_st* stream) override {
+        if (!folds_norm(rows) || !normed_input_ok(in)) return false;
+        const gptq_device_linear* members[k_mma_max_segments] = {};
+        __half* outs[k_mma_max_segments] = {};
+        if (!group_members(others, count, ys, members, outs)) return false;
+        return run_fused_a(a_mode::group, members, count + 1, in.residual, rows, outs, stream, &in);
+    }
+
+    bool forward_swiglu_normed(device_linear& up, const normed_input& in, std::int64_t rows, void* act,
+                               CUstream_st* stream) override {
+        if (!folds_norm(rows) || !normed_input_ok(in)) return false;
+        const gptq_device_linear* members[2] = {this, swiglu_partner(up, act)};
+        if (members[1] == nullptr) return false;
+        __half* outs[2] = {static_cast<__half*>(act), nullptr};
+        return run_fused_a(a_mode::swiglu, members, 2, in.residual, rows, outs, stream, &in);
+    }
+
+    bool forward_residual(const void* x, std::int64_t rows, void* residual, CUstream_st* stream) override {
+        if (m_version != kernel_version::v3 || residual == nullptr || rows < 1 || rows > m_fused_rows) return false;
+        const gptq_device_linear* members[1] = {this};
+        __half* outs[1] = {static_cast<__half*>(residual)};
+        return run_fused_a(a_mode::group, members, 1, x, rows, outs, stream, nullptr, true);
     }
 
 private:
@@ -482,6 +506,34 @@ private:
             if (&o != this && (o.m_plan.slab_group != m_plan.slab_group || o.m_plan.block_group != m_plan.block_group)) return false;
         }
         return &o == this || m_plan.sequential || o.m_plan.row_of == m_plan.row_of;
+    }
+
+    /// forward_group's members (this, then `others`) and outputs; false where one cannot share the launch.
+    bool group_members(device_linear* const* others, int count, void* const* ys, const gptq_device_linear** members,
+                       __half** outs) const {
+        if (count < 0 || count + 1 > k_mma_max_segments || ys == nullptr || (count > 0 && others == nullptr)) return false;
+        members[0] = this;
+        for (int i = 0; i < count; ++i) {
+            members[i + 1] = dynamic_cast<const gptq_device_linear*>(others[i]);
+            if (members[i + 1] == nullptr || !fusable_with(*members[i + 1])) return false;
+        }
+        for (int i = 0; i <= count; ++i) {
+            outs[i] = static_cast<__half*>(ys[i]);
+            if (outs[i] == nullptr) return false;
+        }
+        return true;
+    }
+    /// forward_swiglu's up projection, or nullptr where it cannot share the launch.
+    const gptq_device_linear* swiglu_partner(device_linear& up, const void* act) const {
+        const auto* other = dynamic_cast<const gptq_device_linear*>(&up);
+        if (other == nullptr || act == nullptr || !fusable_with(*other) || other->m_plan.out_features != m_plan.out_features)
+            return nullptr;
+        return other;
+    }
+    /// A normed input the folded kernels take: launch_rms_norm's fast path for this K (aligned, whole chunks).
+    bool normed_input_ok(const normed_input& in) const {
+        return in.residual != nullptr && in.norm_weight != nullptr &&
+               rms_norm_fast_path(in.residual, nullptr, in.norm_weight, nullptr, m_plan.in_features);
     }
 
     /// The v3 launch arguments every member shares.
@@ -521,23 +573,33 @@ private:
 
     /// One v3 launch per chunk of rows (members already checked with fusable_with); false, enqueuing nothing, where
     /// the single forwards would not run the v3 kernel (rows above the fused threshold).
+    /// `norm`: x_ptr is the residual stream and the kernel forms rms_norm(x) * weight itself (folds_norm checked);
+    /// `residual_add`: outs[0] is the residual stream, updated in place (forward_residual).
     bool run_fused_a(a_mode mode, const gptq_device_linear* const* members, int count, const void* x_ptr,
-                     std::int64_t rows, __half* const* outs, CUstream_st* stream) {
+                     std::int64_t rows, __half* const* outs, CUstream_st* stream, const normed_input* norm = nullptr,
+                     bool residual_add = false) {
         if (rows <= 0 || x_ptr == nullptr || count < 1 || count > k_a_max_members) return false;
         for (int i = 0; i < count; ++i)
             if (rows > members[i]->m_fused_rows) return false;
         const int bits = static_cast<int>(m_plan.bits), kblocks = static_cast<int>(m_plan.kblocks);
         const launch_options lo{stream, m_context.pdl_enabled()};
-        std::int64_t ldx = 0;
-        const __half* xin = kernel_input(static_cast<const __half*>(x_ptr), rows, ldx, lo);
+        std::int64_t ldx = m_plan.in_features;
+        const __half* xin = norm != nullptr ? static_cast<const __half*>(x_ptr)
+                                            : kernel_input(static_cast<const __half*>(x_ptr), rows, ldx, lo);
         // Rows per launch: what fits beside the most mtiles a fused CTA may own.
         const int chunk = a_rows_per_launch(kblocks, k_a_max_tiles);
         // One wave at the occupancy of the largest share (the chunk's rows fit it beside k_a_max_tiles mtiles).
-        const int resident = a_resident(m_context, a_kernel_for(bits, m_bypass_l1, mode), a_smem_bytes(k_a_max_tiles, chunk, kblocks));
+        const int resident = a_resident(m_context, a_kernel_for(bits, m_bypass_l1, mode, norm != nullptr),
+                                        a_smem_bytes(k_a_max_tiles, chunk, kblocks));
         for (std::int64_t r0 = 0; r0 < rows; r0 += chunk) {
             const int rr = static_cast<int>(std::min<std::int64_t>(chunk, rows - r0));
             a_args a = a_common(xin + r0 * ldx, ldx, rr);
             a.members = count;
+            a.residual_add = residual_add;
+            if (norm != nullptr) {
+                a.norm_weight = static_cast<const __half*>(norm->norm_weight);
+                a.norm_eps = norm->eps;
+            }
             for (int i = 0; i < count; ++i)
                 a.m[i] = members[i]->a_member_of(outs[i] == nullptr ? nullptr : outs[i] + r0 * members[i]->m_plan.out_features, 0);
             if (mode == a_mode::swiglu) {

@@ -4,6 +4,7 @@
 #include "backends/gptq/gptq_stream_load.cuh"
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 #include "qbench/common/errors.hpp"
 
@@ -72,7 +73,7 @@ __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
 /// (row, k-block) of them (sum_k x for the zero correction). Per chunk a lane reads its activations (B) from shared
 /// memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's last chunk
 /// out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
-template <int Bits, bool NoAlloc, bool Swiglu>
+template <int Bits, bool NoAlloc, bool Swiglu, bool Norm>
 __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
@@ -183,17 +184,53 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     };
     auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(a.x + static_cast<std::size_t>(r) * a.ldx) + v; };
     auto xs_vec = [&](int r, int v) { return reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride) + v; };
-    if (a.x_copy == a_x_copy::async) {
-        // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
-        for (int i = tid; i < total; i += k_a_threads) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
-        copy_async_wait_all();
-        __syncthreads();
+    auto sums_from_smem = [&] {
         for (int base = 0; base < total; base += k_a_threads) {
             const int i = base + tid;
             const bool valid = i < total;  // whole groups of 16 are valid or not
             const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
             sum_group(valid ? *xs_vec(r, v) : make_uint4(0u, 0u, 0u, 0u), valid, r, v);
         }
+    };
+    if constexpr (Norm) {
+        // RMSNorm folded in (its own instantiation: the code kept the plain kernels' loop from spilling): x is the residual stream and the kernel's activations are rms_norm(x) * norm_weight,
+        // formed with cuda/rms_norm.cuh's reduction order and roundings (bit-identical to launch_rms_norm's fast
+        // path): chunk c = vector c of a row (thread c % 512 of round c / 512), W_w = the butterfly of chunks
+        // 32w .. 32w + 31 (warp w of that round), the row's sum = the butterfly over the W_w. One row at a time (decode
+        // folds at beam 1 mostly; more rows in flight spilled in the main loop).
+        __shared__ double warp_sums[k_a_max_rows][32];
+        __shared__ float inv_rms[k_a_max_rows];
+        for (int base = 0; base < vecs; base += k_a_threads) {
+            if (base + 32 * warp >= vecs) continue;  // warp-uniform: no chunk of this warp is in the row
+            const int c = base + tid;
+            const bool ok = c < vecs;
+            for (int r = 0; r < a.rows; ++r) {
+                const uint4 u = ok ? *x_vec(r, c) : make_uint4(0u, 0u, 0u, 0u);
+                if (ok) *xs_vec(r, c) = u;
+                const double w_sum = rms_butterfly(ok ? rms_chunk_sumsq(u) : 0.0);
+                if (lane == 0) warp_sums[r][(base >> 5) + warp] = w_sum;
+            }
+        }
+        __syncthreads();
+        const int row_warps = (vecs + 31) / 32;
+        for (int r = warp; r < a.rows; r += k_a_warps) {
+            const double sumsq = rms_butterfly(lane < row_warps ? warp_sums[r][lane] : 0.0);
+            if (lane == 0) inv_rms[r] = rms_inv(sumsq, kpad, a.norm_eps);
+        }
+        __syncthreads();
+        const uint4* nw = reinterpret_cast<const uint4*>(a.norm_weight);
+        for (int c = tid; c < vecs; c += k_a_threads) {
+            const uint4 nv = nw[c];
+            for (int r = 0; r < a.rows; ++r) *xs_vec(r, c) = rms_norm_chunk(*xs_vec(r, c), inv_rms[r], nv);
+        }
+        __syncthreads();
+        sums_from_smem();
+    } else if (a.x_copy == a_x_copy::async) {  // (the Norm kernels never get here)
+        // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
+        for (int i = tid; i < total; i += k_a_threads) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
+        copy_async_wait_all();
+        __syncthreads();
+        sums_from_smem();
     } else {
         // Through registers: N vectors per thread in flight per round (plain 1, pairs 2, quads 4), all loaded before
         // any is stored, so a round costs one L2 round trip.
@@ -316,7 +353,10 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             const float us = __half2float(__float2half_rn(output_sum(ntl + tile, r, col)));
             y[static_cast<std::size_t>(r) * n_out + n] = __float2half_rn(silu_times(gs, us));
         } else {
-            y[static_cast<std::size_t>(r) * n_out + n] = __float2half_rn(output_sum(tile, r, col));
+            // residual_add: y is the residual stream, updated as launch_rms_norm's add would (fp16(y + fp16(sum))).
+            __half& out = y[static_cast<std::size_t>(r) * n_out + n];
+            const __half sum = __float2half_rn(output_sum(tile, r, col));
+            out = a.residual_add ? rms_residual_add(out, sum) : sum;
         }
     }
 }
@@ -380,13 +420,15 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 
 using a_kernel_ptr = void (*)(a_args);
 template <bool Swiglu>
-a_kernel_ptr kernel_of(int bits, bool na) {
-    if (bits == 4) return na ? &a_gemm_kernel<4, true, Swiglu> : &a_gemm_kernel<4, false, Swiglu>;
-    if (bits == 8) return na ? &a_gemm_kernel<8, true, Swiglu> : &a_gemm_kernel<8, false, Swiglu>;
+a_kernel_ptr kernel_of(int bits, bool na, bool norm) {
+    // The folded-norm kernels exist for the default load policy only (the caller declines the fold otherwise).
+    if (norm) return na ? nullptr : bits == 4 ? &a_gemm_kernel<4, false, Swiglu, true> : bits == 8 ? &a_gemm_kernel<8, false, Swiglu, true> : nullptr;
+    if (bits == 4) return na ? &a_gemm_kernel<4, true, Swiglu, false> : &a_gemm_kernel<4, false, Swiglu, false>;
+    if (bits == 8) return na ? &a_gemm_kernel<8, true, Swiglu, false> : &a_gemm_kernel<8, false, Swiglu, false>;
     return nullptr;
 }
-a_kernel_ptr kernel_of(int bits, bool na, a_mode mode) {
-    return mode == a_mode::swiglu ? kernel_of<true>(bits, na) : kernel_of<false>(bits, na);
+a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm) {
+    return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm) : kernel_of<false>(bits, na, norm);
 }
 }  // namespace
 
@@ -414,15 +456,17 @@ int a_grid(a_mode mode, const a_args& args) {
     return ctas;
 }
 
-const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode) {
-    a_kernel_ptr k = kernel_of(bits, bypass_l1, mode);
+const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
+    a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, norm);
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
     static const bool raised = [] {
-        for (a_kernel_ptr f : {&a_gemm_kernel<4, false, false>, &a_gemm_kernel<4, true, false>, &a_gemm_kernel<8, false, false>,
-                               &a_gemm_kernel<8, true, false>, &a_gemm_kernel<4, false, true>, &a_gemm_kernel<4, true, true>,
-                               &a_gemm_kernel<8, false, true>, &a_gemm_kernel<8, true, true>})
-            QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
+        for (int bits_ : {4, 8})
+            for (bool na : {false, true})
+                for (a_mode m : {a_mode::group, a_mode::swiglu})
+                    for (bool nrm : {false, true})
+                        if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm))
+                            QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
         return true;
     }();
     (void)raised;
@@ -430,8 +474,12 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode) {
 }
 
 void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o) {
-    const a_kernel_ptr k = kernel_of(bits, bypass_l1, mode);
-    if (k == nullptr) throw error("gptq v3: unsupported bits " + std::to_string(bits));
+    const bool norm = args.norm_weight != nullptr;
+    const a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, norm);
+    if (k == nullptr)
+        throw error("gptq v3: no kernel for " + std::to_string(bits) + " bits" + (norm && bypass_l1 ? " with the folded norm past L1" : ""));
+    if (norm && (args.kblocks * static_cast<int>(k_block_rows) > k_a_max_norm_k || args.ldx != args.kblocks * static_cast<std::int64_t>(k_block_rows)))
+        throw error("gptq v3: the folded RMSNorm needs whole rows of K = kblocks * 128 <= " + std::to_string(k_a_max_norm_k));
     const int members = mode == a_mode::swiglu ? 2 : args.members;
     if (members < 1 || members > k_a_max_members) throw error("gptq v3: " + std::to_string(members) + " members in one launch");
     for (int i = 0; i < members; ++i) {
@@ -442,7 +490,7 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
         if (mode == a_mode::swiglu && m.mtiles != args.m[0].mtiles)
             throw error("gptq v3: gate and up of different widths in one SwiGLU launch");
     }
-    (void)a_kernel_for(bits, bypass_l1, mode);  // raises the shared-memory limit before the first launch
+    (void)a_kernel_for(bits, bypass_l1, mode, norm);  // raises the shared-memory limit before the first launch
     const int max_tiles = a_max_tiles_per_cta(mode, args);
     if (max_tiles > k_a_max_tiles || args.rows < 1 || args.rows > k_a_max_rows)
         throw error("gptq v3: " + std::to_string(max_tiles) + " mtiles per CTA at " + std::to_string(args.rows) +

@@ -41,6 +41,8 @@ inline constexpr int k_a_max_rows = 8;
 inline constexpr int k_a_max_tiles = 6;  ///< mtiles per CTA: the partial sums stay within 48 KB at 8 rows
 
 inline constexpr int k_a_max_members = 3;
+/// The widest row the folded RMSNorm takes: 32 warps' partial sums per row, as cuda/rms_norm.cuh's fast path.
+inline constexpr int k_a_max_norm_k = 8 * 1024;
 
 /// One linear of a launch.
 struct a_member {
@@ -69,6 +71,13 @@ struct a_args {
     int rows = 1;
     int kblocks = 0;  ///< the same for every member (one K)
     a_x_copy x_copy = a_x_copy::quads;
+    /// RMSNorm folded into the staging (cuda/fused_linear.hpp's normed forwards): x is the residual stream and the
+    /// activations are rms_norm(x) * norm_weight, bit-identical to launch_rms_norm's fast path. Needs the rows
+    /// unpermuted, K = kblocks * 128 <= 8 * 1024 and 16-byte aligned rows (the caller checks).
+    const __half* norm_weight = nullptr;
+    double norm_eps = 0;
+    /// group mode: y is the residual stream, y = fp16(y + fp16(x . W^T)) (forward_residual; launch_rms_norm's add).
+    bool residual_add = false;
 };
 
 /// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
@@ -99,8 +108,9 @@ inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
 }
 
 /// The v3 kernel of a width (4 or 8; nullptr otherwise), weight load policy (past L1 or ld.global.cs,
-/// gptq_stream_load.cuh; the caller decides once, at load) and mode, and its launch (grid: a_grid).
-const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode = a_mode::group);
+/// gptq_stream_load.cuh; the caller decides once, at load), mode and folded norm (a_args::norm_weight; default load
+/// policy only), and its launch (grid: a_grid).
+const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode = a_mode::group, bool norm = false);
 void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o);
 
 /// Converts AutoGPTQ's qweight [ceil(k/32)*bits][n] (device) into the v3 layout (device), through row_of.

@@ -11,7 +11,9 @@
 //                    one fused launch vs the separate launches, copies rotating beyond L2: time per layer's group.
 //   BM_decode_7b_fused  the same linears as the executor enqueues them per layer, without fusion (7 forwards +
 //                    the SwiGLU kernel: 8 launches) and with it (fused_linear.hpp: q/k/v, o, gate/up+SwiGLU, down:
-//                    4 launches), args (bits, fuse); a table at the end compares the two.
+//                    4 launches), args (bits, mode): mode 0 separate, 1 fused, 2 fused + the two RMSNorm kernels
+//                    per layer (residual adds included), 3 the norms folded (normed q/k/v and gate/up, o and down
+//                    adding into the residual: 4 launches); tables at the end compare 0 with 1 and 2 with 3.
 #include "gptq_gpu_test_util.hpp"
 #include "stream_pattern.cuh"
 
@@ -19,6 +21,7 @@
 #include "backends/gptq/gptq_linear.hpp"
 
 #include "cuda/fused_linear.hpp"
+#include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 
 #include "qbench/config/cell.hpp"
@@ -306,7 +309,8 @@ std::map<fused_key, decode_result> g_decode_fused;
 void BM_decode_7b_fused(benchmark::State& state) {
     env& e = the_env();
     const std::int64_t bits = state.range(0);
-    const bool fuse = state.range(1) != 0;
+    const int mode = static_cast<int>(state.range(1));  // 0 separate, 1 fused, 2 fused + RMSNorm kernels, 3 norms folded
+    const bool fuse = mode != 0, with_norms = mode >= 2, fold = mode == 3;
     const model_config m = llama7b();
     std::vector<std::unique_ptr<device_linear>> linears;
     std::uint64_t bytes = 0;
@@ -325,45 +329,64 @@ void BM_decode_7b_fused(benchmark::State& state) {
     const auto out = [&](std::int64_t n, const char* what) { return e.ctx.allocate(static_cast<std::uint64_t>(max_rows * n) * 2, what); };
     device_buffer yq = out(H, "bench q"), yk = out(H, "bench k"), yv = out(H, "bench v"), yo = out(H, "bench o");
     device_buffer yg = out(I, "bench gate"), yu = out(I, "bench up"), yd = out(H, "bench down"), yl = out(m.vocab_size, "bench logits");
+    // Modes 2 and 3: the residual stream, its normed copy and one norm weight (values do not matter for time).
+    const device_buffer norm_w = upload(e.ctx, to_half_bits(random_inputs(1, H, 10)));
+    device_buffer res = out(H, "bench residual"), h = out(H, "bench normed");
+    const fused_linear::normed_input normed{res.get(), norm_w.get(), 1e-6};
     int fused_calls = 0, fused_ran = 0;
     for (std::int64_t rows : {1, 2, 4}) {
         const auto body = [&](cudaStream_t st) {
             fused_calls = fused_ran = 0;
+            const launch_options lo{st, e.ctx.pdl_enabled()};
+            // Mode 2: the RMSNorm kernel (with the residual add of the block output before it) forms h.
+            const auto norm_kernel = [&](const device_buffer* delta) {
+                launch_rms_norm(res.as<__half>(), delta != nullptr ? delta->as<const __half>() : nullptr, norm_w.as<const __half>(),
+                                1e-6, rows, H, h.as<__half>(), lo);
+            };
+            const void* in = with_norms ? h.get() : x.get();
             for (std::int64_t l = 0; l < m.num_layers; ++l) {
                 auto* L = &linears[static_cast<std::size_t>(l * 7)];
                 device_linear* kv[2] = {L[1].get(), L[2].get()};
                 void* qkv[3] = {yq.get(), yk.get(), yv.get()};
                 auto* fq = fuse ? dynamic_cast<fused_linear*>(L[0].get()) : nullptr;
-                const bool qkv_fused = fq != nullptr && fq->forward_group(kv, 2, x.get(), rows, qkv, st);
+                bool qkv_fused = fold && fq != nullptr && fq->forward_group_normed(kv, 2, normed, rows, qkv, st);
+                if (!qkv_fused && with_norms) norm_kernel(l == 0 ? nullptr : &yd);
+                qkv_fused = qkv_fused || (fq != nullptr && fq->forward_group(kv, 2, in, rows, qkv, st));
                 if (!qkv_fused) {
-                    L[0]->forward(x.get(), rows, yq.get(), st);
-                    L[1]->forward(x.get(), rows, yk.get(), st);
-                    L[2]->forward(x.get(), rows, yv.get(), st);
+                    L[0]->forward(in, rows, yq.get(), st);
+                    L[1]->forward(in, rows, yk.get(), st);
+                    L[2]->forward(in, rows, yv.get(), st);
                 }
-                L[3]->forward(x.get(), rows, yo.get(), st);
+                auto* fo = fold ? dynamic_cast<fused_linear*>(L[3].get()) : nullptr;
+                const bool o_added = fo != nullptr && fo->forward_residual(x.get(), rows, res.get(), st);
+                if (!o_added) L[3]->forward(x.get(), rows, yo.get(), st);
                 auto* fg = fuse ? dynamic_cast<fused_linear*>(L[4].get()) : nullptr;
-                const bool mlp_fused = fg != nullptr && fg->forward_swiglu(*L[5], x.get(), rows, yg.get(), st);
+                bool mlp_fused = fold && fg != nullptr && fg->forward_swiglu_normed(*L[5], normed, rows, yg.get(), st);
+                if (!mlp_fused && with_norms) norm_kernel(o_added ? nullptr : &yo);
+                mlp_fused = mlp_fused || (fg != nullptr && fg->forward_swiglu(*L[5], in, rows, yg.get(), st));
                 if (!mlp_fused) {
-                    L[4]->forward(x.get(), rows, yg.get(), st);
-                    L[5]->forward(x.get(), rows, yu.get(), st);
-                    launch_swiglu(yg.as<const __half>(), yu.as<const __half>(), rows * I, yg.as<__half>(),
-                                  launch_options{st, e.ctx.pdl_enabled()});
+                    L[4]->forward(in, rows, yg.get(), st);
+                    L[5]->forward(in, rows, yu.get(), st);
+                    launch_swiglu(yg.as<const __half>(), yu.as<const __half>(), rows * I, yg.as<__half>(), lo);
                 }
-                L[6]->forward(x.get(), rows, yd.get(), st);
+                auto* fdn = fold ? dynamic_cast<fused_linear*>(L[6].get()) : nullptr;
+                if (fdn == nullptr || !fdn->forward_residual(yg.get(), rows, res.get(), st)) L[6]->forward(x.get(), rows, yd.get(), st);
                 fused_calls += 2;
                 fused_ran += (qkv_fused ? 1 : 0) + (mlp_fused ? 1 : 0);
             }
-            linears.back()->forward(x.get(), rows, yl.get(), st);
+            if (with_norms) norm_kernel(fold ? nullptr : &yd);  // the final norm (the LM head does not fold here)
+            linears.back()->forward(in, rows, yl.get(), st);
         };
         const double t = time_graph(e.ctx, body, 1, 30);
-        g_decode_fused[{bits, fuse ? 1 : 0, rows}] = {t, static_cast<double>(bytes)};
+        g_decode_fused[{bits, mode, rows}] = {t, static_cast<double>(bytes)};
     }
-    const auto& r = g_decode_fused[{bits, fuse ? 1 : 0, 1}];
+    const auto& r = g_decode_fused[{bits, mode, 1}];
     for (auto _ : state) state.SetIterationTime(r.step_s);
     state.counters["tok/s"] = 1.0 / r.step_s;
     state.counters["bw_util"] = r.bytes / r.step_s * 1e-9 / e.stream_gbs;
     state.counters["fused_frac"] = fused_calls > 0 ? static_cast<double>(fused_ran) / fused_calls : 0.0;
-    state.SetLabel(std::string(bits == 16 ? "fp16" : "gptq-int" + std::to_string(bits) + "-g128") + (fuse ? " fused" : " separate"));
+    static const char* const mode_names[] = {" separate", " fused", " fused + norm kernels", " fused, norms folded"};
+    state.SetLabel(std::string(bits == 16 ? "fp16" : "gptq-int" + std::to_string(bits) + "-g128") + mode_names[mode]);
 }
 
 void linear_args(benchmark::internal::Benchmark* b, bool with_bits) {
@@ -383,7 +406,7 @@ BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2}
     ->Args({1, 16, 4})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -409,6 +432,16 @@ int main(int argc, char** argv) {
         for (const auto& [key, r] : g_decode_fused) {
             if (key.fuse != 0) continue;
             const auto f = g_decode_fused.find({key.bits, 1, key.rows});
+            std::printf("%-8s %5lld %14.3f %14.3f %9.3f\n",
+                        key.bits == 16 ? "fp16" : ("int" + std::to_string(key.bits)).c_str(), static_cast<long long>(key.rows),
+                        r.step_s * 1e3, f != g_decode_fused.end() ? f->second.step_s * 1e3 : 0.0,
+                        f != g_decode_fused.end() ? r.step_s / f->second.step_s : 0.0);
+        }
+        std::printf("\nThe same with the RMSNorm kernels (and residual adds) in the step, vs the norms folded into the linears\n");
+        std::printf("%-8s %5s %14s %14s %9s\n", "format", "beam", "norm kernels", "folded ms", "speedup");
+        for (const auto& [key, r] : g_decode_fused) {
+            if (key.fuse != 2) continue;
+            const auto f = g_decode_fused.find({key.bits, 3, key.rows});
             std::printf("%-8s %5lld %14.3f %14.3f %9.3f\n",
                         key.bits == 16 ? "fp16" : ("int" + std::to_string(key.bits)).c_str(), static_cast<long long>(key.rows),
                         r.step_s * 1e3, f != g_decode_fused.end() ? f->second.step_s * 1e3 : 0.0,

@@ -9,6 +9,7 @@
 #include "backends/gptq/gptq_linear.hpp"
 
 #include "cuda/fused_linear.hpp"
+#include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 
 #include <catch2/catch.hpp>
@@ -367,6 +368,88 @@ TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do
         QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
         CHECK(still_poisoned(y0, R * N));
     }
+}
+
+TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the separate launches bit for bit",
+          "[gpu][gptq][fused][norm]") {
+    const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
+    device_context ctx;
+    const double eps = 1e-6;
+    std::uint64_t seed = 900;
+    struct dims {
+        std::int64_t hidden, n_kv, inter;
+    };
+    for (std::int64_t bits : {4, 8})
+        for (const dims d : {dims{4096, 4096, 11008}, dims{512, 136, 328}}) {
+            const std::int64_t H = d.hidden, I = d.inter, R = 8;
+            const auto qkv = upload_all(ctx, {member(H, H, bits, 128, false, seed), member(H, d.n_kv, bits, 128, false, seed + 1),
+                                              member(H, d.n_kv, bits, 128, false, seed + 2)});
+            const auto gu = upload_all(ctx, {member(H, I, bits, 128, false, seed + 3), member(H, I, bits, 128, false, seed + 4)});
+            const auto down = upload_all(ctx, {member(I, H, bits, 128, false, seed + 5)});
+            auto* fq = dynamic_cast<fused_linear*>(qkv[0].get());
+            auto* fg = dynamic_cast<fused_linear*>(gu[0].get());
+            auto* fd = dynamic_cast<fused_linear*>(down[0].get());
+            REQUIRE((fq != nullptr && fg != nullptr && fd != nullptr));
+            const auto residual_host = to_half_bits(random_inputs(R, H, seed + 6));
+            const device_buffer norm_w = upload(ctx, to_half_bits(random_inputs(1, H, seed + 7)));
+            const device_buffer act = upload(ctx, to_half_bits(random_inputs(R, I, seed + 8)));
+            seed += 10;
+            for (std::int64_t rows : {1, 2, 4, 8}) {
+                INFO(bits << "-bit hidden=" << H << " rows=" << rows);
+                REQUIRE(fq->folds_norm(rows));
+                const device_buffer x = upload(ctx, residual_host);
+                // Separate: h = rms_norm(x) by the RMSNorm kernel, then the fused launches on h.
+                device_buffer h = poisoned(ctx, R * H);
+                launch_rms_norm(x.as<__half>(), nullptr, norm_w.as<const __half>(), eps, rows, H, h.as<__half>(),
+                                launch_options{ctx.stream(), false});
+                std::vector<device_buffer> sep, fold;
+                for (std::int64_t n : {H, d.n_kv, d.n_kv, I}) {
+                    sep.push_back(poisoned(ctx, R * n));
+                    fold.push_back(poisoned(ctx, R * n));
+                }
+                device_linear* kv[2] = {qkv[1].get(), qkv[2].get()};
+                void* ys_sep[3] = {sep[0].get(), sep[1].get(), sep[2].get()};
+                void* ys_fold[3] = {fold[0].get(), fold[1].get(), fold[2].get()};
+                REQUIRE(fq->forward_group(kv, 2, h.get(), rows, ys_sep, ctx.stream()));
+                REQUIRE(fg->forward_swiglu(*gu[1], h.get(), rows, sep[3].get(), ctx.stream()));
+                // Folded: the same launches read x and form the norm themselves.
+                const fused_linear::normed_input in{x.get(), norm_w.get(), eps};
+                REQUIRE(fq->forward_group_normed(kv, 2, in, rows, ys_fold, ctx.stream()));
+                REQUIRE(fg->forward_swiglu_normed(*gu[1], in, rows, fold[3].get(), ctx.stream()));
+                // The residual add: forward() into a delta then launch_rms_norm's add, against forward_residual.
+                const device_buffer x_sep = upload(ctx, residual_host), x_fold = upload(ctx, residual_host);
+                device_buffer delta = poisoned(ctx, R * H), h2 = poisoned(ctx, R * H);
+                down[0]->forward(act.get(), rows, delta.get(), ctx.stream());
+                launch_rms_norm(x_sep.as<__half>(), delta.as<const __half>(), norm_w.as<const __half>(), eps, rows, H,
+                                h2.as<__half>(), launch_options{ctx.stream(), false});
+                REQUIRE(fd->forward_residual(act.get(), rows, x_fold.get(), ctx.stream()));
+                QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+                const char* names[4] = {"q", "k", "v", "swiglu act"};
+                for (std::size_t i = 0; i < 4; ++i) {
+                    const std::size_t n = static_cast<std::size_t>(R * (i == 0 ? H : i == 3 ? I : d.n_kv));
+                    const auto a = download<std::uint16_t>(sep[i].get(), n), b = download<std::uint16_t>(fold[i].get(), n);
+                    const std::size_t used = static_cast<std::size_t>(rows) * (n / static_cast<std::size_t>(R));
+                    INFO(names[i]);
+                    CHECK(a == b);
+                    CHECK(std::none_of(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(used), [](std::uint16_t v) { return (v & 0x7c00) == 0x7c00; }));
+                }
+                const auto xs = download<std::uint16_t>(x_sep.get(), static_cast<std::size_t>(R * H));
+                const auto xf = download<std::uint16_t>(x_fold.get(), static_cast<std::size_t>(R * H));
+                CHECK(xs == xf);
+                CHECK(xf != residual_host);  // the add really happened
+            }
+            std::printf("  folded norm %lld-bit hidden %lld: normed q/k/v, gate/up and the residual add == separate\n",
+                        static_cast<long long>(bits), static_cast<long long>(H));
+        }
+    // Where the fold does not apply, the calls decline: v2 layers, act-order rows.
+    const auto a = make_gptq_device_linear(ctx, pack(member(512, 64, 3, 128, false, 990)), 8);  // 3 bits: v2
+    const auto b = make_gptq_device_linear(ctx, pack(member(512, 64, 4, 128, true, 991)), 8);   // act-order
+    for (const auto* l : {a.get(), b.get()}) {
+        auto* f = dynamic_cast<const fused_linear*>(l);
+        REQUIRE(f != nullptr);
+        CHECK_FALSE(f->folds_norm(1));
+    }
+    CHECK_FALSE(dynamic_cast<fused_linear*>(a.get())->forward_residual(nullptr, 1, nullptr, ctx.stream()));
 }
 
 TEST_CASE("the fused calls can be captured in a CUDA graph and replay identically", "[gpu][gptq][fused][graph]") {

@@ -453,8 +453,11 @@ public:
         return run_fused(mma_fusion::swiglu, members, 2, x, rows, outs, stream);
     }
 
-    // ---- RMSNorm folded in (v3 only; the executor folds when QBENCH_FP16_FOLD_NORM=1): the v3 kernels stage the
-    // whole activation rows in shared memory anyway, so the norm costs them one reduction, not a re-read.
+    // ---- RMSNorm folded in (v3 only; the executor folds when QBENCH_FP16_FOLD_NORM=1, off by default): the v3
+    // kernels stage the whole activation rows in shared memory anyway, so the norm costs them one reduction, not a
+    // re-read. Measured on the H100 (BM_decode_7b_fused modes 2/3, PERF_NOTES.md seventh session) it is still 1%
+    // slower at beam 1 and 5% at beam 4 than the two RMSNorm kernels it replaces (0.15 ms per step for 65 of them):
+    // the prologue's reduction, barriers and norm-weight round trip sit before every CTA's first product.
 
     bool folds_norm(std::int64_t rows) const override {
         const std::int64_t K = m_plan.in_features;

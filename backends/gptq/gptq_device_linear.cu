@@ -271,10 +271,13 @@ public:
         device_buffer src = context.allocate(src_bytes, "gptq qweight (AutoGPTQ layout, load only)");
         context.upload(src.get(), qweight_host, src_bytes);
         if (!m_plan.sequential) m_row_of = upload_vector(context, m_plan.row_of, "gptq row permutation");
-        // v2 reads the groups of whole k-blocks: pad to kblocks * 4 slabs with the last group (x is zero there).
-        std::vector<std::int32_t> slab_group = m_plan.slab_group;
-        slab_group.resize(static_cast<std::size_t>(m_plan.kblocks * k_block_slabs), slab_group.empty() ? 0 : slab_group.back());
-        m_slab_group = upload_vector(context, slab_group, "gptq slab groups");
+        // v1/v2 read the group of each slab (v2 of whole k-blocks: padded to kblocks * 4 slabs with the last group, x is
+        // zero there); v3 keeps a record per k-block with its weights instead.
+        if (m_version != kernel_version::v3) {
+            std::vector<std::int32_t> slab_group = m_plan.slab_group;
+            slab_group.resize(static_cast<std::size_t>(m_plan.kblocks * k_block_slabs), slab_group.empty() ? 0 : slab_group.back());
+            m_slab_group = upload_vector(context, slab_group, "gptq slab groups");
+        }
         m_block_path = m_plan.mma_block_path();
         if (m_version == kernel_version::v3) {
             m_qweight = context.allocate(a_qweight_words(m_plan) * 4, "gptq qweight (v3 layout)");
@@ -298,12 +301,16 @@ public:
             m_scales = upload_vector(context, tile_scales(m_plan, p.scales), "gptq scales");
             m_zeros = upload_vector(context, tile_zeros(m_plan, p.qzeros), "gptq zeros");
         }
-        std::vector<std::int32_t> row_group(static_cast<std::size_t>(K));
-        for (std::int64_t r = 0; r < K; ++r)
-            row_group[static_cast<std::size_t>(r)] = p.g_idx[static_cast<std::size_t>(m_plan.row_of[static_cast<std::size_t>(r)])];
-        m_row_group = upload_vector(context, row_group, "gptq row groups");
-        m_counters = context.allocate(static_cast<std::uint64_t>(m_plan.tiles) * sizeof(unsigned), "gptq split-K counters");
-        QB_CUDA_CHECK(cudaMemsetAsync(m_counters.get(), 0, m_counters.size(), context.stream()));
+        if (m_version != kernel_version::v3) {  // v1/v2's reconstruct reads the group of each row; v1 splits K
+            std::vector<std::int32_t> row_group(static_cast<std::size_t>(K));
+            for (std::int64_t r = 0; r < K; ++r)
+                row_group[static_cast<std::size_t>(r)] = p.g_idx[static_cast<std::size_t>(m_plan.row_of[static_cast<std::size_t>(r)])];
+            m_row_group = upload_vector(context, row_group, "gptq row groups");
+        }
+        if (m_version == kernel_version::v1) {
+            m_counters = context.allocate(static_cast<std::uint64_t>(m_plan.tiles) * sizeof(unsigned), "gptq split-K counters");
+            QB_CUDA_CHECK(cudaMemsetAsync(m_counters.get(), 0, m_counters.size(), context.stream()));
+        }
         QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));  // the repack read `src`, freed on return
 
         m_fused_rows = m_plan.fused_ok ? std::max<std::int64_t>(0, recons_threshold) : 0;

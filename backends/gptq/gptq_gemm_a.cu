@@ -171,8 +171,9 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
 
     // The activations into shared memory and their sums per (row, k-block) (the zero correction's sum_k x): a
     // (row, k-block) is 16 vectors = 16 consecutive threads of a half-warp (kpad/8 is a multiple of 16), which add
-    // their 8 values each and combine by shuffles; the group's first thread stores the sum. Three ways to move them
-    // (a_x_copy, measured against each other in PERF_NOTES.md, seventh session); all give the same bits.
+    // their 8 values each and combine by shuffles; the group's first thread stores the sum. Four ways to move them
+    // (a_x_copy, measured against each other in PERF_NOTES.md, seventh session), all giving the same bits; the Norm
+    // kernels form rms_norm(x) * w on the way instead.
     const int vecs = kpad / 8, total = a.rows * vecs;
     auto sum_group = [&](const uint4& u, bool valid, int r, int v) {
         const float2 f0 = __half22float2(as_half2(u.x)), f1 = __half22float2(as_half2(u.y));

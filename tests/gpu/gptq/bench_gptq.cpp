@@ -427,26 +427,22 @@ int main(int argc, char** argv) {
         }
     }
     if (!g_decode_fused.empty()) {
-        std::printf("\nLlama-7B decode step (linears + SwiGLU), separate vs fused launches (fused_linear), CUDA graph\n");
-        std::printf("%-8s %5s %14s %14s %9s\n", "format", "beam", "separate ms", "fused ms", "speedup");
-        for (const auto& [key, r] : g_decode_fused) {
-            if (key.fuse != 0) continue;
-            const auto f = g_decode_fused.find({key.bits, 1, key.rows});
-            std::printf("%-8s %5lld %14.3f %14.3f %9.3f\n",
-                        key.bits == 16 ? "fp16" : ("int" + std::to_string(key.bits)).c_str(), static_cast<long long>(key.rows),
-                        r.step_s * 1e3, f != g_decode_fused.end() ? f->second.step_s * 1e3 : 0.0,
-                        f != g_decode_fused.end() ? r.step_s / f->second.step_s : 0.0);
-        }
-        std::printf("\nThe same with the RMSNorm kernels (and residual adds) in the step, vs the norms folded into the linears\n");
-        std::printf("%-8s %5s %14s %14s %9s\n", "format", "beam", "norm kernels", "folded ms", "speedup");
-        for (const auto& [key, r] : g_decode_fused) {
-            if (key.fuse != 2) continue;
-            const auto f = g_decode_fused.find({key.bits, 3, key.rows});
-            std::printf("%-8s %5lld %14.3f %14.3f %9.3f\n",
-                        key.bits == 16 ? "fp16" : ("int" + std::to_string(key.bits)).c_str(), static_cast<long long>(key.rows),
-                        r.step_s * 1e3, f != g_decode_fused.end() ? f->second.step_s * 1e3 : 0.0,
-                        f != g_decode_fused.end() ? r.step_s / f->second.step_s : 0.0);
-        }
+        // One table per pair of modes: `base` against `with`, per width and beam.
+        const auto table = [](const char* title, const char* base_name, const char* with_name, std::int64_t base, std::int64_t with) {
+            std::printf("\n%s\n%-8s %5s %14s %14s %9s\n", title, "format", "beam", base_name, with_name, "speedup");
+            for (const auto& [key, r] : g_decode_fused) {
+                if (key.fuse != base) continue;
+                const auto f = g_decode_fused.find({key.bits, with, key.rows});
+                const bool found = f != g_decode_fused.end();
+                std::printf("%-8s %5lld %14.3f %14.3f %9.3f\n", key.bits == 16 ? "fp16" : ("int" + std::to_string(key.bits)).c_str(),
+                            static_cast<long long>(key.rows), r.step_s * 1e3, found ? f->second.step_s * 1e3 : 0.0,
+                            found ? r.step_s / f->second.step_s : 0.0);
+            }
+        };
+        table("Llama-7B decode step (linears + SwiGLU), separate vs fused launches (fused_linear), CUDA graph", "separate ms",
+              "fused ms", 0, 1);
+        table("The same with the RMSNorm kernels (and residual adds) in the step, vs the norms folded into the linears",
+              "norm kernels", "folded ms", 2, 3);
     }
     benchmark::Shutdown();
     return 0;

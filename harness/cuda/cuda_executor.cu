@@ -9,7 +9,8 @@
 // then logits = lm_head(rms_norm(x += o)), and the next tokens are chosen on the GPU (select.cuh). A decode step
 // reads its position and step index from device memory, so one captured CUDA graph replays every step.
 //
-// Folded RMSNorm (backends offering fused_linear's normed forwards, i.e. fp16 on sm_80+, rows <= 8): o_proj and
+// Folded RMSNorm (backends offering fused_linear's normed forwards: fp16 on sm_80+ and GPTQ kernel v3, rows <= 8;
+// GPTQ v3 measured 1-5% slower folded too, backends/gptq/PERF_NOTES.md seventh session): o_proj and
 // down_proj add their output into x in their epilogue (forward_residual), and q/k/v, gate/up and the LM head form
 // rms_norm(x) in their prologue (forward_*_normed), so no separate RMSNorm kernel runs: 5 kernels per layer instead
 // of 7, bit-identical outputs. Each piece falls back on its own when declined (m_delta_pending tracks whether m_o

@@ -358,15 +358,8 @@ public:
         const launch_options lo{stream, m_context.pdl_enabled()};
         const auto& scratch = m_scratch->get(stream, rows > m_fused_rows);
         if (rows <= m_fused_rows) {
-            const __half* xin = x;
-            std::int64_t ldx = K;
-            const bool aligned = (reinterpret_cast<std::uintptr_t>(x) % 16) == 0;
-            if (!m_plan.sequential || K % (m_mma ? k_block_rows : k_slab_rows) != 0 || !aligned) {
-                // Act-order gathers x into sorted-row order; a ragged K is zero-padded to whole slabs.
-                ldx = padded_in();
-                launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
-                xin = scratch.stage.as<const __half>();
-            }
+            std::int64_t ldx = 0;
+            const __half* xin = kernel_input(x, rows, ldx, lo);
             if (m_version == kernel_version::v3) {
                 for (std::int64_t r0 = 0; r0 < rows; r0 += m_a_rows) {
                     const int rr = static_cast<int>(std::min<std::int64_t>(m_a_rows, rows - r0));
@@ -568,14 +561,15 @@ private:
         return m;
     }
 
-    /// x as the v2/v3 kernels read it: as given, or staged (act-order row order, ragged K, unaligned) into this
-    /// stream's scratch; the members of a fused launch share the row order, so one staged copy serves them all.
+    /// x as the fused kernels read it: as given, or staged into this stream's scratch (act-order gathers x into
+    /// sorted-row order, a ragged K is zero-padded to whole slabs or k-blocks, an unaligned x is copied); the members
+    /// of a fused launch share the row order, so one staged copy serves them all.
     const __half* kernel_input(const __half* x, std::int64_t rows, std::int64_t& ldx, const launch_options& lo) {
         const std::int64_t K = m_plan.in_features;
-        const auto& scratch = m_scratch->get(lo.stream, false);
         ldx = K;
         const bool aligned = (reinterpret_cast<std::uintptr_t>(x) % 16) == 0;
-        if (m_plan.sequential && K % k_block_rows == 0 && aligned) return x;
+        if (m_plan.sequential && K % (m_mma ? k_block_rows : k_slab_rows) == 0 && aligned) return x;
+        const auto& scratch = m_scratch->get(lo.stream, false);
         ldx = padded_in();
         launch_stage_x(x, K, rows, row_of(), K, ldx, scratch.stage.as<__half>(), lo);
         return scratch.stage.as<const __half>();

@@ -241,13 +241,6 @@ struct weights_4bit {
     }
 };
 
-// A 4-bit launch by variant id (bnb_kernels.cuh: the team configs at batch 1, then v2 and v1).
-void launch_4bit_variant(const device_4bit_view& w, const __half* x, std::int64_t m, __half* y, const launch_options& o,
-                         int variant) {
-    launch_gemv_4bit(w, x, m, y, o, variant);
-}
-const char* variant_name_4bit(int variant) { return gemv_4bit_variant_name(variant); }
-
 // Args: shape, type (0 nf4, 1 fp4), dq, m, kernel variant (0 = default; gemv_4bit_variant_name), graph (1: 20
 // launches in a CUDA graph with PDL, as in a decode step; 0: launched one by one, launch gaps included).
 void BM_bnb_gemv_4bit(benchmark::State& state) {
@@ -261,17 +254,17 @@ void BM_bnb_gemv_4bit(benchmark::State& state) {
     weights_4bit w(s.n, s.k, t, dq, copies_for(one));
     dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
     fill_half(x.get(), x.size(), 3, 1.0f);
-    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq) + " " + variant_name_4bit(variant) +
+    state.SetLabel(std::string(s.name) + " " + format_name_4bit(t, 64, dq) + " " + gemv_4bit_variant_name(variant) +
                    (graph ? " graph+pdl" : ""));
     if (graph) {
         run_graph_timed(state, static_cast<double>(w.bytes), true, [&](int i, const launch_options& o) {
-            launch_4bit_variant(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), o, variant);
+            launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), o, variant);
         });
         return;
     }
     run_timed(state, static_cast<double>(w.bytes), [&](int i) {
-        launch_4bit_variant(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), {nullptr, false},
-                            variant);
+        launch_gemv_4bit(w.views[static_cast<std::size_t>(i) % w.views.size()], x.get(), m, y.get(), {nullptr, false},
+                         variant);
     });
 }
 
@@ -491,7 +484,7 @@ void BM_linear_stack_7b(benchmark::State& state) {
     const int variant = static_cast<int>(state.range(2));
     constexpr int layers = k_stack_layers;
     const auto& per_layer = k_stack_per_layer;
-    std::string kernel = format >= 1 && format <= 3 ? variant_name_4bit(variant)
+    std::string kernel = format >= 1 && format <= 3 ? gemv_4bit_variant_name(variant)
                          : format >= 4 ? (variant < 0 ? "quant+gemv" : gemv_int8_fused_config_name(variant))
                                        : "";
     state.SetLabel(std::string("7b linears+f16 head ") + k_stack_names[format] + (pdl ? " pdl " : " ") + kernel);
@@ -519,7 +512,7 @@ void BM_linear_stack_7b(benchmark::State& state) {
             for (const shape& s : per_layer) {
                 // x is reused as every layer's input (values do not matter for speed; all layers read it).
                 if (format == 0) launch_f16_gemv(w16[i]->w[0].get(), x.get(), y.get(), 1, s.n, s.k, o);
-                else if (format <= 3) launch_4bit_variant(w4[i]->views[0], x.get(), 1, y.get(), o, variant);
+                else if (format <= 3) launch_gemv_4bit(w4[i]->views[0], x.get(), 1, y.get(), o, variant);
                 else if (variant >= 0) {
                     launch_gemv_int8_fused(w8[i]->cb[0].get(), w8[i]->scb[0].get(), s.n, s.k, x.get(), threshold,
                                            y.get(), o, variant);

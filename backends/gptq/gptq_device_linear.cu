@@ -453,11 +453,14 @@ public:
         return run_fused(mma_fusion::swiglu, members, 2, x, rows, outs, stream);
     }
 
-    // ---- RMSNorm folded in (v3 only; the executor folds when QBENCH_FP16_FOLD_NORM=1, off by default): the v3
-    // kernels stage the whole activation rows in shared memory anyway, so the norm costs them one reduction, not a
-    // re-read. Measured on the H100 (BM_decode_7b_fused modes 2/3, PERF_NOTES.md seventh session) it is still 1%
-    // slower at beam 1 and 5% at beam 4 than the two RMSNorm kernels it replaces (0.15 ms per step for 65 of them):
-    // the prologue's reduction, barriers and norm-weight round trip sit before every CTA's first product.
+    // ---- RMSNorm folded in (v3 only): the v3 kernels stage the whole activation rows in shared memory anyway, so the
+    // norm costs them one reduction, not a re-read. The seventh session's prologue measured 1% / 5% slower at beams
+    // 1 / 4 than the two RMSNorm kernels it replaces (H100, PERF_NOTES.md): its reduction, four barriers and the
+    // norm-weight round trip after the PDL wait sat before every CTA's first product. The eighth session's takes two
+    // barriers and requests the weights before the wait (gptq_gemm_a.cu, stage_normed_x); see PERF_NOTES.md for
+    // whether that made the fold the default (prefers_folded_norm).
+
+    bool prefers_folded_norm() const override { return m_version == kernel_version::v3; }
 
     bool folds_norm(std::int64_t rows) const override {
         const std::int64_t K = m_plan.in_features;

@@ -62,6 +62,74 @@ __device__ __forceinline__ void copy_async_wait_all() {
 #endif
 }
 
+/// The sum of a (row r, k-block) of activations for the zero correction, from the 16 consecutive lanes of a half-warp
+/// that hold its 16 vectors (v = the vector's index in the row): each adds its 8 values, shuffles combine them, and the
+/// group's first lane stores the sum. Every lane of the warp must call it.
+__device__ __forceinline__ void sum_group16(const uint4& u, bool valid, int r, int v, float* xsum) {
+    const float2 f0 = __half22float2(as_half2(u.x)), f1 = __half22float2(as_half2(u.y));
+    const float2 f2 = __half22float2(as_half2(u.z)), f3 = __half22float2(as_half2(u.w));
+    float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
+#pragma unroll
+    for (int o = 8; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (valid && (v & 15) == 0) xsum[(v >> 4) * 8 + r] = sum;
+}
+
+/// The activations of a Norm kernel: rms_norm(x) * norm_weight into shared memory, and their sums per (row, k-block).
+/// x is the residual stream; the normed values follow cuda/rms_norm.cuh's reduction order and roundings (bit-identical
+/// to launch_rms_norm's fast path): chunk c = vector c of a row (thread c % 512 of round c / 512), W_w = the butterfly
+/// of chunks 32w .. 32w + 31 (warp w of that round), the row's sum = the butterfly over the W_w. Two barriers, as the
+/// plain copy has one: (1) the rows as they are into shared memory and each warp's W_w; (2) every warp forms the row
+/// sums itself from the W_w (the same butterfly, so the same bits in every warp; lane r keeps row r's inverse RMS),
+/// norms its own chunks in place with the weights (`norm_w0`: chunk tid, requested before the PDL wait) and sums
+/// them per k-block. (The seventh session's form took two more barriers, an L2 round trip for the weights after the
+/// wait and a second pass over shared memory.) Register pressure here shapes the main loop's allocation (the weights
+/// requested before the wait are live throughout): four rows' loads in flight made ptxas spill a meta record of the
+/// ring into local memory, reloaded every k-block, and so did this function out of line (the call's saved registers);
+/// with two rows the main loop spills what the plain SwiGLU kernel's does (one integer per k-block).
+__device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx, int rows, int vecs, const __half* norm_weight,
+                                            double eps, uint4 norm_w0, __half* xs, int xstride, float* xsum) {
+    __shared__ double warp_sums[k_a_max_rows][32];
+    const int tid = static_cast<int>(threadIdx.x), warp = tid >> 5, lane = tid & 31;
+    auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(r) * ldx) + v; };
+    auto xs_vec = [&](int r, int v) { return reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride) + v; };
+    for (int base = 0; base < vecs; base += k_a_threads) {
+        if (base + 32 * warp >= vecs) continue;  // warp-uniform: no chunk of this warp is in the row
+        const int c = base + tid;
+        const bool ok = c < vecs;
+        for (int r0 = 0; r0 < rows; r0 += 2) {  // two rows' loads in flight at once
+            uint4 u[2];
+#pragma unroll
+            for (int j = 0; j < 2; ++j) u[j] = ok && r0 + j < rows ? *x_vec(r0 + j, c) : make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                if (r0 + j >= rows) break;  // uniform
+                if (ok) *xs_vec(r0 + j, c) = u[j];
+                const double w_sum = rms_butterfly(ok ? rms_chunk_sumsq(u[j]) : 0.0);
+                if (lane == 0) warp_sums[r0 + j][(base >> 5) + warp] = w_sum;
+            }
+        }
+    }
+    __syncthreads();
+    const int row_warps = (vecs + 31) / 32;
+    double lane_sumsq = 0.0;
+    for (int r = 0; r < rows; ++r) {
+        const double sumsq = rms_butterfly(lane < row_warps ? warp_sums[r][lane] : 0.0);
+        if (lane == r) lane_sumsq = sumsq;
+    }
+    const float lane_inv = rms_inv(lane_sumsq, static_cast<std::int64_t>(vecs) * 8, eps);
+    for (int base = 0, round = 0; base < vecs; base += k_a_threads, ++round) {  // uniform: every warp takes part
+        const int c = base + tid;
+        const bool ok = c < vecs;
+        const uint4 nv = round == 0 ? norm_w0 : ok ? reinterpret_cast<const uint4*>(norm_weight)[c] : make_uint4(0u, 0u, 0u, 0u);
+        for (int r = 0; r < rows; ++r) {
+            const float inv = __shfl_sync(0xffffffffu, lane_inv, r);
+            const uint4 v = ok ? rms_norm_chunk(*xs_vec(r, c), inv, nv) : make_uint4(0u, 0u, 0u, 0u);
+            if (ok) *xs_vec(r, c) = v;
+            sum_group16(v, ok, r, c, xsum);
+        }
+    }
+}
+
 /// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
 /// make the compiler copy the whole array to local memory.
 template <class F>
@@ -166,6 +234,13 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     for (int i = tid; i < zero_count; i += k_a_threads) xsum[i] = 0.0f;
     __syncthreads();  // the sums are stored below by other threads
 
+    // Norm: this thread's norm weights of the first round (chunk tid): constants, so requested before the wait (a
+    // second round, K > 4096, loads its own after the wait).
+    [[maybe_unused]] uint4 norm_w = make_uint4(0u, 0u, 0u, 0u);
+    if constexpr (Norm) {
+        if (tid < a.kblocks * static_cast<int>(k_block_rows) / 8) norm_w = reinterpret_cast<const uint4*>(a.norm_weight)[tid];
+    }
+
     pdl_wait();  // x and y belong to the previous kernels
     pdl_trigger();
 
@@ -175,14 +250,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     // (a_x_copy, measured against each other in PERF_NOTES.md, seventh session), all giving the same bits; the Norm
     // kernels form rms_norm(x) * w on the way instead.
     const int vecs = kpad / 8, total = a.rows * vecs;
-    auto sum_group = [&](const uint4& u, bool valid, int r, int v) {
-        const float2 f0 = __half22float2(as_half2(u.x)), f1 = __half22float2(as_half2(u.y));
-        const float2 f2 = __half22float2(as_half2(u.z)), f3 = __half22float2(as_half2(u.w));
-        float sum = ((f0.x + f0.y) + (f1.x + f1.y)) + ((f2.x + f2.y) + (f3.x + f3.y));
-#pragma unroll
-        for (int o = 8; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if (valid && (v & 15) == 0) xsum[(v >> 4) * 8 + r] = sum;
-    };
+    auto sum_group = [&](const uint4& u, bool valid, int r, int v) { sum_group16(u, valid, r, v, xsum); };
     auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(a.x + static_cast<std::size_t>(r) * a.ldx) + v; };
     auto xs_vec = [&](int r, int v) { return reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride) + v; };
     auto sums_from_smem = [&] {
@@ -194,38 +262,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         }
     };
     if constexpr (Norm) {
-        // RMSNorm folded in (its own instantiation: the code kept the plain kernels' loop from spilling): x is the residual stream and the kernel's activations are rms_norm(x) * norm_weight,
-        // formed with cuda/rms_norm.cuh's reduction order and roundings (bit-identical to launch_rms_norm's fast
-        // path): chunk c = vector c of a row (thread c % 512 of round c / 512), W_w = the butterfly of chunks
-        // 32w .. 32w + 31 (warp w of that round), the row's sum = the butterfly over the W_w. One row at a time (decode
-        // folds at beam 1 mostly; more rows in flight spilled in the main loop).
-        __shared__ double warp_sums[k_a_max_rows][32];
-        __shared__ float inv_rms[k_a_max_rows];
-        for (int base = 0; base < vecs; base += k_a_threads) {
-            if (base + 32 * warp >= vecs) continue;  // warp-uniform: no chunk of this warp is in the row
-            const int c = base + tid;
-            const bool ok = c < vecs;
-            for (int r = 0; r < a.rows; ++r) {
-                const uint4 u = ok ? *x_vec(r, c) : make_uint4(0u, 0u, 0u, 0u);
-                if (ok) *xs_vec(r, c) = u;
-                const double w_sum = rms_butterfly(ok ? rms_chunk_sumsq(u) : 0.0);
-                if (lane == 0) warp_sums[r][(base >> 5) + warp] = w_sum;
-            }
-        }
-        __syncthreads();
-        const int row_warps = (vecs + 31) / 32;
-        for (int r = warp; r < a.rows; r += k_a_warps) {
-            const double sumsq = rms_butterfly(lane < row_warps ? warp_sums[r][lane] : 0.0);
-            if (lane == 0) inv_rms[r] = rms_inv(sumsq, kpad, a.norm_eps);
-        }
-        __syncthreads();
-        const uint4* nw = reinterpret_cast<const uint4*>(a.norm_weight);
-        for (int c = tid; c < vecs; c += k_a_threads) {
-            const uint4 nv = nw[c];
-            for (int r = 0; r < a.rows; ++r) *xs_vec(r, c) = rms_norm_chunk(*xs_vec(r, c), inv_rms[r], nv);
-        }
-        __syncthreads();
-        sums_from_smem();
+        stage_normed_x(a.x, a.ldx, a.rows, vecs, a.norm_weight, a.norm_eps, norm_w, xs, xstride, xsum);
     } else if (a.x_copy == a_x_copy::async) {  // (the Norm kernels never get here)
         // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
         for (int i = tid; i < total; i += k_a_threads) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
@@ -331,6 +368,24 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             }
         }
     }
+    // The outputs: thread i of the CTA writes output i, i + 512, ... (tile, row, column of the tile).
+    const int per = a.rows * static_cast<int>(k_a_tile_cols);
+    __half* y = member_field(a, mi, [](const a_member& m) { return m.y; });
+    const int n_out = member_field(a, mi, [](const a_member& m) { return m.n; });
+    auto y_index = [&](int i) {  // -1 past N
+        const int tile = i / per, rem = i % per;
+        const int r = rem / static_cast<int>(k_a_tile_cols), col = rem % static_cast<int>(k_a_tile_cols);
+        const int n = (t0 + tile) * static_cast<int>(k_a_tile_cols) + col;
+        return n < n_out ? r * n_out + n : -1;
+    };
+    // residual_add: the stream's value at this thread's first output, requested before the barrier so that its round
+    // trip overlaps the slowest warp's last chunks instead of following them (no one else writes it: the previous
+    // kernels are done, and every output belongs to one CTA).
+    __half prior = __ushort_as_half(0);
+    if (!Swiglu && !Norm && a.residual_add && tid < ntl * per) {  // (the normed forwards never add)
+        const int yi = y_index(tid);
+        if (yi >= 0) prior = y[yi];
+    }
     __syncthreads();
     // The 16 warps' partials of an output, added in warp order whatever the launch (bit-identical outputs).
     auto output_sum = [&](int tile, int r, int col) {
@@ -339,9 +394,6 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         for (int wq = 0; wq < k_a_warps; ++wq) s += red[((tile * k_a_warps + wq) * a.rows + r) * k_a_tile_cols + col];
         return s;
     };
-    const int per = a.rows * static_cast<int>(k_a_tile_cols);
-    __half* y = member_field(a, mi, [](const a_member& m) { return m.y; });
-    const int n_out = member_field(a, mi, [](const a_member& m) { return m.n; });
     for (int i = tid; i < ntl * per; i += k_a_threads) {
         const int tile = i / per, rem = i % per;
         const int r = rem / static_cast<int>(k_a_tile_cols), col = rem % static_cast<int>(k_a_tile_cols);
@@ -357,7 +409,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             // residual_add: y is the residual stream, updated as launch_rms_norm's add would (fp16(y + fp16(sum))).
             __half& out = y[static_cast<std::size_t>(r) * n_out + n];
             const __half sum = __float2half_rn(output_sum(tile, r, col));
-            out = a.residual_add ? rms_residual_add(out, sum) : sum;
+            out = a.residual_add ? rms_residual_add(i == tid ? prior : out, sum) : sum;
         }
     }
 }

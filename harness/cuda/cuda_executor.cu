@@ -9,15 +9,16 @@
 // then logits = lm_head(rms_norm(x += o)), and the next tokens are chosen on the GPU (select.cuh). A decode step
 // reads its position and step index from device memory, so one captured CUDA graph replays every step.
 //
-// Folded RMSNorm (backends offering fused_linear's normed forwards: fp16 on sm_80+ and GPTQ kernel v3, rows <= 8;
-// GPTQ v3 measured 1-5% slower folded too, backends/gptq/PERF_NOTES.md seventh session): o_proj and
-// down_proj add their output into x in their epilogue (forward_residual), and q/k/v, gate/up and the LM head form
-// rms_norm(x) in their prologue (forward_*_normed), so no separate RMSNorm kernel runs: 5 kernels per layer instead
-// of 7, bit-identical outputs. Each piece falls back on its own when declined (m_delta_pending tracks whether m_o
-// still holds a block output that x lacks). Off by default: on the H200 the folded step was slower (7B beam 1
-// 3.884 vs 3.642 ms, beam 4 4.683 vs 3.742 ms: every GEMV block re-reads and reduces x before its first product,
-// tests/bench/PERF_NOTES.md v6). QBENCH_FP16_FOLD_NORM=1 (read at each generate) turns it on; the kernel path
-// string says which ran ("+fold-norm" / "+norm-kernel").
+// Folded RMSNorm (backends offering fused_linear's normed forwards: fp16 on sm_80+ and GPTQ kernel v3, rows <= 8):
+// o_proj and down_proj add their output into x in their epilogue (forward_residual), and q/k/v, gate/up and the LM
+// head form rms_norm(x) in their prologue (forward_*_normed), so no separate RMSNorm kernel runs: 5 kernels per layer
+// instead of 7, bit-identical outputs. Each piece falls back on its own when declined (m_delta_pending tracks whether
+// m_o still holds a block output that x lacks). By default each linear folds where its backend prefers it
+// (fused_linear::prefers_folded_norm): not fp16, whose folded step was slower on the H200 (7B beam 1 3.884 vs 3.642
+// ms, beam 4 4.683 vs 3.742 ms: every GEMV block re-reads and reduces x before its first product,
+// tests/bench/PERF_NOTES.md v6); GPTQ v3 (backends/gptq/PERF_NOTES.md, eighth session). QBENCH_FP16_FOLD_NORM=1 / 0
+// (read at each generate) folds wherever possible / nowhere; the kernel path string says which ran ("+fold-norm" /
+// "+norm-kernel").
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
@@ -94,10 +95,16 @@ struct gpu_layer {
     fused_linear* fused_down = nullptr;  // down_proj's (residual add in the epilogue)
 };
 
-// QBENCH_FP16_FOLD_NORM=1 turns the folded RMSNorm on (A/B runs in one process: read at each generate).
-bool fold_norm_from_env() {
+// Where the RMSNorm is folded into the linears: QBENCH_FP16_FOLD_NORM=1 wherever a backend can, =0 nowhere, unset
+// where the backend prefers it (fused_linear::prefers_folded_norm). Read at each generate, for A/B runs in one process.
+enum class fold_choice { backend, on, off };
+fold_choice fold_norm_from_env() {
     const char* env = std::getenv("QBENCH_FP16_FOLD_NORM");
-    return env != nullptr && std::atoi(env) != 0;
+    if (env == nullptr || *env == '\0') return fold_choice::backend;
+    return std::atoi(env) != 0 ? fold_choice::on : fold_choice::off;
+}
+bool folds(fold_choice choice, const fused_linear* f) {
+    return f != nullptr && (choice == fold_choice::on || (choice == fold_choice::backend && f->prefers_folded_norm()));
 }
 
 // Measurement only: QBENCH_DECODE_ABLATE=attention,norm (read at each generate) leaves the named kernels out of
@@ -132,7 +139,7 @@ struct graph_key {
     std::int64_t top_k = 0;
     std::uint64_t seed = 0;
     bool pdl = false;  // launches are captured with or without programmatic dependent launch
-    bool fold = false;  // RMSNorm folded into the linears
+    fold_choice fold = fold_choice::backend;  // where the RMSNorm is folded into the linears
     unsigned ablate = 0;  // ablate_bits left out (measurement only)
     bool early_trigger = true;  // RMSNorm / attention trigger their successor before their wait
     bool operator==(const graph_key&) const = default;
@@ -160,7 +167,8 @@ public:
     std::string kernel_path(std::int64_t rows) const override {
         std::string path = m_layers.at(0).linear[0]->kernel_path(rows);
         const fused_linear* f = m_layers.at(0).fused_q;
-        if (f != nullptr && m_fuse && f->folds_norm(rows)) path += fold_norm_from_env() ? "+fold-norm" : "+norm-kernel";
+        if (f != nullptr && m_fuse && f->folds_norm(rows))
+            path += folds(fold_norm_from_env(), f) ? "+fold-norm" : "+norm-kernel";
         return path + (early_trigger_from_env() ? "" : "+late-trigger") + ablate_suffix(ablate_from_env());
     }
     void set_graphs_enabled(bool on) override { m_graphs_enabled = on; }
@@ -221,10 +229,11 @@ private:
     // Linears of one input as one kernel where the backend offers it (fused_linear.hpp): q, k, v; gate, up and the
     // SwiGLU product. Tried before the branches above. QBENCH_FUSE_LINEARS=0 turns it off.
     bool m_fuse = true;
-    // RMSNorm folded into the linears where the backend offers it (see the top of this file); refreshed from
-    // QBENCH_FP16_FOLD_NORM at each generate. m_delta_pending: while enqueuing, whether m_o holds a block output not
+    // RMSNorm folded into the linears where the backend offers and prefers it, or as QBENCH_FP16_FOLD_NORM says (see
+    // the top of this file; refreshed at each generate): fold(f) for linear f. m_delta_pending: while enqueuing, whether m_o holds a block output not
     // yet added into m_x (the next RMSNorm kernel must add it).
-    bool m_fold = false;
+    fold_choice m_fold = fold_choice::backend;
+    bool fold(const fused_linear* f) const { return folds(m_fold, f); }
     bool m_early_trigger = true;  // early_trigger_from_env(), refreshed at each generate
     unsigned m_ablate = 0;  // ablate_bits, decode steps only (measurement only: ablate_from_env)
     bool m_delta_pending = false;
@@ -443,7 +452,7 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     device_linear* const kv[2] = {layer.linear[1].get(), layer.linear[2].get()};
     void* const qkv_out[3] = {m_q.get(), m_k.get(), m_v.get()};
     // Folded: q/k/v form rms_norm(x) themselves (x must be up to date: no block output pending).
-    const bool qkv_folded = m_fold && m_fuse && !m_delta_pending && layer.fused_q != nullptr &&
+    const bool qkv_folded = m_fuse && !m_delta_pending && fold(layer.fused_q) &&
                             layer.fused_q->forward_group_normed(
                                 kv, 2, fused_linear::normed_input{x, layer.input_norm.get(), eps}, rows, qkv_out, st);
     const bool skip_norm = decode && (m_ablate & k_ablate_norm) != 0;  // measurement only (ablate_from_env)
@@ -472,7 +481,7 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
         launch_attention_prefill(m_q.as<__half>(), kcache(l), vcache(l), rows, 0, shape, m_attn.as<__half>(), o);
     }
     // Folded: x += o_proj(attn) in the GEMV's epilogue; otherwise the block output waits in m_o for the next norm.
-    if (m_fold && layer.fused_o != nullptr && layer.fused_o->forward_residual(m_attn.get(), rows, x, st)) {
+    if (fold(layer.fused_o) && layer.fused_o->forward_residual(m_attn.get(), rows, x, st)) {
         m_delta_pending = false;
     } else {
         layer.linear[3]->forward(m_attn.get(), rows, out, st);
@@ -480,7 +489,7 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     }
     // act lands in m_gate either way (the fused kernels write only the product; the unfused SwiGLU runs in place).
     const bool gate_folded =
-        m_fold && m_fuse && !m_delta_pending && layer.fused_gate != nullptr &&
+        m_fuse && !m_delta_pending && fold(layer.fused_gate) &&
         layer.fused_gate->forward_swiglu_normed(
             *layer.linear[5], fused_linear::normed_input{x, layer.post_norm.get(), eps}, rows, m_gate.get(), st);
     if (!gate_folded) {
@@ -496,7 +505,7 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
             launch_swiglu(m_gate.as<__half>(), m_up.as<__half>(), rows * I, m_gate.as<__half>(), o);  // in place
         }
     }
-    if (m_fold && layer.fused_down != nullptr && layer.fused_down->forward_residual(m_gate.get(), rows, x, st)) {
+    if (fold(layer.fused_down) && layer.fused_down->forward_residual(m_gate.get(), rows, x, st)) {
         m_delta_pending = false;
     } else {
         layer.linear[6]->forward(m_gate.get(), rows, out, st);
@@ -509,7 +518,7 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
 void cuda_executor_impl::enqueue_head(std::int64_t first, std::int64_t logit_rows) {
     const std::int64_t H = m_model.hidden_size;
     __half* x = m_x.as<__half>() + first * H;
-    if (m_fold && !m_delta_pending && m_fused_head != nullptr &&
+    if (!m_delta_pending && fold(m_fused_head) &&
         m_fused_head->forward_normed(fused_linear::normed_input{x, m_final_norm.get(), m_model.rms_norm_eps},
                                      logit_rows, m_logits.get(), m_context.stream()))
         return;

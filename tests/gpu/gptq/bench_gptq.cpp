@@ -338,10 +338,12 @@ void BM_decode_7b_fused(benchmark::State& state) {
         const auto body = [&](cudaStream_t st) {
             fused_calls = fused_ran = 0;
             const launch_options lo{st, e.ctx.pdl_enabled()};
-            // Mode 2: the RMSNorm kernel (with the residual add of the block output before it) forms h.
+            // Mode 2: the RMSNorm kernel (with the residual add of the block output before it) forms h, triggering its
+            // successor before its wait as the executor launches it (QBENCH_PDL_EARLY_TRIGGER, default on).
+            const launch_options lo_norm{st, e.ctx.pdl_enabled(), true};
             const auto norm_kernel = [&](const device_buffer* delta) {
                 launch_rms_norm(res.as<__half>(), delta != nullptr ? delta->as<const __half>() : nullptr, norm_w.as<const __half>(),
-                                1e-6, rows, H, h.as<__half>(), lo);
+                                1e-6, rows, H, h.as<__half>(), lo_norm);
             };
             const void* in = with_norms ? h.get() : x.get();
             for (std::int64_t l = 0; l < m.num_layers; ++l) {

@@ -380,7 +380,8 @@ TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the se
         std::int64_t hidden, n_kv, inter;
     };
     for (std::int64_t bits : {4, 8})
-        for (const dims d : {dims{4096, 4096, 11008}, dims{512, 136, 328}}) {
+        // 5120 (13B): the prologue's second round of 512 chunks, partly filled.
+        for (const dims d : {dims{4096, 4096, 11008}, dims{512, 136, 328}, dims{5120, 640, 328}}) {
             const std::int64_t H = d.hidden, I = d.inter, R = 8;
             const auto qkv = upload_all(ctx, {member(H, H, bits, 128, false, seed), member(H, d.n_kv, bits, 128, false, seed + 1),
                                               member(H, d.n_kv, bits, 128, false, seed + 2)});
@@ -394,7 +395,7 @@ TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the se
             const device_buffer norm_w = upload(ctx, to_half_bits(random_inputs(1, H, seed + 7)));
             const device_buffer act = upload(ctx, to_half_bits(random_inputs(R, I, seed + 8)));
             seed += 10;
-            for (std::int64_t rows : {1, 2, 4, 8}) {
+            for (std::int64_t rows : {1, 2, 3, 4, 8}) {  // 3: the prologue loads rows two at a time
                 INFO(bits << "-bit hidden=" << H << " rows=" << rows);
                 REQUIRE(fq->folds_norm(rows));
                 const device_buffer x = upload(ctx, residual_host);

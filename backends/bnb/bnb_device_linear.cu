@@ -159,7 +159,7 @@ public:
         auto* yh = static_cast<__half*>(y);
         const launch_options o = options(m_context, stream);
         if (rows == 1 && gemv_int8_fused_supported(m_cols)) {
-            // One kernel: activation quantization folded into the GEMV (bnb_gemv_team.cu).
+            // One kernel: activation quantization folded into the GEMV (bnb_gemv_team_int8.cu).
             launch_gemv_int8_fused(cb.as<std::int8_t>(), scb.as<float>(), m_rows, m_cols, xh, m_threshold, yh, o);
             return;
         }

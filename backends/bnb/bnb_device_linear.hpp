@@ -3,7 +3,7 @@
 /// tensor, uploads it to a transient device buffer and quantizes it there (bitsandbytes' Params4bit.cuda() /
 /// Int8Params.cuda()), or uploads a linear the checkpoint already holds in bitsandbytes' serialization.
 /// Both kinds also implement fused_linear (cuda/fused_linear.hpp) at batch 1: q/k/v in one team launch and gate/up
-/// with the SwiGLU product in its epilogue, bit-identical to the separate forwards (bnb_gemv_team.cu).
+/// with the SwiGLU product in its epilogue, bit-identical to the separate forwards (bnb_gemv_team_*.cu).
 #include "qbench/backend/backend.hpp"
 
 #include <memory>

@@ -383,7 +383,7 @@ void launch_variant(const device_4bit_view& w, const __half* x, std::int64_t m, 
 using launcher_t = void (*)(const device_4bit_view&, const __half*, std::int64_t, __half*, const launch_options&);
 
 // Batch-1 variants by id (gemv_4bit_variant_name): ids below gemv_team_configs() are the team kernels
-// (bnb_gemv_team.cu), then v2 and v1 for comparison.
+// (bnb_gemv_team_4bit.cu), then v2 and v1 for comparison.
 constexpr launcher_t k_v2_batch1 = launch_warp_variant<1, 2, 2>;
 constexpr launcher_t k_v1_batch1 = launch_variant<1, 2>;
 constexpr int k_v2_id = k_gemv_4bit_v2_id, k_v1_id = k_gemv_4bit_v1_id;

@@ -64,7 +64,7 @@ void launch_gemv_4bit(const device_4bit_view& w, const __half* x, std::int64_t m
 /// "team-..." (v3, batch 1), "warp-r2-u2" (v2), "block-r2" (v1).
 const char* gemv_4bit_variant_name(int variant);
 
-// ---- batch-1 team kernels (bnb_gemv_team.cu) ----------------------------------------------------------------------
+// ---- batch-1 team kernels (bnb_gemv_team_4bit.cu, bnb_gemv_team_int8.cu, bnb_team_geometry.cu) -------------------
 
 /// Launch shapes of the team kernels (4-bit and int8 tables alike): 0 is the default; the others exist for benchmarks.
 inline constexpr int k_gemv_team_config_count = 8;

@@ -24,7 +24,7 @@ public:
     /// The 256-entry signed dynamic map of double quantization (dynamic_map_signed()) on the device, uploaded on first
     /// use (load time). Every double-quantized linear whose map equals it points here: a fused group whose members
     /// share one map pointer loads one code book instead of one per member, and one 1 KiB map stays hot in L2
-    /// instead of 224 copies that a decode step's weight stream evicts (bnb_gemv_team.cu).
+    /// instead of 224 copies that a decode step's weight stream evicts (bnb_gemv_team_4bit.cu).
     const float* nested_map();
 
     /// Makes the fp16 dequantization buffer at least `elements` long (load time).

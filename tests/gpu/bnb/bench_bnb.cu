@@ -646,7 +646,7 @@ void fused_stack_args(benchmark::internal::Benchmark* b) {
 }
 
 // Launch shapes in the order the device call measures them (it has a time limit): the default and the 32-warp
-// shapes (register budgets of 64 and 56, bnb_gemv_team.cu) first, the older experimental shapes after. Found by name,
+// shapes (register budgets of 64 and 56, bnb_team_geometry.cuh) first, the older experimental shapes after. Found by name,
 // so the lists follow the config tables.
 bool is_32_warp_config(const char* name) { return std::strstr(name, "-r64") != nullptr || std::strstr(name, "-r56") != nullptr; }
 std::vector<int> team_configs_where(const char* (*name)(int), bool first) {

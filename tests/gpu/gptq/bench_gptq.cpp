@@ -13,7 +13,8 @@
 //                    the SwiGLU kernel: 8 launches) and with it (fused_linear.hpp: q/k/v, o, gate/up+SwiGLU, down:
 //                    4 launches), args (bits, mode): mode 0 separate, 1 fused, 2 fused + the two RMSNorm kernels
 //                    per layer (residual adds included), 3 the norms folded (normed q/k/v and gate/up, o and down
-//                    adding into the residual: 4 launches); tables at the end compare 0 with 1 and 2 with 3.
+//                    adding into the residual: 4 launches), 4 only the residual adds folded (norm kernels kept);
+//                    tables at the end compare 0 with 1, 2 with 3 and 2 with 4.
 #include "gptq_gpu_test_util.hpp"
 #include "stream_pattern.cuh"
 
@@ -309,8 +310,11 @@ std::map<fused_key, decode_result> g_decode_fused;
 void BM_decode_7b_fused(benchmark::State& state) {
     env& e = the_env();
     const std::int64_t bits = state.range(0);
-    const int mode = static_cast<int>(state.range(1));  // 0 separate, 1 fused, 2 fused + RMSNorm kernels, 3 norms folded
-    const bool fuse = mode != 0, with_norms = mode >= 2, fold = mode == 3;
+    // 0 separate, 1 fused, 2 fused + RMSNorm kernels, 3 norms and residual adds folded, 4 only the residual adds folded
+    // (o/down add into the residual stream; the RMSNorm kernels then have no delta to add): 3 - 4 is the normed
+    // prologue's cost net of the kernels it replaces, 4 - 2 the residual epilogue's.
+    const int mode = static_cast<int>(state.range(1));
+    const bool fuse = mode != 0, with_norms = mode >= 2, fold_norm = mode == 3, fold_residual = mode >= 3;
     const model_config m = llama7b();
     std::vector<std::unique_ptr<device_linear>> linears;
     std::uint64_t bytes = 0;
@@ -329,7 +333,7 @@ void BM_decode_7b_fused(benchmark::State& state) {
     const auto out = [&](std::int64_t n, const char* what) { return e.ctx.allocate(static_cast<std::uint64_t>(max_rows * n) * 2, what); };
     device_buffer yq = out(H, "bench q"), yk = out(H, "bench k"), yv = out(H, "bench v"), yo = out(H, "bench o");
     device_buffer yg = out(I, "bench gate"), yu = out(I, "bench up"), yd = out(H, "bench down"), yl = out(m.vocab_size, "bench logits");
-    // Modes 2 and 3: the residual stream, its normed copy and one norm weight (values do not matter for time).
+    // Modes 2 to 4: the residual stream, its normed copy and one norm weight (values do not matter for time).
     const device_buffer norm_w = upload(e.ctx, to_half_bits(random_inputs(1, H, 10)));
     device_buffer res = out(H, "bench residual"), h = out(H, "bench normed");
     const fused_linear::normed_input normed{res.get(), norm_w.get(), 1e-6};
@@ -351,19 +355,19 @@ void BM_decode_7b_fused(benchmark::State& state) {
                 device_linear* kv[2] = {L[1].get(), L[2].get()};
                 void* qkv[3] = {yq.get(), yk.get(), yv.get()};
                 auto* fq = fuse ? dynamic_cast<fused_linear*>(L[0].get()) : nullptr;
-                bool qkv_fused = fold && fq != nullptr && fq->forward_group_normed(kv, 2, normed, rows, qkv, st);
-                if (!qkv_fused && with_norms) norm_kernel(l == 0 ? nullptr : &yd);
+                bool qkv_fused = fold_norm && fq != nullptr && fq->forward_group_normed(kv, 2, normed, rows, qkv, st);
+                if (!qkv_fused && with_norms) norm_kernel(l == 0 || fold_residual ? nullptr : &yd);
                 qkv_fused = qkv_fused || (fq != nullptr && fq->forward_group(kv, 2, in, rows, qkv, st));
                 if (!qkv_fused) {
                     L[0]->forward(in, rows, yq.get(), st);
                     L[1]->forward(in, rows, yk.get(), st);
                     L[2]->forward(in, rows, yv.get(), st);
                 }
-                auto* fo = fold ? dynamic_cast<fused_linear*>(L[3].get()) : nullptr;
+                auto* fo = fold_residual ? dynamic_cast<fused_linear*>(L[3].get()) : nullptr;
                 const bool o_added = fo != nullptr && fo->forward_residual(x.get(), rows, res.get(), st);
                 if (!o_added) L[3]->forward(x.get(), rows, yo.get(), st);
                 auto* fg = fuse ? dynamic_cast<fused_linear*>(L[4].get()) : nullptr;
-                bool mlp_fused = fold && fg != nullptr && fg->forward_swiglu_normed(*L[5], normed, rows, yg.get(), st);
+                bool mlp_fused = fold_norm && fg != nullptr && fg->forward_swiglu_normed(*L[5], normed, rows, yg.get(), st);
                 if (!mlp_fused && with_norms) norm_kernel(o_added ? nullptr : &yo);
                 mlp_fused = mlp_fused || (fg != nullptr && fg->forward_swiglu(*L[5], in, rows, yg.get(), st));
                 if (!mlp_fused) {
@@ -371,12 +375,12 @@ void BM_decode_7b_fused(benchmark::State& state) {
                     L[5]->forward(in, rows, yu.get(), st);
                     launch_swiglu(yg.as<const __half>(), yu.as<const __half>(), rows * I, yg.as<__half>(), lo);
                 }
-                auto* fdn = fold ? dynamic_cast<fused_linear*>(L[6].get()) : nullptr;
+                auto* fdn = fold_residual ? dynamic_cast<fused_linear*>(L[6].get()) : nullptr;
                 if (fdn == nullptr || !fdn->forward_residual(yg.get(), rows, res.get(), st)) L[6]->forward(x.get(), rows, yd.get(), st);
                 fused_calls += 2;
                 fused_ran += (qkv_fused ? 1 : 0) + (mlp_fused ? 1 : 0);
             }
-            if (with_norms) norm_kernel(fold ? nullptr : &yd);  // the final norm (the LM head does not fold here)
+            if (with_norms) norm_kernel(fold_residual ? nullptr : &yd);  // the final norm (the LM head does not fold here)
             linears.back()->forward(in, rows, yl.get(), st);
         };
         const double t = time_graph(e.ctx, body, 1, 30);
@@ -387,7 +391,8 @@ void BM_decode_7b_fused(benchmark::State& state) {
     state.counters["tok/s"] = 1.0 / r.step_s;
     state.counters["bw_util"] = r.bytes / r.step_s * 1e-9 / e.stream_gbs;
     state.counters["fused_frac"] = fused_calls > 0 ? static_cast<double>(fused_ran) / fused_calls : 0.0;
-    static const char* const mode_names[] = {" separate", " fused", " fused + norm kernels", " fused, norms folded"};
+    static const char* const mode_names[] = {" separate", " fused", " fused + norm kernels", " fused, norms folded",
+                                             " fused, residual adds folded"};
     state.SetLabel(std::string(bits == 16 ? "fp16" : "gptq-int" + std::to_string(bits) + "-g128") + mode_names[mode]);
 }
 
@@ -408,7 +413,7 @@ BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2}
     ->Args({1, 16, 4})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -445,6 +450,8 @@ int main(int argc, char** argv) {
               "fused ms", 0, 1);
         table("The same with the RMSNorm kernels (and residual adds) in the step, vs the norms folded into the linears",
               "norm kernels", "folded ms", 2, 3);
+        table("The RMSNorm kernels with the residual adds in them, vs the adds in the o/down epilogues (forward_residual)",
+              "norm kernels", "adds folded", 2, 4);
     }
     benchmark::Shutdown();
     return 0;

@@ -606,6 +606,7 @@ private:
             if (norm != nullptr) {
                 a.norm_weight = static_cast<const __half*>(norm->norm_weight);
                 a.norm_eps = norm->eps;
+                a.norm_probe = a_norm_probe_from_env();  // measurement only (0 unless set)
             }
             for (int i = 0; i < count; ++i)
                 a.m[i] = members[i]->a_member_of(outs[i] == nullptr ? nullptr : outs[i] + r0 * members[i]->m_plan.out_features, 0);

@@ -87,7 +87,7 @@ __device__ __forceinline__ void sum_group16(const uint4& u, bool valid, int r, i
 /// ring into local memory, reloaded every k-block, and so did this function out of line (the call's saved registers);
 /// with two rows the main loop spills what the plain SwiGLU kernel's does (one integer per k-block).
 __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx, int rows, int vecs, const __half* norm_weight,
-                                            double eps, uint4 norm_w0, __half* xs, int xstride, float* xsum) {
+                                            double eps, uint4 norm_w0, __half* xs, int xstride, float* xsum, int probe) {
     __shared__ double warp_sums[k_a_max_rows][32];
     const int tid = static_cast<int>(threadIdx.x), warp = tid >> 5, lane = tid & 31;
     auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(r) * ldx) + v; };
@@ -104,7 +104,7 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
             for (int j = 0; j < 2; ++j) {
                 if (r0 + j >= rows) break;  // uniform
                 if (ok) *xs_vec(r0 + j, c) = u[j];
-                const double w_sum = rms_butterfly(ok ? rms_chunk_sumsq(u[j]) : 0.0);
+                const double w_sum = (probe & 1) != 0 ? 1.0 : rms_butterfly(ok ? rms_chunk_sumsq(u[j]) : 0.0);
                 if (lane == 0) warp_sums[r0 + j][(base >> 5) + warp] = w_sum;
             }
         }
@@ -112,11 +112,14 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
     __syncthreads();
     const int row_warps = (vecs + 31) / 32;
     double lane_sumsq = 0.0;
-    for (int r = 0; r < rows; ++r) {
-        const double sumsq = rms_butterfly(lane < row_warps ? warp_sums[r][lane] : 0.0);
-        if (lane == r) lane_sumsq = sumsq;
+    float lane_inv = 1.0f;
+    if ((probe & 2) == 0) {
+        for (int r = 0; r < rows; ++r) {
+            const double sumsq = rms_butterfly(lane < row_warps ? warp_sums[r][lane] : 0.0);
+            if (lane == r) lane_sumsq = sumsq;
+        }
+        lane_inv = rms_inv(lane_sumsq, static_cast<std::int64_t>(vecs) * 8, eps);
     }
-    const float lane_inv = rms_inv(lane_sumsq, static_cast<std::int64_t>(vecs) * 8, eps);
     for (int base = 0, round = 0; base < vecs; base += k_a_threads, ++round) {  // uniform: every warp takes part
         const int c = base + tid;
         const bool ok = c < vecs;
@@ -262,7 +265,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         }
     };
     if constexpr (Norm) {
-        stage_normed_x(a.x, a.ldx, a.rows, vecs, a.norm_weight, a.norm_eps, norm_w, xs, xstride, xsum);
+        stage_normed_x(a.x, a.ldx, a.rows, vecs, a.norm_weight, a.norm_eps, norm_w, xs, xstride, xsum, a.norm_probe);
     } else if (a.x_copy == a_x_copy::async) {  // (the Norm kernels never get here)
         // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
         for (int i = tid; i < total; i += k_a_threads) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
@@ -492,6 +495,11 @@ a_x_copy chosen_x_copy() {
     if (choice == "async") return a_x_copy::async;
     if (choice == "pairs") return a_x_copy::pairs;
     return a_x_copy::quads;
+}
+
+int a_norm_probe_from_env() {
+    const char* v = std::getenv("QBENCH_GPTQ_NORM_PROBE");
+    return v == nullptr ? 0 : std::atoi(v) & 3;
 }
 
 int a_max_tiles_per_cta(a_mode mode, const a_args& args) {

@@ -78,10 +78,15 @@ struct a_args {
     double norm_eps = 0;
     /// group mode: y is the residual stream, y = fp16(y + fp16(x . W^T)) (forward_residual; launch_rms_norm's add).
     bool residual_add = false;
+    /// Measurement only (QBENCH_GPTQ_NORM_PROBE, a_norm_probe_from_env; wrong outputs): the Norm kernels leave out the
+    /// sums of squares (bit 1) and / or the row sums and inverse RMS (bit 2), so timing them apart says what each costs.
+    int norm_probe = 0;
 };
 
 /// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();
+/// QBENCH_GPTQ_NORM_PROBE=0..3 (a_args::norm_probe; unset: 0). Measurement only.
+int a_norm_probe_from_env();
 
 /// The most mtiles one CTA of a launch owns (sizes its shared memory): group, the largest share of a member; swiglu,
 /// the gate and up tiles of the largest pair range.

@@ -6,6 +6,9 @@
 #             4 only the residual adds folded) at beams 1/2/4
 #   ncu       Nsight Compute: each v3 kernel of the first layers at beam 1 in modes 2, 3 and 4, timed alone
 #             (gpu__time_duration, --clock-control none), so a folded kernel's time sits beside the plain one's
+#   probe     the folded kernels' prologue taken apart (QBENCH_GPTQ_NORM_PROBE=0..3: all, without the sums of squares,
+#             without the row sums and inverse RMS, without both; wrong outputs, timing only): bench_gptq mode 3 and
+#             ncu's time of layer 0's folded q/k/v and gate/up kernels for each
 #   e2e       qbench on configs/gptq-7b-quick.yaml twice: QBENCH_FP16_FOLD_NORM=0 and =1, results files
 #             <gpu>-gptq-7b-quick-nofold.json / <gpu>-gptq-7b-quick-fold.json
 #   tests     the GPTQ GPU tests (kernels, fused)
@@ -29,7 +32,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --
 targets=()
 has e2e && targets+=(qbench)
 { has normtest || has tests; } && targets+=(test_gpu_gptq_kernels test_gpu_gptq_fused)
-{ has bench || has ncu; } && targets+=(bench_gptq)
+{ has bench || has ncu || has probe; } && targets+=(bench_gptq)
 has bnbtests && targets+=(test_gpu_bnb_kernels test_gpu_bnb_fused test_gpu_bnb_linear test_gpu_bnb_pdl)
 if ! bash scripts/device/build_on_device.sh "${targets[@]}" > "$out/build.log" 2>&1; then
   tail -n 60 "$out/build.log"; echo "gptq_fold_ab.sh: the build failed" >&2; exit 1
@@ -67,6 +70,20 @@ if has ncu; then
     # ID, kernel (template arguments), grid, metric, value
     grep '^"[0-9]' "$out/ncu-mode$mode.csv" | awk -F'","' '{gsub(/"/, "", $NF); print $1, $5, $(NF-2), $NF}' \
         | sed -E 's/^"//; s/\(qbench::gptq::a_args\)//' | tee -a "$out/summary.txt"
+  done
+fi
+
+if has probe; then
+  for probe in 0 1 2 3; do
+    [ "$(left)" -gt 60 ] || { echo "no time left for probe $probe" | tee -a "$out/summary.txt"; continue; }
+    QBENCH_GPTQ_NORM_PROBE=$probe timeout $(( $(left) - 30 )) "$bin/bench_gptq" --benchmark_filter='BM_decode_7b_fused/4/3/' \
+        > "$out/bench-probe$probe.txt" 2>&1
+    echo "probe $probe: $(grep -E '^BM_decode_7b_fused' "$out/bench-probe$probe.txt" | sed -E 's/ +/ /g' | cut -d' ' -f1,2,3)" | tee -a "$out/summary.txt"
+    QBENCH_GPTQ_NORM_PROBE=$probe timeout $(( $(left) - 30 )) ncu --clock-control none --cache-control none \
+        --kernel-name-base function --kernel-name regex:a_gemm_kernel --launch-count 8 --metrics gpu__time_duration.sum \
+        --csv "$bin/bench_gptq" --benchmark_filter='BM_decode_7b_fused/4/3/' > "$out/ncu-probe$probe.csv" 2> /dev/null
+    grep '^"[0-9]' "$out/ncu-probe$probe.csv" | awk -F'","' '{gsub(/"/, "", $NF); print $1, $5, $NF}' \
+        | sed -E 's/^"//; s/\(qbench::gptq::a_args\)//; s/void .*a_gemm_kernel/a_gemm_kernel/' | tee -a "$out/summary.txt"
   done
 fi
 

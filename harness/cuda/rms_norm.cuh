@@ -5,7 +5,8 @@
 /// Bit-exactness contract (what a folded prologue must reproduce, and what the fast kernel below does):
 ///   residual add   x = fp16(float(x) + float(delta))                               (rms_residual_add)
 ///   chunk c        the 8 halves x[8c .. 8c + 7]; s_c = ((((0 + (x0² + x1²)) + (x2² + x3²)) + ...) in double
-///                  (rms_chunk_sumsq; squares of fp16 values are exact in double, so contraction cannot matter)
+///                  (rms_chunk_sumsq; squares of fp16 values are exact in double and in fp32 alike -- 11-bit
+///                  significands, 2^-48 <= x² < 2^32 -- so they are formed in fp32 and only the sums run in double)
 ///   warp w         W_w = xor-butterfly sum (offsets 16, 8, 4, 2, 1) of s_{32w} .. s_{32w+31}, 0 past the row
 ///   row            sumsq = the same butterfly over W_0 .. W_31, 0 past ceil(chunks / 32) (rms_butterfly)
 ///   inverse RMS    inv = float(1 / sqrt(sumsq / hidden + eps)) in double                (rms_inv)
@@ -46,8 +47,10 @@ __device__ __forceinline__ double rms_chunk_sumsq(const uint4& chunk) {
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
         const float2 f = __half22float2(h[j]);
-        const double a = f.x, b = f.y;
-        s = __dadd_rn(s, __dadd_rn(__dmul_rn(a, a), __dmul_rn(b, b)));
+        // Exact products in fp32 (see the contract above): the same doubles as __dmul_rn of the converted values, at
+        // fp32 speed, which matters in the folded GEMV prologues where every CTA of a launch forms the sums.
+        const double a2 = __fmul_rn(f.x, f.x), b2 = __fmul_rn(f.y, f.y);
+        s = __dadd_rn(s, __dadd_rn(a2, b2));
     }
     return s;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: is GPTQ v3's folded RMSNorm faster than the separate RMSNorm kernels, and where
 # does its time go? Steps (QBENCH_FOLD_STEPS, in this order, default "normtest bench e2e tests"):
-#   normtest  the folded-norm GPU test (bit-identical to launch_rms_norm + the separate launches)
+#   normtest  the folded-norm GPU test (bit-identical to launch_rms_norm + the separate launches) and the RMSNorm
+#             kernel's test against the CPU reference
 #   bench     bench_gptq BM_decode_7b_fused/4 (modes 0 separate, 1 fused, 2 fused + RMSNorm kernels, 3 folded,
 #             4 only the residual adds folded) at beams 1/2/4
 #   ncu       Nsight Compute: each v3 kernel of the first layers at beam 1 in modes 2, 3 and 4, timed alone
@@ -31,7 +32,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --
 
 targets=()
 has e2e && targets+=(qbench)
-{ has normtest || has tests; } && targets+=(test_gpu_gptq_kernels test_gpu_gptq_fused)
+{ has normtest || has tests; } && targets+=(test_gpu_gptq_kernels test_gpu_gptq_fused test_kernels)
 { has bench || has ncu || has probe; } && targets+=(bench_gptq)
 has bnbtests && targets+=(test_gpu_bnb_kernels test_gpu_bnb_fused test_gpu_bnb_linear test_gpu_bnb_pdl)
 if ! bash scripts/device/build_on_device.sh "${targets[@]}" > "$out/build.log" 2>&1; then
@@ -50,7 +51,7 @@ run_test() {  # name [catch2 filter]
   echo "test $1 ${2:-}: exit $rc ($(( $(date +%s) - start )) s) $(grep -E '^(All tests passed|test cases:)' "$log" | tail -1)" | tee -a "$out/summary.txt"
 }
 
-has normtest && run_test test_gpu_gptq_fused '[norm]'
+if has normtest; then run_test test_gpu_gptq_fused '[norm]'; run_test test_kernels 'rms_norm*'; fi
 
 if has bench && [ "$(left)" -gt 120 ]; then
   timeout $(( $(left) - 60 )) "$bin/bench_gptq" --benchmark_filter='BM_decode_7b_fused/4/' > "$out/bench-fold.txt" 2>&1

@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --
 
 targets=()
 has e2e && targets+=(qbench)
-{ has normtest || has tests; } && targets+=(test_gpu_gptq_kernels test_gpu_gptq_fused test_kernels)
+{ has normtest || has tests; } && targets+=(test_gpu_gptq_kernels test_gpu_gptq_fused test_gpu_kernels test_gpu_f16_gemv)
 { has bench || has ncu || has probe; } && targets+=(bench_gptq)
 has bnbtests && targets+=(test_gpu_bnb_kernels test_gpu_bnb_fused test_gpu_bnb_linear test_gpu_bnb_pdl)
 if ! bash scripts/device/build_on_device.sh "${targets[@]}" > "$out/build.log" 2>&1; then
@@ -51,7 +51,7 @@ run_test() {  # name [catch2 filter]
   echo "test $1 ${2:-}: exit $rc ($(( $(date +%s) - start )) s) $(grep -E '^(All tests passed|test cases:)' "$log" | tail -1)" | tee -a "$out/summary.txt"
 }
 
-if has normtest; then run_test test_gpu_gptq_fused '[norm]'; run_test test_kernels 'rms_norm*'; fi
+if has normtest; then run_test test_gpu_gptq_fused '[norm]'; run_test test_gpu_kernels 'rms_norm*'; run_test test_gpu_f16_gemv '[fold]'; fi
 
 if has bench && [ "$(left)" -gt 120 ]; then
   timeout $(( $(left) - 60 )) "$bin/bench_gptq" --benchmark_filter='BM_decode_7b_fused/4/' > "$out/bench-fold.txt" 2>&1

@@ -13,7 +13,7 @@ std::size_t sz(std::int64_t v) { return static_cast<std::size_t>(v); }
 
 void require_supported(const layout_plan& plan) {
     if (!a_layout_supported(plan))
-        throw std::invalid_argument("gptq v3 layout: needs 4 or 8 bits with every k-block in one group (bits " +
+        throw std::invalid_argument("gptq v3 layout: needs 2, 4 or 8 bits with every k-block in one group (bits " +
                                     std::to_string(plan.bits) + ")");
 }
 
@@ -24,10 +24,9 @@ std::uint32_t half_1024_plus(std::uint32_t v) { return 0x6400u | v; }
 void a_lane_words(const layout_plan& plan, std::span<const std::int32_t> qweight, std::int64_t tile, std::int64_t c,
                   int lane, std::uint32_t (&w)[4]) {
     const std::int32_t* row_of = plan.sequential ? nullptr : plan.row_of.data();
-    if (plan.bits == 4)
-        a_gather_lane<4>(qweight.data(), row_of, plan.in_features, plan.out_features, tile, c, lane, w);
-    else
-        a_gather_lane<8>(qweight.data(), row_of, plan.in_features, plan.out_features, tile, c, lane, w);
+    a_with_bits(plan.bits, [&](auto b) {
+        a_gather_lane<decltype(b)::value>(qweight.data(), row_of, plan.in_features, plan.out_features, tile, c, lane, w);
+    });
 }
 }  // namespace
 
@@ -54,6 +53,7 @@ std::vector<std::uint32_t> a_meta(const layout_plan& plan, std::span<const std::
                                   std::span<const std::int32_t> qzeros) {
     require_supported(plan);
     const std::int64_t N = plan.out_features, G = plan.groups, mtiles = a_mtiles(plan);
+    const int bits = static_cast<int>(plan.bits);
     if (scales.size() != sz(G * N)) throw std::invalid_argument("gptq v3 layout: scales size");
     const auto z = unpack_qzeros(qzeros, G, N, plan.bits);
     std::vector<std::uint32_t> out(sz(static_cast<std::int64_t>(a_meta_words(plan))), 0);
@@ -69,7 +69,7 @@ std::vector<std::uint32_t> a_meta(const layout_plan& plan, std::span<const std::
                         s = scales[sz(g_of_block * N + n)];
                         zc = z[sz(g_of_block * N + n)];
                     }
-                    const std::uint32_t c = half_1024_plus(plan.bits == 4 && h == 1 ? 16 * zc : zc);
+                    const std::uint32_t c = half_1024_plus(h == 1 ? zc << a_r1_shift(bits) : zc);
                     rec[g * k_a_entry_words + 0] |= s << (16 * h);
                     rec[g * k_a_entry_words + 1] |= c << (16 * h);
                 }
@@ -90,15 +90,12 @@ std::uint32_t a_code(const layout_plan& plan, std::span<const std::uint32_t> qwe
     std::uint32_t w[4];
     for (int i = 0; i < 4; ++i) w[i] = qweight[sz(base + i)];
     std::uint32_t a[4];
-    if (bits == 4)
-        a_fragment<4>(w, m, a);
-    else
-        a_fragment<8>(w, m, a);
+    a_with_bits(bits, [&](auto b) { a_fragment<decltype(b)::value>(w, m, a); });
     // a0 = (r0: p, p+1), a1 = (r1: p, p+1), a2 = (r0: p+2, p+3), a3 = (r1: p+2, p+3).
     const std::uint32_t pair = a[h + 2 * (j >> 1)];
     const std::uint32_t half = (j & 1) ? pair >> 16 : pair & 0xffffu;
     const std::uint32_t v = half - 0x6400u;  // exact integers 1024 + f q: mantissa bits
-    return bits == 4 && h == 1 ? v >> 4 : v;
+    return h == 1 ? v >> a_r1_shift(bits) : v;
 }
 
 }  // namespace qbench::gptq

@@ -3,12 +3,13 @@
 /// mma.m16n8k16 (16 output columns x 16 sorted rows), the activations the B operand (one batch row per n column).
 /// A holds 256 weights per mma where v2's B held 128, and a lane's 8 weights of one mma are exactly one 4-bit word,
 /// so the decode is 4 LOP3 + 1 SHF per 8 weights and the zero is never subtracted per weight (see "zeros" below).
-/// Only for 4 and 8 bits with every k-block (128 sorted rows) in one group; other layers keep the mma layout (v2).
+/// For 2, 4 and 8 bits with every k-block (128 sorted rows) in one group; other layers (3 bits, groups smaller than
+/// a k-block) keep the mma layout (v2).
 ///
 ///   rows:    sorted rows and k-blocks as the mma layout (gptq_device_layout.hpp): K padded to 128 with code 0.
 ///   mtile:   16 consecutive output columns n0 .. n0+15 (N padded to a multiple of 16): the 16 rows of A.
-///   chunk:   a_chunk_rows(bits) = 256 / bits sorted rows of one mtile (64 at 4 bits, 32 at 8): 512 bytes, one
-///            16-byte vector per lane; a k-block holds bits / 2 chunks.
+///   chunk:   a_chunk_rows(bits) = 256 / bits sorted rows of one mtile (128 at 2 bits, 64 at 4, 32 at 8): 512
+///            bytes, one 16-byte vector per lane; a k-block holds bits / 2 chunks (2 bits: one).
 ///   lane L = 4 g + t: its A rows are r0 = n0 + g and r1 = n0 + g + 8; in mma m of a chunk starting at sorted row
 ///            kc it holds rows p .. p+3 with p = kc + t * (chunk_rows / 4) + 4 m.
 ///
@@ -31,10 +32,25 @@
 /// 8-bit: two words per mma: word 2m = bytes (q[r0][p], q[r0][p+1], q[r1][p], q[r1][p+1]), word 2m+1 the same at
 ///   p+2, p+3; a PRMT with 0x64 bytes makes each pair (1024 + q, 1024 + q').
 ///
+/// 2-bit: one word per two mmas: word m / 2 of lane L holds mmas 2i (bits 0-7 of each half) and 2i+1 (bits 8-15);
+/// each half-word holds rows p (low half) or p+1 (high half) in its first nibble and p+2 / p+3 in its second, r0 in
+/// the nibble's low two bits and r1 in its high two (crumb = 2-bit field):
+///
+///     half-word (low: p, p+2 | high: p+1, p+3), mma 2i+1 in bits 8-15 alike
+///     bit 15                              8   7                                   0
+///     [ r1,p+2 ][ r0,p+2 ][ r1,p ][ r0,p ]  | [ r1,p+2 ][ r0,p+2 ][ r1,p   ][ r0,p   ]
+///        mma 2i+1                           |   mma 2i
+///
+///     (w >> s      & 0x00030003) | 0x64006400 = (1024 + q[r0][p],     1024 + q[r0][p+1])     = a0,  s = 8 (m & 1)
+///     (w >> s      & 0x000C000C) | 0x64006400 = (1024 + 4 q[r1][p],   1024 + 4 q[r1][p+1])   = a1
+///     (w >> (s+4)  & 0x00030003) | 0x64006400 = (1024 + q[r0][p+2],   1024 + q[r0][p+3])     = a2
+///     (w >> (s+4)  & 0x000C000C) | 0x64006400 = (1024 + 4 q[r1][p+2], 1024 + 4 q[r1][p+3])   = a3
+///
 /// Zeros: the kernel multiplies the decoded values as they are, (1024 + q) or (1024 + 16 q), so a k-block's sum is
-/// acc = sum_k (1024 + f q) x with f = 1 or 16, and s * sum_k (q - z) x = S * (acc - C * sum_k x) with
+/// acc = sum_k (1024 + f q) x with f = 1, 4 or 16, and s * sum_k (q - z) x = S * (acc - C * sum_k x) with
 ///   row r0 (and r1 at 8 bits): C = 1024 + z,       S = s
-///   row r1 at 4 bits:          C = 1024 + 16 z,    S = s / 16 (the 1/16 applied in fp32 by the kernel)
+///   row r1 at 4 (2) bits:      C = 1024 + 16 z (4 z),  S = s / 16 (s / 4) (applied in fp32 by the kernel)
+/// i.e. f = 2^a_r1_shift(bits) for r1.
 /// (llama.cpp's q4_1 dot product folds its offset the same way). sum_k x comes from one more mma with A = ones, in
 /// the same accumulator layout as acc; the products are exact and the correction is one fp32 FMA per output.
 ///   meta: one record per (mtile, k-block) of 8 entries (g = 0..7), 2 words each: (s[r0] | s[r1] << 16) and
@@ -47,6 +63,7 @@
 
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 namespace qbench::gptq {
@@ -60,13 +77,27 @@ inline constexpr int k_a_entry_words = 2;                    ///< words of one m
 inline constexpr int k_a_record_words = 8 * k_a_entry_words; ///< words of one (mtile, k-block) record
 inline constexpr int k_a_chunk_words = 32 * 4;               ///< words of one chunk (32 lanes x 16 bytes)
 
-/// Sorted rows of one chunk, chunks per k-block, and mmas per chunk for a width (4 or 8).
+/// Sorted rows of one chunk, chunks per k-block, and mmas per chunk for a width (2, 4 or 8).
 QB_GPTQ_HD constexpr int a_chunk_rows(int bits) { return 256 / bits; }
 QB_GPTQ_HD constexpr int a_chunks_per_block(int bits) { return static_cast<int>(k_block_rows) / a_chunk_rows(bits); }
 QB_GPTQ_HD constexpr int a_mmas_per_chunk(int bits) { return a_chunk_rows(bits) / 16; }
 
-/// Whether a layer can use the v3 layout: 4 or 8 bits, every k-block in one group.
-inline bool a_layout_supported(const layout_plan& p) { return (p.bits == 4 || p.bits == 8) && p.block_groups; }
+/// log2 of the factor f the decode leaves on row r1's codes (1024 + f q): 4 at 4 bits, 2 at 2 bits, 0 at 8.
+QB_GPTQ_HD constexpr int a_r1_shift(int bits) { return bits == 4 ? 4 : bits == 2 ? 2 : 0; }
+
+/// Whether a layer can use the v3 layout: 2, 4 or 8 bits, every k-block in one group.
+inline bool a_layout_supported(const layout_plan& p) { return (p.bits == 2 || p.bits == 4 || p.bits == 8) && p.block_groups; }
+
+/// Calls f(std::integral_constant<int, B>{}) with B = bits for the v3 widths (2, 4, 8); false (f not called) for others.
+template <class F>
+bool a_with_bits(std::int64_t bits, F&& f) {
+    switch (bits) {
+        case 2: f(std::integral_constant<int, 2>{}); return true;
+        case 4: f(std::integral_constant<int, 4>{}); return true;
+        case 8: f(std::integral_constant<int, 8>{}); return true;
+        default: return false;
+    }
+}
 inline std::int64_t a_mtiles(const layout_plan& p) { return (p.out_features + k_a_tile_cols - 1) / k_a_tile_cols; }
 inline std::uint64_t a_qweight_words(const layout_plan& p) {
     return static_cast<std::uint64_t>(a_mtiles(p) * p.kblocks * a_chunks_per_block(static_cast<int>(p.bits))) * k_a_chunk_words;
@@ -97,7 +128,9 @@ struct a_slot {
     int shift;
 };
 QB_GPTQ_HD constexpr a_slot a_slot_of(int bits, int m, int h, int j) {
-    return bits == 4 ? a_slot{m, 4 * (h + 2 * (j >> 1) + 4 * (j & 1))} : a_slot{2 * m + (j >> 1), 8 * ((j & 1) + 2 * h)};
+    return bits == 4   ? a_slot{m, 4 * (h + 2 * (j >> 1) + 4 * (j & 1))}
+           : bits == 2 ? a_slot{m / 2, 8 * (m & 1) + 4 * (j >> 1) + 2 * h + 16 * (j & 1)}
+                       : a_slot{2 * m + (j >> 1), 8 * ((j & 1) + 2 * h)};
 }
 
 /// (u & Mask) | Magic in one LOP3 on the device (the compiler splits the C++ form into two).
@@ -122,8 +155,14 @@ QB_GPTQ_HD inline void a_fragment(const std::uint32_t (&w)[4], int m, std::uint3
         a[1] = a_and_or<0x00F000F0u, 0x64006400u>(u);
         a[2] = a_and_or<0x000F000Fu, 0x64006400u>(v);
         a[3] = a_and_or<0x00F000F0u, 0x64006400u>(v);
+    } else if constexpr (Bits == 2) {
+        const std::uint32_t u = w[m >> 1] >> (8 * (m & 1)), v = u >> 4;
+        a[0] = a_and_or<0x00030003u, 0x64006400u>(u);
+        a[1] = a_and_or<0x000C000Cu, 0x64006400u>(u);
+        a[2] = a_and_or<0x00030003u, 0x64006400u>(v);
+        a[3] = a_and_or<0x000C000Cu, 0x64006400u>(v);
     } else {
-        static_assert(Bits == 8, "v3 layout: 4 or 8 bits");
+        static_assert(Bits == 8, "v3 layout: 2, 4 or 8 bits");
 #if defined(__CUDA_ARCH__)
         a[0] = __byte_perm(w[2 * m], 0x64646464u, 0x4140);
         a[1] = __byte_perm(w[2 * m], 0x64646464u, 0x4342);

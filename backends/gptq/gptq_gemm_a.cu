@@ -18,8 +18,9 @@ namespace qbench::gptq {
 
 namespace {
 
-/// Chunks in flight per warp (16 bytes per lane each): 6 at 4 bits, 4 at 8 (a k-block's chunks share a ring turn),
-/// so that the kernel fits 64 registers and two 512-thread CTAs (32 warps) stay resident per SM: 96 / 64 KB in flight.
+/// Chunks in flight per warp (16 bytes per lane each): 6 at 4 bits, 4 at 8 and 2 (a k-block's chunks share a ring
+/// turn; at 2 bits a chunk is a k-block, whose 8 mmas need 16 activation registers), so that the kernel fits 64
+/// registers and two 512-thread CTAs (32 warps) stay resident per SM: 96 / 64 KB in flight per SM.
 template <int Bits>
 inline constexpr int k_a_stages = Bits == 4 ? 6 : 4;
 
@@ -343,7 +344,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
                     const float2 c = __half22float2(as_half2(md.y));
                     const float2 sx = *reinterpret_cast<const float2*>(sp);  // sum_k x of batch rows 2t, 2t+1
                     sp += 8;
-                    const float s1 = Bits == 4 ? s.y * 0.0625f : s.y;
+                    const float s1 = s.y * (1.0f / static_cast<float>(1 << a_r1_shift(Bits)));  // r1's f (layout)
                     out[0] = fmaf(s.x, fmaf(-c.x, sx.x, acc[0]), out[0]);
                     out[1] = fmaf(s.x, fmaf(-c.x, sx.y, acc[1]), out[1]);
                     out[2] = fmaf(s1, fmaf(-c.y, sx.x, acc[2]), out[2]);
@@ -455,7 +456,7 @@ __global__ void reconstruct_a_kernel(const std::uint32_t* qweight, const std::ui
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const std::int64_t col = tile * k_a_tile_cols + g + 8 * h;
-            const int shift = Bits == 4 && h == 1 ? 4 : 0;  // 4-bit r1 codes and zeros are stored times 16
+            const int shift = h == 1 ? a_r1_shift(Bits) : 0;  // r1's codes and zeros carry the factor f (layout)
             const int z = static_cast<int>((((cw >> (16 * h)) & 0xffffu) - 0x6400u) >> shift);
             const float s = __half2float(__ushort_as_half(static_cast<unsigned short>(sw >> (16 * h))));
 #pragma unroll
@@ -478,10 +479,13 @@ using a_kernel_ptr = void (*)(a_args);
 template <bool Swiglu>
 a_kernel_ptr kernel_of(int bits, bool na, bool norm) {
     // The folded-norm kernels exist for the default load policy only (the caller declines the fold otherwise).
-    if (norm) return na ? nullptr : bits == 4 ? &a_gemm_kernel<4, false, Swiglu, true> : bits == 8 ? &a_gemm_kernel<8, false, Swiglu, true> : nullptr;
-    if (bits == 4) return na ? &a_gemm_kernel<4, true, Swiglu, false> : &a_gemm_kernel<4, false, Swiglu, false>;
-    if (bits == 8) return na ? &a_gemm_kernel<8, true, Swiglu, false> : &a_gemm_kernel<8, false, Swiglu, false>;
-    return nullptr;
+    a_kernel_ptr k = nullptr;
+    a_with_bits(bits, [&](auto b) {
+        constexpr int B = decltype(b)::value;
+        if (norm) k = na ? nullptr : &a_gemm_kernel<B, false, Swiglu, true>;
+        else k = na ? &a_gemm_kernel<B, true, Swiglu, false> : &a_gemm_kernel<B, false, Swiglu, false>;
+    });
+    return k;
 }
 a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm) {
     return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm) : kernel_of<false>(bits, na, norm);
@@ -522,7 +526,7 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
     static const bool raised = [] {
-        for (int bits_ : {4, 8})
+        for (int bits_ : {2, 4, 8})
             for (bool na : {false, true})
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
                     for (bool nrm : {false, true})
@@ -569,11 +573,10 @@ void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::
     const std::int64_t threads = static_cast<std::int64_t>(mtiles) * kblocks * a_chunks_per_block(bits) * 32;
     if (threads <= 0) return;
     const dim3 grid(blocks_for(threads, 256));
-    if (bits == 4)
-        launch_kernel(repack_a_kernel<4>, grid, dim3(256), 0, o, qweight_autogptq, row_of, k, n, kblocks, mtiles, qweight_device);
-    else if (bits == 8)
-        launch_kernel(repack_a_kernel<8>, grid, dim3(256), 0, o, qweight_autogptq, row_of, k, n, kblocks, mtiles, qweight_device);
-    else
+    if (!a_with_bits(bits, [&](auto b) {
+            launch_kernel(repack_a_kernel<decltype(b)::value>, grid, dim3(256), 0, o, qweight_autogptq, row_of, k, n,
+                          kblocks, mtiles, qweight_device);
+        }))
         throw error("gptq v3 repack: unsupported bits " + std::to_string(bits));
 }
 
@@ -583,11 +586,10 @@ void launch_reconstruct_a(int bits, const std::uint32_t* qweight, const std::uin
     const std::int64_t threads = static_cast<std::int64_t>(mtiles) * kblocks * a_chunks_per_block(bits) * 32;
     if (threads <= 0) return;
     const dim3 grid(blocks_for(threads, 256));
-    if (bits == 4)
-        launch_kernel(reconstruct_a_kernel<4>, grid, dim3(256), 0, o, qweight, meta, row_of, k, n, kblocks, mtiles, w_t);
-    else if (bits == 8)
-        launch_kernel(reconstruct_a_kernel<8>, grid, dim3(256), 0, o, qweight, meta, row_of, k, n, kblocks, mtiles, w_t);
-    else
+    if (!a_with_bits(bits, [&](auto b) {
+            launch_kernel(reconstruct_a_kernel<decltype(b)::value>, grid, dim3(256), 0, o, qweight, meta, row_of, k, n,
+                          kblocks, mtiles, w_t);
+        }))
         throw error("gptq v3 reconstruct: unsupported bits " + std::to_string(bits));
 }
 

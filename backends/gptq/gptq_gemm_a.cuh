@@ -112,7 +112,7 @@ inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
     return r;
 }
 
-/// The v3 kernel of a width (4 or 8; nullptr otherwise), weight load policy (past L1 or ld.global.cs,
+/// The v3 kernel of a width (2, 4 or 8; nullptr otherwise), weight load policy (past L1 or ld.global.cs,
 /// gptq_stream_load.cuh; the caller decides once, at load), mode and folded norm (a_args::norm_weight; default load
 /// policy only), and its launch (grid: a_grid).
 const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode = a_mode::group, bool norm = false);

@@ -72,7 +72,7 @@ std::vector<double> emulate_kernel(const layout_plan& plan, const std::vector<st
             for (int L = 0; L < 32; ++L) {
                 const int g = L / 4;
                 const std::uint32_t sw = rec[g * k_a_entry_words], cw = rec[g * k_a_entry_words + 1];
-                const double s0 = lo_half(sw), s1 = hi_half(sw) * (Bits == 4 ? 0.0625 : 1.0);
+                const double s0 = lo_half(sw), s1 = hi_half(sw) / static_cast<double>(1 << a_r1_shift(Bits));
                 const double c0 = lo_half(cw), c1 = hi_half(cw);
                 out[L][0] += s0 * (acc[L][0] - c0 * sum[L][0]);
                 out[L][1] += s0 * (acc[L][1] - c0 * sum[L][1]);
@@ -101,7 +101,7 @@ TEST_CASE("v3 layout: every code where the kernel decodes it, meta records, chun
     const shape shapes[] = {{256, 64, 128, false}, {688, 36, 128, false}, {128, 32, -1, false}, {512, 24, 128, true},
                             {1024, 16, 256, false}, {96, 40, 128, false}, {1408, 20, 128, true}};
     std::uint64_t seed = 31;
-    for (std::int64_t bits : {4, 8})
+    for (std::int64_t bits : {2, 4, 8})
         for (const auto& sh : shapes) {
             const auto q = random_layer(sh.K, sh.N, bits, sh.gs, sh.act, seed++);
             const auto p = pack(q);
@@ -131,7 +131,8 @@ TEST_CASE("v3 layout: every code where the kernel decodes it, meta records, chun
                     const std::uint32_t es = n < sh.N ? p.scales[sz(grp * sh.N + n)] : 0u;
                     const std::uint32_t z = n < sh.N ? q.zeros[sz(grp * sh.N + n)] : 0u;
                     bad_meta += s != es;
-                    bad_meta += half_to_float(static_cast<std::uint16_t>(c)) != 1024.0f + static_cast<float>(bits == 4 && h ? 16 * z : z);
+                    const std::uint32_t zf = h == 1 ? z << a_r1_shift(static_cast<int>(bits)) : z;  // r1's factor f
+                    bad_meta += half_to_float(static_cast<std::uint16_t>(c)) != 1024.0f + static_cast<float>(zf);
                 }
             CHECK(bad_meta == 0);
             // Chunk order: a bijection; each warp's slice of consecutive mtiles is one contiguous run.
@@ -161,6 +162,7 @@ TEST_CASE("v3 layout: every code where the kernel decodes it, meta records, chun
     for (std::int32_t k = 0; k < 512; ++k) g128[sz(k)] = k / 128;
     CHECK_FALSE(a_layout_supported(plan_layout(512, 64, 3, 4, g128)));
     CHECK(a_layout_supported(plan_layout(512, 64, 8, 4, g128)));
+    CHECK(a_layout_supported(plan_layout(512, 64, 2, 4, g128)));
 }
 
 TEST_CASE("v3 layout: a lane-level emulation of the v3 kernel computes x·W^T", "[gptq][layout][v3]") {
@@ -171,7 +173,7 @@ TEST_CASE("v3 layout: a lane-level emulation of the v3 kernel computes x·W^T", 
     const shape shapes[] = {{256, 40, 128, false}, {688, 20, 128, false}, {512, 16, 128, true}, {96, 9, -1, false},
                             {1024, 24, 256, false}};
     std::uint64_t seed = 97;
-    for (std::int64_t bits : {4, 8})
+    for (std::int64_t bits : {2, 4, 8})
         for (const auto& sh : shapes)
             for (int rows : {1, 2, 5, 8}) {
                 const auto q = random_layer(sh.K, sh.N, bits, sh.gs, sh.act, seed++);
@@ -187,7 +189,8 @@ TEST_CASE("v3 layout: a lane-level emulation of the v3 kernel computes x·W^T", 
                 std::vector<std::uint16_t> xs(sz(rows * ldx), 0);  // sorted order, zero past K (as staged)
                 for (int r = 0; r < rows; ++r)
                     for (std::int64_t k = 0; k < sh.K; ++k) xs[sz(r * ldx + k)] = float_to_half(x[sz(r * sh.K + plan.row_of[sz(k)])]);
-                const auto y = bits == 4 ? emulate_kernel<4>(plan, qw, meta, xs, rows) : emulate_kernel<8>(plan, qw, meta, xs, rows);
+                std::vector<double> y;
+                a_with_bits(bits, [&](auto b) { y = emulate_kernel<decltype(b)::value>(plan, qw, meta, xs, rows); });
                 const auto w = q.dequantize();  // [N][K]
                 double num = 0, den = 0;
                 for (int r = 0; r < rows; ++r)

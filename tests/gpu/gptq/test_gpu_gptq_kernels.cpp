@@ -88,7 +88,7 @@ TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes",
                 if (!sh.full && v.gs != 128 && !(bits == 4 || (bits == 8 && v.gs == -1) || (bits == 3 && v.act))) continue;
                 if (!sh.full && (v.gs == 32 || v.gs == 48)) continue;
                 if (!sh.full && v.act && bits != 4 && bits != 3) continue;
-                if (std::string(kernel) == "v3" && !(bits == 4 || bits == 8)) continue;
+                if (std::string(kernel) == "v3" && bits == 3) continue;  // v3 takes 2, 4 and 8 bits
                 run_case(ctx, sh, bits, v, 8, seed++);
             }
     }
@@ -111,7 +111,7 @@ TEST_CASE("the kernel variants (v1; v2 at 3 CTAs per SM; 1 CTA per SM; loads pas
         }
         if (std::string(knob[0]) == "QBENCH_GPTQ_LOAD") {  // the same policy in v3
             const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
-            for (std::int64_t bits : {4, 8}) run_case(ctx, {4096, 11008, "7B gate/up v3", true}, bits, {128, false, "g128"}, 8, seed++);
+            for (std::int64_t bits : {2, 4, 8}) run_case(ctx, {4096, 11008, "7B gate/up v3", true}, bits, {128, false, "g128"}, 8, seed++);
         }
     }
 }
@@ -149,7 +149,7 @@ TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, b
     const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false}, {688, 176, "ragged K and N", true}};
     std::uint64_t seed = 800;
     for (const auto& sh : shapes)
-        for (std::int64_t bits : {4, 8}) {
+        for (std::int64_t bits : {2, 4, 8}) {
             const quantized_linear q = random_layer(sh.K, sh.N, bits, 128, sh.full, seed++);
             const auto x = random_inputs(16, sh.K, seed++);
             const device_buffer xd = upload(ctx, to_half_bits(x));
@@ -225,7 +225,7 @@ TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3:
 
 TEST_CASE("the GPU repack into the v3 layout equals the host layout bit for bit", "[gpu][gptq][layout]") {
     device_context ctx;
-    for (std::int64_t bits : {4, 8})
+    for (std::int64_t bits : {2, 4, 8})
         for (bool act : {false, true}) {
             const std::int64_t K = 1408, N = 100;
             const quantized_linear q = random_layer(K, N, bits, 128, act, 970 + bits);

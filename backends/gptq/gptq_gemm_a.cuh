@@ -1,6 +1,6 @@
 #pragma once
 /// GPTQ kernel v3: the weights as the A operand of mma.m16n8k16 (layout: gptq_a_layout.hpp), for 1..8 activation
-/// rows (the n = 8 columns of B) in one launch, 4 and 8 bits, every k-block in one group.
+/// rows (the n = 8 columns of B) in one launch, 2, 4 and 8 bits, every k-block in one group.
 ///
 /// Why a v3, and what it taught (PERF_NOTES.md, sixth session): v2 (gptq_gemm_mma.cuh) spends ~107 instructions per
 /// 1024 4-bit weights per warp; v3 ~35-40 (4 LOP3 + 1 SHF per 8 weights, 4 mmas of 256 weights, activations from

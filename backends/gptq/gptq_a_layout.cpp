@@ -13,21 +13,24 @@ std::size_t sz(std::int64_t v) { return static_cast<std::size_t>(v); }
 
 void require_supported(const layout_plan& plan) {
     if (!a_layout_supported(plan))
-        throw std::invalid_argument("gptq v3 layout: needs 2, 4 or 8 bits with every k-block in one group (bits " +
+        throw std::invalid_argument("gptq v3 layout: needs 2, 3, 4 or 8 bits with every k-block in one group (bits " +
                                     std::to_string(plan.bits) + ")");
 }
 
 /// fp16 bits of the exact integer 1024 + v (0 <= v < 1024).
 std::uint32_t half_1024_plus(std::uint32_t v) { return 0x6400u | v; }
 
-/// The four words of lane `lane` of chunk c of mtile `tile`, gathered as the device repack does.
-void a_lane_words(const layout_plan& plan, std::span<const std::int32_t> qweight, std::int64_t tile, std::int64_t c,
-                  int lane, std::uint32_t (&w)[4]) {
+/// The words of lane `lane` of chunk c of mtile `tile` (a_lane_words of them), gathered as the device repack does.
+void gather_lane_words(const layout_plan& plan, std::span<const std::int32_t> qweight, std::int64_t tile, std::int64_t c,
+                       int lane, std::uint32_t (&w)[6]) {
     const std::int32_t* row_of = plan.sequential ? nullptr : plan.row_of.data();
     a_with_bits(plan.bits, [&](auto b) {
-        a_gather_lane<decltype(b)::value>(qweight.data(), row_of, plan.in_features, plan.out_features, tile, c, lane, w);
+        constexpr int B = decltype(b)::value;
+        a_gather_lane<B>(qweight.data(), row_of, plan.in_features, plan.out_features, tile, c, lane,
+                         reinterpret_cast<std::uint32_t(&)[a_lane_words(B)]>(w));
     });
 }
+
 }  // namespace
 
 std::vector<std::uint32_t> repack_qweight_a_ref(const layout_plan& plan, std::span<const std::int32_t> qweight) {
@@ -39,11 +42,11 @@ std::vector<std::uint32_t> repack_qweight_a_ref(const layout_plan& plan, std::sp
     std::vector<std::uint32_t> out(sz(static_cast<std::int64_t>(a_qweight_words(plan))));
     for (std::int64_t tile = 0; tile < mtiles; ++tile)
         for (std::int64_t c = 0; c < chunks; ++c) {
-            const std::int64_t base = a_chunk_index(mtiles, plan.kblocks, bits, tile, c) * k_a_chunk_words;
+            const std::int64_t base = a_chunk_index(mtiles, plan.kblocks, bits, tile, c) * a_chunk_words(bits);
             for (int lane = 0; lane < 32; ++lane) {
-                std::uint32_t w[4];
-                a_lane_words(plan, qweight, tile, c, lane, w);
-                for (int i = 0; i < 4; ++i) out[sz(base + lane * 4 + i)] = w[i];
+                std::uint32_t w[6];
+                gather_lane_words(plan, qweight, tile, c, lane, w);
+                for (int i = 0; i < a_lane_words(bits); ++i) out[sz(base + a_lane_word_offset(lane, i))] = w[i];
             }
         }
     return out;
@@ -86,11 +89,14 @@ std::uint32_t a_code(const layout_plan& plan, std::span<const std::uint32_t> qwe
     const std::int64_t tile = n / k_a_tile_cols;
     const int nn = static_cast<int>(n % k_a_tile_cols), g = nn % 8, h = nn / 8;
     const int lane = 4 * g + t;
-    const std::int64_t base = a_chunk_index(a_mtiles(plan), plan.kblocks, bits, tile, c) * k_a_chunk_words + lane * 4;
-    std::uint32_t w[4];
-    for (int i = 0; i < 4; ++i) w[i] = qweight[sz(base + i)];
+    const std::int64_t base = a_chunk_index(a_mtiles(plan), plan.kblocks, bits, tile, c) * a_chunk_words(bits);
+    std::uint32_t w[6] = {};
+    for (int i = 0; i < a_lane_words(bits); ++i) w[i] = qweight[sz(base + a_lane_word_offset(lane, i))];
     std::uint32_t a[4];
-    a_with_bits(bits, [&](auto b) { a_fragment<decltype(b)::value>(w, m, a); });
+    a_with_bits(bits, [&](auto b) {
+        constexpr int B = decltype(b)::value;
+        a_fragment<B>(reinterpret_cast<const std::uint32_t(&)[a_lane_words(B)]>(w), m, a);
+    });
     // a0 = (r0: p, p+1), a1 = (r1: p, p+1), a2 = (r0: p+2, p+3), a3 = (r1: p+2, p+3).
     const std::uint32_t pair = a[h + 2 * (j >> 1)];
     const std::uint32_t half = (j & 1) ? pair >> 16 : pair & 0xffffu;

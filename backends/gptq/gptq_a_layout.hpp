@@ -3,13 +3,15 @@
 /// mma.m16n8k16 (16 output columns x 16 sorted rows), the activations the B operand (one batch row per n column).
 /// A holds 256 weights per mma where v2's B held 128, and a lane's 8 weights of one mma are exactly one 4-bit word,
 /// so the decode is 4 LOP3 + 1 SHF per 8 weights and the zero is never subtracted per weight (see "zeros" below).
-/// For 2, 4 and 8 bits with every k-block (128 sorted rows) in one group; other layers (3 bits, groups smaller than
-/// a k-block) keep the mma layout (v2).
+/// For 2, 3, 4 and 8 bits with every k-block (128 sorted rows) in one group; other layers (groups smaller than a
+/// k-block) keep the mma layout (v2).
 ///
 ///   rows:    sorted rows and k-blocks as the mma layout (gptq_device_layout.hpp): K padded to 128 with code 0.
 ///   mtile:   16 consecutive output columns n0 .. n0+15 (N padded to a multiple of 16): the 16 rows of A.
 ///   chunk:   a_chunk_rows(bits) = 256 / bits sorted rows of one mtile (128 at 2 bits, 64 at 4, 32 at 8): 512
-///            bytes, one 16-byte vector per lane; a k-block holds bits / 2 chunks (2 bits: one).
+///            bytes, one 16-byte vector per lane; a k-block holds bits / 2 chunks (2 bits: one). 3 bits: a chunk is
+///            a k-block of 768 bytes, the 32 lanes' 16-byte vectors of the low two bits of each code (the 2-bit
+///            layout) then their 8-byte vectors of the high bits (a_lane_words: 4 words a lane, 6 at 3 bits).
 ///   lane L = 4 g + t: its A rows are r0 = n0 + g and r1 = n0 + g + 8; in mma m of a chunk starting at sorted row
 ///            kc it holds rows p .. p+3 with p = kc + t * (chunk_rows / 4) + 4 m.
 ///
@@ -46,6 +48,15 @@
 ///     (w >> (s+4)  & 0x00030003) | 0x64006400 = (1024 + q[r0][p+2],   1024 + q[r0][p+3])     = a2
 ///     (w >> (s+4)  & 0x000C000C) | 0x64006400 = (1024 + 4 q[r1][p+2], 1024 + 4 q[r1][p+3])   = a3
 ///
+/// 3-bit: the low two bits of every code as at 2 bits (words 0-3 of a lane), the high bit of mma m in word
+///   4 + m / 4 at bits 4 (m % 4) + {0: r0 p, 1: r0 p+2, 2: r1 p, 3: r1 p+2} and the same + 16 for p+1 / p+3:
+///
+///     high word, nibble i (bits 4i .. 4i+3) of each half: mma 4 (word - 4) + i   [ r1,p+2 | r1,p | r0,p+2 | r0,p ]
+///
+///   so H = word >> (4 (m % 4) - 2) puts r0's high bits at 2 / 18 and r1's at 4 / 20, H >> 1 those of p+2 / p+3,
+///   and one more LOP3 per fragment ORs them in: (2-bit a0) | (H & 0x00040004) = 1024 + lo + 4 hi = 1024 + q;
+///   (2-bit a1) | (H & 0x00100010) = 1024 + 4 lo + 16 hi = 1024 + 4 q (r1's f = 4, as at 2 bits).
+///
 /// Zeros: the kernel multiplies the decoded values as they are, (1024 + q) or (1024 + 16 q), so a k-block's sum is
 /// acc = sum_k (1024 + f q) x with f = 1, 4 or 16, and s * sum_k (q - z) x = S * (acc - C * sum_k x) with
 ///   row r0 (and r1 at 8 bits): C = 1024 + z,       S = s
@@ -75,24 +86,34 @@ inline constexpr std::int64_t k_a_tile_cols = 16;
 inline constexpr int k_a_kslices = 16;
 inline constexpr int k_a_entry_words = 2;                    ///< words of one meta entry (one g of a record)
 inline constexpr int k_a_record_words = 8 * k_a_entry_words; ///< words of one (mtile, k-block) record
-inline constexpr int k_a_chunk_words = 32 * 4;               ///< words of one chunk (32 lanes x 16 bytes)
+/// Words of one lane in a chunk (16 bytes; 3 bits: 16 + 8) and of one chunk (32 lanes).
+QB_GPTQ_HD constexpr int a_lane_words(int bits) { return bits == 3 ? 6 : 4; }
+QB_GPTQ_HD constexpr int a_chunk_words(int bits) { return 32 * a_lane_words(bits); }
 
-/// Sorted rows of one chunk, chunks per k-block, and mmas per chunk for a width (2, 4 or 8).
-QB_GPTQ_HD constexpr int a_chunk_rows(int bits) { return 256 / bits; }
+/// Where word i (< a_lane_words) of lane `lane` lies in its chunk: the lanes' 16-byte vectors, then (3 bits) their
+/// 8-byte vectors of high bits.
+QB_GPTQ_HD constexpr int a_lane_word_offset(int lane, int i) { return i < 4 ? lane * 4 + i : 128 + lane * 2 + (i - 4); }
+
+/// Sorted rows of one chunk, chunks per k-block, and mmas per chunk for a width (2, 3, 4 or 8).
+QB_GPTQ_HD constexpr int a_chunk_rows(int bits) { return bits == 3 ? 128 : 256 / bits; }
 QB_GPTQ_HD constexpr int a_chunks_per_block(int bits) { return static_cast<int>(k_block_rows) / a_chunk_rows(bits); }
 QB_GPTQ_HD constexpr int a_mmas_per_chunk(int bits) { return a_chunk_rows(bits) / 16; }
 
-/// log2 of the factor f the decode leaves on row r1's codes (1024 + f q): 4 at 4 bits, 2 at 2 bits, 0 at 8.
-QB_GPTQ_HD constexpr int a_r1_shift(int bits) { return bits == 4 ? 4 : bits == 2 ? 2 : 0; }
+/// log2 of the factor f the decode leaves on row r1's codes (1024 + f q): 4 at 4 bits, 2 at 2 and 3 bits, 0 at 8.
+QB_GPTQ_HD constexpr int a_r1_shift(int bits) { return bits == 4 ? 4 : bits == 8 ? 0 : 2; }
 
-/// Whether a layer can use the v3 layout: 2, 4 or 8 bits, every k-block in one group.
-inline bool a_layout_supported(const layout_plan& p) { return (p.bits == 2 || p.bits == 4 || p.bits == 8) && p.block_groups; }
+/// Whether a layer can use the v3 layout: 2, 3, 4 or 8 bits, every k-block in one group.
+inline bool a_layout_supported(const layout_plan& p) {
+    return (p.bits == 2 || p.bits == 3 || p.bits == 4 || p.bits == 8) && p.block_groups;
+}
 
-/// Calls f(std::integral_constant<int, B>{}) with B = bits for the v3 widths (2, 4, 8); false (f not called) for others.
+/// Calls f(std::integral_constant<int, B>{}) with B = bits for the v3 widths (2, 3, 4, 8); false (f not called) for
+/// others.
 template <class F>
 bool a_with_bits(std::int64_t bits, F&& f) {
     switch (bits) {
         case 2: f(std::integral_constant<int, 2>{}); return true;
+        case 3: f(std::integral_constant<int, 3>{}); return true;
         case 4: f(std::integral_constant<int, 4>{}); return true;
         case 8: f(std::integral_constant<int, 8>{}); return true;
         default: return false;
@@ -100,7 +121,8 @@ bool a_with_bits(std::int64_t bits, F&& f) {
 }
 inline std::int64_t a_mtiles(const layout_plan& p) { return (p.out_features + k_a_tile_cols - 1) / k_a_tile_cols; }
 inline std::uint64_t a_qweight_words(const layout_plan& p) {
-    return static_cast<std::uint64_t>(a_mtiles(p) * p.kblocks * a_chunks_per_block(static_cast<int>(p.bits))) * k_a_chunk_words;
+    const int bits = static_cast<int>(p.bits);
+    return static_cast<std::uint64_t>(a_mtiles(p) * p.kblocks * a_chunks_per_block(bits)) * a_chunk_words(bits);
 }
 inline std::uint64_t a_meta_words(const layout_plan& p) {
     return static_cast<std::uint64_t>(a_mtiles(p) * p.kblocks) * k_a_record_words;
@@ -127,10 +149,15 @@ struct a_slot {
     int word;
     int shift;
 };
+/// (3 bits: where the low two bits lie; a_high_slot_of says where the high bit does.)
 QB_GPTQ_HD constexpr a_slot a_slot_of(int bits, int m, int h, int j) {
     return bits == 4   ? a_slot{m, 4 * (h + 2 * (j >> 1) + 4 * (j & 1))}
-           : bits == 2 ? a_slot{m / 2, 8 * (m & 1) + 4 * (j >> 1) + 2 * h + 16 * (j & 1)}
+           : bits <= 3 ? a_slot{m / 2, 8 * (m & 1) + 4 * (j >> 1) + 2 * h + 16 * (j & 1)}
                        : a_slot{2 * m + (j >> 1), 8 * ((j & 1) + 2 * h)};
+}
+/// 3 bits: the word and bit of the high bit of element j (rows p .. p+3) of row half h of mma m.
+QB_GPTQ_HD constexpr a_slot a_high_slot_of(int m, int h, int j) {
+    return a_slot{4 + m / 4, 4 * (m & 3) + (j >> 1) + 2 * h + 16 * (j & 1)};
 }
 
 /// (u & Mask) | Magic in one LOP3 on the device (the compiler splits the C++ form into two).
@@ -145,11 +172,32 @@ QB_GPTQ_HD inline std::uint32_t a_and_or(std::uint32_t u) {
 #endif
 }
 
+/// a | (b & Mask) in one LOP3 on the device (3 bits: the high bit ORed into a 2-bit fragment).
+template <std::uint32_t Mask>
+QB_GPTQ_HD inline std::uint32_t a_or_and(std::uint32_t a, std::uint32_t b) {
+#if defined(__CUDA_ARCH__)
+    std::uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xF8;" : "=r"(r) : "r"(a), "r"(b), "n"(Mask));
+    return r;
+#else
+    return a | (b & Mask);
+#endif
+}
+
 /// The A fragment (a0..a3 as half2 bits, magic-offset codes) of mma m from a lane's 4 chunk words: what the kernel
 /// multiplies, and what the host tests decode.
 template <int Bits>
-QB_GPTQ_HD inline void a_fragment(const std::uint32_t (&w)[4], int m, std::uint32_t (&a)[4]) {
-    if constexpr (Bits == 4) {
+QB_GPTQ_HD inline void a_fragment(const std::uint32_t (&w)[a_lane_words(Bits)], int m, std::uint32_t (&a)[4]) {
+    if constexpr (Bits == 3) {
+        std::uint32_t lo[4];
+        a_fragment<2>(reinterpret_cast<const std::uint32_t(&)[4]>(w), m, lo);
+        const int s = 4 * (m & 3) - 2;  // -2 for m % 4 == 0: a left shift
+        const std::uint32_t hw = w[4 + (m >> 2)], H = s >= 0 ? hw >> s : hw << -s, H1 = H >> 1;
+        a[0] = a_or_and<0x00040004u>(lo[0], H);
+        a[1] = a_or_and<0x00100010u>(lo[1], H);
+        a[2] = a_or_and<0x00040004u>(lo[2], H1);
+        a[3] = a_or_and<0x00100010u>(lo[3], H1);
+    } else if constexpr (Bits == 4) {
         const std::uint32_t u = w[m], v = w[m] >> 8;
         a[0] = a_and_or<0x000F000Fu, 0x64006400u>(u);
         a[1] = a_and_or<0x00F000F0u, 0x64006400u>(u);
@@ -162,7 +210,7 @@ QB_GPTQ_HD inline void a_fragment(const std::uint32_t (&w)[4], int m, std::uint3
         a[2] = a_and_or<0x00030003u, 0x64006400u>(v);
         a[3] = a_and_or<0x000C000Cu, 0x64006400u>(v);
     } else {
-        static_assert(Bits == 8, "v3 layout: 2, 4 or 8 bits");
+        static_assert(Bits == 8, "v3 layout: 2, 3, 4 or 8 bits");
 #if defined(__CUDA_ARCH__)
         a[0] = __byte_perm(w[2 * m], 0x64646464u, 0x4140);
         a[1] = __byte_perm(w[2 * m], 0x64646464u, 0x4342);
@@ -178,15 +226,16 @@ QB_GPTQ_HD inline void a_fragment(const std::uint32_t (&w)[4], int m, std::uint3
     }
 }
 
-/// Gathers the four words of lane `lane` of chunk c (counted over all of K) of mtile `tile` from AutoGPTQ's qweight
+/// Gathers the words of lane `lane` of chunk c (counted over all of K) of mtile `tile` from AutoGPTQ's qweight
 /// [ceil(K/32)*bits][N] through row_of (nullptr: identity); code 0 past K and N. Used by the device repack and the
 /// host reference alike.
 template <int Bits>
 QB_GPTQ_HD inline void a_gather_lane(const std::int32_t* qweight, const std::int32_t* row_of, std::int64_t K,
-                                     std::int64_t N, std::int64_t tile, std::int64_t c, int lane, std::uint32_t (&w)[4]) {
+                                     std::int64_t N, std::int64_t tile, std::int64_t c, int lane,
+                                     std::uint32_t (&w)[a_lane_words(Bits)]) {
     constexpr int cr = a_chunk_rows(Bits);
     const int g = lane / 4, t = lane % 4;
-    for (int i = 0; i < 4; ++i) w[i] = 0;
+    for (int i = 0; i < a_lane_words(Bits); ++i) w[i] = 0;
     for (int m = 0; m < a_mmas_per_chunk(Bits); ++m)
         for (int h = 0; h < 2; ++h) {
             const std::int64_t n = tile * k_a_tile_cols + g + 8 * h;
@@ -194,8 +243,15 @@ QB_GPTQ_HD inline void a_gather_lane(const std::int32_t* qweight, const std::int
             for (int j = 0; j < 4; ++j) {
                 const std::int64_t r = c * cr + t * (cr / 4) + 4 * m + j;
                 if (r >= K) continue;
+                const std::uint32_t q = autogptq_code(qweight, N, Bits, row_of ? row_of[r] : r, n);
                 const a_slot s = a_slot_of(Bits, m, h, j);
-                w[s.word] |= autogptq_code(qweight, N, Bits, row_of ? row_of[r] : r, n) << s.shift;
+                if constexpr (Bits == 3) {
+                    const a_slot hs = a_high_slot_of(m, h, j);
+                    w[s.word] |= (q & 3u) << s.shift;
+                    w[hs.word] |= (q >> 2) << hs.shift;
+                } else {
+                    w[s.word] |= q << s.shift;
+                }
             }
         }
 }

@@ -18,11 +18,12 @@ namespace qbench::gptq {
 
 namespace {
 
-/// Chunks in flight per warp (16 bytes per lane each): 6 at 4 bits, 4 at 8 and 2 (a k-block's chunks share a ring
-/// turn; at 2 bits a chunk is a k-block, whose 8 mmas need 16 activation registers), so that the kernel fits 64
-/// registers and two 512-thread CTAs (32 warps) stay resident per SM: 96 / 64 KB in flight per SM.
+/// Chunks in flight per warp (16 bytes per lane each, 24 at 3 bits): 6 at 4 bits, 4 at 8 and 2, 3 at 3 (a k-block's
+/// chunks share a ring turn; at 2 and 3 bits a chunk is a k-block, whose 8 mmas need 16 activation registers), so
+/// that the kernel fits 64 registers without spilling and two 512-thread CTAs (32 warps) stay resident per SM: 96 /
+/// 64 / 72 KB in flight per SM (one more chunk at 2 or 3 bits made ptxas spill ring slots in the loop).
 template <int Bits>
-inline constexpr int k_a_stages = Bits == 4 ? 6 : 4;
+inline constexpr int k_a_stages = Bits == 4 ? 6 : Bits == 3 ? 3 : 4;
 
 __device__ __forceinline__ half2 as_half2(std::uint32_t v) {
     half2 h;
@@ -149,6 +150,7 @@ template <int Bits, bool NoAlloc, bool Swiglu, bool Norm>
 __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
+    constexpr int CV = a_chunk_words(Bits) / 4;  // 16-byte vectors per chunk (32; 48 at 3 bits: the high bits follow)
     constexpr int D = k_a_stages<Bits>;
     constexpr int RUNS = Swiglu ? 2 : 1;  // member runs a CTA streams: swiglu, gate then up over the same mtiles
     static_assert(k_a_warps == k_a_kslices, "one k-slice per warp");
@@ -193,7 +195,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     // Load side: this warp's records in a run are first .. first + nkb * ntl - 1, its chunks CPB times as many.
     const std::size_t first = static_cast<std::size_t>(mtiles) * kb0 + static_cast<std::size_t>(t0) * nkb;
     auto run_weights = [&](int m) {
-        return reinterpret_cast<const uint4*>(member_field(a, m, [](const a_member& x) { return x.qweight; })) + first * CPB * 32 + lane;
+        return reinterpret_cast<const uint4*>(member_field(a, m, [](const a_member& x) { return x.qweight; })) + first * CPB * CV + lane;
     };
     auto run_meta = [&](int m) {
         return reinterpret_cast<const uint2*>(member_field(a, m, [](const a_member& x) { return x.meta; })) + first * 8 + g;
@@ -213,12 +215,14 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         __syncwarp();
     }
     uint4 wbuf[D];
+    [[maybe_unused]] uint2 hbuf[Bits == 3 ? D : 1];  // 3 bits: the lane's high bits of each chunk in the ring
     uint2 mbuf[D / CPB];
     // Chunk into slot i; a k-block's record travels with its last chunk, so the slot's record is read by that chunk's
     // epilogue before the ring comes round to it again.
     auto issue = [&](int i) {
         wbuf[i] = stream_load<NoAlloc>(wp);
-        wp += 32;
+        if constexpr (Bits == 3) hbuf[i] = stream_load<NoAlloc>(reinterpret_cast<const uint2*>(wp + (32 - lane)) + lane);
+        wp += CV;
         if (i % CPB == CPB - 1) {
             mbuf[i / CPB] = stream_load<NoAlloc>(mp);
             mp += 8;
@@ -327,7 +331,9 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
                     xw[4 * j + 3] = v.w;
                 }
                 xp += CR;
-                const std::uint32_t w[4] = {wbuf[i].x, wbuf[i].y, wbuf[i].z, wbuf[i].w};
+                std::uint32_t w[a_lane_words(Bits)];
+                w[0] = wbuf[i].x, w[1] = wbuf[i].y, w[2] = wbuf[i].z, w[3] = wbuf[i].w;
+                if constexpr (Bits == 3) w[4] = hbuf[i].x, w[5] = hbuf[i].y;
                 if (i % CPB == 0) {
 #pragma unroll
                     for (int e = 0; e < 4; ++e) acc[e] = 0.0f;
@@ -427,9 +433,11 @@ __global__ void repack_a_kernel(const std::int32_t* src, const std::int32_t* row
     if (i >= static_cast<std::int64_t>(mtiles) * chunks * 32) return;
     const int lane = static_cast<int>(i % 32);
     const std::int64_t c = (i / 32) % chunks, tile = (i / 32) / chunks;
-    std::uint32_t w[4];
+    std::uint32_t w[a_lane_words(Bits)];
     a_gather_lane<Bits>(src, row_of, k, n, tile, c, lane, w);
-    reinterpret_cast<uint4*>(dst)[a_chunk_index(mtiles, kblocks, Bits, tile, c) * 32 + lane] = make_uint4(w[0], w[1], w[2], w[3]);
+    uint4* chunk = reinterpret_cast<uint4*>(dst + a_chunk_index(mtiles, kblocks, Bits, tile, c) * a_chunk_words(Bits));
+    chunk[lane] = make_uint4(w[0], w[1], w[2], w[3]);
+    if constexpr (Bits == 3) reinterpret_cast<uint2*>(chunk + 32)[lane] = make_uint2(w[4], w[5]);
 }
 
 /// One thread per (mtile, chunk, lane): decodes the lane's codes with a_fragment and writes each weight, (q - z) * s
@@ -445,8 +453,9 @@ __global__ void reconstruct_a_kernel(const std::uint32_t* qweight, const std::ui
     if (i >= static_cast<std::int64_t>(mtiles) * chunks * 32) return;
     const int lane = static_cast<int>(i % 32), g = lane / 4, t = lane % 4;
     const std::int64_t c = (i / 32) % chunks, tile = (i / 32) / chunks;
-    const uint4 v = reinterpret_cast<const uint4*>(qweight)[a_chunk_index(mtiles, kblocks, Bits, tile, c) * 32 + lane];
-    const std::uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    const uint4* chunk = reinterpret_cast<const uint4*>(qweight + a_chunk_index(mtiles, kblocks, Bits, tile, c) * a_chunk_words(Bits));
+    std::uint32_t w[a_lane_words(Bits)];
+    for (int i = 0; i < a_lane_words(Bits); ++i) w[i] = reinterpret_cast<const std::uint32_t*>(chunk)[a_lane_word_offset(lane, i)];
     const std::uint32_t* rec = meta + a_record_index(mtiles, kblocks, tile, c / CPB) * k_a_record_words + g * k_a_entry_words;
     const std::uint32_t sw = rec[0], cw = rec[1];
 #pragma unroll

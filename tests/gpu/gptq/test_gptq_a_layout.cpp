@@ -47,12 +47,13 @@ std::vector<double> emulate_kernel(const layout_plan& plan, const std::vector<st
             double acc[32][4] = {}, sum[32][4] = {};
             for (int cc = 0; cc < cpb; ++cc) {
                 const std::int64_t c = kb * cpb + cc;
-                const std::uint32_t* chunk = &qw[sz(a_chunk_index(mtiles, plan.kblocks, Bits, tile, c) * k_a_chunk_words)];
+                const std::uint32_t* chunk = &qw[sz(a_chunk_index(mtiles, plan.kblocks, Bits, tile, c) * a_chunk_words(Bits))];
                 for (int m = 0; m < a_mmas_per_chunk(Bits); ++m) {
                     std::uint32_t a[4][32], b0[32], b1[32];
                     for (int L = 0; L < 32; ++L) {
                         const int g = L / 4, t = L % 4;
-                        const std::uint32_t w[4] = {chunk[L * 4], chunk[L * 4 + 1], chunk[L * 4 + 2], chunk[L * 4 + 3]};
+                        std::uint32_t w[a_lane_words(Bits)];
+                        for (int i = 0; i < a_lane_words(Bits); ++i) w[i] = chunk[a_lane_word_offset(L, i)];
                         std::uint32_t f[4];
                         a_fragment<Bits>(w, m, f);
                         for (int i = 0; i < 4; ++i) a[i][L] = f[i];
@@ -101,7 +102,7 @@ TEST_CASE("v3 layout: every code where the kernel decodes it, meta records, chun
     const shape shapes[] = {{256, 64, 128, false}, {688, 36, 128, false}, {128, 32, -1, false}, {512, 24, 128, true},
                             {1024, 16, 256, false}, {96, 40, 128, false}, {1408, 20, 128, true}};
     std::uint64_t seed = 31;
-    for (std::int64_t bits : {2, 4, 8})
+    for (std::int64_t bits : {2, 3, 4, 8})
         for (const auto& sh : shapes) {
             const auto q = random_layer(sh.K, sh.N, bits, sh.gs, sh.act, seed++);
             const auto p = pack(q);
@@ -160,9 +161,8 @@ TEST_CASE("v3 layout: every code where the kernel decodes it, meta records, chun
     CHECK_FALSE(a_layout_supported(plan_layout(512, 64, 4, 16, g32)));
     std::vector<std::int32_t> g128(512);
     for (std::int32_t k = 0; k < 512; ++k) g128[sz(k)] = k / 128;
-    CHECK_FALSE(a_layout_supported(plan_layout(512, 64, 3, 4, g128)));
-    CHECK(a_layout_supported(plan_layout(512, 64, 8, 4, g128)));
-    CHECK(a_layout_supported(plan_layout(512, 64, 2, 4, g128)));
+    CHECK_FALSE(a_layout_supported(plan_layout(512, 64, 3, 16, g32)));
+    for (std::int64_t bits : {2, 3, 4, 8}) CHECK(a_layout_supported(plan_layout(512, 64, bits, 4, g128)));
 }
 
 TEST_CASE("v3 layout: a lane-level emulation of the v3 kernel computes x·W^T", "[gptq][layout][v3]") {
@@ -173,7 +173,7 @@ TEST_CASE("v3 layout: a lane-level emulation of the v3 kernel computes x·W^T", 
     const shape shapes[] = {{256, 40, 128, false}, {688, 20, 128, false}, {512, 16, 128, true}, {96, 9, -1, false},
                             {1024, 24, 256, false}};
     std::uint64_t seed = 97;
-    for (std::int64_t bits : {2, 4, 8})
+    for (std::int64_t bits : {2, 3, 4, 8})
         for (const auto& sh : shapes)
             for (int rows : {1, 2, 5, 8}) {
                 const auto q = random_layer(sh.K, sh.N, bits, sh.gs, sh.act, seed++);

@@ -135,8 +135,8 @@ void check_swiglu(device_context& ctx, device_linear& gate, device_linear& up, c
     }
 }
 
-/// Every test runs once with the layers loaded for kernel v2 and once for v3 (layers v3 cannot take, 3 bits and
-/// groups smaller than a k-block, load for v2 either way).
+/// Every test runs once with the layers loaded for kernel v2 and once for v3 (layers v3 cannot take, groups smaller
+/// than a k-block, load for v2 either way).
 struct kernel_under_test {
     explicit kernel_under_test(const std::string& name) : choice("QBENCH_GPTQ_KERNEL", name.c_str()), v3(name == "v3") {
         std::printf("kernel %s\n", name.c_str());
@@ -379,7 +379,7 @@ TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the se
     struct dims {
         std::int64_t hidden, n_kv, inter;
     };
-    for (std::int64_t bits : {2, 4, 8})
+    for (std::int64_t bits : {2, 3, 4, 8})
         // 5120 (13B): the prologue's second round of 512 chunks, partly filled.
         for (const dims d : {dims{4096, 4096, 11008}, dims{512, 136, 328}, dims{5120, 640, 328}}) {
             const std::int64_t H = d.hidden, I = d.inter, R = 8;
@@ -443,7 +443,7 @@ TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the se
                         static_cast<long long>(bits), static_cast<long long>(H));
         }
     // Where the fold does not apply, the calls decline: v2 layers, act-order rows.
-    const auto a = make_gptq_device_linear(ctx, pack(member(512, 64, 3, 128, false, 990)), 8);  // 3 bits: v2
+    const auto a = make_gptq_device_linear(ctx, pack(member(512, 64, 3, 32, false, 990)), 8);  // g32: v2
     const auto b = make_gptq_device_linear(ctx, pack(member(512, 64, 4, 128, true, 991)), 8);   // act-order
     for (const auto* l : {a.get(), b.get()}) {
         auto* f = dynamic_cast<const fused_linear*>(l);

@@ -70,7 +70,7 @@ void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const var
 
 TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes", "[gpu][gptq][kernels]") {
     device_context ctx;
-    // v2 everywhere, then v3 where it applies (4 and 8 bits with block groups; other layers stay on v2).
+    // v2 everywhere, then v3 where it applies (2, 3, 4 and 8 bits with block groups; other layers stay on v2).
     for (const char* kernel : {"v2", "v3"}) {
     const env_choice choice("QBENCH_GPTQ_KERNEL", kernel);
     std::printf("  -- QBENCH_GPTQ_KERNEL=%s\n", kernel);
@@ -88,7 +88,6 @@ TEST_CASE("GPTQ kernels match the CPU reference on Llama-7B and awkward shapes",
                 if (!sh.full && v.gs != 128 && !(bits == 4 || (bits == 8 && v.gs == -1) || (bits == 3 && v.act))) continue;
                 if (!sh.full && (v.gs == 32 || v.gs == 48)) continue;
                 if (!sh.full && v.act && bits != 4 && bits != 3) continue;
-                if (std::string(kernel) == "v3" && bits == 3) continue;  // v3 takes 2, 4 and 8 bits
                 run_case(ctx, sh, bits, v, 8, seed++);
             }
     }
@@ -111,7 +110,7 @@ TEST_CASE("the kernel variants (v1; v2 at 3 CTAs per SM; 1 CTA per SM; loads pas
         }
         if (std::string(knob[0]) == "QBENCH_GPTQ_LOAD") {  // the same policy in v3
             const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
-            for (std::int64_t bits : {2, 4, 8}) run_case(ctx, {4096, 11008, "7B gate/up v3", true}, bits, {128, false, "g128"}, 8, seed++);
+            for (std::int64_t bits : {2, 3, 4, 8}) run_case(ctx, {4096, 11008, "7B gate/up v3", true}, bits, {128, false, "g128"}, 8, seed++);
         }
     }
 }
@@ -149,7 +148,7 @@ TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, b
     const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false}, {688, 176, "ragged K and N", true}};
     std::uint64_t seed = 800;
     for (const auto& sh : shapes)
-        for (std::int64_t bits : {2, 4, 8}) {
+        for (std::int64_t bits : {2, 3, 4, 8}) {
             const quantized_linear q = random_layer(sh.K, sh.N, bits, 128, sh.full, seed++);
             const auto x = random_inputs(16, sh.K, seed++);
             const device_buffer xd = upload(ctx, to_half_bits(x));
@@ -174,15 +173,18 @@ TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, b
         }
 }
 
-TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 4 and 8), v2 the rest; fusion by default "
-          "for v3 and 8-bit v2", "[gpu][gptq][kernels]") {
+TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 8 too), v2 the rest; fusion "
+          "by default for v3 and 8-bit v2", "[gpu][gptq][kernels]") {
     device_context ctx;
     auto layer = [&](std::int64_t bits, std::int64_t gs, std::uint64_t seed) {
         return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, seed)), 8);
     };
     auto path = [&](std::int64_t bits, std::int64_t gs) { return layer(bits, gs, 60 + bits)->kernel_path(1); };
-    CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 4 bits, v2 at 8
+    CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 2, 3 and 4 bits, v2 at 8
+    CHECK(path(3, 128) == "gptq-fused-v3-3b");
+    CHECK(path(2, 128) == "gptq-fused-v3-2b");
     CHECK(path(8, 128) == "gptq-fused-mma-8b");
+    CHECK(path(3, 32) == "gptq-fused-mma-3b");  // blocks of 128 rows straddle groups
     {
         const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
         CHECK(path(4, 128) == "gptq-fused-mma-4b");
@@ -191,7 +193,7 @@ TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3:
         const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
         CHECK(path(4, 128) == "gptq-fused-v3-4b");
         CHECK(path(8, -1) == "gptq-fused-v3-8b");
-        CHECK(path(3, 128) == "gptq-fused-mma-3b");
+        CHECK(path(3, 128) == "gptq-fused-v3-3b");
         CHECK(path(4, 32) == "gptq-fused-mma-4b");  // blocks of 128 rows straddle groups
     }
     // QBENCH_GPTQ_FUSE unset: v3 layers and 8-bit v2 layers fuse, other v2 layers decline; "0": nobody fuses; "1": all.
@@ -212,7 +214,11 @@ TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3:
     const env_choice unset("QBENCH_GPTQ_FUSE", "");
     CHECK(fuses(4));
     CHECK(fuses(8));
-    CHECK_FALSE(fuses(3));
+    CHECK(fuses(3));  // v3
+    {
+        const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
+        CHECK_FALSE(fuses(3));  // v2 at 3 bits: measured slower fused
+    }
     {
         const env_choice off("QBENCH_GPTQ_FUSE", "0");
         CHECK_FALSE(fuses(4));
@@ -225,7 +231,7 @@ TEST_CASE("v3 is the default at 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3:
 
 TEST_CASE("the GPU repack into the v3 layout equals the host layout bit for bit", "[gpu][gptq][layout]") {
     device_context ctx;
-    for (std::int64_t bits : {2, 4, 8})
+    for (std::int64_t bits : {2, 3, 4, 8})
         for (bool act : {false, true}) {
             const std::int64_t K = 1408, N = 100;
             const quantized_linear q = random_layer(K, N, bits, 128, act, 970 + bits);

@@ -533,9 +533,10 @@ int a_grid(a_mode mode, const a_args& args) {
 const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
     a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, norm);
     if (k == nullptr) return nullptr;
-    // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use.
+    // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use, for
+    // every kernel of every width kernel_of knows (a width missing here fails its larger launches: "invalid argument").
     static const bool raised = [] {
-        for (int bits_ : {2, 4, 8})
+        for (int bits_ = 1; bits_ <= 8; ++bits_)
             for (bool na : {false, true})
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
                     for (bool nrm : {false, true})

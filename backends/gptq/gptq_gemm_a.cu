@@ -88,8 +88,9 @@ __device__ __forceinline__ void sum_group16(const uint4& u, bool valid, int r, i
 /// requested before the wait are live throughout): four rows' loads in flight made ptxas spill a meta record of the
 /// ring into local memory, reloaded every k-block, and so did this function out of line (the call's saved registers);
 /// with two rows the main loop spills what the plain SwiGLU kernel's does (one integer per k-block).
-__device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx, int rows, int vecs, const __half* norm_weight,
-                                            double eps, uint4 norm_w0, __half* xs, int xstride, float* xsum, int probe) {
+__device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx, int rows, int vecs,
+                                               const __half* norm_weight, double eps, uint4 norm_w0, __half* xs,
+                                               int xstride, float* xsum, int probe) {
     __shared__ double warp_sums[k_a_max_rows][32];
     const int tid = static_cast<int>(threadIdx.x), warp = tid >> 5, lane = tid & 31;
     auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(r) * ldx) + v; };
@@ -125,7 +126,8 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
     for (int base = 0, round = 0; base < vecs; base += k_a_threads, ++round) {  // uniform: every warp takes part
         const int c = base + tid;
         const bool ok = c < vecs;
-        const uint4 nv = round == 0 ? norm_w0 : ok ? reinterpret_cast<const uint4*>(norm_weight)[c] : make_uint4(0u, 0u, 0u, 0u);
+        uint4 nv = norm_w0;  // the first round's, requested before the PDL wait; later rounds load their own
+        if (round > 0) nv = ok ? reinterpret_cast<const uint4*>(norm_weight)[c] : make_uint4(0u, 0u, 0u, 0u);
         for (int r = 0; r < rows; ++r) {
             const float inv = __shfl_sync(0xffffffffu, lane_inv, r);
             const uint4 v = ok ? rms_norm_chunk(*xs_vec(r, c), inv, nv) : make_uint4(0u, 0u, 0u, 0u);
@@ -195,7 +197,8 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     // Load side: this warp's records in a run are first .. first + nkb * ntl - 1, its chunks CPB times as many.
     const std::size_t first = static_cast<std::size_t>(mtiles) * kb0 + static_cast<std::size_t>(t0) * nkb;
     auto run_weights = [&](int m) {
-        return reinterpret_cast<const uint4*>(member_field(a, m, [](const a_member& x) { return x.qweight; })) + first * CPB * CV + lane;
+        const auto* q = reinterpret_cast<const uint4*>(member_field(a, m, [](const a_member& x) { return x.qweight; }));
+        return q + first * CPB * CV + lane;
     };
     auto run_meta = [&](int m) {
         return reinterpret_cast<const uint2*>(member_field(a, m, [](const a_member& x) { return x.meta; })) + first * 8 + g;
@@ -246,7 +249,8 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     // second round, K > 4096, loads its own after the wait).
     [[maybe_unused]] uint4 norm_w = make_uint4(0u, 0u, 0u, 0u);
     if constexpr (Norm) {
-        if (tid < a.kblocks * static_cast<int>(k_block_rows) / 8) norm_w = reinterpret_cast<const uint4*>(a.norm_weight)[tid];
+        if (tid < a.kblocks * static_cast<int>(k_block_rows) / 8)
+            norm_w = reinterpret_cast<const uint4*>(a.norm_weight)[tid];
     }
 
     pdl_wait();  // x and y belong to the previous kernels
@@ -453,9 +457,9 @@ __global__ void reconstruct_a_kernel(const std::uint32_t* qweight, const std::ui
     if (i >= static_cast<std::int64_t>(mtiles) * chunks * 32) return;
     const int lane = static_cast<int>(i % 32), g = lane / 4, t = lane % 4;
     const std::int64_t c = (i / 32) % chunks, tile = (i / 32) / chunks;
-    const uint4* chunk = reinterpret_cast<const uint4*>(qweight + a_chunk_index(mtiles, kblocks, Bits, tile, c) * a_chunk_words(Bits));
+    const std::uint32_t* chunk = qweight + a_chunk_index(mtiles, kblocks, Bits, tile, c) * a_chunk_words(Bits);
     std::uint32_t w[a_lane_words(Bits)];
-    for (int i = 0; i < a_lane_words(Bits); ++i) w[i] = reinterpret_cast<const std::uint32_t*>(chunk)[a_lane_word_offset(lane, i)];
+    for (int i = 0; i < a_lane_words(Bits); ++i) w[i] = chunk[a_lane_word_offset(lane, i)];
     const std::uint32_t* rec = meta + a_record_index(mtiles, kblocks, tile, c / CPB) * k_a_record_words + g * k_a_entry_words;
     const std::uint32_t sw = rec[0], cw = rec[1];
 #pragma unroll

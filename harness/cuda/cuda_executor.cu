@@ -14,11 +14,11 @@
 // head form rms_norm(x) in their prologue (forward_*_normed), so no separate RMSNorm kernel runs: 5 kernels per layer
 // instead of 7, bit-identical outputs. Each piece falls back on its own when declined (m_delta_pending tracks whether
 // m_o still holds a block output that x lacks). By default each linear folds where its backend prefers it
-// (fused_linear::prefers_folded_norm): not fp16, whose folded step was slower on the H200 (7B beam 1 3.884 vs 3.642
-// ms, beam 4 4.683 vs 3.742 ms: every GEMV block re-reads and reduces x before its first product,
-// tests/bench/PERF_NOTES.md v6); GPTQ v3 (backends/gptq/PERF_NOTES.md, eighth session). QBENCH_FP16_FOLD_NORM=1 / 0
-// (read at each generate) folds wherever possible / nowhere; the kernel path string says which ran ("+fold-norm" /
-// "+norm-kernel").
+// (fused_linear::prefers_folded_norm), and none does: the folded step was slower for fp16 on the H200 (7B beam 1
+// 3.884 vs 3.642 ms, beam 4 4.683 vs 3.742 ms: every GEMV block re-reads and reduces x before its first product,
+// tests/bench/PERF_NOTES.md v6) and for GPTQ v3 on the H100 (531.4 vs 539.9 tok/s, backends/gptq/PERF_NOTES.md,
+// eighth session). QBENCH_FP16_FOLD_NORM=1 / 0 (read at each generate) folds wherever possible / nowhere; the kernel
+// path string says which ran ("+fold-norm" / "+norm-kernel").
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/device_context.cuh"
@@ -230,8 +230,8 @@ private:
     // SwiGLU product. Tried before the branches above. QBENCH_FUSE_LINEARS=0 turns it off.
     bool m_fuse = true;
     // RMSNorm folded into the linears where the backend offers and prefers it, or as QBENCH_FP16_FOLD_NORM says (see
-    // the top of this file; refreshed at each generate): fold(f) for linear f. m_delta_pending: while enqueuing, whether m_o holds a block output not
-    // yet added into m_x (the next RMSNorm kernel must add it).
+    // the top of this file; refreshed at each generate): fold(f) for linear f. m_delta_pending: while enqueuing,
+    // whether m_o holds a block output not yet added into m_x (the next RMSNorm kernel must add it).
     fold_choice m_fold = fold_choice::backend;
     bool fold(const fused_linear* f) const { return folds(m_fold, f); }
     bool m_early_trigger = true;  // early_trigger_from_env(), refreshed at each generate

@@ -30,7 +30,8 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
     rc=$?
     echo "test $t: exit $rc ($(( $(date +%s) - start )) s) $(grep -E '^(All tests passed|test cases:)' "$out/tests.log" | tail -1)" | tee -a "$out/summary.txt"
   done
-  grep -E 'FAILED|rel_l2=.*(v3|mma)' "$out/tests.log" | grep -E 'FAILED|batch= 1 ' | head -n 30
+  grep -E -A4 'FAILED' "$out/tests.log" | head -n 40  # with the expression or exception that failed
+  grep -E '(v3|mma).*rel_l2=' "$out/tests.log" | grep -E 'batch= 1 ' | head -n 30
 fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/|BM_decode_7b_fused/(4|16)/'}

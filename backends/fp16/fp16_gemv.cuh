@@ -5,13 +5,13 @@
 /// Why not cuBLAS: at n = 1 cuBLAS reaches about 62% of the H200's streaming bandwidth on Llama-7B shapes
 /// (PERF.md); a decode step is bound by reading the weights once, so this kernel is what sets decode speed.
 ///
-/// Two kernels (fp16_gemv.cu has the layouts):
+/// Two kernels (fp16_gemv_mma.cu and fp16_gemv_ffma.cu have the layouts):
 ///  - mma (sm_80+, the default there at every row count unless QBENCH_GEMV_MMA_FROM says otherwise): 16 weight rows x the activation
 ///    rows as the n = 8 columns of mma.m16n8k16 (f16 in, f32 accumulation); each lane loads 16 contiguous bytes of
 ///    two weight rows and one activation row per step, so an activation load serves 16 output rows and no
 ///    conversions are needed: as fast at 8 rows as at 1. k_split warps per 16-row tile divide K (strided or
 ///    contiguous ranges); two rounds of 4 steps are in flight per warp, optionally with their activations.
-///  - ffma (the sm_75 path): a warp owns 1 or 2 output rows, lane l reads the 16-byte
+///  - ffma (the sm_75 path): a warp owns 1, 2 or 4 output rows (QBENCH_GEMV_RPW), lane l reads the 16-byte
 ///    chunks l, l + 32, ... (512 contiguous bytes per warp and row per step), converts to fp32 and multiplies with
 ///    every activation row.
 /// Both serve a "job": one linear, up to three linears of one input in one launch (q, k, v), or gate and up with the

@@ -57,10 +57,10 @@
 ///   and one more LOP3 per fragment ORs them in: (2-bit a0) | (H & 0x00040004) = 1024 + lo + 4 hi = 1024 + q;
 ///   (2-bit a1) | (H & 0x00100010) = 1024 + 4 lo + 16 hi = 1024 + 4 q (r1's f = 4, as at 2 bits).
 ///
-/// Zeros: the kernel multiplies the decoded values as they are, (1024 + q) or (1024 + 16 q), so a k-block's sum is
+/// Zeros: the kernel multiplies the decoded values as they are, (1024 + q) or (1024 + f q), so a k-block's sum is
 /// acc = sum_k (1024 + f q) x with f = 1, 4 or 16, and s * sum_k (q - z) x = S * (acc - C * sum_k x) with
 ///   row r0 (and r1 at 8 bits): C = 1024 + z,       S = s
-///   row r1 at 4 (2) bits:      C = 1024 + 16 z (4 z),  S = s / 16 (s / 4) (applied in fp32 by the kernel)
+///   row r1 at 4 (2, 3) bits:   C = 1024 + 16 z (4 z),  S = s / 16 (s / 4) (applied in fp32 by the kernel)
 /// i.e. f = 2^a_r1_shift(bits) for r1.
 /// (llama.cpp's q4_1 dot product folds its offset the same way). sum_k x comes from one more mma with A = ones, in
 /// the same accumulator layout as acc; the products are exact and the correction is one fp32 FMA per output.

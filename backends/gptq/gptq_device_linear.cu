@@ -121,6 +121,7 @@ public:
         m_version = chosen_kernel(m_plan);
         m_bypass_l1 = weight_loads_bypass_l1();
         m_x_copy = chosen_x_copy();
+        m_norm_probe = a_norm_probe_from_env();
         m_mma = m_version != kernel_version::v1;
         m_variant = chosen_mma_variant();
         // qweight: AutoGPTQ's layout uploaded as is, rearranged on the GPU (exllama's make_sequential + our shuffle).
@@ -463,7 +464,7 @@ private:
             if (norm != nullptr) {
                 a.norm_weight = static_cast<const __half*>(norm->norm_weight);
                 a.norm_eps = norm->eps;
-                a.norm_probe = a_norm_probe_from_env();  // measurement only (0 unless set)
+                a.norm_probe = m_norm_probe;  // measurement only (0 unless set)
             }
             for (int i = 0; i < count; ++i)
                 a.m[i] = members[i]->a_member_of(outs[i] == nullptr ? nullptr : outs[i] + r0 * members[i]->m_plan.out_features, 0);
@@ -549,6 +550,7 @@ private:
     int m_a_rows = k_a_max_rows;  ///< v3: activation rows per launch (their copy in shared memory must fit)
     bool m_bypass_l1 = false;     ///< v3: weights read past L1 (QBENCH_GPTQ_LOAD=na), decided at load
     a_x_copy m_x_copy = a_x_copy::quads;  ///< v3: how a CTA stages x (QBENCH_GPTQ_XCOPY), decided at load
+    int m_norm_probe = 0;  ///< v3 folded norm: QBENCH_GPTQ_NORM_PROBE (measurement only), read at load
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)
     mma_variant m_variant = mma_variant::occ2;

@@ -262,7 +262,6 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     // (a_x_copy, measured against each other in PERF_NOTES.md, seventh session), all giving the same bits; the Norm
     // kernels form rms_norm(x) * w on the way instead.
     const int vecs = kpad / 8, total = a.rows * vecs;
-    auto sum_group = [&](const uint4& u, bool valid, int r, int v) { sum_group16(u, valid, r, v, xsum); };
     auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(a.x + static_cast<std::size_t>(r) * a.ldx) + v; };
     auto xs_vec = [&](int r, int v) { return reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride) + v; };
     auto sums_from_smem = [&] {
@@ -270,7 +269,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             const int i = base + tid;
             const bool valid = i < total;  // whole groups of 16 are valid or not
             const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
-            sum_group(valid ? *xs_vec(r, v) : make_uint4(0u, 0u, 0u, 0u), valid, r, v);
+            sum_group16(valid ? *xs_vec(r, v) : make_uint4(0u, 0u, 0u, 0u), valid, r, v, xsum);
         }
     };
     if constexpr (Norm) {
@@ -300,7 +299,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
                     const bool valid = i < total;  // whole groups of 16 are valid or not
                     const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
                     if (valid) *xs_vec(r, v) = u[j];
-                    sum_group(u[j], valid, r, v);
+                    sum_group16(u[j], valid, r, v, xsum);
                 }
             }
         };

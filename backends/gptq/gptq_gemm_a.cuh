@@ -85,7 +85,7 @@ struct a_args {
 
 /// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();
-/// QBENCH_GPTQ_NORM_PROBE=0..3 (a_args::norm_probe; unset: 0). Measurement only.
+/// QBENCH_GPTQ_NORM_PROBE=0..3 (a_args::norm_probe; unset: 0), read when a layer loads. Measurement only.
 int a_norm_probe_from_env();
 
 /// The most mtiles one CTA of a launch owns (sizes its shared memory): group, the largest share of a member; swiglu,

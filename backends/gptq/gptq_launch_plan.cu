@@ -56,11 +56,18 @@ int a_tiles_guess(const device_context& context, int mtiles) {
     return std::min(k_a_max_tiles, std::max(1, (mtiles + 2 * sms - 1) / (2 * sms)) + 1);
 }
 
+namespace {
+/// CTAs per SM a launch is planned for: QBENCH_GPTQ_CTAS_PER_SM where set (read at each plan: tests change it within
+/// one process), else the kernel's occupancy (resident_per_sm).
+int planned_per_sm(const device_context& context, const void* kernel, int threads, std::size_t smem) {
+    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM"))
+        if (const int per_sm = std::atoi(v); per_sm > 0) return per_sm;
+    return resident_per_sm(context, kernel, threads, smem);
+}
+}  // namespace
+
 int a_resident(const device_context& context, const void* kernel, std::size_t smem) {
-    int per_sm = 0;
-    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
-    if (per_sm <= 0) per_sm = resident_per_sm(context, kernel, k_a_threads, smem);
-    return per_sm * context.properties().multiProcessorCount;
+    return planned_per_sm(context, kernel, k_a_threads, smem) * context.properties().multiProcessorCount;
 }
 
 int a_ctas(const device_context& context, int bits, bool bypass_l1, int mtiles, int rows, int kblocks) {
@@ -105,14 +112,9 @@ mma_variant chosen_mma_variant() {
 
 int mma_ctas(const device_context& context, int bits, bool block_groups, mma_variant variant, int ntiles, int rows) {
     const int sms = context.properties().multiProcessorCount;
-    int per_sm = 0;
-    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
-    if (per_sm <= 0) {
-        const int guess = std::min(k_mma_max_tiles, std::max(1, (ntiles + 2 * sms - 1) / (2 * sms)));
-        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mma_kernel_for(bits, block_groups, variant), k_mma_threads,
-                                                                    mma_smem_bytes(guess + 1, rows)));
-        per_sm = std::max(1, per_sm);
-    }
+    const int guess = std::min(k_mma_max_tiles, std::max(1, (ntiles + 2 * sms - 1) / (2 * sms)));
+    const int per_sm = planned_per_sm(context, mma_kernel_for(bits, block_groups, variant), k_mma_threads,
+                                      mma_smem_bytes(guess + 1, rows));
     const int ctas = std::min(ntiles, per_sm * sms);
     return std::max(ctas, (ntiles + k_mma_max_tiles - 1) / k_mma_max_tiles);
 }
@@ -120,12 +122,8 @@ int mma_ctas(const device_context& context, int bits, bool block_groups, mma_var
 int mma_fused_ctas(const device_context& context, const void* kernel, mma_fusion mode, int work, int rows) {
     const int sms = context.properties().multiProcessorCount;
     const int max_work = mma_fused_max_work(mode);
-    int per_sm = 0;
-    if (const char* v = std::getenv("QBENCH_GPTQ_CTAS_PER_SM")) per_sm = std::atoi(v);
-    if (per_sm <= 0) {
-        const int guess = std::min(max_work, std::max(1, (work + 2 * sms - 1) / (2 * sms)));
-        per_sm = resident_per_sm(context, kernel, k_mma_threads, mma_fused_smem_bytes(mode, guess, rows));
-    }
+    const int guess = std::min(max_work, std::max(1, (work + 2 * sms - 1) / (2 * sms)));
+    const int per_sm = planned_per_sm(context, kernel, k_mma_threads, mma_fused_smem_bytes(mode, guess, rows));
     const int ctas = std::min(work, per_sm * sms);
     return std::max(ctas, (work + max_work - 1) / max_work);
 }

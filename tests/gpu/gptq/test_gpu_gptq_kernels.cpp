@@ -173,20 +173,21 @@ TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, b
         }
 }
 
-TEST_CASE("v3 is the default at 2 and 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 3 and 8 too), v2 the rest; "
+TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 8 too), v2 the rest; "
           "fusion by default for v3 and 8-bit v2", "[gpu][gptq][kernels]") {
     device_context ctx;
     auto layer = [&](std::int64_t bits, std::int64_t gs, std::uint64_t seed) {
         return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, seed)), 8);
     };
     auto path = [&](std::int64_t bits, std::int64_t gs) { return layer(bits, gs, 60 + bits)->kernel_path(1); };
-    CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 2 and 4 bits, v2 at 3 and 8
+    CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 2, 3 and 4 bits, v2 at 8
     CHECK(path(2, 128) == "gptq-fused-v3-2b");
-    CHECK(path(3, 128) == "gptq-fused-mma-3b");
+    CHECK(path(3, 128) == "gptq-fused-v3-3b");
     CHECK(path(8, 128) == "gptq-fused-mma-8b");
     {
         const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
         CHECK(path(4, 128) == "gptq-fused-mma-4b");
+        CHECK(path(3, 128) == "gptq-fused-mma-3b");
     }
     {
         const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
@@ -213,10 +214,10 @@ TEST_CASE("v3 is the default at 2 and 4 bits with block groups (QBENCH_GPTQ_KERN
     const env_choice unset("QBENCH_GPTQ_FUSE", "");
     CHECK(fuses(4));
     CHECK(fuses(8));
-    CHECK_FALSE(fuses(3));  // v2 at 3 bits: measured slower fused
+    CHECK(fuses(3));  // v3 at 3 bits
     {
-        const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
-        CHECK(fuses(3));
+        const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
+        CHECK_FALSE(fuses(3));  // v2 at 3 bits: measured slower fused
     }
     {
         const env_choice off("QBENCH_GPTQ_FUSE", "0");

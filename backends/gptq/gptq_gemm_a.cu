@@ -148,8 +148,11 @@ __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
 /// (row, k-block) of them (sum_k x for the zero correction). Per chunk a lane reads its activations (B) from shared
 /// memory, decodes mma_count A fragments from its 16-byte vector and accumulates them; at a k-block's last chunk
 /// out += S * (acc - C * sum_k x) per output (zero and scale, fp32).
-template <int Bits, bool NoAlloc, bool Swiglu, bool Norm>
-__global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) {
+/// Pairs (2): a CTA of 1024 threads hosts two of these CTAs (logical CTAs 2 * blockIdx.x and 2 * blockIdx.x + 1, one
+/// per 16-warp half, each with its own partial sums and output barrier) that share one copy of the activations: half
+/// the L2 -> SM traffic of staging x per SM (gptq_gemm_a.cuh, a_args::paired).
+template <int Bits, bool NoAlloc, bool Swiglu, bool Norm, int Pairs>
+__global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
     constexpr int CV = a_chunk_words(Bits) / 4;  // 16-byte vectors per chunk (32; 48 at 3 bits: the high bits follow)
@@ -157,22 +160,28 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     constexpr int RUNS = Swiglu ? 2 : 1;  // member runs a CTA streams: swiglu, gate then up over the same mtiles
     static_assert(k_a_warps == k_a_kslices, "one k-slice per warp");
     static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
+    static_assert(Pairs == 1 || (Pairs == 2 && !Norm), "paired CTAs stage x as it is (no folded norm)");
+    constexpr int T = k_a_threads * Pairs;  // threads of the CTA (both halves): they stage x together
     // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
-    // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32.
+    // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32 (paired:
+    // [mtile][half][warp][row][16], so that a warp's slot follows from its warp index in the CTA as unpaired).
     extern __shared__ uint4 smem[];
     const int kpad = a.kblocks * static_cast<int>(k_block_rows);
     const int xstride = a_x_stride(a.kblocks);
     __half* xs = reinterpret_cast<__half*>(smem);
     float* xsum = reinterpret_cast<float*>(xs + static_cast<std::size_t>(a.rows) * xstride);
-    float* red = xsum + static_cast<std::size_t>(a.kblocks) * 8;
 
     const int tid = static_cast<int>(threadIdx.x);
-    const int warp = tid >> 5, lane = tid & 31;
+    // The logical CTA within the CTA and its thread (compile-time 0 and tid unpaired: the same code as before pairs).
+    const int half = Pairs == 1 ? 0 : tid / k_a_threads, htid = Pairs == 1 ? tid : tid % k_a_threads;
+    const int warp = htid >> 5, lane = tid & 31;  // warp: the k-slice within the logical CTA
     const int g = lane >> 2, t = lane & 3;
+    float* red = xsum + static_cast<std::size_t>(a.kblocks) * 8;
 
     // This CTA's member (group: the members' CTA ranges follow each other; swiglu: member 0's tiles, then the same
     // tiles of member 1) and its mtile range within it, as a launch of that member alone would split it.
-    int mi = 0, b = static_cast<int>(blockIdx.x), ctas = static_cast<int>(gridDim.x);
+    // A logical CTA past the last member's (the grid rounded up to whole pairs) has no mtiles; it only stages x.
+    int mi = 0, b = static_cast<int>(blockIdx.x) * Pairs + half, ctas = a.m[0].ctas;
     if constexpr (!Swiglu) {
 #pragma unroll
         for (int i = 0; i + 1 < k_a_max_members; ++i) {
@@ -185,8 +194,9 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         ctas = member_field(a, mi, [](const a_member& m) { return m.ctas; });
     }
     const int mtiles = member_field(a, mi, [](const a_member& m) { return m.mtiles; });
-    const int t0 = static_cast<int>(static_cast<long long>(mtiles) * b / ctas);
-    const int t1 = static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas);
+    const bool idle = Pairs > 1 && b >= ctas;
+    const int t0 = idle ? 0 : static_cast<int>(static_cast<long long>(mtiles) * b / ctas);
+    const int t1 = idle ? 0 : static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas);
     const int ntl = t1 - t0;  // mtiles per run
     const int kb0 = static_cast<int>(kslice_begin(a.kblocks, warp, k_a_kslices));
     const int kb1 = static_cast<int>(kslice_begin(a.kblocks, warp + 1, k_a_kslices));
@@ -208,12 +218,12 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     int to_switch = run_units;  // swiglu: chunks left before the load side moves to member 1
     // swiglu: where the warp's up run starts, parked in shared memory (read once, at the switch) so that the two
     // pointers hold no registers through the loop (held in registers they were spilled and reloaded every chunk).
-    __shared__ const uint4* up_weights[Swiglu ? k_a_warps : 1];
-    __shared__ const uint2* up_meta[Swiglu ? k_a_warps : 1];
+    __shared__ const uint4* up_weights[Swiglu ? k_a_warps * Pairs : 1];
+    __shared__ const uint2* up_meta[Swiglu ? k_a_warps * Pairs : 1];
     if constexpr (Swiglu) {
         if (lane == 0) {
-            up_weights[warp] = run_weights(1) - lane;
-            up_meta[warp] = run_meta(1) - g;
+            up_weights[tid >> 5] = run_weights(1) - lane;
+            up_meta[tid >> 5] = run_meta(1) - g;
         }
         __syncwarp();
     }
@@ -232,8 +242,8 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         }
         if constexpr (Swiglu) {
             if (--to_switch == 0) {  // a run is whole k-blocks, so the switch falls between records
-                wp = up_weights[warp] + lane;
-                mp = up_meta[warp] + g;
+                wp = up_weights[threadIdx.x >> 5] + lane;  // (the warp within the CTA: recomputed, not kept live)
+                mp = up_meta[threadIdx.x >> 5] + g;
             }
         }
     };
@@ -241,8 +251,12 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     for (int i = 0; i < D; ++i)
         if (i < units) issue(i);
 
-    const int zero_count = a.kblocks * 8 + RUNS * ntl * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
-    for (int i = tid; i < zero_count; i += k_a_threads) xsum[i] = 0.0f;
+    const int red_count = RUNS * ntl * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
+    if constexpr (Pairs == 1) {  // the sums and the partials are contiguous
+        for (int i = tid; i < a.kblocks * 8 + red_count; i += k_a_threads) xsum[i] = 0.0f;
+    } else {  // the partials of both halves: as many tiles as the busier half has (a.red_floats per half)
+        for (int i = tid; i < a.kblocks * 8 + Pairs * a.red_floats; i += T) xsum[i] = 0.0f;
+    }
     __syncthreads();  // the sums are stored below by other threads
 
     // Norm: this thread's norm weights of the first round (chunk tid): constants, so requested before the wait (a
@@ -265,7 +279,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(a.x + static_cast<std::size_t>(r) * a.ldx) + v; };
     auto xs_vec = [&](int r, int v) { return reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride) + v; };
     auto sums_from_smem = [&] {
-        for (int base = 0; base < total; base += k_a_threads) {
+        for (int base = 0; base < total; base += T) {
             const int i = base + tid;
             const bool valid = i < total;  // whole groups of 16 are valid or not
             const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
@@ -276,7 +290,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         stage_normed_x(a.x, a.ldx, a.rows, vecs, a.norm_weight, a.norm_eps, norm_w, xs, xstride, xsum, a.norm_probe);
     } else if (a.x_copy == a_x_copy::async) {  // (the Norm kernels never get here)
         // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
-        for (int i = tid; i < total; i += k_a_threads) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
+        for (int i = tid; i < total; i += T) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
         copy_async_wait_all();
         __syncthreads();
         sums_from_smem();
@@ -285,17 +299,17 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
         // any is stored, so a round costs one L2 round trip.
         auto rounds = [&](auto n_tag) {
             constexpr int N = decltype(n_tag)::value;
-            for (int base = 0; base < total; base += N * k_a_threads) {
+            for (int base = 0; base < total; base += N * T) {
                 uint4 u[N];
 #pragma unroll
                 for (int j = 0; j < N; ++j) {
-                    const int i = base + j * k_a_threads + tid;
+                    const int i = base + j * T + tid;
                     u[j] = i < total ? *x_vec(i / vecs, i % vecs) : make_uint4(0u, 0u, 0u, 0u);
                 }
 #pragma unroll
                 for (int j = 0; j < N; ++j) {
-                    if (base + j * k_a_threads >= total) break;  // uniform: no later part of the round exists
-                    const int i = base + j * k_a_threads + tid;
+                    if (base + j * T >= total) break;  // uniform: no later part of the round exists
+                    const int i = base + j * T + tid;
                     const bool valid = i < total;  // whole groups of 16 are valid or not
                     const int r = valid ? i / vecs : 0, v = valid ? i % vecs : 0;
                     if (valid) *xs_vec(r, v) = u[j];
@@ -359,7 +373,8 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
                     out[2] = fmaf(s1, fmaf(-c.y, sx.x, acc[2]), out[2]);
                     out[3] = fmaf(s1, fmaf(-c.y, sx.y, acc[3]), out[3]);
                     if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums
-                        float* slot = red + static_cast<std::size_t>(tl * k_a_warps + warp) * a.rows * k_a_tile_cols;
+                        // (tid >> 5: the warp within the CTA, half * 16 + warp)
+                        float* slot = red + static_cast<std::size_t>(tl * k_a_warps * Pairs + (tid >> 5)) * a.rows * k_a_tile_cols;
                         const int r0 = 2 * t;
                         if (r0 < a.rows) {
                             slot[r0 * k_a_tile_cols + g] = out[0];
@@ -381,7 +396,10 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             }
         }
     }
-    // The outputs: thread i of the CTA writes output i, i + 512, ... (tile, row, column of the tile).
+    // The outputs: thread i of the (logical) CTA writes output i, i + 512, ... (tile, row, column of the tile). Paired,
+    // the half and its thread are read again from threadIdx rather than kept in registers through the loop.
+    const int otid = Pairs == 1 ? tid : static_cast<int>(threadIdx.x) % k_a_threads;
+    const int ohalf = Pairs == 1 ? 0 : static_cast<int>(threadIdx.x) / k_a_threads;
     const int per = a.rows * static_cast<int>(k_a_tile_cols);
     __half* y = member_field(a, mi, [](const a_member& m) { return m.y; });
     const int n_out = member_field(a, mi, [](const a_member& m) { return m.n; });
@@ -395,19 +413,24 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
     // trip overlaps the slowest warp's last chunks instead of following them (no one else writes it: the previous
     // kernels are done, and every output belongs to one CTA).
     __half prior = __ushort_as_half(0);
-    if (!Swiglu && !Norm && a.residual_add && tid < ntl * per) {  // (the normed forwards never add)
-        const int yi = y_index(tid);
+    if (!Swiglu && !Norm && a.residual_add && otid < ntl * per) {  // (the normed forwards never add)
+        const int yi = y_index(otid);
         if (yi >= 0) prior = y[yi];
     }
-    __syncthreads();
+    if constexpr (Pairs == 1) {
+        __syncthreads();
+    } else {  // each half waits for its own 16 warps only (named barriers 1 and 2; 0 is __syncthreads')
+        asm volatile("bar.sync %0, %1;" ::"r"(1 + ohalf), "r"(k_a_threads) : "memory");
+    }
     // The 16 warps' partials of an output, added in warp order whatever the launch (bit-identical outputs).
     auto output_sum = [&](int tile, int r, int col) {
         float s = 0.0f;
 #pragma unroll
-        for (int wq = 0; wq < k_a_warps; ++wq) s += red[((tile * k_a_warps + wq) * a.rows + r) * k_a_tile_cols + col];
+        for (int wq = 0; wq < k_a_warps; ++wq)
+            s += red[(((tile * Pairs + ohalf) * k_a_warps + wq) * a.rows + r) * k_a_tile_cols + col];
         return s;
     };
-    for (int i = tid; i < ntl * per; i += k_a_threads) {
+    for (int i = otid; i < ntl * per; i += k_a_threads) {
         const int tile = i / per, rem = i % per;
         const int r = rem / static_cast<int>(k_a_tile_cols), col = rem % static_cast<int>(k_a_tile_cols);
         const int n = (t0 + tile) * static_cast<int>(k_a_tile_cols) + col;
@@ -422,7 +445,7 @@ __global__ void __launch_bounds__(k_a_threads, 2) a_gemm_kernel(const a_args a) 
             // residual_add: y is the residual stream, updated as launch_rms_norm's add would (fp16(y + fp16(sum))).
             __half& out = y[static_cast<std::size_t>(r) * n_out + n];
             const __half sum = __float2half_rn(output_sum(tile, r, col));
-            out = a.residual_add ? rms_residual_add(i == tid ? prior : out, sum) : sum;
+            out = a.residual_add ? rms_residual_add(i == otid ? prior : out, sum) : sum;
         }
     }
 }
@@ -489,18 +512,20 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 
 using a_kernel_ptr = void (*)(a_args);
 template <bool Swiglu>
-a_kernel_ptr kernel_of(int bits, bool na, bool norm) {
-    // The folded-norm kernels exist for the default load policy only (the caller declines the fold otherwise).
+a_kernel_ptr kernel_of(int bits, bool na, bool norm, bool paired) {
+    // The folded-norm kernels exist for the default load policy and single CTAs only (the caller declines the fold
+    // otherwise; launch_a_gemm never pairs a normed launch).
     a_kernel_ptr k = nullptr;
     a_with_bits(bits, [&](auto b) {
         constexpr int B = decltype(b)::value;
-        if (norm) k = na ? nullptr : &a_gemm_kernel<B, false, Swiglu, true>;
-        else k = na ? &a_gemm_kernel<B, true, Swiglu, false> : &a_gemm_kernel<B, false, Swiglu, false>;
+        if (norm) k = na || paired ? nullptr : &a_gemm_kernel<B, false, Swiglu, true, 1>;
+        else if (paired) k = na ? &a_gemm_kernel<B, true, Swiglu, false, 2> : &a_gemm_kernel<B, false, Swiglu, false, 2>;
+        else k = na ? &a_gemm_kernel<B, true, Swiglu, false, 1> : &a_gemm_kernel<B, false, Swiglu, false, 1>;
     });
     return k;
 }
-a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm) {
-    return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm) : kernel_of<false>(bits, na, norm);
+a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm, bool paired = false) {
+    return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm, paired) : kernel_of<false>(bits, na, norm, paired);
 }
 }  // namespace
 
@@ -511,6 +536,14 @@ a_x_copy chosen_x_copy() {
     if (choice == "async") return a_x_copy::async;
     if (choice == "pairs") return a_x_copy::pairs;
     return a_x_copy::quads;
+}
+
+a_pairing a_pairing_from_env() {
+    const char* v = std::getenv("QBENCH_GPTQ_PAIR");
+    const std::string choice = v == nullptr ? "" : v;
+    if (choice == "1") return a_pairing::always;
+    if (choice == "beams") return a_pairing::beams;
+    return a_pairing::never;
 }
 
 int a_norm_probe_from_env() {
@@ -543,8 +576,10 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
             for (bool na : {false, true})
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
                     for (bool nrm : {false, true})
-                        if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm))
-                            QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(k_a_max_smem)));
+                        for (int pairs : {1, 2})
+                            if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2))
+                                QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                                   static_cast<int>(pairs * k_a_max_smem)));
         return true;
     }();
     (void)raised;
@@ -573,11 +608,18 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
     if (max_tiles > k_a_max_tiles || args.rows < 1 || args.rows > k_a_max_rows)
         throw error("gptq v3: " + std::to_string(max_tiles) + " mtiles per CTA at " + std::to_string(args.rows) +
                     " rows is outside the kernel's limits");
-    const std::size_t smem = a_smem_bytes(max_tiles, args.rows, args.kblocks);
-    if (smem > k_a_max_smem)
+    if (a_smem_bytes(max_tiles, args.rows, args.kblocks) > k_a_max_smem)
         throw error("gptq v3: " + std::to_string(args.rows) + " rows of K = " + std::to_string(args.kblocks * k_block_rows) +
-                    " need " + std::to_string(smem) + " bytes of shared memory (a_rows_per_launch says how many fit)");
-    launch_kernel(k, dim3(static_cast<unsigned>(a_grid(mode, args))), dim3(k_a_threads), smem, o, args);
+                    " need " + std::to_string(a_smem_bytes(max_tiles, args.rows, args.kblocks)) +
+                    " bytes of shared memory (a_rows_per_launch says how many fit)");
+    // Paired: two logical CTAs per 1024-thread CTA, one copy of x for both (never with the folded norm).
+    const int pairs = args.paired && !norm ? 2 : 1;
+    a_args la = args;
+    la.red_floats = max_tiles * k_a_warps * args.rows * static_cast<int>(k_a_tile_cols);
+    const std::size_t smem = a_smem_bytes(max_tiles, args.rows, args.kblocks, pairs);  // <= pairs * k_a_max_smem
+    const int grid = (a_grid(mode, args) + pairs - 1) / pairs;
+    launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, false, true) : k, dim3(static_cast<unsigned>(grid)),
+                  dim3(static_cast<unsigned>(k_a_threads * pairs)), smem, o, la);
 }
 
 void launch_repack_a(int bits, const std::int32_t* qweight_autogptq, const std::int32_t* row_of, std::int64_t k,

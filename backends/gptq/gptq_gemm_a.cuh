@@ -81,7 +81,19 @@ struct a_args {
     /// Measurement only (QBENCH_GPTQ_NORM_PROBE, a_norm_probe_from_env; wrong outputs): the Norm kernels leave out the
     /// sums of squares (bit 1) and / or the row sums and inverse RMS (bit 2), so timing them apart says what each costs.
     int norm_probe = 0;
+    /// Paired CTAs (QBENCH_GPTQ_PAIR, a_pairing): the launch's CTAs (a_grid) run two to a 1024-thread CTA, one per
+    /// 16-warp half, staging one copy of x for both. Why: every CTA reads all rows x K of x from L2 before its main
+    /// loop, and at beam 4 that burst (on `down`, 88 KB per CTA, 23 MB per launch: as many bytes as the weights) is
+    /// what a launch pays beyond beam 1; pairs halve it. The same sums in the same order: bit-identical outputs.
+    /// Ignored with the folded norm.
+    bool paired = false;
+    int red_floats = 0;  ///< set by launch_a_gemm: one half's partial outputs (floats)
 };
+
+/// When the v3 launches of a layer pair their CTAs (a_args::paired): never, at batches of 2 rows and more (`beams`,
+/// where x's traffic matters), or always. QBENCH_GPTQ_PAIR=0|beams|1, read when a layer loads.
+enum class a_pairing : int { never = 0, beams = 1, always = 2 };
+a_pairing a_pairing_from_env();
 
 /// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();
@@ -98,12 +110,13 @@ int a_grid(a_mode mode, const a_args& args);
 /// rows fall into different banks.
 QB_GPTQ_HD inline int a_x_stride(int kblocks) { return kblocks * static_cast<int>(k_block_rows) + 8; }
 /// Dynamic shared memory of a launch: the activations [rows][a_x_stride] (fp16), their sums per (k-block, row of 8)
-/// (fp32), then one fp32 partial per (mtile of the CTA, warp, row, column of the mtile).
-inline std::size_t a_smem_bytes(int max_tiles_per_cta, int rows, int kblocks) {
+/// (fp32), then one fp32 partial per (mtile of the CTA, warp, row, column of the mtile), per logical CTA of a paired
+/// CTA (`pairs` 2).
+inline std::size_t a_smem_bytes(int max_tiles_per_cta, int rows, int kblocks, int pairs = 1) {
     return static_cast<std::size_t>(rows) * a_x_stride(kblocks) * 2 + static_cast<std::size_t>(kblocks) * 8 * sizeof(float) +
-           static_cast<std::size_t>(max_tiles_per_cta) * k_a_warps * rows * k_a_tile_cols * sizeof(float);
+           static_cast<std::size_t>(pairs) * max_tiles_per_cta * k_a_warps * rows * k_a_tile_cols * sizeof(float);
 }
-/// The most dynamic shared memory a launch may take: two CTAs per SM on sm_90 (227 KB each SM).
+/// The most dynamic shared memory a launch may take: two CTAs per SM on sm_90 (227 KB each SM); a paired CTA twice.
 inline constexpr std::size_t k_a_max_smem = 113 * 1024;
 /// Rows one launch can take for a K (the host splits larger batches): as many as fit k_a_max_smem, at most 8.
 inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {

@@ -6,7 +6,8 @@
 # table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<load>.txt, summary.txt.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/gptq_kernel_ab.sh
-# QBENCH_AB_FILTER overrides the benchmark filter; QBENCH_AB_SKIP_TESTS=1 skips the tests.
+# QBENCH_AB_FILTER overrides the benchmark filter; QBENCH_AB_SKIP_TESTS=1 skips the tests; QBENCH_AB_EXTRA_TESTS
+# names more test targets to build and run after the GPTQ ones (e.g. "test_gpu_f16_gemv test_gpu_executor").
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -14,7 +15,7 @@ out=${OUT:-$root/out}
 mkdir -p "$out"
 export QBENCH_CONFIG_DIR=$root/configs
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv | tee "$out/summary.txt"
-if ! bash scripts/device/build_on_device.sh qbench test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused bench_gptq \
+if ! bash scripts/device/build_on_device.sh qbench test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused bench_gptq ${QBENCH_AB_EXTRA_TESTS:-} \
       > "$out/build.log" 2>&1; then
   tail -n 60 "$out/build.log"; echo "gptq_kernel_ab.sh: the build failed" >&2; exit 1
 fi
@@ -24,7 +25,7 @@ export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIB
 
 if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
   : > "$out/tests.log"
-  for t in test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused; do
+  for t in test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused ${QBENCH_AB_EXTRA_TESTS:-}; do
     start=$(date +%s)
     "$bin/$t" >> "$out/tests.log" 2>&1
     rc=$?
@@ -35,12 +36,13 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
 fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/|BM_decode_7b_fused/(4|16)/'}
-# Variants: kernel:load policy (cs = ld.global.cs, na = past L1)[:v3's x staging (plain, pairs, async)]
+# Variants: kernel:load policy (cs = ld.global.cs, na = past L1)[:v3's x staging (plain, pairs, quads, async)
+# [:v3's CTA pairing (QBENCH_GPTQ_PAIR: 0, 1, beams)]]
 variants=${QBENCH_AB_VARIANTS:-"v2:cs v3:cs v3:na"}
 for kv in $variants; do
-  IFS=: read -r k load xcopy <<< "$kv"
-  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_LOAD=${load:-cs} QBENCH_GPTQ_XCOPY=${xcopy:-plain} "$bin/bench_gptq" \
-      --benchmark_filter="$filter" > "$out/bench-$k-${load:-cs}-${xcopy:-plain}.txt" 2>&1
+  IFS=: read -r k load xcopy pair <<< "$kv"
+  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_LOAD=${load:-cs} QBENCH_GPTQ_XCOPY=${xcopy:-plain} QBENCH_GPTQ_PAIR=${pair:-0} \
+    "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$k-${load:-cs}-${xcopy:-plain}${pair:+-pair$pair}.txt" 2>&1
   echo "bench_gptq $kv: exit $?" | tee -a "$out/summary.txt"
 done
 for f in "$out"/bench-*.txt; do k=$(basename "$f" .txt)

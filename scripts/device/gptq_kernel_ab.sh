@@ -27,7 +27,7 @@ if [ -z "${QBENCH_AB_SKIP_TESTS:-}" ]; then
   : > "$out/tests.log"
   for t in test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused ${QBENCH_AB_EXTRA_TESTS:-}; do
     start=$(date +%s)
-    "$bin/$t" >> "$out/tests.log" 2>&1
+    timeout "${QBENCH_AB_TEST_TIMEOUT:-300}" "$bin/$t" >> "$out/tests.log" 2>&1
     rc=$?
     echo "test $t: exit $rc ($(( $(date +%s) - start )) s) $(grep -E '^(All tests passed|test cases:)' "$out/tests.log" | tail -1)" | tee -a "$out/summary.txt"
   done

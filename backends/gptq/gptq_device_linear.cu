@@ -412,11 +412,12 @@ private:
         a.x_copy = m_x_copy;
         return a;
     }
-    /// Pairs the launch's CTAs (a_args::paired) where the layer's policy says so; `beams` only where the launch has
-    /// more CTAs than the GPU has SMs (fewer would leave SMs idle once paired).
+    /// Pairs the launch's CTAs (a_args::paired) where the layer's policy says so; unless forced (`always`), only where
+    /// the launch has more CTAs than the GPU has SMs (fewer would leave SMs idle once paired).
     void choose_pairing(a_mode mode, a_args& a) const {
         a.paired = m_pairing == a_pairing::always ||
-                   (m_pairing == a_pairing::beams && a.rows >= 2 && a_grid(mode, a) > m_context.properties().multiProcessorCount);
+                   (a_pairs(m_pairing, static_cast<int>(m_plan.bits), a.rows) &&
+                    a_grid(mode, a) > m_context.properties().multiProcessorCount);
     }
     /// This linear as a member of a v3 launch writing y over `ctas` CTAs.
     a_member a_member_of(__half* y, int ctas) const {
@@ -559,7 +560,7 @@ private:
     int m_a_rows = k_a_max_rows;  ///< v3: activation rows per launch (their copy in shared memory must fit)
     bool m_bypass_l1 = false;     ///< v3: weights read past L1 (QBENCH_GPTQ_LOAD=na), decided at load
     a_x_copy m_x_copy = a_x_copy::quads;  ///< v3: how a CTA stages x (QBENCH_GPTQ_XCOPY), decided at load
-    a_pairing m_pairing = a_pairing::never;  ///< v3: when launches pair their CTAs (QBENCH_GPTQ_PAIR), decided at load
+    a_pairing m_pairing = a_pairing::by_width;  ///< v3: when launches pair their CTAs (QBENCH_GPTQ_PAIR), decided at load
     int m_norm_probe = 0;  ///< v3 folded norm: QBENCH_GPTQ_NORM_PROBE (measurement only), read at load
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)

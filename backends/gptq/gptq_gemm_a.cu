@@ -419,8 +419,10 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     }
     if constexpr (Pairs == 1) {
         __syncthreads();
-    } else {  // each half waits for its own 16 warps only (named barriers 1 and 2; 0 is __syncthreads')
-        asm volatile("bar.sync %0, %1;" ::"r"(1 + ohalf), "r"(k_a_threads) : "memory");
+    } else {  // each half waits for its own 16 warps only (named barriers 1 and 2; 0 is __syncthreads'). Immediate ids:
+        // with a register id ptxas reserves all 16 of the SM's barriers for the CTA.
+        if (ohalf == 0) asm volatile("bar.sync 1, %0;" ::"n"(k_a_threads) : "memory");
+        else asm volatile("bar.sync 2, %0;" ::"n"(k_a_threads) : "memory");
     }
     // The 16 warps' partials of an output, added in warp order whatever the launch (bit-identical outputs).
     auto output_sum = [&](int tile, int r, int col) {
@@ -542,8 +544,19 @@ a_pairing a_pairing_from_env() {
     const char* v = std::getenv("QBENCH_GPTQ_PAIR");
     const std::string choice = v == nullptr ? "" : v;
     if (choice == "1") return a_pairing::always;
+    if (choice == "0") return a_pairing::never;
     if (choice == "beams") return a_pairing::beams;
-    return a_pairing::never;
+    return a_pairing::by_width;
+}
+
+bool a_pairs(a_pairing policy, int bits, int rows) {
+    switch (policy) {
+        case a_pairing::always: return true;
+        case a_pairing::beams: return rows >= 2;
+        case a_pairing::by_width: return bits <= 3 || (bits == 4 && rows >= 4);
+        case a_pairing::never: break;
+    }
+    return false;
 }
 
 int a_norm_probe_from_env() {

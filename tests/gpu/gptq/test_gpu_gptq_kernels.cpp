@@ -187,7 +187,7 @@ TEST_CASE("v3's paired CTAs (QBENCH_GPTQ_PAIR) give the same bits as single CTAs
             const auto x = random_inputs(16, sh.K, seed++);
             const device_buffer xd = upload(ctx, to_half_bits(x));
             std::vector<std::uint16_t> single;
-            for (const char* how : {"0", "1", "beams"}) {
+            for (const char* how : {"0", "1", "beams", "auto"}) {
                 const env_choice pairing("QBENCH_GPTQ_PAIR", how);
                 if (std::string(how) == "1") run_case(ctx, sh, bits, {128, sh.full, "paired"}, 16, seed);  // against the CPU reference
                 const auto lin = make_gptq_device_linear(ctx, pack(q), 16);

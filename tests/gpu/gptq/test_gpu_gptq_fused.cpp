@@ -140,12 +140,13 @@ void check_swiglu(device_context& ctx, device_linear& gate, device_linear& up, c
 struct kernel_under_test {
     explicit kernel_under_test(const std::string& name)
         : choice("QBENCH_GPTQ_KERNEL", name == "v2" ? "v2" : "v3"), pairing("QBENCH_GPTQ_PAIR", name == "v3-paired" ? "1" : "0"),
-          v3(name != "v2") {
+          v3(name != "v2"), paired(name == "v3-paired") {
         std::printf("kernel %s\n", name.c_str());
     }
     env_choice choice;
     env_choice pairing;
     bool v3;
+    bool paired;
 };
 
 struct variant {
@@ -245,7 +246,8 @@ TEST_CASE("forward_swiglu equals forward(gate), forward(up) and launch_swiglu bi
         {
             const auto g = member(4096, 11008, bits, 128, false, seed++);
             const auto lins = upload_all(ctx, {g, member(4096, 11008, bits, 128, false, seed++)});
-            if (bits == 4) CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b"));
+            if (bits == 4)
+                CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b") + std::string(kernel.paired ? "-paired" : ""));
             check_swiglu(ctx, *lins[0], *lins[1], "7B gate/up g128", {1, 2, 4}, seed++);
         }
         for (const variant& v : {variant{128, true, "g128-act"}, variant{32, true, "g32-act"}, variant{-1, false, "g-1"}}) {

@@ -224,6 +224,21 @@ TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_K
         CHECK(path(3, 128) == "gptq-fused-mma-3b");
     }
     {
+        // Paired CTAs are named; by width only where a launch has more CTAs than SMs (not these 4-mtile layers).
+        CHECK(layer(3, 128, 63)->kernel_path(4) == "gptq-fused-v3-3b");
+        const env_choice pair("QBENCH_GPTQ_PAIR", "1");
+        CHECK(layer(3, 128, 63)->kernel_path(1) == "gptq-fused-v3-3b-paired");
+        CHECK(layer(4, 128, 64)->kernel_path(4) == "gptq-fused-v3-4b-paired");
+    }
+    {
+        // A 7B-size layer: 4 bits pair from 4 rows by default, 2 bits at every row count.
+        const auto big4 = make_gptq_device_linear(ctx, pack(random_layer(4096, 4096, 4, 128, false, 65)), 8);
+        CHECK(big4->kernel_path(1) == "gptq-fused-v3-4b");
+        CHECK(big4->kernel_path(4) == "gptq-fused-v3-4b-paired");
+        const auto big2 = make_gptq_device_linear(ctx, pack(random_layer(4096, 4096, 2, 128, false, 66)), 8);
+        CHECK(big2->kernel_path(1) == "gptq-fused-v3-2b-paired");
+    }
+    {
         const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
         CHECK(path(4, 128) == "gptq-fused-v3-4b");
         CHECK(path(8, -1) == "gptq-fused-v3-8b");

@@ -16,6 +16,8 @@
 /// before pdl_wait (weights never change).
 /// Per k-block a warp corrects and scales its sums into running fp32 outputs; at the end of an mtile it parks them
 /// in shared memory, and the CTA adds the 16 warps' partials in a fixed order and writes fp16.
+/// Paired (a_args::paired): two such CTAs run as the halves of one 1024-thread CTA and stage x once for both; each
+/// half is exactly the CTA it replaces (its mtiles, k-slices and partial sums), so the outputs are the same bits.
 ///
 /// Several linears of one input in one launch (cuda/fused_linear.hpp), because each launch pays a fixed ramp-up and
 /// tail (~2 us on the H100) that a 4096 x 4096 4-bit linear (~3 us of streaming) cannot hide:

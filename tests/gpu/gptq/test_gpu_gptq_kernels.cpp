@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 using namespace qbench;
 using namespace qbench::gptq;
@@ -142,20 +143,22 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
         }
 }
 
-TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, batches 1-16", "[gpu][gptq][kernels]") {
-    device_context ctx;
+namespace {
+/// For each shape and width (v3 layers): loads the layer once per value of the environment switch `name` and checks
+/// that every value gives the first value's outputs bit for bit over k_batches; the values `against_cpu` accepts also
+/// run against the CPU reference (run_case).
+void same_bits_for_each_value(device_context& ctx, const std::vector<shape>& shapes, std::uint64_t seed, const char* name,
+                              const std::vector<std::string>& values, bool (*against_cpu)(const std::string&)) {
     const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
-    const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false}, {688, 176, "ragged K and N", true}};
-    std::uint64_t seed = 800;
     for (const auto& sh : shapes)
         for (std::int64_t bits : {2, 3, 4, 8}) {
             const quantized_linear q = random_layer(sh.K, sh.N, bits, 128, sh.full, seed++);
             const auto x = random_inputs(16, sh.K, seed++);
             const device_buffer xd = upload(ctx, to_half_bits(x));
-            std::vector<std::uint16_t> plain;
-            for (const char* how : {"plain", "pairs", "quads", "async"}) {
-                const env_choice xcopy("QBENCH_GPTQ_XCOPY", how);
-                run_case(ctx, sh, bits, {128, sh.full, how}, 16, seed);  // against the CPU reference
+            std::vector<std::uint16_t> first;
+            for (const std::string& value : values) {
+                const env_choice choice(name, value.c_str());
+                if (against_cpu(value)) run_case(ctx, sh, bits, {128, sh.full, value.c_str()}, 16, seed);
                 const auto lin = make_gptq_device_linear(ctx, pack(q), 16);
                 REQUIRE(lin->kernel_path(16).rfind("gptq-fused-v3", 0) == 0);
                 std::vector<std::uint16_t> all;
@@ -166,45 +169,28 @@ TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, b
                     const auto y = download<std::uint16_t>(yd.get(), static_cast<std::size_t>(b * sh.N));
                     all.insert(all.end(), y.begin(), y.end());
                 }
-                INFO(sh.name << " bits=" << bits << " x staged " << how);
-                if (plain.empty()) plain = all;
-                else CHECK(all == plain);
+                INFO(sh.name << " bits=" << bits << " " << name << "=" << value);
+                if (first.empty()) first = all;
+                else CHECK(all == first);
             }
         }
+}
+}  // namespace
+
+TEST_CASE("v3's four ways of staging x (QBENCH_GPTQ_XCOPY) give the same bits, batches 1-16", "[gpu][gptq][kernels]") {
+    device_context ctx;
+    same_bits_for_each_value(ctx, {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false}, {688, 176, "ragged K and N", true}},
+                             800, "QBENCH_GPTQ_XCOPY", {"plain", "pairs", "quads", "async"}, [](const std::string&) { return true; });
 }
 
 TEST_CASE("v3's paired CTAs (QBENCH_GPTQ_PAIR) give the same bits as single CTAs, batches 1-16", "[gpu][gptq][kernels]") {
     device_context ctx;
-    const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
     // 7B shapes (every CTA paired, at K = 11008 the most shared memory), a ragged K and N (staged x, a grid of one
-    // CTA: half of it idle) and a small K (warps without k-blocks).
-    const shape shapes[] = {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false},
-                            {688, 176, "ragged K and N", true}, {320, 40, "small K", false}};
-    std::uint64_t seed = 1800;
-    for (const auto& sh : shapes)
-        for (std::int64_t bits : {2, 3, 4, 8}) {
-            const quantized_linear q = random_layer(sh.K, sh.N, bits, 128, sh.full, seed++);
-            const auto x = random_inputs(16, sh.K, seed++);
-            const device_buffer xd = upload(ctx, to_half_bits(x));
-            std::vector<std::uint16_t> single;
-            for (const char* how : {"0", "1", "beams", "auto"}) {
-                const env_choice pairing("QBENCH_GPTQ_PAIR", how);
-                if (std::string(how) == "1") run_case(ctx, sh, bits, {128, sh.full, "paired"}, 16, seed);  // against the CPU reference
-                const auto lin = make_gptq_device_linear(ctx, pack(q), 16);
-                REQUIRE(lin->kernel_path(16).rfind("gptq-fused-v3", 0) == 0);
-                std::vector<std::uint16_t> all;
-                for (std::int64_t b : k_batches) {
-                    device_buffer yd = ctx.allocate(static_cast<std::uint64_t>(b * sh.N) * 2, "test y");
-                    lin->forward(xd.get(), b, yd.get(), ctx.stream());
-                    QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
-                    const auto y = download<std::uint16_t>(yd.get(), static_cast<std::size_t>(b * sh.N));
-                    all.insert(all.end(), y.begin(), y.end());
-                }
-                INFO(sh.name << " bits=" << bits << " QBENCH_GPTQ_PAIR=" << how);
-                if (single.empty()) single = all;
-                else CHECK(all == single);
-            }
-        }
+    // CTA: half of it idle) and a small K (warps without k-blocks); "1" (always paired) against the CPU too.
+    same_bits_for_each_value(ctx,
+                             {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false},
+                              {688, 176, "ragged K and N", true}, {320, 40, "small K", false}},
+                             1800, "QBENCH_GPTQ_PAIR", {"0", "1", "beams", "auto"}, [](const std::string& v) { return v == "1"; });
 }
 
 TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 8 too), v2 the rest; "

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: build the GPTQ test and bench targets (and qbench), run the GPTQ GPU tests, then
 # time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2:cs v3:cs v3:na" =
-# kernel:load policy[:v3 x staging]):
+# kernel:load policy[:v3 x staging[:pairing[:spread]]]):
 # per linear at Llama-7B shapes (batch 1 and 4) and the whole 7B decode step's linears (BM_decode_7b), with a short
 # table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<load>.txt, summary.txt.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/gptq_kernel_ab.sh
-# QBENCH_AB_FILTER overrides the benchmark filter; QBENCH_AB_SKIP_TESTS=1 skips the tests; QBENCH_AB_EXTRA_TESTS
+# QBENCH_AB_FILTER overrides the benchmark filter; QBENCH_AB_NCU=FILTER adds Nsight Compute per variant (below);
+# QBENCH_AB_SKIP_TESTS=1 skips the tests; QBENCH_AB_EXTRA_TESTS
 # names more test targets to build and run after the GPTQ ones (e.g. "test_gpu_f16_gemv test_gpu_executor").
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 out=${OUT:-$root/out}
 mkdir -p "$out"
 export QBENCH_CONFIG_DIR=$root/configs
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv | tee "$out/summary.txt"
+# shellcheck disable=SC2086  # QBENCH_AB_EXTRA_TESTS is a list of targets
 if ! bash scripts/device/build_on_device.sh qbench test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused bench_gptq ${QBENCH_AB_EXTRA_TESTS:-} \
       > "$out/build.log" 2>&1; then
   tail -n 60 "$out/build.log"; echo "gptq_kernel_ab.sh: the build failed" >&2; exit 1
@@ -37,13 +39,26 @@ fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/|BM_decode_7b_fused/(4|16)/'}
 # Variants: kernel:load policy (cs = ld.global.cs, na = past L1)[:v3's x staging (plain, pairs, quads, async)
-# [:v3's CTA pairing (QBENCH_GPTQ_PAIR: 0, 1, beams)]]
+# [:v3's CTA pairing (QBENCH_GPTQ_PAIR: 0, 1, beams, auto)[:spread (QBENCH_GPTQ_PAIR_SPREAD=1)]]]
 variants=${QBENCH_AB_VARIANTS:-"v2:cs v3:cs v3:na"}
 for kv in $variants; do
-  IFS=: read -r k load xcopy pair <<< "$kv"
-  QBENCH_GPTQ_KERNEL=$k QBENCH_GPTQ_LOAD=${load:-cs} QBENCH_GPTQ_XCOPY=${xcopy:-plain} QBENCH_GPTQ_PAIR=${pair:-0} \
-    "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$k-${load:-cs}-${xcopy:-plain}${pair:+-pair$pair}.txt" 2>&1
+  IFS=: read -r k load xcopy pair spread <<< "$kv"
+  name=$k-${load:-cs}-${xcopy:-plain}${pair:+-pair$pair}${spread:+-spread}
+  env_of=(QBENCH_GPTQ_KERNEL="$k" QBENCH_GPTQ_LOAD="${load:-cs}" QBENCH_GPTQ_XCOPY="${xcopy:-plain}" QBENCH_GPTQ_PAIR="${pair:-0}"
+          QBENCH_GPTQ_PAIR_SPREAD="${spread:-0}")
+  env "${env_of[@]}" "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$name.txt" 2>&1
   echo "bench_gptq $kv: exit $?" | tee -a "$out/summary.txt"
+  # QBENCH_AB_NCU=FILTER: Nsight Compute (clocks and caches as found) on the v3 kernels of the first launches of that
+  # benchmark filter, per variant: duration, DRAM throughput, occupancy, warp stalls.
+  if [ -n "${QBENCH_AB_NCU:-}" ] && command -v ncu >/dev/null; then
+    env "${env_of[@]}" timeout "${QBENCH_AB_NCU_TIMEOUT:-120}" ncu --clock-control none --cache-control none \
+        --kernel-name regex:a_gemm_kernel --launch-count "${QBENCH_AB_NCU_LAUNCHES:-2}" \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+        "$bin/bench_gptq" --benchmark_filter="$QBENCH_AB_NCU" > "$out/ncu-$name.txt" 2>&1
+    echo "ncu $kv: exit $?" | tee -a "$out/summary.txt"
+    grep -E '^  [a-z_].*a_gemm_kernel|Duration|DRAM Throughput|Achieved Occupancy|Warp Cycles Per Issued|Block Size' \
+        "$out/ncu-$name.txt" | tee -a "$out/summary.txt"
+  fi
 done
 for f in "$out"/bench-*.txt; do k=$(basename "$f" .txt)
   echo "== $k: per linear (time, GB/s, fraction of the stream) and the decode step's linears"

@@ -17,12 +17,11 @@ namespace qbench::gptq {
 int resident_ctas(const device_context& context, int bits, int rows);
 
 /// Which fused kernel a layer is loaded for (QBENCH_GPTQ_KERNEL). Unset: v3 (weights as the mma A operand,
-/// gptq_gemm_a.cuh) for 2- and 4-bit layers whose k-blocks each lie in one group, v2 (mma layout, gptq_gemm_mma.cuh)
-/// for the rest: measured on the H100 (PERF_NOTES.md), v3 is faster than v2 at 4 bits (7B step linears -13% at beam
-/// 1, sixth session) and at 2 bits (eighth session), slower at 8. At 3 bits v3 was faster end to end (eighth session)
-/// but its GPU tests have not passed yet (the run crashed on a missing shared-memory attribute, fixed after), so v2
-/// stays the default there until they do. "v3": v3 wherever its layout applies (2, 3, 4 and 8 bits); "v2": v2
-/// everywhere; "v1": the half2 kernels of gptq_gemm_kernel.cuh over the slab layout.
+/// gptq_gemm_a.cuh) for 2-, 3- and 4-bit layers whose k-blocks each lie in one group, v2 (mma layout,
+/// gptq_gemm_mma.cuh) for the rest: measured on the H100 (PERF_NOTES.md), v3 is faster than v2 at 4 bits (7B step
+/// linears -13% at beam 1, sixth session), at 2 bits (eighth session) and at 3 bits (ninth: 430 -> 553 tok/s end to
+/// end, paired), slower at 8. "v3": v3 wherever its layout applies (2, 3, 4 and 8 bits); "v2": v2 everywhere; "v1":
+/// the half2 kernels of gptq_gemm_kernel.cuh over the slab layout.
 enum class kernel_version { v1, v2, v3 };
 kernel_version chosen_kernel(const layout_plan& plan);
 

@@ -122,7 +122,6 @@ public:
         m_bypass_l1 = weight_loads_bypass_l1();
         m_x_copy = chosen_x_copy();
         m_pairing = a_pairing_from_env();
-        m_pair_spread = std::getenv("QBENCH_GPTQ_PAIR_SPREAD") != nullptr && std::string(std::getenv("QBENCH_GPTQ_PAIR_SPREAD")) == "1";
         m_norm_probe = a_norm_probe_from_env();
         m_mma = m_version != kernel_version::v1;
         m_variant = chosen_mma_variant();
@@ -419,7 +418,6 @@ private:
         a.rows = rows;
         a.kblocks = static_cast<int>(m_plan.kblocks);
         a.x_copy = m_x_copy;
-        a.pair_spread = m_pair_spread;
         return a;
     }
     /// Pairs the launch's CTAs (a_args::paired) where the layer's policy says so; unless forced (`always`), only where
@@ -570,8 +568,7 @@ private:
     int m_a_rows = k_a_max_rows;  ///< v3: activation rows per launch (their copy in shared memory must fit)
     bool m_bypass_l1 = false;     ///< v3: weights read past L1 (QBENCH_GPTQ_LOAD=na), decided at load
     a_x_copy m_x_copy = a_x_copy::quads;  ///< v3: how a CTA stages x (QBENCH_GPTQ_XCOPY), decided at load
-    a_pairing m_pairing = a_pairing::by_width;
-    bool m_pair_spread = false;  ///< v3: QBENCH_GPTQ_PAIR_SPREAD=1 (measurement), decided at load  ///< v3: when launches pair their CTAs (QBENCH_GPTQ_PAIR), decided at load
+    a_pairing m_pairing = a_pairing::by_width;  ///< v3: when launches pair their CTAs (QBENCH_GPTQ_PAIR), decided at load
     int m_norm_probe = 0;  ///< v3 folded norm: QBENCH_GPTQ_NORM_PROBE (measurement only), read at load
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)

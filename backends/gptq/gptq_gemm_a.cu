@@ -181,11 +181,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     // This CTA's member (group: the members' CTA ranges follow each other; swiglu: member 0's tiles, then the same
     // tiles of member 1) and its mtile range within it, as a launch of that member alone would split it.
     // A logical CTA past the last member's (the grid rounded up to whole pairs) has no mtiles; it only stages x.
-    // Paired, the halves are logical CTAs 2 blockIdx.x and 2 blockIdx.x + 1 (neighbouring mtile ranges), or with
-    // a.pair_spread blockIdx.x and blockIdx.x + gridDim.x (as far apart as two CTAs the hardware puts on one SM).
-    const int b0 = static_cast<int>(blockIdx.x);
-    int mi = 0, b = Pairs == 1 ? b0 : a.pair_spread ? b0 + half * static_cast<int>(gridDim.x) : 2 * b0 + half;
-    int ctas = a.m[0].ctas;
+    int mi = 0, b = static_cast<int>(blockIdx.x) * Pairs + half, ctas = a.m[0].ctas;
     if constexpr (!Swiglu) {
 #pragma unroll
         for (int i = 0; i + 1 < k_a_max_members; ++i) {

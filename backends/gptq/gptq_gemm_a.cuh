@@ -89,7 +89,6 @@ struct a_args {
     /// what a launch pays beyond beam 1; pairs halve it. The same sums in the same order: bit-identical outputs.
     /// Ignored with the folded norm.
     bool paired = false;
-    bool pair_spread = false;  ///< measurement (QBENCH_GPTQ_PAIR_SPREAD=1): which logical CTAs share a CTA (the kernel)
     int red_floats = 0;  ///< set by launch_a_gemm: one half's partial outputs (floats)
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: build the GPTQ test and bench targets (and qbench), run the GPTQ GPU tests, then
 # time kernel v2 against kernel v3 (bench_gptq once per variant, QBENCH_AB_VARIANTS, default "v2:cs v3:cs v3:na" =
-# kernel:load policy[:v3 x staging[:pairing[:spread]]]):
+# kernel:load policy[:v3 x staging[:pairing]]):
 # per linear at Llama-7B shapes (batch 1 and 4) and the whole 7B decode step's linears (BM_decode_7b), with a short
 # table last. Logs under $OUT: build.log, tests.log, bench-<kernel>-<load>.txt, summary.txt.
 #
@@ -39,13 +39,12 @@ fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/|BM_decode_7b_fused/(4|16)/'}
 # Variants: kernel:load policy (cs = ld.global.cs, na = past L1)[:v3's x staging (plain, pairs, quads, async)
-# [:v3's CTA pairing (QBENCH_GPTQ_PAIR: 0, 1, beams, auto)[:spread (QBENCH_GPTQ_PAIR_SPREAD=1)]]]
+# [:v3's CTA pairing (QBENCH_GPTQ_PAIR: 0, 1, beams, auto)]]
 variants=${QBENCH_AB_VARIANTS:-"v2:cs v3:cs v3:na"}
 for kv in $variants; do
-  IFS=: read -r k load xcopy pair spread <<< "$kv"
-  name=$k-${load:-cs}-${xcopy:-plain}${pair:+-pair$pair}${spread:+-spread}
-  env_of=(QBENCH_GPTQ_KERNEL="$k" QBENCH_GPTQ_LOAD="${load:-cs}" QBENCH_GPTQ_XCOPY="${xcopy:-plain}" QBENCH_GPTQ_PAIR="${pair:-0}"
-          QBENCH_GPTQ_PAIR_SPREAD="${spread:-0}")
+  IFS=: read -r k load xcopy pair <<< "$kv"
+  name=$k-${load:-cs}-${xcopy:-plain}${pair:+-pair$pair}
+  env_of=(QBENCH_GPTQ_KERNEL="$k" QBENCH_GPTQ_LOAD="${load:-cs}" QBENCH_GPTQ_XCOPY="${xcopy:-plain}" QBENCH_GPTQ_PAIR="${pair:-0}")
   env "${env_of[@]}" "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$name.txt" 2>&1
   echo "bench_gptq $kv: exit $?" | tee -a "$out/summary.txt"
   # QBENCH_AB_NCU=FILTER: Nsight Compute (clocks and caches as found) on the v3 kernels of the first launches of that

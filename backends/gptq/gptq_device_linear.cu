@@ -207,14 +207,12 @@ public:
                    std::to_string(m_plan.bits) + "b" + (m_plan.sequential ? "" : "-perm") + (pairs_at(rows) ? "-paired" : "");
         return "recons+cublas";
     }
-    /// Whether this layer's v3 launches of `rows` rows pair their CTAs (choose_pairing, with the CTAs of a single
-    /// forward; fused launches have at least as many).
+    /// Whether this layer's v3 launches of `rows` rows pair their CTAs (pairs_for with the CTAs of a single forward;
+    /// fused launches have at least as many).
     bool pairs_at(std::int64_t rows) const {
         if (m_version != kernel_version::v3 || rows < 1 || rows > m_fused_rows) return false;
         const int rr = static_cast<int>(std::min<std::int64_t>(rows, m_a_rows));
-        return m_pairing == a_pairing::always ||
-               (a_pairs(m_pairing, static_cast<int>(m_plan.bits), rr) &&
-                m_splits[static_cast<std::size_t>(rr)] > m_context.properties().multiProcessorCount);
+        return pairs_for(rr, m_splits[static_cast<std::size_t>(rr)]);
     }
 
     void forward(const void* x_ptr, std::int64_t rows, void* y_ptr, CUstream_st* stream) override {
@@ -420,13 +418,14 @@ private:
         a.x_copy = m_x_copy;
         return a;
     }
-    /// Pairs the launch's CTAs (a_args::paired) where the layer's policy says so; unless forced (`always`), only where
-    /// the launch has more CTAs than the GPU has SMs (fewer would leave SMs idle once paired).
-    void choose_pairing(a_mode mode, a_args& a) const {
-        a.paired = m_pairing == a_pairing::always ||
-                   (a_pairs(m_pairing, static_cast<int>(m_plan.bits), a.rows) &&
-                    a_grid(mode, a) > m_context.properties().multiProcessorCount);
+    /// Whether a launch of `rows` rows over `ctas` CTAs pairs them (a_args::paired): where the layer's policy says so;
+    /// unless forced (`always`), only where the launch has more CTAs than the GPU has SMs (fewer would leave SMs idle
+    /// once paired).
+    bool pairs_for(int rows, int ctas) const {
+        return m_pairing == a_pairing::always || (a_pairs(m_pairing, static_cast<int>(m_plan.bits), rows) &&
+                                                  ctas > m_context.properties().multiProcessorCount);
     }
+    void choose_pairing(a_mode mode, a_args& a) const { a.paired = pairs_for(a.rows, a_grid(mode, a)); }
     /// This linear as a member of a v3 launch writing y over `ctas` CTAs.
     a_member a_member_of(__half* y, int ctas) const {
         a_member m;

@@ -181,7 +181,9 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     // This CTA's member (group: the members' CTA ranges follow each other; swiglu: member 0's tiles, then the same
     // tiles of member 1) and its mtile range within it, as a launch of that member alone would split it.
     // A logical CTA past the last member's (the grid rounded up to whole pairs) has no mtiles; it only stages x.
-    int mi = 0, b = static_cast<int>(blockIdx.x) * Pairs + half, ctas = a.m[0].ctas;
+    int mi = 0, ctas = a.m[0].ctas;
+    int b = Pairs == 1 ? static_cast<int>(blockIdx.x)
+                       : (a.pair_spread ? static_cast<int>(blockIdx.x + half * gridDim.x) : static_cast<int>(blockIdx.x) * Pairs + half);
     if constexpr (!Swiglu) {
 #pragma unroll
         for (int i = 0; i + 1 < k_a_max_members; ++i) {
@@ -559,6 +561,14 @@ bool a_pairs(a_pairing policy, int bits, int rows) {
     return false;
 }
 
+bool a_pair_spread_from_env() {
+    static const bool spread = [] {
+        const char* v = std::getenv("QBENCH_GPTQ_PAIR_SPREAD");
+        return v != nullptr && std::string(v) == "1";
+    }();
+    return spread;
+}
+
 int a_norm_probe_from_env() {
     const char* v = std::getenv("QBENCH_GPTQ_NORM_PROBE");
     return v == nullptr ? 0 : std::atoi(v) & 3;
@@ -584,15 +594,21 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use, for
     // every kernel of every width kernel_of knows (a width missing here fails its larger launches: "invalid argument").
+    // QBENCH_GPTQ_CARVEOUT=0..100 (measurement only): the shared-memory share of L1 the driver should prefer.
     static const bool raised = [] {
+        const char* carveout = std::getenv("QBENCH_GPTQ_CARVEOUT");
         for (int bits_ = 1; bits_ <= 8; ++bits_)
             for (bool na : {false, true})
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
                     for (bool nrm : {false, true})
                         for (int pairs : {1, 2})
-                            if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2))
+                            if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2)) {
                                 QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                                    static_cast<int>(pairs * k_a_max_smem)));
+                                if (carveout != nullptr)
+                                    QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                                                       std::atoi(carveout)));
+                            }
         return true;
     }();
     (void)raised;
@@ -629,6 +645,7 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
     const int pairs = args.paired && !norm ? 2 : 1;
     a_args la = args;
     la.red_floats = max_tiles * k_a_warps * args.rows * static_cast<int>(k_a_tile_cols);
+    la.pair_spread = pairs == 2 && a_pair_spread_from_env();
     const std::size_t smem = a_smem_bytes(max_tiles, args.rows, args.kblocks, pairs);  // <= pairs * k_a_max_smem
     const int grid = (a_grid(mode, args) + pairs - 1) / pairs;
     launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, false, true) : k, dim3(static_cast<unsigned>(grid)),

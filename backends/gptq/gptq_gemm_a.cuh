@@ -89,6 +89,9 @@ struct a_args {
     /// what a launch pays beyond beam 1; pairs halve it. The same sums in the same order: bit-identical outputs.
     /// Ignored with the folded norm.
     bool paired = false;
+    /// Measurement only (QBENCH_GPTQ_PAIR_SPREAD=1, a_pair_spread_from_env): a paired CTA hosts logical CTAs b and
+    /// b + grid instead of 2b and 2b + 1, the two that single CTAs would most likely put on one SM (the same outputs).
+    bool pair_spread = false;
     int red_floats = 0;  ///< set by launch_a_gemm: one half's partial outputs (floats)
 };
 
@@ -102,6 +105,9 @@ enum class a_pairing : int { never = 0, beams = 1, always = 2, by_width = 3 };
 a_pairing a_pairing_from_env();
 /// Whether a launch of `rows` rows at `bits` pairs under the policy (the caller also wants more CTAs than SMs).
 bool a_pairs(a_pairing policy, int bits, int rows);
+
+/// QBENCH_GPTQ_PAIR_SPREAD=1 (a_args::pair_spread; unset: 0), read once. Measurement only.
+bool a_pair_spread_from_env();
 
 /// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();

@@ -39,23 +39,33 @@ fi
 
 filter=${QBENCH_AB_FILTER:-'BM_gptq_linear/[0-2]/(1|4)/(4|8)/|BM_decode_7b/(16|4|8)/|BM_decode_7b_fused/(4|16)/'}
 # Variants: kernel:load policy (cs = ld.global.cs, na = past L1)[:v3's x staging (plain, pairs, quads, async)
-# [:v3's CTA pairing (QBENCH_GPTQ_PAIR: 0, 1, beams, auto)]]
+# [:v3's CTA pairing (QBENCH_GPTQ_PAIR: 0, 1, beams, auto)[:VAR=VALUE ...: more environment, e.g.
+# QBENCH_GPTQ_CARVEOUT=100 or QBENCH_GPTQ_PAIR_SPREAD=1]]]
 variants=${QBENCH_AB_VARIANTS:-"v2:cs v3:cs v3:na"}
 for kv in $variants; do
-  IFS=: read -r k load xcopy pair <<< "$kv"
+  IFS=: read -r k load xcopy pair extra <<< "$kv"
   name=$k-${load:-cs}-${xcopy:-plain}${pair:+-pair$pair}
   env_of=(QBENCH_GPTQ_KERNEL="$k" QBENCH_GPTQ_LOAD="${load:-cs}" QBENCH_GPTQ_XCOPY="${xcopy:-plain}" QBENCH_GPTQ_PAIR="${pair:-0}")
+  if [ -n "${extra:-}" ]; then
+    IFS=: read -r -a more <<< "$extra"
+    env_of+=("${more[@]}")
+    name=$name-$(printf '%s' "$extra" | tr -c 'A-Za-z0-9=\n' '_' | sed -E 's/QBENCH_GPTQ_//g')
+  fi
   env "${env_of[@]}" "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-$name.txt" 2>&1
   echo "bench_gptq $kv: exit $?" | tee -a "$out/summary.txt"
   # QBENCH_AB_NCU=FILTER: Nsight Compute (clocks and caches as found) on the v3 kernels of the first launches of that
   # benchmark filter, per variant: duration, DRAM throughput, occupancy, warp stalls.
-  if [ -n "${QBENCH_AB_NCU:-}" ] && command -v ncu >/dev/null; then
+  # QBENCH_AB_NCU_ONLY: the variants (as written in QBENCH_AB_VARIANTS) to profile; unset: every one.
+  ncu_this=1
+  [ -z "${QBENCH_AB_NCU_ONLY:-}" ] || case " $QBENCH_AB_NCU_ONLY " in *" $kv "*) ;; *) ncu_this=0 ;; esac
+  if [ -n "${QBENCH_AB_NCU:-}" ] && [ "$ncu_this" = 1 ] && command -v ncu >/dev/null; then
     env "${env_of[@]}" timeout "${QBENCH_AB_NCU_TIMEOUT:-120}" ncu --clock-control none --cache-control none \
         --kernel-name regex:a_gemm_kernel --launch-count "${QBENCH_AB_NCU_LAUNCHES:-2}" \
         --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+        --section MemoryWorkloadAnalysis --section SchedulerStats \
         "$bin/bench_gptq" --benchmark_filter="$QBENCH_AB_NCU" > "$out/ncu-$name.txt" 2>&1
     echo "ncu $kv: exit $?" | tee -a "$out/summary.txt"
-    grep -E '^  [a-z_].*a_gemm_kernel|Duration|DRAM Throughput|Achieved Occupancy|Warp Cycles Per Issued|Block Size' \
+    grep -E '^  [a-z_].*a_gemm_kernel|Duration|DRAM Throughput|Achieved Occupancy|Warp Cycles Per Issued|Block Size|L1/TEX Hit|Mem Busy|Max Bandwidth|Issued Warp|Shared Memory Configuration Size' \
         "$out/ncu-$name.txt" | tee -a "$out/summary.txt"
   fi
 done

@@ -121,6 +121,9 @@ int occupancy(Kernel kernel, int threads, std::size_t smem) {
     if (auto it = cache.find(key); it != cache.end()) return it->second;
     if (smem > 48 * 1024)
         QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    // QBENCH_BNB_CARVEOUT=0..100 (measurement only): the L1 / shared-memory split to prefer (launch.cuh).
+    if (const int carveout = preferred_carveout_from_env("QBENCH_BNB_CARVEOUT"); carveout >= 0)
+        QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
     int per_sm = 0;
     QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
     per_sm = std::max(1, per_sm);

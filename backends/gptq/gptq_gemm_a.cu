@@ -596,7 +596,7 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
     // every kernel of every width kernel_of knows (a width missing here fails its larger launches: "invalid argument").
     // QBENCH_GPTQ_CARVEOUT=0..100 (measurement only): the shared-memory share of L1 the driver should prefer.
     static const bool raised = [] {
-        const char* carveout = std::getenv("QBENCH_GPTQ_CARVEOUT");
+        const int carveout = preferred_carveout_from_env("QBENCH_GPTQ_CARVEOUT");
         for (int bits_ = 1; bits_ <= 8; ++bits_)
             for (bool na : {false, true})
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
@@ -605,9 +605,8 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
                             if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2)) {
                                 QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                                    static_cast<int>(pairs * k_a_max_smem)));
-                                if (carveout != nullptr)
-                                    QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                                                       std::atoi(carveout)));
+                                if (carveout >= 0)
+                                    QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
                             }
         return true;
     }();

@@ -19,6 +19,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <utility>
 
 namespace qbench {
@@ -72,5 +73,18 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t
     QB_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 #endif  // __CUDACC__
+
+/// The L1 / shared-memory split a backend's kernels should prefer (cudaFuncAttributePreferredSharedMemoryCarveout:
+/// percent of the most shared memory an SM has), from the environment variable `name` (0..100); -1 where it is unset
+/// or not a percentage (leave the attribute alone: the driver's choice). Why a switch: the split the driver picks
+/// from a kernel's own needs is not always the fastest for a streaming kernel (backends/gptq/PERF_NOTES.md, tenth
+/// session), and only a measurement says which is.
+inline int preferred_carveout_from_env(const char* name) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return -1;
+    char* end = nullptr;
+    const long percent = std::strtol(v, &end, 10);
+    return *end == '\0' && percent >= 0 && percent <= 100 ? static_cast<int>(percent) : -1;
+}
 
 }  // namespace qbench

@@ -19,8 +19,14 @@
 // tests/bench/PERF_NOTES.md v6) and for GPTQ v3 on the H100 (531.4 vs 539.9 tok/s, backends/gptq/PERF_NOTES.md,
 // eighth session). QBENCH_FP16_FOLD_NORM=1 / 0 (read at each generate) folds wherever possible / nowhere; the kernel
 // path string says which ran ("+fold-norm" / "+norm-kernel").
+//
+// The files: cuda_executor_impl.cuh declares the class; this file loads the weights, sizes the buffers and enqueues a
+// layer, the head and the prefill; cuda_executor_generate.cu enqueues the decode step, captures and replays it as a
+// CUDA graph and runs the host side of generate and teacher_forced_logits; cuda_executor_switches.cu reads the
+// measurement-only environment switches (QBENCH_FP16_FOLD_NORM, QBENCH_DECODE_ABLATE, QBENCH_PDL_EARLY_TRIGGER).
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.cuh"
+#include "cuda/cuda_executor_impl.cuh"
 #include "cuda/device_context.cuh"
 #include "cuda/embedding.cuh"
 #include "cuda/fused_linear.hpp"
@@ -33,7 +39,6 @@
 #include "qbench/backend/backend.hpp"
 #include "qbench/common/counter_rng.hpp"
 #include "qbench/common/errors.hpp"
-#include "qbench/common/half.hpp"
 #include "qbench/engine/cpu_model.hpp"
 #include "qbench/engine/cuda_api.hpp"
 #include "qbench/engine/reference_ops.hpp"
@@ -42,22 +47,17 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cmath>
-#include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
-namespace qbench {
+namespace qbench::executor_detail {
 
 namespace {
 
 using steady = std::chrono::steady_clock;
-
-constexpr std::array<linear_kind, 7> k_layer_linears{linear_kind::q_proj,    linear_kind::k_proj,
-                                                     linear_kind::v_proj,    linear_kind::o_proj,
-                                                     linear_kind::gate_proj, linear_kind::up_proj,
-                                                     linear_kind::down_proj};
 
 // Forwards to a checkpoint and adds up the time spent reading it (the load report's read_s).
 class timed_source final : public tensor_source {
@@ -86,169 +86,7 @@ private:
     mutable double m_seconds = 0;
 };
 
-struct gpu_layer {
-    device_buffer input_norm, post_norm;
-    std::array<std::unique_ptr<device_linear>, 7> linear;  // k_layer_linears order
-    fused_linear* fused_q = nullptr;     // q_proj's fusion capability (q, k, v in one kernel), if its backend has it
-    fused_linear* fused_gate = nullptr;  // gate_proj's (gate, up and SwiGLU in one kernel)
-    fused_linear* fused_o = nullptr;     // o_proj's (residual add in the epilogue)
-    fused_linear* fused_down = nullptr;  // down_proj's (residual add in the epilogue)
-};
-
-// Where the RMSNorm is folded into the linears: QBENCH_FP16_FOLD_NORM=1 wherever a backend can, =0 nowhere, unset
-// where the backend prefers it (fused_linear::prefers_folded_norm). Read at each generate, for A/B runs in one process.
-enum class fold_choice { backend, on, off };
-fold_choice fold_norm_from_env() {
-    const char* env = std::getenv("QBENCH_FP16_FOLD_NORM");
-    if (env == nullptr || *env == '\0') return fold_choice::backend;
-    return std::atoi(env) != 0 ? fold_choice::on : fold_choice::off;
-}
-bool folds(fold_choice choice, const fused_linear* f) {
-    return f != nullptr && (choice == fold_choice::on || (choice == fold_choice::backend && f->prefers_folded_norm()));
-}
-
-// Measurement only: QBENCH_DECODE_ABLATE=attention,norm (read at each generate) leaves the named kernels out of
-// decode steps, so an A/B run shows what each costs inside the step (bench_decode --ablate-ab 1). The outputs are
-// wrong while it is set, and the kernel path string says "+ablate-..." so such a figure cannot pass for a real one.
-enum ablate_bits : unsigned { k_ablate_attention = 1, k_ablate_norm = 2 };
-unsigned ablate_from_env() {
-    const char* env = std::getenv("QBENCH_DECODE_ABLATE");
-    if (env == nullptr) return 0;
-    const std::string s = env;
-    return (s.find("attention") != std::string::npos ? k_ablate_attention : 0u) |
-           (s.find("norm") != std::string::npos ? k_ablate_norm : 0u);
-}
-std::string ablate_suffix(unsigned bits) {
-    return std::string((bits & k_ablate_attention) != 0 ? "+ablate-attention" : "") +
-           ((bits & k_ablate_norm) != 0 ? "+ablate-norm" : "");
-}
-
-// The RMSNorm and attention kernels let the next GEMV launch before their own wait (launch.cuh: early trigger), so
-// its first weight loads overlap the drain of the GEMV before them. QBENCH_PDL_EARLY_TRIGGER=0 (read at each
-// generate) restores the trigger after the wait, for A/B runs (bench_decode variant "graph+pdl-late-trigger").
-bool early_trigger_from_env() {
-    const char* env = std::getenv("QBENCH_PDL_EARLY_TRIGGER");
-    return env == nullptr || std::atoi(env) != 0;
-}
-
-// What a captured decode step depends on besides the buffers.
-struct graph_key {
-    std::int64_t beams = 0;
-    decode_mode mode = decode_mode::greedy;
-    double temperature = 0, top_p = 0;
-    std::int64_t top_k = 0;
-    std::uint64_t seed = 0;
-    bool pdl = false;  // launches are captured with or without programmatic dependent launch
-    fold_choice fold = fold_choice::backend;  // where the RMSNorm is folded into the linears
-    unsigned ablate = 0;  // ablate_bits left out (measurement only)
-    bool early_trigger = true;  // RMSNorm / attention trigger their successor before their wait
-    bool operator==(const graph_key&) const = default;
-};
-
-struct graph_entry {
-    graph_key key;
-    bool warmed = false;             // one eager step ran (lazy module loading, cuBLAS setup) before capture
-    cudaGraphExec_t exec = nullptr;
-};
-
-class cuda_executor_impl final : public cuda_executor {
-public:
-    cuda_executor_impl(const model_config& model, const tensor_source& source, const backend& backend,
-                       const cell_spec& cell, device_context& context);
-    ~cuda_executor_impl() override;
-
-    generation_output generate(const prompt& p, const generation_config& g) override;
-    const generation_timing& last_timing() const override { return m_timing; }
-    std::vector<std::vector<float>> teacher_forced_logits(const prompt& p,
-                                                          const std::vector<std::int32_t>& forced) override;
-
-    const cuda_load_report& load_report() const override { return m_load; }
-    std::uint64_t bytes_per_decode_step(std::int64_t beam, std::int64_t context_len) const override;
-    std::string kernel_path(std::int64_t rows) const override {
-        std::string path = m_layers.at(0).linear[0]->kernel_path(rows);
-        const fused_linear* f = m_layers.at(0).fused_q;
-        if (f != nullptr && m_fuse && f->folds_norm(rows))
-            path += folds(fold_norm_from_env(), f) ? "+fold-norm" : "+norm-kernel";
-        return path + (early_trigger_from_env() ? "" : "+late-trigger") + ablate_suffix(ablate_from_env());
-    }
-    void set_graphs_enabled(bool on) override { m_graphs_enabled = on; }
-    bool graphs_used() const override { return m_graphs_used; }
-
-private:
-    // Activation, cache and state buffers, grown to the largest request seen (reallocation drops the graphs).
-    struct caps {
-        std::int64_t rows = 0, beams = 0, len = 0, logit_rows = 0, steps = 0, text = 0;
-    };
-    void ensure_buffers(const caps& need);
-    void upload_tokens(const std::vector<std::int32_t>& tokens);
-    void check_prompt(const prompt& p) const;
-    launch_options lo() const { return {m_context.stream(), m_context.pdl_enabled()}; }
-    // For the small kernels between two GEMVs (RMSNorm, attention): lo() with the early trigger when it is on.
-    launch_options lo_small() const { return {m_context.stream(), m_context.pdl_enabled(), m_early_trigger}; }
-    __half* kcache(std::int64_t layer) const {
-        return m_kcache.as<__half>() + layer * m_caps.beams * m_caps.len * m_model.kv_size();
-    }
-    __half* vcache(std::int64_t layer) const {
-        return m_vcache.as<__half>() + layer * m_caps.beams * m_caps.len * m_model.kv_size();
-    }
-    attention_shape attn_shape() const {
-        return {static_cast<int>(m_model.num_heads), static_cast<int>(m_model.num_kv_heads),
-                static_cast<int>(m_model.head_dim()), m_caps.len,
-                static_cast<float>(1.0 / std::sqrt(static_cast<double>(m_model.head_dim())))};
-    }
-    void enqueue_layer(std::int64_t layer, std::int64_t rows, bool decode);
-    void enqueue_head(std::int64_t first, std::int64_t logit_rows);
-    void enqueue_prefill(const prompt& p, std::int64_t rows, std::int64_t logit_rows);
-    void enqueue_choose(const generation_config& g, std::int64_t parent_rows);
-    void enqueue_decode_step(const generation_config& g);
-    graph_entry& graph_for(const graph_key& key);
-    bool capture(graph_entry& entry, const generation_config& g);
-    void drop_graphs() noexcept;
-    cudaEvent_t event(std::size_t i);
-
-    device_context& m_context;
-    model_config m_model;
-    std::vector<gpu_layer> m_layers;
-    device_buffer m_embed, m_final_norm, m_inv_freq;
-    std::unique_ptr<device_linear> m_lm_head;
-    fused_linear* m_fused_head = nullptr;  // the LM head's capability (final norm in its prologue), if any
-    bool m_capturable = true;
-    cuda_load_report m_load;
-
-    caps m_caps;
-    std::int64_t m_beams = 1;  // beams of the generation in flight
-    device_buffer m_x, m_h, m_q, m_k, m_v, m_attn, m_o, m_gate, m_up, m_logits, m_kcache, m_vcache, m_tokens;
-    device_buffer m_pos, m_step, m_next, m_hist_tokens, m_hist_parents, m_scores, m_table, m_table_tmp, m_row_max,
-        m_row_logsum, m_cand_logit, m_cand_token, m_greedy;
-    decode_state m_state;
-
-    // Decode steps run q, k, v (and gate, up) as parallel branches on side streams: the linears of one input
-    // overlap, so one kernel's ramp-up and tail hide behind another's stream of weights. QBENCH_PARALLEL_LINEARS=0
-    // turns it off.
-    bool m_parallel = true;
-    // Linears of one input as one kernel where the backend offers it (fused_linear.hpp): q, k, v; gate, up and the
-    // SwiGLU product. Tried before the branches above. QBENCH_FUSE_LINEARS=0 turns it off.
-    bool m_fuse = true;
-    // RMSNorm folded into the linears where the backend offers and prefers it, or as QBENCH_FP16_FOLD_NORM says (see
-    // the top of this file; refreshed at each generate): fold(f) for linear f. m_delta_pending: while enqueuing,
-    // whether m_o holds a block output not yet added into m_x (the next RMSNorm kernel must add it).
-    fold_choice m_fold = fold_choice::backend;
-    bool fold(const fused_linear* f) const { return folds(m_fold, f); }
-    bool m_early_trigger = true;  // early_trigger_from_env(), refreshed at each generate
-    unsigned m_ablate = 0;  // ablate_bits, decode steps only (measurement only: ablate_from_env)
-    bool m_delta_pending = false;
-    cudaStream_t m_side[2] = {nullptr, nullptr};
-    cudaEvent_t m_fork = nullptr, m_join[2] = {nullptr, nullptr};
-    void fork(int branches);
-    void join(int branches);
-
-    bool m_graphs_enabled = true;
-    bool m_graphs_used = false;
-    bool m_capture_failed = false;
-    std::vector<graph_entry> m_graphs;
-    std::vector<cudaEvent_t> m_events;
-    generation_timing m_timing;
-};
+}  // namespace
 
 cuda_executor_impl::cuda_executor_impl(const model_config& model, const tensor_source& source, const backend& backend,
                                        const cell_spec& cell, device_context& context)
@@ -335,21 +173,6 @@ void cuda_executor_impl::join(int branches) {
         QB_CUDA_CHECK(cudaEventRecord(m_join[i], m_side[i]));
         QB_CUDA_CHECK(cudaStreamWaitEvent(m_context.stream(), m_join[i], 0));
     }
-}
-
-void cuda_executor_impl::drop_graphs() noexcept {
-    for (graph_entry& g : m_graphs)
-        if (g.exec != nullptr) QB_CUDA_CHECK_NOEXCEPT(cudaGraphExecDestroy(g.exec));
-    m_graphs.clear();
-}
-
-cudaEvent_t cuda_executor_impl::event(std::size_t i) {
-    while (m_events.size() <= i) {
-        cudaEvent_t e;
-        QB_CUDA_CHECK(cudaEventCreate(&e));
-        m_events.push_back(e);
-    }
-    return m_events[i];
 }
 
 std::uint64_t cuda_executor_impl::bytes_per_decode_step(std::int64_t beam, std::int64_t context_len) const {
@@ -540,220 +363,14 @@ void cuda_executor_impl::enqueue_prefill(const prompt& p, std::int64_t rows, std
     enqueue_head(rows - logit_rows, logit_rows);
 }
 
-void cuda_executor_impl::enqueue_choose(const generation_config& g, std::int64_t parent_rows) {
-    const launch_options o = lo();
-    const __half* logits = m_logits.as<__half>();
-    if (m_beams > 1) {
-        launch_choose_beam(logits, m_model.vocab_size, parent_rows, m_state, o);
-    } else if (g.mode == decode_mode::sample) {
-        launch_choose_sample(logits, m_model.vocab_size, sampling_params{g.temperature, g.top_k, g.top_p, g.seed},
-                             m_state, o);
-    } else {
-        launch_choose_greedy(logits, m_model.vocab_size, m_state, o);
-    }
-}
+}  // namespace qbench::executor_detail
 
-void cuda_executor_impl::enqueue_decode_step(const generation_config& g) {
-    const launch_options o = lo();
-    const std::int64_t B = m_beams, H = m_model.hidden_size;
-    launch_embed_tokens(m_embed.as<__half>(), m_model.vocab_size, H, m_state.tokens, B, m_x.as<__half>(), o);
-    m_delta_pending = false;
-    for (std::int64_t l = 0; l < m_model.num_layers; ++l) enqueue_layer(l, B, true);
-    enqueue_head(0, B);
-    enqueue_choose(g, B);
-}
-
-graph_entry& cuda_executor_impl::graph_for(const graph_key& key) {
-    for (graph_entry& e : m_graphs)
-        if (e.key == key) return e;
-    m_graphs.push_back(graph_entry{key, false, nullptr});
-    return m_graphs.back();
-}
-
-bool cuda_executor_impl::capture(graph_entry& entry, const generation_config& g) {
-    cudaStream_t st = m_context.stream();
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        cudaGraph_t graph = nullptr;
-        try {
-            QB_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-            try {
-                enqueue_decode_step(g);
-            } catch (...) {
-                cudaStreamEndCapture(st, &graph);
-                if (graph != nullptr) cudaGraphDestroy(graph);
-                throw;
-            }
-            QB_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-            const cudaError_t err = cudaGraphInstantiate(&entry.exec, graph, 0);
-            cudaGraphDestroy(graph);
-            QB_CUDA_CHECK(err);
-            return true;
-        } catch (const cuda_error& e) {
-            // Capture is an optimization. A driver that cannot capture programmatic launches gets a second try
-            // without them; after that, steps are launched kernel by kernel. Said once, on stderr.
-            cudaGetLastError();
-            entry.exec = nullptr;
-            std::fprintf(stderr, "qbench: CUDA graph capture failed%s: %s\n",
-                         m_context.pdl_enabled() ? " with PDL, retrying without" : ", decoding without graphs",
-                         e.what());
-            if (!m_context.pdl_enabled()) break;
-            m_context.set_pdl_enabled(false);
-        }
-    }
-    m_capture_failed = true;
-    return false;
-}
-
-generation_output cuda_executor_impl::generate(const prompt& p, const generation_config& g) {
-    if (g.max_new_tokens < 0) throw error("generate: max_new_tokens must be >= 0");
-    if (g.beam_width < 1) throw error("generate: beam_width must be >= 1");
-    if (g.beam_width > 1 && g.mode != decode_mode::beam)
-        throw error("generate: beam_width " + std::to_string(g.beam_width) + " needs mode beam");
-    if (g.mode == decode_mode::sample && !(g.temperature > 0)) throw error("generate: temperature must be > 0");
-    check_prompt(p);
-    m_fold = fold_norm_from_env();
-    m_ablate = ablate_from_env();
-    m_early_trigger = early_trigger_from_env();
-    const bool beam = g.mode == decode_mode::beam && g.beam_width > 1;
-    if (beam && g.beam_width > k_max_beam)
-        throw unsupported_error("beam width " + std::to_string(g.beam_width) + " is above the " +
-                                std::to_string(k_max_beam) + " the CUDA executor supports");
-    const std::int64_t B = beam ? g.beam_width : 1;
-    const std::int64_t P = p.length(), N = g.max_new_tokens;
-    ensure_buffers({std::max(P, B), B, P + N, B, N, static_cast<std::int64_t>(p.tokens.size())});
-    m_beams = B;
-    m_state = decode_state{m_pos.as<std::int32_t>(),        m_step.as<std::int32_t>(),
-                           m_next.as<std::int32_t>(),       m_hist_tokens.as<std::int32_t>(),
-                           m_hist_parents.as<std::int32_t>(), m_scores.as<double>(),
-                           m_table.as<std::int32_t>(),      m_table_tmp.as<std::int32_t>(),
-                           m_row_max.as<float>(),           m_row_logsum.as<double>(),
-                           m_cand_logit.as<float>(),        m_cand_token.as<std::int32_t>(),
-                           B,                               m_caps.len};
-    {
-        auto* base = static_cast<unsigned char*>(m_greedy.get());
-        const std::size_t n = static_cast<std::size_t>(B) * k_greedy_blocks;
-        m_state.greedy_arrived = reinterpret_cast<unsigned*>(base);
-        m_state.greedy_sum = reinterpret_cast<double*>(base + 16);
-        m_state.greedy_max = reinterpret_cast<float*>(base + 16 + n * 8);
-        m_state.greedy_idx = reinterpret_cast<std::int32_t*>(base + 16 + n * 12);
-    }
-    cudaStream_t st = m_context.stream();
-    upload_tokens(p.tokens);
-    // State before the choice from the prefill logits: position P - 1, step 0, scores [0, -1e9, ...], all beams
-    // reading slot 0 (the prompt's keys and values).
-    const std::int32_t init[2] = {static_cast<std::int32_t>(P - 1), 0};
-    std::vector<double> scores(static_cast<std::size_t>(B), -1e9);
-    scores[0] = 0.0;
-    QB_CUDA_CHECK(cudaMemcpyAsync(m_pos.get(), &init[0], 4, cudaMemcpyHostToDevice, st));
-    QB_CUDA_CHECK(cudaMemcpyAsync(m_step.get(), &init[1], 4, cudaMemcpyHostToDevice, st));
-    QB_CUDA_CHECK(cudaMemcpyAsync(m_scores.get(), scores.data(), scores.size() * 8, cudaMemcpyHostToDevice, st));
-    QB_CUDA_CHECK(cudaMemsetAsync(m_table.get(), 0, m_table.size(), st));
-    QB_CUDA_CHECK(cudaStreamSynchronize(st));
-
-    m_timing = {};
-    m_graphs_used = false;
-    cudaEvent_t prefill_start = event(0), prefill_end = event(1);
-    QB_CUDA_CHECK(cudaEventRecord(prefill_start, st));
-    enqueue_prefill(p, P, 1);
-    QB_CUDA_CHECK(cudaEventRecord(prefill_end, st));
-    generation_output out;
-    if (N == 0) {
-        QB_CUDA_CHECK(cudaEventSynchronize(prefill_end));
-        float ms = 0;
-        QB_CUDA_CHECK(cudaEventElapsedTime(&ms, prefill_start, prefill_end));
-        m_timing.prefill_ms = ms;
-        out.beams = {{}};
-        out.beam_scores = {0.0};
-        return out;
-    }
-    enqueue_choose(g, 1);
-
-    const bool graphs = m_graphs_enabled && m_capturable && !m_capture_failed;
-    const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed,
-                        m_context.pdl_enabled(), m_fold, m_ablate, m_early_trigger};
-    for (std::int64_t s = 1; s < N; ++s) {
-        QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(s + 1)), st));
-        if (graphs && !m_capture_failed) {
-            graph_entry& entry = graph_for(key);
-            if (entry.exec == nullptr && entry.warmed) capture(entry, g);
-            if (entry.exec != nullptr) {
-                QB_CUDA_CHECK(cudaGraphLaunch(entry.exec, st));
-                m_graphs_used = true;
-                continue;
-            }
-            entry.warmed = true;
-        }
-        enqueue_decode_step(g);
-    }
-    QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(N + 1)), st));
-
-    std::vector<std::int32_t> tokens(static_cast<std::size_t>(N * B)), parents(tokens.size());
-    QB_CUDA_CHECK(cudaMemcpyAsync(tokens.data(), m_hist_tokens.get(), tokens.size() * 4, cudaMemcpyDeviceToHost, st));
-    QB_CUDA_CHECK(cudaMemcpyAsync(parents.data(), m_hist_parents.get(), parents.size() * 4, cudaMemcpyDeviceToHost, st));
-    QB_CUDA_CHECK(cudaMemcpyAsync(scores.data(), m_scores.get(), scores.size() * 8, cudaMemcpyDeviceToHost, st));
-    QB_CUDA_CHECK(cudaStreamSynchronize(st));
-
-    float ms = 0;
-    QB_CUDA_CHECK(cudaEventElapsedTime(&ms, prefill_start, prefill_end));
-    m_timing.prefill_ms = ms;
-    for (std::int64_t s = 1; s < N; ++s) {
-        QB_CUDA_CHECK(cudaEventElapsedTime(&ms, event(static_cast<std::size_t>(s + 1)),
-                                           event(static_cast<std::size_t>(s + 2))));
-        m_timing.step_ms.push_back(ms);
-    }
-
-    // Each final beam's tokens, by walking the parent pointers back from the last step.
-    for (std::int64_t j = 0; j < B; ++j) {
-        std::vector<std::int32_t> seq(static_cast<std::size_t>(N));
-        std::int64_t b = j;
-        for (std::int64_t s = N - 1; s >= 0; --s) {
-            seq[static_cast<std::size_t>(s)] = tokens[static_cast<std::size_t>(s * B + b)];
-            b = parents[static_cast<std::size_t>(s * B + b)];
-        }
-        out.beams.push_back(std::move(seq));
-        out.beam_scores.push_back(scores[static_cast<std::size_t>(j)]);
-    }
-    out.tokens = out.beams[0];
-    return out;
-}
-
-std::vector<std::vector<float>> cuda_executor_impl::teacher_forced_logits(const prompt& p,
-                                                                          const std::vector<std::int32_t>& forced) {
-    if (forced.empty()) return {};
-    check_prompt(p);
-    m_fold = fold_norm_from_env();
-    m_ablate = 0;  // teacher forcing is for quality figures: never ablated
-    m_early_trigger = early_trigger_from_env();
-    const auto n = static_cast<std::int64_t>(forced.size());
-    // forced.back() predicts nothing: feed the prompt and forced[0, n - 1), keep the last n rows of logits.
-    std::vector<std::int32_t> tokens = p.tokens;
-    tokens.insert(tokens.end(), forced.begin(), forced.end() - 1);
-    for (std::int32_t t : forced)
-        if (t < 0 || t >= m_model.vocab_size) throw error("teacher_forced_logits: token id " + std::to_string(t) + " outside the vocabulary");
-    const std::int64_t rows = p.length() + n - 1;
-    ensure_buffers({rows, 1, rows, n, 1, static_cast<std::int64_t>(tokens.size())});
-    upload_tokens(tokens);
-    enqueue_prefill(p, rows, n);
-    const std::int64_t V = m_model.vocab_size;
-    std::vector<std::uint16_t> bits(static_cast<std::size_t>(n * V));
-    QB_CUDA_CHECK(cudaMemcpyAsync(bits.data(), m_logits.get(), bits.size() * 2, cudaMemcpyDeviceToHost,
-                                  m_context.stream()));
-    QB_CUDA_CHECK(cudaStreamSynchronize(m_context.stream()));
-    std::vector<std::vector<float>> out(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) {
-        out[static_cast<std::size_t>(i)].resize(static_cast<std::size_t>(V));
-        for (std::int64_t v = 0; v < V; ++v)
-            out[static_cast<std::size_t>(i)][static_cast<std::size_t>(v)] = half_to_float(bits[static_cast<std::size_t>(i * V + v)]);
-    }
-    return out;
-}
-
-}  // namespace
+namespace qbench {
 
 std::unique_ptr<cuda_executor> make_cuda_executor(const model_config& model, const tensor_source& source,
                                                   const backend& backend, const cell_spec& cell,
                                                   device_context& context) {
-    return std::make_unique<cuda_executor_impl>(model, source, backend, cell, context);
+    return std::make_unique<executor_detail::cuda_executor_impl>(model, source, backend, cell, context);
 }
 
 }  // namespace qbench

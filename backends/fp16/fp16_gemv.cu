@@ -114,6 +114,22 @@ void allow_norm_smem(mma_kernel kernel) {
     done.emplace_back(kernel, dev);
 }
 
+// QBENCH_FP16_CARVEOUT=0..100 (measurement only): the L1 / shared-memory split the mma GEMV kernels ask for
+// (launch.cuh), set once per kernel and device; unset leaves the driver's choice.
+void prefer_carveout(mma_kernel kernel) {
+    static const int carveout = preferred_carveout_from_env("QBENCH_FP16_CARVEOUT");
+    if (carveout < 0) return;
+    static std::mutex mutex;
+    static std::vector<std::pair<mma_kernel, int>> done;
+    int dev = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&dev));
+    const std::lock_guard<std::mutex> lock(mutex);
+    for (const auto& d : done)
+        if (d.first == kernel && d.second == dev) return;
+    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
+    done.emplace_back(kernel, dev);
+}
+
 void check_rows(const char* what, std::int64_t rows) {
     if (rows < 1 || rows > k_f16_gemv_max_rows)
         throw error(std::string(what) + ": rows " + std::to_string(rows) + " outside [1, " +
@@ -134,6 +150,7 @@ void launch_job(const gemv_job& job, const __half* x, std::int64_t rows, std::in
         const mma_kernel kernel = r.k_split == 8 ? pick_mma_norm<8>(r) : pick_mma_norm<4>(r);
         const std::size_t smem = norm_smem_bytes(rows, k);
         if (smem > 48 * 1024) allow_norm_smem(kernel);
+        prefer_carveout(kernel);
         const std::int64_t tiles = job.swiglu ? (job.n + 7) / 8 : (job.total + 15) / 16;
         launch_kernel(kernel, dim3(static_cast<unsigned>(tiles)), dim3(r.k_split * 32), smem, o, job, x4,
                       static_cast<int>(rows), chunks);
@@ -141,6 +158,7 @@ void launch_job(const gemv_job& job, const __half* x, std::int64_t rows, std::in
     }
     if (r.kind == f16_gemv_kind::mma) {
         const mma_kernel kernel = r.k_split == 8 ? pick_mma<8>(r) : pick_mma<4>(r);
+        prefer_carveout(kernel);
         const std::int64_t tiles = job.swiglu ? (job.n + 7) / 8 : (job.total + 15) / 16;
         launch_kernel(kernel, dim3(static_cast<unsigned>(tiles)), dim3(r.k_split * 32), 0, o, job, x4,
                       static_cast<int>(rows), chunks);

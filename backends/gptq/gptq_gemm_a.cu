@@ -594,10 +594,9 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use, for
     // every kernel of every width kernel_of knows (a width missing here fails its larger launches: "invalid argument").
-    // And the L1 / shared-memory split: k_a_carveout_percent, or QBENCH_GPTQ_CARVEOUT=0..100 (for A/B runs).
+    // And the L1 / shared-memory split where QBENCH_GPTQ_CARVEOUT=0..100 asks for one (A/B runs; unset: the driver's).
     static const bool raised = [] {
-        const int from_env = preferred_carveout_from_env("QBENCH_GPTQ_CARVEOUT");
-        const int carveout = from_env >= 0 ? from_env : k_a_carveout_percent;
+        const int carveout = preferred_carveout_from_env("QBENCH_GPTQ_CARVEOUT");
         for (int bits_ = 1; bits_ <= 8; ++bits_)
             for (bool na : {false, true})
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
@@ -606,7 +605,8 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
                             if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2)) {
                                 QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                                    static_cast<int>(pairs * k_a_max_smem)));
-                                QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
+                                if (carveout >= 0)
+                                    QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
                             }
         return true;
     }();

@@ -132,13 +132,8 @@ inline std::size_t a_smem_bytes(int max_tiles_per_cta, int rows, int kblocks, in
 }
 /// The most dynamic shared memory a launch may take: two CTAs per SM on sm_90 (227 KB each SM); a paired CTA twice.
 inline constexpr std::size_t k_a_max_smem = 113 * 1024;
-/// The L1 / shared-memory split the v3 kernels ask for (cudaFuncAttributePreferredSharedMemoryCarveout, percent of the
-/// most shared memory; QBENCH_GPTQ_CARVEOUT overrides it): 25, i.e. 64 KB of shared memory on sm_90 (the driver rounds
-/// up to a size it has, and takes more where a launch needs it). Why: left to the driver, two single CTAs got 64 KB and
-/// a paired CTA (one CTA per SM, ~16 KB) 32 KB, and the smaller shared memory - larger L1 - was the slower one: Nsight
-/// Compute on the H100 (PERF_NOTES.md, tenth session), 4-bit q/k/v at beam 1: single 14.9 us, DRAM 53% of peak, paired
-/// 17.0 us, 46%; single with the largest L1 (carveout 0, 32 KB shared) as slow in the step (2.00 vs 1.71 ms).
-inline constexpr int k_a_carveout_percent = 25;
+/// The L1 / shared-memory split is left to the driver (QBENCH_GPTQ_CARVEOUT=0..100 asks for one, for A/B runs): asked
+/// for, 25% and 50% were slower than the driver's choice on the H100 and 100% no faster (PERF_NOTES.md, tenth session).
 /// Rows one launch can take for a K (the host splits larger batches): as many as fit k_a_max_smem, at most 8.
 inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
     int r = k_a_max_rows;

@@ -132,8 +132,9 @@ inline std::size_t a_smem_bytes(int max_tiles_per_cta, int rows, int kblocks, in
 }
 /// The most dynamic shared memory a launch may take: two CTAs per SM on sm_90 (227 KB each SM); a paired CTA twice.
 inline constexpr std::size_t k_a_max_smem = 113 * 1024;
-/// The L1 / shared-memory split is left to the driver (QBENCH_GPTQ_CARVEOUT=0..100 asks for one, for A/B runs): asked
-/// for, 25% and 50% were slower than the driver's choice on the H100 and 100% no faster (PERF_NOTES.md, tenth session).
+// (The L1 / shared-memory split is left to the driver; QBENCH_GPTQ_CARVEOUT=0..100 asks for one, for A/B runs: asked
+// for, 25% and 50% were slower than the driver's choice on the H100 and 100% no faster; PERF_NOTES.md, tenth session.)
+
 /// Rows one launch can take for a K (the host splits larger batches): as many as fit k_a_max_smem, at most 8.
 inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
     int r = k_a_max_rows;

@@ -97,37 +97,43 @@ bool norm_launchable(std::int64_t rows, std::int64_t k, const f16_gemv_variant& 
            norm_smem_bytes(rows, k) + k_norm_static_smem_bound <= static_cast<std::size_t>(facts().smem_optin);
 }
 
-// Lets a NORM kernel use all the dynamic shared memory the device allows, once per kernel and device (not on every
-// launch: launches may be captured into a CUDA graph, and the attribute does not change occupancy by itself).
+// Kernel attributes are set once per kernel and device, not on every launch (launches may be captured into a CUDA
+// graph): each setter keeps one of these and asks first(kernel) before setting.
+class once_per_kernel_and_device {
+public:
+    bool first(mma_kernel kernel) {
+        int dev = 0;
+        QB_CUDA_CHECK(cudaGetDevice(&dev));
+        const std::lock_guard<std::mutex> lock(m_mutex);
+        for (const auto& d : m_done)
+            if (d.first == kernel && d.second == dev) return false;
+        m_done.emplace_back(kernel, dev);
+        return true;
+    }
+
+private:
+    std::mutex m_mutex;
+    std::vector<std::pair<mma_kernel, int>> m_done;
+};
+
+// Lets a NORM kernel use all the dynamic shared memory the device allows (the attribute does not change occupancy by
+// itself).
 void allow_norm_smem(mma_kernel kernel) {
-    static std::mutex mutex;
-    static std::vector<std::pair<mma_kernel, int>> done;
-    int dev = 0;
-    QB_CUDA_CHECK(cudaGetDevice(&dev));
-    const std::lock_guard<std::mutex> lock(mutex);
-    for (const auto& d : done)
-        if (d.first == kernel && d.second == dev) return;
+    static once_per_kernel_and_device once;
+    if (!once.first(kernel)) return;
     cudaFuncAttributes attr{};
     QB_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
     QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        facts().smem_optin - static_cast<int>(attr.sharedSizeBytes)));
-    done.emplace_back(kernel, dev);
 }
 
 // QBENCH_FP16_CARVEOUT=0..100 (measurement only): the L1 / shared-memory split the mma GEMV kernels ask for
-// (launch.cuh), set once per kernel and device; unset leaves the driver's choice.
+// (launch.cuh); unset leaves the driver's choice (measured faster: PERF_NOTES of backends/gptq, tenth session).
 void prefer_carveout(mma_kernel kernel) {
     static const int carveout = preferred_carveout_from_env("QBENCH_FP16_CARVEOUT");
-    if (carveout < 0) return;
-    static std::mutex mutex;
-    static std::vector<std::pair<mma_kernel, int>> done;
-    int dev = 0;
-    QB_CUDA_CHECK(cudaGetDevice(&dev));
-    const std::lock_guard<std::mutex> lock(mutex);
-    for (const auto& d : done)
-        if (d.first == kernel && d.second == dev) return;
-    QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
-    done.emplace_back(kernel, dev);
+    static once_per_kernel_and_device once;
+    if (carveout >= 0 && once.first(kernel))
+        QB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
 }
 
 void check_rows(const char* what, std::int64_t rows) {

@@ -65,6 +65,19 @@ const stack_weights& stack_weights_of(int format) {
     return *cache[kind];
 }
 
+// Runs step() once (warm-up), then times its CUDA graph per iteration (time_graph_replays) and sets the stack's
+// counters: tokens_per_s, GB_per_token and the bandwidth of `bytes` per step. Destroys the stream.
+template <class Step>
+void time_stack(benchmark::State& state, cudaStream_t stream, double bytes, const char* warm_up, Step&& step) {
+    step();
+    cuda_ok(cudaStreamSynchronize(stream), warm_up);
+    const double per_step = time_graph_replays(state, stream, 1, step) / static_cast<double>(state.iterations());
+    state.counters["tokens_per_s"] = 1.0 / per_step;
+    state.counters["GB_per_token"] = bytes / 1e9;
+    set_bandwidth_counters(state, bytes, per_step);
+    cudaStreamDestroy(stream);
+}
+
 }  // namespace
 
 void BM_linear_stack_7b(benchmark::State& state) {
@@ -115,32 +128,7 @@ void BM_linear_stack_7b(benchmark::State& state) {
             }
         launch_f16_gemv(head.w[0].get(), x.get(), y.get(), 1, 32000, 4096, o);
     };
-    step();  // warm-up outside the capture
-    cuda_ok(cudaStreamSynchronize(stream), "stack warm-up");
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-    step();
-    cuda_ok(cudaStreamEndCapture(stream, &graph), "end capture");
-    cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-    for (int i = 0; i < 3; ++i) cudaGraphLaunch(exec, stream);
-    cuda_ok(cudaStreamSynchronize(stream), "graph warm-up");
-    event_timer timer;
-    double total = 0;
-    for (auto _ : state) {
-        const double s = timer.seconds(stream, [&] { cudaGraphLaunch(exec, stream); });
-        state.SetIterationTime(s);
-        total += s;
-    }
-    const double per_step = total / static_cast<double>(state.iterations());
-    state.counters["tokens_per_s"] = 1.0 / per_step;
-    state.counters["GB_per_token"] = bytes / 1e9;
-    state.counters["GB_per_s"] = bytes / per_step / 1e9;
-    state.counters["frac_4500"] = bytes / per_step / 1e9 / k_reference_gbs;
-    state.counters["frac_stream"] = g_stream_gbs > 0 ? bytes / per_step / 1e9 / g_stream_gbs : 0.0;
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
+    time_stack(state, stream, bytes, "stack warm-up", step);  // step() once outside the capture first
 }
 
 // The same stack as the executor runs it with fused linears (cuda/fused_linear.hpp), default kernel shapes: per layer
@@ -198,32 +186,7 @@ void BM_linear_stack_7b_fused(benchmark::State& state) {
         }
         launch_f16_gemv(head.w[0].get(), x.get(), head_out.get(), 1, 32000, 4096, o);
     };
-    step();  // warm-up outside the capture
-    cuda_ok(cudaStreamSynchronize(stream), "fused stack warm-up");
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-    step();
-    cuda_ok(cudaStreamEndCapture(stream, &graph), "end capture");
-    cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-    for (int i = 0; i < 3; ++i) cudaGraphLaunch(exec, stream);
-    cuda_ok(cudaStreamSynchronize(stream), "graph warm-up");
-    event_timer timer;
-    double total = 0;
-    for (auto _ : state) {
-        const double s = timer.seconds(stream, [&] { cudaGraphLaunch(exec, stream); });
-        state.SetIterationTime(s);
-        total += s;
-    }
-    const double per_step = total / static_cast<double>(state.iterations());
-    state.counters["tokens_per_s"] = 1.0 / per_step;
-    state.counters["GB_per_token"] = bytes / 1e9;
-    state.counters["GB_per_s"] = bytes / per_step / 1e9;
-    state.counters["frac_4500"] = bytes / per_step / 1e9 / k_reference_gbs;
-    state.counters["frac_stream"] = g_stream_gbs > 0 ? bytes / per_step / 1e9 / g_stream_gbs : 0.0;
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
+    time_stack(state, stream, bytes, "fused stack warm-up", step);  // step() once outside the capture first
 }
 
 }  // namespace bnb_bench

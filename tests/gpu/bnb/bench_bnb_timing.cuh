@@ -44,6 +44,39 @@ private:
     cudaEvent_t m_a{}, m_b{};
 };
 
+// GB_per_s, frac_4500 and frac_stream of `bytes` read in `seconds`.
+inline void set_bandwidth_counters(benchmark::State& state, double bytes, double seconds) {
+    const double gbs = bytes / seconds / 1e9;
+    state.counters["GB_per_s"] = gbs;
+    state.counters["frac_4500"] = gbs / k_reference_gbs;
+    state.counters["frac_stream"] = g_stream_gbs > 0 ? gbs / g_stream_gbs : 0.0;
+}
+
+// Captures enqueue() on `stream` once as a CUDA graph, replays it three times (warm-up), then times one replay per
+// benchmark iteration (manual time: a replay's seconds / `per_replay`); returns the seconds of all timed replays.
+// The caller runs the work once outside the capture first (module load, occupancy queries).
+template <class Enqueue>
+double time_graph_replays(benchmark::State& state, cudaStream_t stream, int per_replay, Enqueue&& enqueue) {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+    enqueue();
+    cuda_ok(cudaStreamEndCapture(stream, &graph), "end capture");
+    cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    for (int i = 0; i < 3; ++i) cudaGraphLaunch(exec, stream);
+    cuda_ok(cudaStreamSynchronize(stream), "graph warm-up");
+    event_timer timer;
+    double total = 0;
+    for (auto _ : state) {
+        const double s = timer.seconds(stream, [&] { cudaGraphLaunch(exec, stream); });
+        state.SetIterationTime(s / per_replay);
+        total += s;
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    return total;
+}
+
 template <class Launch>
 void run_timed(benchmark::State& state, double bytes_per_launch, Launch&& launch) {
     event_timer timer;
@@ -59,11 +92,8 @@ void run_timed(benchmark::State& state, double bytes_per_launch, Launch&& launch
         total += s;
     }
     cuda_ok(cudaGetLastError(), "benchmark");
-    const double gbs = bytes_per_launch * static_cast<double>(state.iterations()) * k_launches_per_iteration / total / 1e9;
-    state.counters["GB_per_s"] = gbs;
+    set_bandwidth_counters(state, bytes_per_launch, total / (static_cast<double>(state.iterations()) * k_launches_per_iteration));
     state.counters["MB"] = bytes_per_launch / 1e6;
-    state.counters["frac_4500"] = gbs / k_reference_gbs;
-    state.counters["frac_stream"] = g_stream_gbs > 0 ? gbs / g_stream_gbs : 0.0;
 }
 
 // The same measurement inside a CUDA graph: k_launches_per_iteration launches over rotating weight copies captured
@@ -76,29 +106,12 @@ void run_graph_timed(benchmark::State& state, double bytes_per_launch, bool pdl,
     const launch_options o{stream, pdl};
     for (int w = 0; w < 3; ++w) launch(w, o);  // warm-up outside the capture: module load, occupancy queries
     cuda_ok(cudaStreamSynchronize(stream), "warm-up");
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    cuda_ok(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-    for (int i = 0; i < k_launches_per_iteration; ++i) launch(i, o);
-    cuda_ok(cudaStreamEndCapture(stream, &graph), "end capture");
-    cuda_ok(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-    for (int i = 0; i < 3; ++i) cudaGraphLaunch(exec, stream);
-    cuda_ok(cudaStreamSynchronize(stream), "graph warm-up");
-    event_timer timer;
-    double total = 0;
-    for (auto _ : state) {
-        const double s = timer.seconds(stream, [&] { cudaGraphLaunch(exec, stream); });
-        state.SetIterationTime(s / k_launches_per_iteration);
-        total += s;
-    }
+    const double total = time_graph_replays(state, stream, k_launches_per_iteration, [&] {
+        for (int i = 0; i < k_launches_per_iteration; ++i) launch(i, o);
+    });
     cuda_ok(cudaGetLastError(), "benchmark");
-    const double gbs = bytes_per_launch * static_cast<double>(state.iterations()) * k_launches_per_iteration / total / 1e9;
-    state.counters["GB_per_s"] = gbs;
+    set_bandwidth_counters(state, bytes_per_launch, total / (static_cast<double>(state.iterations()) * k_launches_per_iteration));
     state.counters["MB"] = bytes_per_launch / 1e6;
-    state.counters["frac_4500"] = gbs / k_reference_gbs;
-    state.counters["frac_stream"] = g_stream_gbs > 0 ? gbs / g_stream_gbs : 0.0;
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
     cudaStreamDestroy(stream);
 }
 

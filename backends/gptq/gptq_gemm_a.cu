@@ -181,9 +181,10 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     // This CTA's member (group: the members' CTA ranges follow each other; swiglu: member 0's tiles, then the same
     // tiles of member 1) and its mtile range within it, as a launch of that member alone would split it.
     // A logical CTA past the last member's (the grid rounded up to whole pairs) has no mtiles; it only stages x.
+    // Paired: logical CTAs 2 * blockIdx.x + half, or blockIdx.x + half * gridDim.x (a_args::pair_spread).
+    const int bx = static_cast<int>(blockIdx.x), grid = static_cast<int>(gridDim.x);
     int mi = 0, ctas = a.m[0].ctas;
-    int b = Pairs == 1 ? static_cast<int>(blockIdx.x)
-                       : (a.pair_spread ? static_cast<int>(blockIdx.x + half * gridDim.x) : static_cast<int>(blockIdx.x) * Pairs + half);
+    int b = Pairs == 1 ? bx : (a.pair_spread ? bx + half * grid : bx * Pairs + half);
     if constexpr (!Swiglu) {
 #pragma unroll
         for (int i = 0; i + 1 < k_a_max_members; ++i) {

@@ -203,7 +203,7 @@ __global__ void QB_TEAM_BOUNDS(Regs)
     // The first rows go out before anything else: weights never change, so they may be read before the wait.
 #pragma unroll
     for (int u = 0; u < U; ++u) load(u);
-    for (int pb = 1; pb <= p.prefetch && pb < p.batches; ++pb) prefetch(pb);
+    for (int pb = 1; pb <= max(p.prefetch, p.prefetch_early) && pb < p.batches; ++pb) prefetch(pb);
 
     // Nested code books (member m's word j at spare word 256 m + j; the ring's code word names its member): word tid
     // of every distinct map is requested here, with the first rows, and stored after the byte table is built, so its

@@ -128,7 +128,7 @@ __global__ void QB_TEAM_BOUNDS(Regs)
     };
 #pragma unroll
     for (int u = 0; u < U; ++u) load(u);
-    for (int pb = 1; pb <= p.prefetch && pb < p.batches; ++pb) prefetch(pb);
+    for (int pb = 1; pb <= max(p.prefetch, p.prefetch_early) && pb < p.batches; ++pb) prefetch(pb);
     float sc = scb_of(0);
 
     pdl_wait();

@@ -26,6 +26,7 @@
 // gemv_4bit_team_kernel) pairs gate and up row by row in one team (even slots gate, odd slots the same row of up, read
 // at a fixed distance from the gate row) and writes fp16(silu(g) * u) from the team's first warp.
 #include "backends/bnb/bnb_device_common.cuh"
+#include "cuda/l2_prefetch.cuh"
 #include "cuda/swiglu.cuh"
 
 #include <cstdint>
@@ -42,16 +43,8 @@ __device__ __forceinline__ __half2 bits_half2(std::uint32_t u) {
     return h;
 }
 
-// A hint: bring [p, p + bytes) into L2 through the bulk copy engine (sm_90; p and bytes multiples of 16). One
-// instruction per row keeps the memory queues full without registers or shared memory; elsewhere a no-op.
-__device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
+// The L2 hint of cuda/l2_prefetch.cuh: one instruction per row keeps the memory queues full without registers.
+using qbench::prefetch_l2;
 
 // Warp sums of U values (one per row) at once: log2(U) exchange stages halve the values a lane holds (the upper
 // lanes of each stage keep the upper half), then plain butterflies finish. Afterwards every lane holds the warp's sum
@@ -91,6 +84,9 @@ struct team_args {
     int batches = 0;       ///< batches of U slots per team, the same for every team (barriers are CTA-wide)
     int nested_log2 = 8;   ///< log2 of the nested block size (double quantization)
     int prefetch = 0;      ///< L2 prefetch distance in batches (0: none)
+    /// Batches 1..N into L2 before the PDL wait only, none in the loop (QBENCH_BNB_L2PRE, measurement: a CTA that
+    /// becomes resident while the previous kernel's last CTAs run puts its rows in flight then; 0: none).
+    int prefetch_early = 0;
     /// Teams [team_begin[m], team_begin[m + 1]) work on member m (SwiGLU: all on the row pairs, as member 0); entries
     /// past the last member equal the team count.
     unsigned team_begin[4] = {0, 0, 0, 0};

@@ -68,6 +68,9 @@ void finish(const std::int64_t* member_rows, int members, const team_config& c, 
     }
     a.team_threads = gm.team_threads;
     a.prefetch = c.prefetch;
+    // QBENCH_BNB_L2PRE=0..4096 batches (measurement only; unset: 0), read once.
+    static const int early = std::max(0, int_switch_from_env("QBENCH_BNB_L2PRE", 0, 4096));
+    a.prefetch_early = early;
     a.batches = static_cast<int>((rows_per_team + c.rows_in_flight - 1) / c.rows_in_flight);
 }
 

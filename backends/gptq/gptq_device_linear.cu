@@ -122,6 +122,7 @@ public:
         m_bypass_l1 = weight_loads_bypass_l1();
         m_x_copy = chosen_x_copy();
         m_pairing = a_pairing_from_env();
+        m_l2_prefetch_bytes = a_l2_prefetch_from_env();
         m_norm_probe = a_norm_probe_from_env();
         m_mma = m_version != kernel_version::v1;
         m_variant = chosen_mma_variant();
@@ -416,6 +417,7 @@ private:
         a.rows = rows;
         a.kblocks = static_cast<int>(m_plan.kblocks);
         a.x_copy = m_x_copy;
+        a.l2_prefetch_bytes = m_l2_prefetch_bytes;
         return a;
     }
     /// Whether a launch of `rows` rows over `ctas` CTAs pairs them (a_args::paired): where the layer's policy says so;
@@ -568,6 +570,7 @@ private:
     bool m_bypass_l1 = false;     ///< v3: weights read past L1 (QBENCH_GPTQ_LOAD=na), decided at load
     a_x_copy m_x_copy = a_x_copy::quads;  ///< v3: how a CTA stages x (QBENCH_GPTQ_XCOPY), decided at load
     a_pairing m_pairing = a_pairing::by_width;  ///< v3: when launches pair their CTAs (QBENCH_GPTQ_PAIR), decided at load
+    int m_l2_prefetch_bytes = 0;  ///< v3: L2 prefetch per warp before the PDL wait (QBENCH_GPTQ_L2PRE), decided at load
     int m_norm_probe = 0;  ///< v3 folded norm: QBENCH_GPTQ_NORM_PROBE (measurement only), read at load
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)

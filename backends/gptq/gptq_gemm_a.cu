@@ -4,6 +4,7 @@
 #include "backends/gptq/gptq_stream_load.cuh"
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/l2_prefetch.cuh"
 #include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 #include "qbench/common/errors.hpp"
@@ -139,6 +140,15 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
 
 /// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
 /// make the compiler copy the whole array to local memory.
+/// The lanes of a warp share [p, p + bytes) out in 16-byte-aligned pieces, one bulk L2 prefetch each (bytes: a
+/// multiple of 16).
+__device__ __forceinline__ void warp_prefetch_l2(const char* p, unsigned bytes, int lane) {
+    if (bytes == 0) return;
+    const unsigned piece = ((bytes + 31u) / 32u + 15u) & ~15u;
+    const unsigned begin = static_cast<unsigned>(lane) * piece;
+    if (begin < bytes) prefetch_l2(p + begin, min(piece, bytes - begin));
+}
+
 template <class F>
 __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
     return mi == 0 ? f(a.m[0]) : mi == 1 ? f(a.m[1]) : f(a.m[2]);
@@ -253,6 +263,22 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
 #pragma unroll
     for (int i = 0; i < D; ++i)
         if (i < units) issue(i);
+
+    // QBENCH_GPTQ_L2PRE: the warp's next weight bytes and its records into L2 (swiglu: gate's run, then up's).
+    if (a.l2_prefetch_bytes > 0 && units > 0) {
+        constexpr unsigned chunk_bytes = CV * 16;
+        const unsigned run_bytes = static_cast<unsigned>(run_units) * chunk_bytes;
+        const unsigned issued = static_cast<unsigned>(D < run_units ? D : run_units) * chunk_bytes;
+        const unsigned budget = static_cast<unsigned>(a.l2_prefetch_bytes);
+        const unsigned record_bytes = static_cast<unsigned>(nkb * ntl) * 64u;  // 8 uint2 per record
+        const unsigned first_part = min(budget, run_bytes - issued);
+        warp_prefetch_l2(reinterpret_cast<const char*>(run_weights(mi) - lane) + issued, first_part, lane);
+        warp_prefetch_l2(reinterpret_cast<const char*>(run_meta(mi) - g), record_bytes, lane);
+        if constexpr (Swiglu) {
+            warp_prefetch_l2(reinterpret_cast<const char*>(run_weights(1) - lane), min(budget - first_part, run_bytes), lane);
+            warp_prefetch_l2(reinterpret_cast<const char*>(run_meta(1) - g), record_bytes, lane);
+        }
+    }
 
     const int red_count = RUNS * ntl * k_a_warps * a.rows * static_cast<int>(k_a_tile_cols);
     if constexpr (Pairs == 1) {  // the sums and the partials are contiguous
@@ -568,6 +594,11 @@ bool a_pair_spread_from_env() {
         return v != nullptr && std::string(v) == "1";
     }();
     return spread;
+}
+
+int a_l2_prefetch_from_env() {
+    const int kb = int_switch_from_env("QBENCH_GPTQ_L2PRE", 0, 1024);
+    return kb < 0 ? 0 : kb * 1024;
 }
 
 int a_norm_probe_from_env() {

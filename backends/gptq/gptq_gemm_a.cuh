@@ -92,6 +92,11 @@ struct a_args {
     /// Measurement only (QBENCH_GPTQ_PAIR_SPREAD=1, a_pair_spread_from_env): a paired CTA hosts logical CTAs b and
     /// b + grid instead of 2b and 2b + 1, the two that single CTAs would most likely put on one SM (the same outputs).
     bool pair_spread = false;
+    /// Measurement switch (QBENCH_GPTQ_L2PRE, a_l2_prefetch_from_env): before the PDL wait each warp also asks L2 for
+    /// up to this many bytes of its run beyond the chunks it loads at once (and for all of its run's records), by
+    /// cp.async.bulk.prefetch.L2: no registers, and DRAM requests in flight while the previous kernel's last CTAs
+    /// still run (a CTA becomes resident as soon as one of the previous kernel's CTAs on its SM retires). 0: none.
+    int l2_prefetch_bytes = 0;
     int red_floats = 0;  ///< set by launch_a_gemm: one half's partial outputs (floats)
 };
 
@@ -108,6 +113,10 @@ bool a_pairs(a_pairing policy, int bits, int rows);
 
 /// QBENCH_GPTQ_PAIR_SPREAD=1 (a_args::pair_spread; unset: 0), read once. Measurement only.
 bool a_pair_spread_from_env();
+
+/// QBENCH_GPTQ_L2PRE=0..1024 KB per warp (a_args::l2_prefetch_bytes, in bytes; unset or invalid: 0), read when a
+/// layer loads.
+int a_l2_prefetch_from_env();
 
 /// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();

@@ -74,17 +74,21 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t
 }
 #endif  // __CUDACC__
 
+/// An integer measurement switch: the environment variable `name` as a whole decimal number within [lo, hi], else -1
+/// (unset, empty or anything else: the caller keeps its default). lo must be >= 0.
+inline int int_switch_from_env(const char* name, long lo, long hi) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return -1;
+    char* end = nullptr;
+    const long value = std::strtol(v, &end, 10);
+    return *end == '\0' && value >= lo && value <= hi ? static_cast<int>(value) : -1;
+}
+
 /// The L1 / shared-memory split a backend's kernels should prefer (cudaFuncAttributePreferredSharedMemoryCarveout:
 /// percent of the most shared memory an SM has), from the environment variable `name` (0..100); -1 where it is unset
 /// or not a percentage (leave the attribute alone: the driver's choice). Why a switch: the split moves a streaming
 /// kernel's time by 10-40% either way and no rule predicts which (backends/gptq/PERF_NOTES.md, tenth session); so far
 /// the driver's own choice was the fastest wherever it was measured (GPTQ v3, bnb team kernels, fp16 GEMV).
-inline int preferred_carveout_from_env(const char* name) {
-    const char* v = std::getenv(name);
-    if (v == nullptr || *v == '\0') return -1;
-    char* end = nullptr;
-    const long percent = std::strtol(v, &end, 10);
-    return *end == '\0' && percent >= 0 && percent <= 100 ? static_cast<int>(percent) : -1;
-}
+inline int preferred_carveout_from_env(const char* name) { return int_switch_from_env(name, 0, 100); }
 
 }  // namespace qbench

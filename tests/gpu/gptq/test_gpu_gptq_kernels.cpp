@@ -193,6 +193,16 @@ TEST_CASE("v3's paired CTAs (QBENCH_GPTQ_PAIR) give the same bits as single CTAs
                              1800, "QBENCH_GPTQ_PAIR", {"0", "1", "beams", "auto"}, [](const std::string& v) { return v == "1"; });
 }
 
+TEST_CASE("v3's L2 prefetch before the PDL wait (QBENCH_GPTQ_L2PRE) gives the same bits, batches 1-16", "[gpu][gptq][kernels]") {
+    device_context ctx;
+    // 1 KB per warp (part of a run) and 1024 KB (all of it); single and paired launches (the default pairs 2 and 3
+    // bits); a ragged shape and a small K (warps without k-blocks: nothing to prefetch).
+    same_bits_for_each_value(ctx,
+                             {{4096, 4096, "7B q/k/v/o", false}, {11008, 4096, "7B down", false},
+                              {688, 176, "ragged K and N", true}, {320, 40, "small K", false}},
+                             2600, "QBENCH_GPTQ_L2PRE", {"0", "1", "1024"}, [](const std::string& v) { return v == "1024"; });
+}
+
 TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 8 too), v2 the rest; "
           "fusion by default for v3 and 8-bit v2", "[gpu][gptq][kernels]") {
     device_context ctx;

@@ -1,0 +1,21 @@
+#pragma once
+/// A hint to the memory system: bring [p, p + bytes) into L2 through the bulk copy engine (sm_90's
+/// cp.async.bulk.prefetch.L2; p 16-byte aligned, bytes a multiple of 16; a no-op on older GPUs). Why kernels use it:
+/// one instruction keeps a whole run of DRAM requests in flight without registers or shared memory, and a kernel may
+/// issue it for its weights before griddepcontrol.wait, while the previous kernel's last CTAs still run.
+#include <cuda_runtime.h>
+
+namespace qbench {
+
+#if defined(__CUDACC__)
+__device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+#endif
+
+}  // namespace qbench

@@ -205,8 +205,14 @@ public:
     std::string kernel_path(std::int64_t rows) const override {
         if (rows <= m_fused_rows)
             return std::string(m_version == kernel_version::v3 ? "gptq-fused-v3-" : m_mma ? "gptq-fused-mma-" : "gptq-fused-") +
-                   std::to_string(m_plan.bits) + "b" + (m_plan.sequential ? "" : "-perm") + (pairs_at(rows) ? "-paired" : "");
+                   std::to_string(m_plan.bits) + "b" + (m_plan.sequential ? "" : "-perm") + (pairs_at(rows) ? "-paired" : "") +
+                   l2_prefetch_suffix();
         return "recons+cublas";
+    }
+    /// A v3 layer whose L2 prefetch (QBENCH_GPTQ_L2PRE) is not the default says so: "-l2pre<KB per warp>".
+    std::string l2_prefetch_suffix() const {
+        if (m_version != kernel_version::v3 || m_l2_prefetch_bytes == 0) return "";
+        return "-l2pre" + std::to_string(m_l2_prefetch_bytes / 1024);
     }
     /// Whether this layer's v3 launches of `rows` rows pair their CTAs (pairs_for with the CTAs of a single forward;
     /// fused launches have at least as many).

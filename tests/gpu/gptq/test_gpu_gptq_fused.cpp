@@ -142,7 +142,8 @@ void check_swiglu(device_context& ctx, device_linear& gate, device_linear& up, c
 struct kernel_under_test {
     explicit kernel_under_test(const std::string& name)
         : choice("QBENCH_GPTQ_KERNEL", name == "v2" ? "v2" : "v3"), pairing("QBENCH_GPTQ_PAIR", name == "v3-paired" ? "1" : "0"),
-          l2_prefetch("QBENCH_GPTQ_L2PRE", name == "v3-l2pre" ? "16" : "0"), v3(name != "v2"), paired(name == "v3-paired") {
+          l2_prefetch("QBENCH_GPTQ_L2PRE", name == "v3-l2pre" ? "16" : "0"), v3(name != "v2"), paired(name == "v3-paired"),
+          suffix(paired ? "-paired" : name == "v3-l2pre" ? "-l2pre16" : "") {
         std::printf("kernel %s\n", name.c_str());
     }
     env_choice choice;
@@ -150,6 +151,7 @@ struct kernel_under_test {
     env_choice l2_prefetch;
     bool v3;
     bool paired;
+    std::string suffix;  ///< what kernel_path appends for this kernel
 };
 
 struct variant {
@@ -181,7 +183,7 @@ TEST_CASE("forward_group equals the separate forwards bit for bit (Llama-7B q/k/
     for (const variant& v : {variant{128, false, "g128"}, variant{128, true, "g128-act"}, variant{-1, false, "g-1"}}) {
         const auto q = member(4096, 4096, 4, v.gs, v.act, 10);
         const auto lins = upload_all(ctx, {q, member(4096, 4096, 4, v.gs, v.act, 11, &q), member(4096, 4096, 4, v.gs, v.act, 12, &q)});
-        CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b") + std::string(v.act ? "-perm" : ""));
+        CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b") + std::string(v.act ? "-perm" : "") + kernel.suffix);
         check_group(ctx, lins, v.name, {1, 2, 4, 8}, 13);
         if (!v.act) check_group(ctx, lins, v.name, {1, 4}, 14, true);  // unaligned x: staged once for all three
         std::printf("  7B q/k/v 4-bit %-8s: fused == separate\n", v.name);
@@ -250,7 +252,7 @@ TEST_CASE("forward_swiglu equals forward(gate), forward(up) and launch_swiglu bi
             const auto g = member(4096, 11008, bits, 128, false, seed++);
             const auto lins = upload_all(ctx, {g, member(4096, 11008, bits, 128, false, seed++)});
             if (bits == 4)
-                CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b") + std::string(kernel.paired ? "-paired" : ""));
+                CHECK(lins[0]->kernel_path(1) == (kernel.v3 ? "gptq-fused-v3-4b" : "gptq-fused-mma-4b") + kernel.suffix);
             check_swiglu(ctx, *lins[0], *lins[1], "7B gate/up g128", {1, 2, 4}, seed++);
         }
         for (const variant& v : {variant{128, true, "g128-act"}, variant{32, true, "g32-act"}, variant{-1, false, "g-1"}}) {

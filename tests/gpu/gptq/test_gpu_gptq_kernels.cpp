@@ -227,6 +227,12 @@ TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_K
         CHECK(layer(4, 128, 64)->kernel_path(4) == "gptq-fused-v3-4b-paired");
     }
     {
+        // An L2 prefetch other than the default is named (KB per warp); v2 layers have none.
+        const env_choice l2pre("QBENCH_GPTQ_L2PRE", "4");
+        CHECK(path(4, 128) == "gptq-fused-v3-4b-l2pre4");
+        CHECK(path(8, 128) == "gptq-fused-mma-8b");
+    }
+    {
         // A 7B-size layer: 4 bits pair from 4 rows by default, 2 bits at every row count.
         const auto big4 = make_gptq_device_linear(ctx, pack(random_layer(4096, 4096, 4, 128, false, 65)), 8);
         CHECK(big4->kernel_path(1) == "gptq-fused-v3-4b");

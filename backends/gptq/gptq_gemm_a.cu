@@ -138,8 +138,6 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
     }
 }
 
-/// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
-/// make the compiler copy the whole array to local memory.
 /// The lanes of a warp share [p, p + bytes) out in 16-byte-aligned pieces, one bulk L2 prefetch each (bytes: a
 /// multiple of 16).
 __device__ __forceinline__ void warp_prefetch_l2(const char* p, unsigned bytes, int lane) {
@@ -149,6 +147,8 @@ __device__ __forceinline__ void warp_prefetch_l2(const char* p, unsigned bytes, 
     if (begin < bytes) prefetch_l2(p + begin, min(piece, bytes - begin));
 }
 
+/// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
+/// make the compiler copy the whole array to local memory.
 template <class F>
 __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
     return mi == 0 ? f(a.m[0]) : mi == 1 ? f(a.m[1]) : f(a.m[2]);

@@ -85,7 +85,8 @@ struct team_args {
     int nested_log2 = 8;   ///< log2 of the nested block size (double quantization)
     int prefetch = 0;      ///< L2 prefetch distance in batches (0: none)
     /// Batches 1..N into L2 before the PDL wait only, none in the loop (QBENCH_BNB_L2PRE, measurement: a CTA that
-    /// becomes resident while the previous kernel's last CTAs run puts its rows in flight then; 0: none).
+    /// becomes resident while the previous kernel's last CTAs run puts its rows in flight then; 0: none). Measured on
+    /// the H200: +12% per 7B stack (PERF_NOTES.md, eleventh session).
     int prefetch_early = 0;
     /// Teams [team_begin[m], team_begin[m + 1]) work on member m (SwiGLU: all on the row pairs, as member 0); entries
     /// past the last member equal the team count.

@@ -174,13 +174,7 @@ void quantize_model_cpu(const model_config& config, const weight_store& weights,
                 const auto t_alg = clock_type::now();
                 const auto hmat = hess.at(input_owner(k)).finalize();
                 gptq_result r = gptq_quantize_ref(w, N, K, hmat, cfg);
-                gptq_layer_report lr;
-                lr.name = prefix;
-                lr.in_features = K;
-                lr.out_features = N;
-                lr.gptq_loss = r.loss;
-                lr.damp_percent_used = r.damp_used;
-                lr.seconds = seconds_since(t_alg);
+                gptq_layer_report lr = layer_report(prefix, K, N, r, seconds_since(t_alg));
                 report.algorithm_s += lr.seconds;
                 if (S_ho > 0) {
                     const auto t_q = clock_type::now();

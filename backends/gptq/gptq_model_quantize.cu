@@ -148,13 +148,7 @@ void quantize_model_cuda(const model_config& model, const weight_store& weights,
                     throw error(prefix + ": " + e.what());  // which layer, for the cell's reason
                 }
                 hcopy.reset();
-                gptq_layer_report lr;
-                lr.name = prefix;
-                lr.in_features = K;
-                lr.out_features = N;
-                lr.gptq_loss = r.loss;
-                lr.damp_percent_used = r.damp_used;
-                lr.seconds = seconds_since(ta);
+                gptq_layer_report lr = layer_report(prefix, K, N, r, seconds_since(ta));
                 report.algorithm_s += lr.seconds;
                 if (S_ho > 0) {
                     const auto tq = clock_type::now();

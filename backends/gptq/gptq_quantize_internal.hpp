@@ -101,6 +101,20 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+/// The report of linear `name` (K inputs, N outputs) once the algorithm ran on it for `seconds`; the held-out errors
+/// stay unmeasured (-1) until the caller measures them.
+inline gptq_layer_report layer_report(const std::string& name, std::int64_t K, std::int64_t N, const gptq_result& r,
+                                      double seconds) {
+    gptq_layer_report lr;
+    lr.name = name;
+    lr.in_features = K;
+    lr.out_features = N;
+    lr.gptq_loss = r.loss;
+    lr.damp_percent_used = r.damp_used;
+    lr.seconds = seconds;
+    return lr;
+}
+
 #if QBENCH_HAVE_CUDA
 /// The GPU driver (gptq_model_quantize.cu): calibration forward on the GPU, the per-linear algorithm with
 /// cuBLAS/cuSOLVER; writes every quantized linear through `writer` and fills the report's timings, peaks and layers.

@@ -2,7 +2,9 @@
 /// A hint to the memory system: bring [p, p + bytes) into L2 through the bulk copy engine (sm_90's
 /// cp.async.bulk.prefetch.L2; p 16-byte aligned, bytes a multiple of 16; a no-op on older GPUs). Why kernels use it:
 /// one instruction keeps a whole run of DRAM requests in flight without registers or shared memory, and a kernel may
-/// issue it for its weights before griddepcontrol.wait, while the previous kernel's last CTAs still run.
+/// issue it for its weights before griddepcontrol.wait, while the previous kernel's last CTAs still run. So far every
+/// use measured slower than none (bnb's in-loop "-p2" shapes; QBENCH_GPTQ_L2PRE and QBENCH_BNB_L2PRE before the wait:
+/// +35% and +12% on the H200, backends/*/PERF_NOTES.md, eleventh session), so all of them are off by default.
 #include <cuda_runtime.h>
 
 namespace qbench {

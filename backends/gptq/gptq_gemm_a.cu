@@ -10,7 +10,6 @@
 #include "qbench/common/errors.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -136,15 +135,6 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
             sum_group16(v, ok, r, c, xsum);
         }
     }
-}
-
-/// The lanes of a warp share [p, p + bytes) out in 16-byte-aligned pieces, one bulk L2 prefetch each (bytes: a
-/// multiple of 16).
-__device__ __forceinline__ void warp_prefetch_l2(const char* p, unsigned bytes, int lane) {
-    if (bytes == 0) return;
-    const unsigned piece = ((bytes + 31u) / 32u + 15u) & ~15u;
-    const unsigned begin = static_cast<unsigned>(lane) * piece;
-    if (begin < bytes) prefetch_l2(p + begin, min(piece, bytes - begin));
 }
 
 /// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
@@ -559,52 +549,6 @@ a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm, bool paired = 
     return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm, paired) : kernel_of<false>(bits, na, norm, paired);
 }
 }  // namespace
-
-a_x_copy chosen_x_copy() {
-    const char* v = std::getenv("QBENCH_GPTQ_XCOPY");
-    const std::string choice = v == nullptr ? "" : v;
-    if (choice == "plain") return a_x_copy::plain;
-    if (choice == "async") return a_x_copy::async;
-    if (choice == "pairs") return a_x_copy::pairs;
-    return a_x_copy::quads;
-}
-
-a_pairing a_pairing_from_env() {
-    const char* v = std::getenv("QBENCH_GPTQ_PAIR");
-    const std::string choice = v == nullptr ? "" : v;
-    if (choice == "1") return a_pairing::always;
-    if (choice == "0") return a_pairing::never;
-    if (choice == "beams") return a_pairing::beams;
-    return a_pairing::by_width;
-}
-
-bool a_pairs(a_pairing policy, int bits, int rows) {
-    switch (policy) {
-        case a_pairing::always: return true;
-        case a_pairing::beams: return rows >= 2;
-        case a_pairing::by_width: return bits <= 3 || (bits == 4 && rows >= 4);
-        case a_pairing::never: break;
-    }
-    return false;
-}
-
-bool a_pair_spread_from_env() {
-    static const bool spread = [] {
-        const char* v = std::getenv("QBENCH_GPTQ_PAIR_SPREAD");
-        return v != nullptr && std::string(v) == "1";
-    }();
-    return spread;
-}
-
-int a_l2_prefetch_from_env() {
-    const int kb = int_switch_from_env("QBENCH_GPTQ_L2PRE", 0, 1024);
-    return kb < 0 ? 0 : kb * 1024;
-}
-
-int a_norm_probe_from_env() {
-    const char* v = std::getenv("QBENCH_GPTQ_NORM_PROBE");
-    return v == nullptr ? 0 : std::atoi(v) & 3;
-}
 
 int a_max_tiles_per_cta(a_mode mode, const a_args& args) {
     auto most = [](const a_member& m) { return m.ctas > 0 ? (m.mtiles + m.ctas - 1) / m.ctas : 0; };

@@ -18,6 +18,15 @@ __device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
     (void)bytes;
 #endif
 }
+
+/// The lanes of a warp share [p, p + bytes) out in 16-byte-aligned pieces, one prefetch_l2 each (bytes: a multiple
+/// of 16; every lane calls it with the same arguments).
+__device__ __forceinline__ void warp_prefetch_l2(const char* p, unsigned bytes, int lane) {
+    if (bytes == 0) return;
+    const unsigned piece = ((bytes + 31u) / 32u + 15u) & ~15u;
+    const unsigned begin = static_cast<unsigned>(lane) * piece;
+    if (begin < bytes) prefetch_l2(p + begin, min(piece, bytes - begin));
+}
 #endif
 
 }  // namespace qbench

@@ -136,33 +136,42 @@ void BM_bnb_int8_fused(benchmark::State& state) {
 
 // ---- fp16 baselines ---------------------------------------------------------------------------------------------
 
+// The fp16 baselines' operands: shape range(0), m = range(1) rows, weight copies rotating beyond L2, x filled.
+struct f16_operands {
+    explicit f16_operands(const benchmark::State& state)
+        : s(k_shapes[state.range(0)]), m(state.range(1)),
+          w(s.n, s.k, copies_for(static_cast<std::uint64_t>(s.n * s.k * 2))),
+          x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n)) {
+        fill_half(x.get(), x.size(), 3, 1.0f);
+    }
+    const __half* weight(int i) const { return w.w[static_cast<std::size_t>(i) % w.w.size()].get(); }
+    shape s;
+    std::int64_t m;
+    weights_f16 w;
+    dev<__half> x, y;
+};
+
 // The fp16 backend's GEMV (what an fp16 decode cell runs) at the same shapes.
 void BM_fp16_gemv(benchmark::State& state) {
-    const shape s = k_shapes[state.range(0)];
-    const std::int64_t m = state.range(1);
-    weights_f16 w(s.n, s.k, copies_for(static_cast<std::uint64_t>(s.n * s.k * 2)));
-    dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
-    fill_half(x.get(), x.size(), 3, 1.0f);
-    state.SetLabel(std::string(s.name) + " f16 " + f16_gemv_path(w.w[0].get(), x.get(), m, s.n, s.k));
+    f16_operands f(state);
+    const shape& s = f.s;
+    state.SetLabel(std::string(s.name) + " f16 " + f16_gemv_path(f.weight(0), f.x.get(), f.m, s.n, s.k));
     run_timed(state, static_cast<double>(s.n * s.k * 2), [&](int i) {
-        launch_f16_gemv(w.w[static_cast<std::size_t>(i) % w.w.size()].get(), x.get(), y.get(), m, s.n, s.k, {nullptr, false});
+        launch_f16_gemv(f.weight(i), f.x.get(), f.y.get(), f.m, s.n, s.k, {nullptr, false});
     });
 }
 
 void BM_fp16_cublas(benchmark::State& state) {
-    const shape s = k_shapes[state.range(0)];
-    const std::int64_t m = state.range(1);
-    weights_f16 w(s.n, s.k, copies_for(static_cast<std::uint64_t>(s.n * s.k * 2)));
-    dev<__half> x(static_cast<std::size_t>(m * s.k)), y(static_cast<std::size_t>(m * s.n));
-    fill_half(x.get(), x.size(), 3, 1.0f);
+    f16_operands f(state);
+    const shape& s = f.s;
     cublasHandle_t h;
     cublasCreate(&h);
     const float alpha = 1, beta = 0;
     state.SetLabel(std::string(s.name) + " f16 cublasGemmEx");
     run_timed(state, static_cast<double>(s.n * s.k * 2), [&](int i) {
-        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(s.n), static_cast<int>(m), static_cast<int>(s.k), &alpha,
-                     w.w[static_cast<std::size_t>(i) % w.w.size()].get(), CUDA_R_16F, static_cast<int>(s.k), x.get(),
-                     CUDA_R_16F, static_cast<int>(s.k), &beta, y.get(), CUDA_R_16F, static_cast<int>(s.n),
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(s.n), static_cast<int>(f.m), static_cast<int>(s.k), &alpha,
+                     f.weight(i), CUDA_R_16F, static_cast<int>(s.k), f.x.get(), CUDA_R_16F, static_cast<int>(s.k), &beta,
+                     f.y.get(), CUDA_R_16F, static_cast<int>(s.n),
                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     });
     cublasDestroy(h);

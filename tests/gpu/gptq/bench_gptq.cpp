@@ -15,7 +15,12 @@
 //                    per layer (residual adds included), 3 the norms folded (normed q/k/v and gate/up, o and down
 //                    adding into the residual: 4 launches), 4 only the residual adds folded (norm kernels kept);
 //                    tables at the end compare 0 with 1, 2 with 3 and 2 with 4.
+//   BM_phase_stream  the memory side of a 7B step's linears without their arithmetic (phase_stream.cuh), args (bits,
+//                    schedule, norms): one kernel per linear vs one persistent kernel with grid barriers (with and
+//                    without the next phase's loads in flight across the barrier) vs no boundaries at all; a table
+//                    at the end gives the cost of one boundary in each.
 #include "gptq_gpu_test_util.hpp"
+#include "phase_stream.cuh"
 #include "stream_pattern.cuh"
 
 #include "backends/fp16/fp16_linear.hpp"
@@ -201,6 +206,58 @@ void BM_stream_pattern(benchmark::State& state) {
     state.counters["GB/s"] = static_cast<double>(read) / t * 1e-9;
     state.counters["bw_frac"] = static_cast<double>(read) / t * 1e-9 / e.stream_gbs;
     state.counters["KB_in_flight_per_SM"] = static_cast<double>(per_sm * 8 * stages * 512) / 1024.0;
+}
+
+/// The phase boundaries alone (phase_stream.cuh), args (bits, schedule, norms): the 7B step's linears as 32 x 4 fused
+/// phases (q/k/v, o, gate/up, down; bytes of g128 GPTQ at `bits`: codes plus an fp16 scale and a zero per group), with
+/// `norms` the two RMSNorm boundaries per layer as well, streamed in one of the four phase_schedules from one CUDA
+/// graph (PDL as the executor's). The table at the end: what a persistent kernel would save per boundary.
+std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, double> g_phase;  // (bits, norms, schedule) -> s
+void BM_phase_stream(benchmark::State& state) {
+    env& e = the_env();
+    const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2);
+    const model_config m = llama7b();
+    const double h = static_cast<double>(m.hidden_size), f = static_cast<double>(m.intermediate_size);
+    const auto bytes_of = [&](double params) {
+        return static_cast<std::size_t>(params * static_cast<double>(bits) / 8 + params / 128 * (2 + static_cast<double>(bits) / 8));
+    };
+    phase_stream_plan plan;
+    for (std::int64_t layer = 0; layer < m.num_layers; ++layer) {
+        if (norms != 0) plan.bytes.push_back(0);
+        plan.bytes.push_back(bytes_of(3 * h * h));
+        plan.bytes.push_back(bytes_of(h * h));
+        if (norms != 0) plan.bytes.push_back(0);
+        plan.bytes.push_back(bytes_of(2 * h * f));
+        plan.bytes.push_back(bytes_of(h * f));
+    }
+    const std::size_t source_bytes = plan_phase_stream(plan, e.ctx.properties().multiProcessorCount);
+    static std::map<std::int64_t, device_buffer> sources;  // by bits: the step's bytes, far beyond L2
+    auto it = sources.find(bits);
+    if (it == sources.end()) {
+        it = sources.emplace(bits, e.ctx.allocate(source_bytes, "phase stream source")).first;
+        QB_CUDA_CHECK(cudaMemset(it->second.get(), 0x3c, it->second.size()));
+    }
+    static device_buffer scratch = e.ctx.allocate(64 * 1024, "phase stream scratch");
+    QB_CUDA_CHECK(cudaMemset(scratch.get(), 0, scratch.size()));
+    const auto sched = static_cast<phase_schedule>(schedule);
+    upload_phase_table(plan, it->second.get(), scratch.get(), e.ctx.stream());
+    const auto body = [&](cudaStream_t st) {
+        launch_phase_stream(plan, sched, it->second.get(), scratch.get(), st, e.ctx.pdl_enabled());
+    };
+    double t = 0;
+    for (auto _ : state) {
+        t = time_graph(e.ctx, body, 1);
+        state.SetIterationTime(t);
+    }
+    const double gbs = static_cast<double>(plan.total_read) / t * 1e-9;
+    state.counters["ms"] = t * 1e3;
+    state.counters["GB/s"] = gbs;
+    state.counters["bw_frac"] = gbs / e.stream_gbs;
+    state.counters["phases"] = static_cast<double>(plan.bytes.size());
+    state.counters["ctas"] = plan.ctas;
+    static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier"};
+    state.SetLabel(names[schedule]);
+    g_phase[{bits, norms, schedule}] = t;
 }
 
 struct decode_result {
@@ -414,6 +471,7 @@ BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2}
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -452,6 +510,25 @@ int main(int argc, char** argv) {
               "norm kernels", "folded ms", 2, 3);
         table("The RMSNorm kernels with the residual adds in them, vs the adds in the o/down epilogues (forward_residual)",
               "norm kernels", "adds folded", 2, 4);
+    }
+    if (!g_phase.empty()) {
+        const env& e = the_env();
+        std::printf("\nThe 7B step's phase boundaries (BM_phase_stream, memory only), ms per step and us per boundary beyond "
+                    "'no barrier', stream %.0f GB/s\n%-6s %6s %10s %10s %10s %10s %11s %11s %11s\n", e.stream_gbs, "bits",
+                    "norms", "launches", "barrier", "b+prefetch", "no barrier", "us/launch", "us/barrier", "us/b+pref");
+        for (const auto& [key, t0] : g_phase) {
+            const auto [bits, norms, schedule] = key;
+            if (schedule != 0) continue;
+            const auto get = [&, bits = bits, norms = norms](std::int64_t s) {
+                const auto f = g_phase.find({bits, norms, s});
+                return f != g_phase.end() ? f->second : 0.0;
+            };
+            const double boundaries = norms != 0 ? 32 * 6 - 2 : 32 * 4 - 1, t3 = get(3);
+            const auto per = [&](double t) { return t > 0 && t3 > 0 ? (t - t3) / boundaries * 1e6 : 0.0; };
+            std::printf("%-6lld %6lld %10.3f %10.3f %10.3f %10.3f %11.2f %11.2f %11.2f\n", static_cast<long long>(bits),
+                        static_cast<long long>(norms), t0 * 1e3, get(1) * 1e3, get(2) * 1e3, t3 * 1e3, per(t0), per(get(1)),
+                        per(get(2)));
+        }
     }
     benchmark::Shutdown();
     return 0;

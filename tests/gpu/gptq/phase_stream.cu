@@ -1,0 +1,229 @@
+// The phase-boundary probe of phase_stream.cuh.
+#include "phase_stream.cuh"
+
+#include "cuda/cuda_check.cuh"
+#include "cuda/launch.cuh"
+
+#include <stdexcept>
+
+namespace qbench::gptq::test {
+
+namespace {
+
+constexpr int k_threads = 512;
+constexpr int k_stages = 6;          // 512-byte requests in flight per warp: v3's ring at 4 bits
+constexpr int k_max_phases = 256;
+constexpr std::size_t k_table_offset = 4096, k_norm_in = 8192, k_norm_out = 16384, k_sink_offset = 32768;
+constexpr std::size_t k_scratch_bytes = 64 * 1024;
+
+struct phase_desc {
+    const uint4* base;        // the phase's region
+    std::uint32_t requests;   // per warp; 0 = a norm phase
+    std::uint32_t pad;
+};
+
+// ---- one kernel per phase (schedule `launches`) ----
+
+__global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, std::uint32_t requests, std::uint32_t* sink) {
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    const std::size_t warp = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    const uint4* run = base + warp * requests * 32 + lane;
+    uint4 ring[k_stages];
+#pragma unroll
+    for (int i = 0; i < k_stages; ++i)
+        if (static_cast<std::uint32_t>(i) < requests) ring[i] = __ldcs(run + i * 32);
+    pdl_wait();
+    pdl_trigger();
+    std::uint32_t acc = 0;
+    for (std::uint32_t b = 0; b < requests; b += k_stages) {
+#pragma unroll
+        for (int i = 0; i < k_stages; ++i) {
+            if (b + i < requests) {
+                acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w;
+                if (b + i + k_stages < requests) ring[i] = __ldcs(run + (b + i + k_stages) * 32);
+            }
+        }
+    }
+#pragma unroll
+    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) sink[warp] = acc;
+}
+
+// A norm phase as the executor's RMSNorm kernel at beam 1: one CTA, one 8 KB row in and out, early trigger.
+__global__ void norm_phase_kernel(const uint4* in, uint4* out) {
+    pdl_enter(true);
+    out[threadIdx.x] = in[threadIdx.x];
+}
+
+// ---- one persistent kernel (schedules barrier, barrier_prefetch, no_barrier) ----
+
+__device__ __forceinline__ void arrive_and_wait(unsigned* counter, unsigned target) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned seen = 0;
+        asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+        while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    }
+    __syncthreads();
+#else
+    (void)counter, (void)target;
+#endif
+}
+
+/// Where a warp is in the sequence of phases: a phase index (norm phases skipped) and a request within it.
+struct cursor {
+    int phase;
+    std::uint32_t request;
+};
+
+/// Moves to the next request; returns how many phase boundaries it crossed (1 + the norm phases in between).
+__device__ __forceinline__ int advance(cursor& c, const phase_desc* table, int phases) {
+    if (++c.request < table[c.phase].requests) return 0;
+    c.request = 0;
+    int crossed = 0;
+    do {
+        ++c.phase;
+        ++crossed;
+    } while (c.phase < phases && table[c.phase].requests == 0);
+    return crossed;
+}
+
+__global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_desc* table, int phases, int schedule,
+                                                                   unsigned* counter, std::uint32_t* sink) {
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    const std::size_t warp = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    const bool barriers = schedule != static_cast<int>(phase_schedule::no_barrier);
+    unsigned barriers_passed = 0;
+    auto address = [&](const cursor& c) { return table[c.phase].base + (warp * table[c.phase].requests + c.request) * 32 + lane; };
+    std::uint32_t acc = 0;
+    cursor first{0, 0};
+    while (first.phase < phases && table[first.phase].requests == 0) ++first.phase;  // a leading norm phase: no barrier
+    if (schedule == static_cast<int>(phase_schedule::barrier)) {
+        // Phase by phase: the barrier, then this phase's first loads.
+        for (int p = first.phase; p < phases; ++p) {
+            if (p > first.phase && barriers) arrive_and_wait(counter, ++barriers_passed * gridDim.x);
+            const std::uint32_t requests = table[p].requests;
+            if (requests == 0) continue;
+            const uint4* run = table[p].base + warp * requests * 32 + lane;
+            uint4 ring[k_stages];
+#pragma unroll
+            for (int i = 0; i < k_stages; ++i)
+                if (static_cast<std::uint32_t>(i) < requests) ring[i] = __ldcs(run + i * 32);
+            for (std::uint32_t b = 0; b < requests; b += k_stages) {
+#pragma unroll
+                for (int i = 0; i < k_stages; ++i) {
+                    if (b + i < requests) {
+                        acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w;
+                        if (b + i + k_stages < requests) ring[i] = __ldcs(run + (b + i + k_stages) * 32);
+                    }
+                }
+            }
+        }
+    } else {
+        // One ring over all phases: the loads run k_stages requests ahead of the use, across phase boundaries, so the
+        // next phase's first requests are in flight while the warp waits at the barrier.
+        cursor load = first, use = first;
+        uint4 ring[k_stages];
+#pragma unroll
+        for (int i = 0; i < k_stages; ++i) {
+            if (load.phase < phases) {
+                ring[i] = __ldcs(address(load));
+                advance(load, table, phases);
+            }
+        }
+        while (use.phase < phases) {
+#pragma unroll
+            for (int i = 0; i < k_stages; ++i) {
+                if (use.phase >= phases) break;
+                acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w;
+                if (load.phase < phases) {
+                    ring[i] = __ldcs(address(load));
+                    advance(load, table, phases);
+                }
+                const int crossed = advance(use, table, phases);
+                if (barriers && use.phase < phases)
+                    for (int b = 0; b < crossed; ++b) arrive_and_wait(counter, ++barriers_passed * gridDim.x);
+            }
+        }
+    }
+#pragma unroll
+    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) sink[warp] = acc;
+}
+
+std::byte* at(void* scratch, std::size_t offset) { return static_cast<std::byte*>(scratch) + offset; }
+
+}  // namespace
+
+std::size_t plan_phase_stream(phase_stream_plan& plan, int sms) {
+    if (plan.bytes.empty() || plan.bytes.size() > static_cast<std::size_t>(k_max_phases))
+        throw std::invalid_argument("phase_stream: 1 to 256 phases");
+    int per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, k_threads, 0));
+    int launch_per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&launch_per_sm, phase_kernel, k_threads, 0));
+    plan.ctas = std::min(std::min(per_sm, launch_per_sm), 2) * sms;
+    plan.threads = k_threads;
+    const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
+    if (warps * 4 > k_scratch_bytes - k_sink_offset) throw std::invalid_argument("phase_stream: too many warps for the sink");
+    plan.requests.clear();
+    std::size_t source = 0;
+    plan.total_read = 0;
+    for (const std::size_t b : plan.bytes) {
+        const std::size_t per_warp = (b + warps * 512 - 1) / (warps * 512);
+        plan.requests.push_back(static_cast<std::uint32_t>(per_warp));
+        source += per_warp * 512 * warps;
+    }
+    plan.total_read = source;
+    return source;
+}
+
+void upload_phase_table(const phase_stream_plan& plan, const void* src, void* scratch, cudaStream_t stream) {
+    std::vector<phase_desc> table;
+    const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
+    const auto* p = static_cast<const uint4*>(src);
+    for (const std::uint32_t r : plan.requests) {
+        table.push_back(phase_desc{p, r, 0});
+        p += static_cast<std::size_t>(r) * 32 * warps;
+    }
+    QB_CUDA_CHECK(cudaMemcpyAsync(at(scratch, k_table_offset), table.data(), table.size() * sizeof(phase_desc),
+                                  cudaMemcpyHostToDevice, stream));
+    QB_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, const void* src, void* scratch,
+                         cudaStream_t stream, bool pdl) {
+    auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
+    if (schedule == phase_schedule::launches) {
+        const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
+        const auto* p = static_cast<const uint4*>(src);
+        const launch_options o{stream, pdl};
+        for (const std::uint32_t r : plan.requests) {
+            if (r == 0) {
+                launch_kernel(norm_phase_kernel, dim3(1), dim3(k_threads), 0, o,
+                              reinterpret_cast<const uint4*>(at(scratch, k_norm_in)), reinterpret_cast<uint4*>(at(scratch, k_norm_out)));
+                continue;
+            }
+            launch_kernel(phase_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, p, r, sink);
+            p += static_cast<std::size_t>(r) * 32 * warps;
+        }
+        return;
+    }
+    auto* counter = reinterpret_cast<unsigned*>(at(scratch, 0));
+    QB_CUDA_CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned), stream));
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(plan.ctas));
+    config.blockDim = dim3(k_threads);
+    config.stream = stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeCooperative;  // every CTA resident, or the launch fails (the barriers need it)
+    attribute[0].val.cooperative = 1;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    const auto* table = reinterpret_cast<const phase_desc*>(at(scratch, k_table_offset));
+    QB_CUDA_CHECK(cudaLaunchKernelEx(&config, persistent_kernel, table, static_cast<int>(plan.requests.size()),
+                                     static_cast<int>(schedule), counter, sink));
+}
+
+}  // namespace qbench::gptq::test

@@ -1,0 +1,51 @@
+#pragma once
+// A memory-only probe for bench_gptq (BM_phase_stream): what the boundaries between a decode step's phases cost, and
+// how much of it a persistent kernel would win back, before anyone writes one.
+//
+// Why: on the H200 the 7B 4-bit step's linears take 1.45 ms, of which streaming their bytes is ~0.75 ms; the rest is
+// ~190 kernel boundaries (backends/gptq/PERF_NOTES.md, eleventh session). A persistent kernel per step would replace
+// each boundary by a grid-wide barrier, and could request the next phase's weights (which never depend on the
+// activations) before that barrier. This probe streams the same bytes, phase by phase, in the four schedules below, with
+// no arithmetic but an XOR per vector, so the differences are the boundaries alone.
+//
+// A phase is one contiguous region of `bytes` (rounded up to whole 512-byte requests per warp), shared out evenly to
+// every warp of the grid as one contiguous run each (as kernel v3 does); a phase of 0 bytes is a "norm" phase: in
+// `launches` a one-CTA kernel that triggers its successor early (as the executor's RMSNorm kernels), in the
+// persistent schedules one more grid barrier.
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace qbench::gptq::test {
+
+enum class phase_schedule : int {
+    launches = 0,          ///< one kernel per phase in the stream (PDL as v3: first loads before the wait)
+    barrier = 1,           ///< one persistent kernel; a grid barrier between phases, then the next phase's loads
+    barrier_prefetch = 2,  ///< as `barrier`, but each warp's first loads of the next phase are in flight before it
+    no_barrier = 3,        ///< one persistent kernel streaming every phase back to back: the ceiling
+};
+
+/// The device buffers of a probe: the phases' bytes back to back, a barrier counter and a sink.
+struct phase_stream_plan {
+    std::vector<std::size_t> bytes;      ///< per phase; 0 = a norm phase
+    std::vector<std::uint32_t> requests;  ///< per phase: 512-byte requests per warp (set by plan_phase_stream)
+    int ctas = 0, threads = 512;
+    std::size_t total_read = 0;  ///< bytes the grid reads per step
+};
+
+/// Sizes the grid (CTAs of 512 threads, as many as stay resident: 2 per SM where registers allow) and the per-warp
+/// requests of every phase; returns the bytes of source the phases need.
+std::size_t plan_phase_stream(phase_stream_plan& plan, int sms);
+
+/// Enqueues one step on `stream`: `src` holds the phases back to back (plan_phase_stream's size), `scratch` at least
+/// 64 KB (the barrier counter, the phase table, the norm phases' 8 KB rows and the warps' sink words).
+/// The persistent schedules launch cooperatively (every CTA resident, or the launch fails).
+void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, const void* src, void* scratch,
+                         cudaStream_t stream, bool pdl);
+
+/// Copies the phase table into `scratch` (once, before any launch_phase_stream of a persistent schedule).
+void upload_phase_table(const phase_stream_plan& plan, const void* src, void* scratch, cudaStream_t stream);
+
+}  // namespace qbench::gptq::test

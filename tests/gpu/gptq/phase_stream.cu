@@ -24,17 +24,15 @@ struct phase_desc {
 
 // ---- one kernel per phase (schedule `launches`) ----
 
-__global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, std::uint32_t requests, std::uint32_t* sink) {
-    const int lane = static_cast<int>(threadIdx.x & 31);
-    const std::size_t warp = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-    const uint4* run = base + warp * requests * 32 + lane;
+/// Streams one warp's run of `requests` 512-byte requests (k_stages in flight), XOR-ing them into `acc`; `between`
+/// runs once the first loads are in flight (the PDL wait of a per-phase kernel).
+template <class Between>
+__device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t requests, std::uint32_t& acc, Between between) {
     uint4 ring[k_stages];
 #pragma unroll
     for (int i = 0; i < k_stages; ++i)
         if (static_cast<std::uint32_t>(i) < requests) ring[i] = __ldcs(run + i * 32);
-    pdl_wait();
-    pdl_trigger();
-    std::uint32_t acc = 0;
+    between();
     for (std::uint32_t b = 0; b < requests; b += k_stages) {
 #pragma unroll
         for (int i = 0; i < k_stages; ++i) {
@@ -44,6 +42,16 @@ __global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, 
             }
         }
     }
+}
+
+__global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, std::uint32_t requests, std::uint32_t* sink) {
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    const std::size_t warp = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    std::uint32_t acc = 0;
+    stream_run(base + warp * requests * 32 + lane, requests, acc, [] {
+        pdl_wait();
+        pdl_trigger();
+    });
 #pragma unroll
     for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
     if (lane == 0) sink[warp] = acc;
@@ -105,20 +113,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
             if (p > first.phase && barriers) arrive_and_wait(counter, ++barriers_passed * gridDim.x);
             const std::uint32_t requests = table[p].requests;
             if (requests == 0) continue;
-            const uint4* run = table[p].base + warp * requests * 32 + lane;
-            uint4 ring[k_stages];
-#pragma unroll
-            for (int i = 0; i < k_stages; ++i)
-                if (static_cast<std::uint32_t>(i) < requests) ring[i] = __ldcs(run + i * 32);
-            for (std::uint32_t b = 0; b < requests; b += k_stages) {
-#pragma unroll
-                for (int i = 0; i < k_stages; ++i) {
-                    if (b + i < requests) {
-                        acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w;
-                        if (b + i + k_stages < requests) ring[i] = __ldcs(run + (b + i + k_stages) * 32);
-                    }
-                }
-            }
+            stream_run(table[p].base + warp * requests * 32 + lane, requests, acc, [] {});
         }
     } else {
         // One ring over all phases: the loads run k_stages requests ahead of the use, across phase boundaries, so the

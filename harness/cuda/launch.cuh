@@ -29,6 +29,9 @@ struct launch_options {
     cudaStream_t stream = nullptr;
     bool pdl = false;  ///< launch with programmatic stream serialization (only honoured on sm_90+)
     bool early_trigger = false;  ///< small kernels that honour it trigger their successor before their wait
+    /// Every CTA resident at once, or the launch fails (cudaLaunchAttributeCooperative; valid in stream capture):
+    /// what a persistent kernel with grid_barrier.cuh's barriers needs.
+    bool cooperative = false;
 };
 
 #if defined(__CUDACC__)
@@ -63,13 +66,18 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = o.stream;
-    cudaLaunchAttribute attribute[1];
+    cudaLaunchAttribute attribute[2];
+    unsigned count = 0;
     if (o.pdl) {
-        attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attribute[0].val.programmaticStreamSerializationAllowed = 1;
-        config.attrs = attribute;
-        config.numAttrs = 1;
+        attribute[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attribute[count++].val.programmaticStreamSerializationAllowed = 1;
     }
+    if (o.cooperative) {
+        attribute[count].id = cudaLaunchAttributeCooperative;
+        attribute[count++].val.cooperative = 1;
+    }
+    config.attrs = count > 0 ? attribute : nullptr;
+    config.numAttrs = count;
     QB_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 #endif  // __CUDACC__

@@ -2,6 +2,7 @@
 #include "phase_stream.cuh"
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/grid_barrier.cuh"
 #include "cuda/launch.cuh"
 
 #include <stdexcept>
@@ -65,20 +66,6 @@ __global__ void norm_phase_kernel(const uint4* in, uint4* out) {
 
 // ---- one persistent kernel (schedules barrier, barrier_prefetch, no_barrier) ----
 
-__device__ __forceinline__ void arrive_and_wait(unsigned* counter, unsigned target) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned seen = 0;
-        asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
-        while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
-    }
-    __syncthreads();
-#else
-    (void)counter, (void)target;
-#endif
-}
-
 /// Where a warp is in the sequence of phases: a phase index (norm phases skipped) and a request within it.
 struct cursor {
     int phase;
@@ -110,7 +97,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
     if (schedule == static_cast<int>(phase_schedule::barrier)) {
         // Phase by phase: the barrier, then this phase's first loads.
         for (int p = first.phase; p < phases; ++p) {
-            if (p > first.phase && barriers) arrive_and_wait(counter, ++barriers_passed * gridDim.x);
+            if (p > first.phase && barriers) grid_barrier(counter, ++barriers_passed * gridDim.x);
             const std::uint32_t requests = table[p].requests;
             if (requests == 0) continue;
             stream_run(table[p].base + warp * requests * 32 + lane, requests, acc, [] {});
@@ -138,7 +125,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
                 }
                 const int crossed = advance(use, table, phases);
                 if (barriers && use.phase < phases)
-                    for (int b = 0; b < crossed; ++b) arrive_and_wait(counter, ++barriers_passed * gridDim.x);
+                    for (int b = 0; b < crossed; ++b) grid_barrier(counter, ++barriers_passed * gridDim.x);
             }
         }
     }
@@ -207,18 +194,11 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     }
     auto* counter = reinterpret_cast<unsigned*>(at(scratch, 0));
     QB_CUDA_CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned), stream));
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(static_cast<unsigned>(plan.ctas));
-    config.blockDim = dim3(k_threads);
-    config.stream = stream;
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeCooperative;  // every CTA resident, or the launch fails (the barriers need it)
-    attribute[0].val.cooperative = 1;
-    config.attrs = attribute;
-    config.numAttrs = 1;
+    launch_options o{stream, false};
+    o.cooperative = true;  // the barriers need every CTA resident
     const auto* table = reinterpret_cast<const phase_desc*>(at(scratch, k_table_offset));
-    QB_CUDA_CHECK(cudaLaunchKernelEx(&config, persistent_kernel, table, static_cast<int>(plan.requests.size()),
-                                     static_cast<int>(schedule), counter, sink));
+    launch_kernel(persistent_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,
+                  static_cast<int>(plan.requests.size()), static_cast<int>(schedule), counter, sink);
 }
 
 }  // namespace qbench::gptq::test

@@ -1,0 +1,38 @@
+#pragma once
+/// A grid-wide barrier for persistent kernels: every CTA of the grid arrives, then all go on, with everything written
+/// before the barrier visible to every CTA after it.
+///
+/// Why not cooperative_groups::grid_group::sync(): it needs -rdc / the cooperative-groups runtime pieces on some
+/// toolkits and resets its own counter each launch in ways that are not documented for graph replays; this one is
+/// ~10 instructions whose semantics are spelled out here. Why it is safe only under a cooperative launch
+/// (launch_options::cooperative): a CTA spins until every other CTA has arrived, so every CTA must be resident at once,
+/// which a cooperative launch guarantees (or refuses to launch).
+///
+/// The counter: one unsigned in global memory, zeroed before the launch (a memset node in the same graph), counting
+/// arrivals monotonically; the k-th barrier of a launch (k = 1, 2, ...) waits until it reaches k * gridDim.x, so no
+/// reset (and no second counter) is needed between barriers. One thread per CTA arrives with release semantics (its
+/// CTA's writes, ordered before it by the first __syncthreads, are published) and spins with acquire semantics (every
+/// other CTA's published writes are visible to it, and to its CTA after the second __syncthreads).
+#include <cuda_runtime.h>
+
+namespace qbench {
+
+#if defined(__CUDACC__)
+__device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned target) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+        unsigned seen = 0;
+        asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+        ++seen;  // atom returns the value before this CTA's arrival
+        while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    }
+    __syncthreads();
+#else
+    (void)counter, (void)target;
+    __trap();  // no acquire / release before sm_70: persistent kernels are not built for it
+#endif
+}
+#endif  // __CUDACC__
+
+}  // namespace qbench

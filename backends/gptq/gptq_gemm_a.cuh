@@ -102,11 +102,12 @@ struct a_args {
 };
 
 /// When the v3 launches of a layer pair their CTAs (a_args::paired): never (QBENCH_GPTQ_PAIR=0), at batches of 2 rows
-/// and more (`beams`), always (`1`), or by width (unset or `auto`): at 2 and 3 bits always, at 4 bits from 4 rows.
-/// Measured on the H100 (PERF_NOTES.md, ninth session), 7B decode step with fused launches, beams 1 / 2 / 4, single
-/// vs paired: 2-bit 1.339 / 1.453 / 1.680 ms vs 1.347 / 1.389 / 1.487; 3-bit 1.740 / 1.891 / 2.132 vs 1.721 / 1.757 /
-/// 1.864; 4-bit 1.678 / 1.763 / 2.000 vs 1.807 / 1.840 / 1.962 (why 4 bits lose at beam 1 is not known yet). Read
-/// when a layer loads.
+/// and more (`beams`), always (`1`), or by width (unset or `auto`): at 2 and 3 bits always, at 4 bits from 4 rows,
+/// at 8 bits from 2. Measured on the H100 (PERF_NOTES.md, ninth session), 7B decode step with fused launches, beams 1 /
+/// 2 / 4, single vs paired: 2-bit 1.339 / 1.453 / 1.680 ms vs 1.347 / 1.389 / 1.487; 3-bit 1.740 / 1.891 / 2.132 vs
+/// 1.721 / 1.757 / 1.864; 4-bit 1.678 / 1.763 / 2.000 vs 1.807 / 1.840 / 1.962 (why 4 bits lose at beam 1 is not
+/// known yet); and on the H200 (twelfth session, with the norm kernels) 8-bit 2.004 / 2.113 / 2.341 vs 2.011 / 2.057 /
+/// 2.175. Read when a layer loads.
 enum class a_pairing : int { never = 0, beams = 1, always = 2, by_width = 3 };
 a_pairing a_pairing_from_env();
 /// Whether a launch of `rows` rows at `bits` pairs under the policy (the caller also wants more CTAs than SMs).

@@ -31,7 +31,7 @@ bool a_pairs(a_pairing policy, int bits, int rows) {
     switch (policy) {
         case a_pairing::always: return true;
         case a_pairing::beams: return rows >= 2;
-        case a_pairing::by_width: return bits <= 3 || (bits == 4 && rows >= 4);
+        case a_pairing::by_width: return bits <= 3 || (bits == 4 && rows >= 4) || (bits == 8 && rows >= 2);
         case a_pairing::never: break;
     }
     return false;

@@ -33,8 +33,7 @@ kernel_version chosen_kernel(const layout_plan& plan) {
     const std::string choice = v == nullptr ? "" : v;
     if (choice == "v1") return kernel_version::v1;
     if (choice == "v2" || !a_layout_supported(plan)) return kernel_version::v2;
-    if (choice == "v3" || plan.bits == 2 || plan.bits == 3 || plan.bits == 4) return kernel_version::v3;
-    return kernel_version::v2;
+    return kernel_version::v3;
 }
 
 int resident_per_sm(const device_context& context, const void* kernel, int threads, std::size_t smem) {

@@ -17,11 +17,12 @@ namespace qbench::gptq {
 int resident_ctas(const device_context& context, int bits, int rows);
 
 /// Which fused kernel a layer is loaded for (QBENCH_GPTQ_KERNEL). Unset: v3 (weights as the mma A operand,
-/// gptq_gemm_a.cuh) for 2-, 3- and 4-bit layers whose k-blocks each lie in one group, v2 (mma layout,
-/// gptq_gemm_mma.cuh) for the rest: measured on the H100 (PERF_NOTES.md), v3 is faster than v2 at 4 bits (7B step
-/// linears -13% at beam 1, sixth session), at 2 bits (eighth session) and at 3 bits (ninth: 430 -> 553 tok/s end to
-/// end, paired), slower at 8. "v3": v3 wherever its layout applies (2, 3, 4 and 8 bits); "v2": v2 everywhere; "v1":
-/// the half2 kernels of gptq_gemm_kernel.cuh over the slab layout.
+/// gptq_gemm_a.cuh) for every layer whose k-blocks each lie in one group (2, 3, 4 and 8 bits), v2 (mma layout,
+/// gptq_gemm_mma.cuh) for the rest. Measured (PERF_NOTES.md): v3 is faster than v2 at 4 bits (H100, 7B step linears
+/// -13% at beam 1, sixth session), at 2 bits (eighth) and at 3 bits (ninth: 430 -> 553 tok/s end to end, paired);
+/// at 8 bits it was slower in the sixth session (H100, an early v3), and is 19% faster now on the H200 (twelfth:
+/// 7B step with the norm kernels 2.47 -> 2.00 ms at beam 1). "v2": v2 everywhere; "v1": the half2 kernels of
+/// gptq_gemm_kernel.cuh over the slab layout.
 enum class kernel_version { v1, v2, v3 };
 kernel_version chosen_kernel(const layout_plan& plan);
 

@@ -203,17 +203,18 @@ TEST_CASE("v3's L2 prefetch before the PDL wait (QBENCH_GPTQ_L2PRE) gives the sa
                              2600, "QBENCH_GPTQ_L2PRE", {"0", "1", "1024"}, [](const std::string& v) { return v == "1024"; });
 }
 
-TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_KERNEL=v3: 8 too), v2 the rest; "
+TEST_CASE("v3 is the default at 2, 3, 4 and 8 bits with block groups, v2 the rest; "
           "fusion by default for v3 and 8-bit v2", "[gpu][gptq][kernels]") {
     device_context ctx;
     auto layer = [&](std::int64_t bits, std::int64_t gs, std::uint64_t seed) {
         return make_gptq_device_linear(ctx, pack(random_layer(512, 64, bits, gs, false, seed)), 8);
     };
     auto path = [&](std::int64_t bits, std::int64_t gs) { return layer(bits, gs, 60 + bits)->kernel_path(1); };
-    CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 2, 3 and 4 bits, v2 at 8
+    CHECK(path(4, 128) == "gptq-fused-v3-4b");  // the default: v3 at 2, 3, 4 and 8 bits with block groups
     CHECK(path(2, 128) == "gptq-fused-v3-2b");
     CHECK(path(3, 128) == "gptq-fused-v3-3b");
-    CHECK(path(8, 128) == "gptq-fused-mma-8b");
+    CHECK(path(8, 128) == "gptq-fused-v3-8b");
+    CHECK(path(8, 32) == "gptq-fused-mma-8b");  // blocks of 128 rows straddle groups of 32
     {
         const env_choice v2("QBENCH_GPTQ_KERNEL", "v2");
         CHECK(path(4, 128) == "gptq-fused-mma-4b");
@@ -230,15 +231,18 @@ TEST_CASE("v3 is the default at 2, 3 and 4 bits with block groups (QBENCH_GPTQ_K
         // An L2 prefetch other than the default is named (KB per warp); v2 layers have none.
         const env_choice l2pre("QBENCH_GPTQ_L2PRE", "4");
         CHECK(path(4, 128) == "gptq-fused-v3-4b-l2pre4");
-        CHECK(path(8, 128) == "gptq-fused-mma-8b");
+        CHECK(path(8, 32) == "gptq-fused-mma-8b");
     }
     {
-        // A 7B-size layer: 4 bits pair from 4 rows by default, 2 bits at every row count.
+        // A 7B-size layer: 4 bits pair from 4 rows by default, 8 bits from 2, 2 bits at every row count.
         const auto big4 = make_gptq_device_linear(ctx, pack(random_layer(4096, 4096, 4, 128, false, 65)), 8);
         CHECK(big4->kernel_path(1) == "gptq-fused-v3-4b");
         CHECK(big4->kernel_path(4) == "gptq-fused-v3-4b-paired");
         const auto big2 = make_gptq_device_linear(ctx, pack(random_layer(4096, 4096, 2, 128, false, 66)), 8);
         CHECK(big2->kernel_path(1) == "gptq-fused-v3-2b-paired");
+        const auto big8 = make_gptq_device_linear(ctx, pack(random_layer(4096, 4096, 8, 128, false, 67)), 8);
+        CHECK(big8->kernel_path(1) == "gptq-fused-v3-8b");
+        CHECK(big8->kernel_path(2) == "gptq-fused-v3-8b-paired");
     }
     {
         const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");

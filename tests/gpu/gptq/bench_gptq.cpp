@@ -16,9 +16,10 @@
 //                    adding into the residual: 4 launches), 4 only the residual adds folded (norm kernels kept);
 //                    tables at the end compare 0 with 1, 2 with 3 and 2 with 4.
 //   BM_phase_stream  the memory side of a 7B step's linears without their arithmetic (phase_stream.cuh), args (bits,
-//                    schedule, norms): one kernel per linear vs one persistent kernel with grid barriers (with and
-//                    without the next phase's loads in flight across the barrier) vs no boundaries at all; a table
-//                    at the end gives the cost of one boundary in each.
+//                    schedule, norms, shape): one kernel per linear vs one persistent kernel with grid barriers (with
+//                    and without the next phase's loads in flight across the barrier) vs no boundaries at all, and the
+//                    per-linear kernels bare or with v3's x staging and end-of-CTA reduction; tables at the end give
+//                    the cost of one boundary in each schedule and of v3's structure per launch.
 #include "gptq_gpu_test_util.hpp"
 #include "phase_stream.cuh"
 #include "stream_pattern.cuh"
@@ -208,27 +209,38 @@ void BM_stream_pattern(benchmark::State& state) {
     state.counters["KB_in_flight_per_SM"] = static_cast<double>(per_sm * 8 * stages * 512) / 1024.0;
 }
 
-/// The phase boundaries alone (phase_stream.cuh), args (bits, schedule, norms): the 7B step's linears as 32 x 4 fused
+/// The phase boundaries alone (phase_stream.cuh), args (bits, schedule, norms, shape): the 7B step's linears as 32 x 4 fused
 /// phases (q/k/v, o, gate/up, down; bytes of g128 GPTQ at `bits`: codes plus an fp16 scale and a zero per group), with
 /// `norms` the two RMSNorm boundaries per layer as well, streamed in one of the four phase_schedules from one CUDA
-/// graph (PDL as the executor's). The table at the end: what a persistent kernel would save per boundary.
-std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, double> g_phase;  // (bits, norms, schedule) -> s
+/// graph (PDL as the executor's); with `launches`, `shape` adds v3's staging of x and its end-of-CTA reduction. The
+/// tables at the end: what a persistent kernel would save per boundary, and what v3's structure costs per launch.
+std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>, double> g_phase;  // (bits, norms, schedule, shape) -> s
 void BM_phase_stream(benchmark::State& state) {
     env& e = the_env();
-    const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2);
+    const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2), shape = state.range(3);
     const model_config m = llama7b();
     const double h = static_cast<double>(m.hidden_size), f = static_cast<double>(m.intermediate_size);
     const auto bytes_of = [&](double params) {
         return static_cast<std::size_t>(params * static_cast<double>(bits) / 8 + params / 128 * (2 + static_cast<double>(bits) / 8));
     };
     phase_stream_plan plan;
+    // x: K fp16 activations at one row, in 16-byte vectors rounded up to a power of two (the probe's mask)
+    const auto x_vecs_of = [](std::int64_t K) {
+        int v = 1;
+        while (v < K / 8) v *= 2;
+        return v;
+    };
+    const auto phase = [&](std::size_t bytes, std::int64_t K) {
+        plan.bytes.push_back(bytes);
+        plan.x_vecs.push_back(x_vecs_of(K));
+    };
     for (std::int64_t layer = 0; layer < m.num_layers; ++layer) {
-        if (norms != 0) plan.bytes.push_back(0);
-        plan.bytes.push_back(bytes_of(3 * h * h));
-        plan.bytes.push_back(bytes_of(h * h));
-        if (norms != 0) plan.bytes.push_back(0);
-        plan.bytes.push_back(bytes_of(2 * h * f));
-        plan.bytes.push_back(bytes_of(h * f));
+        if (norms != 0) phase(0, m.hidden_size);
+        phase(bytes_of(3 * h * h), m.hidden_size);
+        phase(bytes_of(h * h), m.hidden_size);
+        if (norms != 0) phase(0, m.hidden_size);
+        phase(bytes_of(2 * h * f), m.hidden_size);
+        phase(bytes_of(h * f), m.intermediate_size);
     }
     const std::size_t source_bytes = plan_phase_stream(plan, e.ctx.properties().multiProcessorCount);
     static std::map<std::int64_t, device_buffer> sources;  // by bits: the step's bytes, far beyond L2
@@ -237,12 +249,13 @@ void BM_phase_stream(benchmark::State& state) {
         it = sources.emplace(bits, e.ctx.allocate(source_bytes, "phase stream source")).first;
         QB_CUDA_CHECK(cudaMemset(it->second.get(), 0x3c, it->second.size()));
     }
-    static device_buffer scratch = e.ctx.allocate(64 * 1024, "phase stream scratch");
+    static device_buffer scratch = e.ctx.allocate(256 * 1024, "phase stream scratch");
     QB_CUDA_CHECK(cudaMemset(scratch.get(), 0, scratch.size()));
     const auto sched = static_cast<phase_schedule>(schedule);
     upload_phase_table(plan, it->second.get(), scratch.get(), e.ctx.stream());
     const auto body = [&](cudaStream_t st) {
-        launch_phase_stream(plan, sched, it->second.get(), scratch.get(), st, e.ctx.pdl_enabled());
+        launch_phase_stream(plan, sched, static_cast<phase_shape>(shape), it->second.get(), scratch.get(), st,
+                            e.ctx.pdl_enabled());
     };
     double t = 0;
     for (auto _ : state) {
@@ -256,8 +269,9 @@ void BM_phase_stream(benchmark::State& state) {
     state.counters["phases"] = static_cast<double>(plan.bytes.size());
     state.counters["ctas"] = plan.ctas;
     static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier"};
-    state.SetLabel(names[schedule]);
-    g_phase[{bits, norms, schedule}] = t;
+    static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)"};
+    state.SetLabel(std::string(names[schedule]) + (schedule == 0 ? shapes[shape] : ""));
+    g_phase[{bits, norms, schedule, shape}] = t;
 }
 
 struct decode_result {
@@ -471,7 +485,8 @@ BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2}
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2}})
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -517,10 +532,10 @@ int main(int argc, char** argv) {
                     "'no barrier', stream %.0f GB/s\n%-6s %6s %10s %10s %10s %10s %11s %11s %11s\n", e.stream_gbs, "bits",
                     "norms", "launches", "barrier", "b+prefetch", "no barrier", "us/launch", "us/barrier", "us/b+pref");
         for (const auto& [key, t0] : g_phase) {
-            const auto [bits, norms, schedule] = key;
-            if (schedule != 0) continue;
+            const auto [bits, norms, schedule, shape] = key;
+            if (schedule != 0 || shape != 0) continue;
             const auto get = [&, bits = bits, norms = norms](std::int64_t s) {
-                const auto f = g_phase.find({bits, norms, s});
+                const auto f = g_phase.find({bits, norms, s, 0});
                 return f != g_phase.end() ? f->second : 0.0;
             };
             const double boundaries = norms != 0 ? 32 * 6 - 2 : 32 * 4 - 1, t3 = get(3);
@@ -528,6 +543,18 @@ int main(int argc, char** argv) {
             std::printf("%-6lld %6lld %10.3f %10.3f %10.3f %10.3f %11.2f %11.2f %11.2f\n", static_cast<long long>(bits),
                         static_cast<long long>(norms), t0 * 1e3, get(1) * 1e3, get(2) * 1e3, t3 * 1e3, per(t0), per(get(1)),
                         per(get(2)));
+        }
+        std::printf("\nOne kernel per phase, bare vs shaped like v3, ms per step and us per launch beyond bare\n%-6s %6s %10s %10s %10s %11s %11s\n",
+                    "bits", "norms", "bare", "x staged", "+reduced", "us staged", "us reduced");
+        for (const auto& [key, t0] : g_phase) {
+            const auto [bits, norms, schedule, shape] = key;
+            if (schedule != 0 || shape != 0) continue;
+            const auto f1 = g_phase.find({bits, norms, 0, 1}), f2 = g_phase.find({bits, norms, 0, 2});
+            if (f1 == g_phase.end() || f2 == g_phase.end()) continue;
+            const double launches = 32 * 4;
+            std::printf("%-6lld %6lld %10.3f %10.3f %10.3f %11.2f %11.2f\n", static_cast<long long>(bits),
+                        static_cast<long long>(norms), t0 * 1e3, f1->second * 1e3, f2->second * 1e3,
+                        (f1->second - t0) / launches * 1e6, (f2->second - t0) / launches * 1e6);
         }
     }
     benchmark::Shutdown();

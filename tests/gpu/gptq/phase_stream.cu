@@ -15,7 +15,7 @@ constexpr int k_threads = 512;
 constexpr int k_stages = 6;          // 512-byte requests in flight per warp: v3's ring at 4 bits
 constexpr int k_max_phases = 256;
 constexpr std::size_t k_table_offset = 4096, k_norm_in = 8192, k_norm_out = 16384, k_sink_offset = 32768;
-constexpr std::size_t k_scratch_bytes = 64 * 1024;
+constexpr std::size_t k_x_offset = 65536, k_y_offset = 131072, k_scratch_bytes = 256 * 1024;
 
 struct phase_desc {
     const uint4* base;        // the phase's region
@@ -25,10 +25,12 @@ struct phase_desc {
 
 // ---- one kernel per phase (schedule `launches`) ----
 
-/// Streams one warp's run of `requests` 512-byte requests (k_stages in flight), XOR-ing them into `acc`; `between`
-/// runs once the first loads are in flight (the PDL wait of a per-phase kernel).
-template <class Between>
-__device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t requests, std::uint32_t& acc, Between between) {
+/// Streams one warp's run of `requests` 512-byte requests (k_stages in flight), XOR-ing them into `acc` with
+/// use(request) (a shared-memory read of the activations, or nothing); `between` runs once the first loads are in
+/// flight (the PDL wait of a per-phase kernel).
+template <class Between, class Use>
+__device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t requests, std::uint32_t& acc, Between between,
+                                           Use use) {
     uint4 ring[k_stages];
 #pragma unroll
     for (int i = 0; i < k_stages; ++i)
@@ -38,24 +40,54 @@ __device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t reque
 #pragma unroll
         for (int i = 0; i < k_stages; ++i) {
             if (b + i < requests) {
-                acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w;
+                acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w ^ use(b + i);
                 if (b + i + k_stages < requests) ring[i] = __ldcs(run + (b + i + k_stages) * 32);
             }
         }
     }
 }
 
-__global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, std::uint32_t requests, std::uint32_t* sink) {
-    const int lane = static_cast<int>(threadIdx.x & 31);
+constexpr int k_outputs_per_cta = 48;  // 3 mtiles of 16 columns at one row: what a v3 CTA reduces at the end
+
+/// A per-phase kernel, shaped (phase_shape) like kernel v3 or bare: with `staged_x` the CTA copies x_vecs vectors of
+/// activations from L2 into shared memory after the wait (one barrier) and each request reads a word of them; with
+/// `staged_x_reduced` besides, each warp parks 48 partial sums in shared memory at the end and, after a barrier, 48
+/// threads add the 16 warps' and store them.
+__global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, std::uint32_t requests, std::uint32_t* sink,
+                                                             const uint4* x, int x_vecs, int shape, float* y) {
+    extern __shared__ uint4 xs[];
+    const int tid = static_cast<int>(threadIdx.x), lane = tid & 31;
     const std::size_t warp = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    const bool staged = shape >= static_cast<int>(phase_shape::staged_x);
+    const auto* words = reinterpret_cast<const std::uint32_t*>(xs);
+    const std::uint32_t word_mask = static_cast<std::uint32_t>(x_vecs) * 4 - 1;  // x_vecs: a power of two
     std::uint32_t acc = 0;
-    stream_run(base + warp * requests * 32 + lane, requests, acc, [] {
-        pdl_wait();
-        pdl_trigger();
-    });
+    stream_run(
+        base + warp * requests * 32 + lane, requests, acc,
+        [&] {
+            pdl_wait();
+            pdl_trigger();
+            if (staged) {
+                for (int i = tid; i < x_vecs; i += k_threads) xs[i] = x[i];
+                __syncthreads();
+            }
+        },
+        [&](std::uint32_t r) { return staged ? words[(r * 32 + static_cast<std::uint32_t>(lane)) & word_mask] : 0u; });
 #pragma unroll
     for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
     if (lane == 0) sink[warp] = acc;
+    if (shape == static_cast<int>(phase_shape::staged_x_reduced)) {
+        float* red = reinterpret_cast<float*>(xs + x_vecs);
+        const int w = tid >> 5;
+        for (int i = lane; i < k_outputs_per_cta; i += 32) red[w * k_outputs_per_cta + i] = static_cast<float>(acc & 0xffu) + i;
+        __syncthreads();
+        if (tid < k_outputs_per_cta) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int v = 0; v < k_threads / 32; ++v) sum += red[v * k_outputs_per_cta + tid];
+            y[blockIdx.x * k_outputs_per_cta + tid] = sum;
+        }
+    }
 }
 
 // A norm phase as the executor's RMSNorm kernel at beam 1: one CTA, one 8 KB row in and out, early trigger.
@@ -100,7 +132,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
             if (p > first.phase && barriers) grid_barrier(counter, ++barriers_passed * gridDim.x);
             const std::uint32_t requests = table[p].requests;
             if (requests == 0) continue;
-            stream_run(table[p].base + warp * requests * 32 + lane, requests, acc, [] {});
+            stream_run(table[p].base + warp * requests * 32 + lane, requests, acc, [] {}, [](std::uint32_t) { return 0u; });
         }
     } else {
         // One ring over all phases: the loads run k_stages requests ahead of the use, across phase boundaries, so the
@@ -148,7 +180,13 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms) {
     plan.ctas = std::min(std::min(per_sm, launch_per_sm), 2) * sms;
     plan.threads = k_threads;
     const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
-    if (warps * 4 > k_scratch_bytes - k_sink_offset) throw std::invalid_argument("phase_stream: too many warps for the sink");
+    if (warps * 4 > k_x_offset - k_sink_offset) throw std::invalid_argument("phase_stream: too many warps for the sink");
+    if (plan.x_vecs.size() != plan.bytes.size()) throw std::invalid_argument("phase_stream: one x_vecs per phase");
+    for (const int v : plan.x_vecs)
+        if (v <= 0 || (v & (v - 1)) != 0 || static_cast<std::size_t>(v) * 16 > k_y_offset - k_x_offset)
+            throw std::invalid_argument("phase_stream: x_vecs must be a power of two within 64 KB");
+    if (static_cast<std::size_t>(plan.ctas) * k_outputs_per_cta * 4 > k_scratch_bytes - k_y_offset)
+        throw std::invalid_argument("phase_stream: too many CTAs for the outputs");
     plan.requests.clear();
     std::size_t source = 0;
     plan.total_read = 0;
@@ -174,20 +212,26 @@ void upload_phase_table(const phase_stream_plan& plan, const void* src, void* sc
     QB_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
-void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, const void* src, void* scratch,
-                         cudaStream_t stream, bool pdl) {
+void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,
+                         void* scratch, cudaStream_t stream, bool pdl) {
     auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
     if (schedule == phase_schedule::launches) {
         const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
         const auto* p = static_cast<const uint4*>(src);
         const launch_options o{stream, pdl};
-        for (const std::uint32_t r : plan.requests) {
+        for (std::size_t i = 0; i < plan.requests.size(); ++i) {
+            const std::uint32_t r = plan.requests[i];
             if (r == 0) {
                 launch_kernel(norm_phase_kernel, dim3(1), dim3(k_threads), 0, o,
                               reinterpret_cast<const uint4*>(at(scratch, k_norm_in)), reinterpret_cast<uint4*>(at(scratch, k_norm_out)));
                 continue;
             }
-            launch_kernel(phase_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, p, r, sink);
+            const int x_vecs = plan.x_vecs[i];
+            const std::size_t smem = shape == phase_shape::bare ? 0
+                                   : x_vecs * sizeof(uint4) + (k_threads / 32) * k_outputs_per_cta * sizeof(float);
+            launch_kernel(phase_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), smem, o, p, r, sink,
+                          reinterpret_cast<const uint4*>(at(scratch, k_x_offset)), x_vecs, static_cast<int>(shape),
+                          reinterpret_cast<float*>(at(scratch, k_y_offset)));
             p += static_cast<std::size_t>(r) * 32 * warps;
         }
         return;

@@ -27,9 +27,16 @@ enum class phase_schedule : int {
     no_barrier = 3,        ///< one persistent kernel streaming every phase back to back: the ceiling
 };
 
+/// What a per-phase kernel (schedule `launches`) does besides streaming: nothing, or what kernel v3 does around its
+/// stream: the activations staged into shared memory after the PDL wait (an L2 round trip and a CTA barrier before
+/// the first product) and read there per request, and besides that the end-of-CTA reduction of the 16 warps'
+/// partial sums through shared memory (another barrier).
+enum class phase_shape : int { bare = 0, staged_x = 1, staged_x_reduced = 2 };
+
 /// The device buffers of a probe: the phases' bytes back to back, a barrier counter and a sink.
 struct phase_stream_plan {
     std::vector<std::size_t> bytes;      ///< per phase; 0 = a norm phase
+    std::vector<int> x_vecs;              ///< per phase: the activations' 16-byte vectors (a power of two, <= 4096)
     std::vector<std::uint32_t> requests;  ///< per phase: 512-byte requests per warp (set by plan_phase_stream)
     int ctas = 0, threads = 512;
     std::size_t total_read = 0;  ///< bytes the grid reads per step
@@ -40,10 +47,11 @@ struct phase_stream_plan {
 std::size_t plan_phase_stream(phase_stream_plan& plan, int sms);
 
 /// Enqueues one step on `stream`: `src` holds the phases back to back (plan_phase_stream's size), `scratch` at least
-/// 64 KB (the barrier counter, the phase table, the norm phases' 8 KB rows and the warps' sink words).
-/// The persistent schedules launch cooperatively (every CTA resident, or the launch fails).
-void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, const void* src, void* scratch,
-                         cudaStream_t stream, bool pdl);
+/// 256 KB (the barrier counter, the phase table, the norm phases' 8 KB rows, the warps' sink words, the activations
+/// and the outputs). The persistent schedules launch cooperatively (every CTA resident, or the launch fails) and
+/// ignore `shape`.
+void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,
+                         void* scratch, cudaStream_t stream, bool pdl);
 
 /// Copies the phase table into `scratch` (once, before any launch_phase_stream of a persistent schedule).
 void upload_phase_table(const phase_stream_plan& plan, const void* src, void* scratch, cudaStream_t stream);

@@ -18,7 +18,8 @@
 //   BM_phase_stream  the memory side of a 7B step's linears without their arithmetic (phase_stream.cuh), args (bits,
 //                    schedule, norms, shape): one kernel per linear vs one persistent kernel with grid barriers (with
 //                    and without the next phase's loads in flight across the barrier) vs no boundaries at all, and the
-//                    per-linear kernels bare or with v3's x staging and end-of-CTA reduction; tables at the end give
+//                    per-linear kernels bare or with v3's x staging and end-of-CTA reduction (shape 1, 2), or bare with
+//                    twice v3's requests in flight (shape 3); tables at the end give
 //                    the cost of one boundary in each schedule and of v3's structure per launch.
 #include "gptq_gpu_test_util.hpp"
 #include "phase_stream.cuh"
@@ -212,7 +213,8 @@ void BM_stream_pattern(benchmark::State& state) {
 /// The phase boundaries alone (phase_stream.cuh), args (bits, schedule, norms, shape): the 7B step's linears as 32 x 4 fused
 /// phases (q/k/v, o, gate/up, down; bytes of g128 GPTQ at `bits`: codes plus an fp16 scale and a zero per group), with
 /// `norms` the two RMSNorm boundaries per layer as well, streamed in one of the four phase_schedules from one CUDA
-/// graph (PDL as the executor's); with `launches`, `shape` adds v3's staging of x and its end-of-CTA reduction. The
+/// graph (PDL as the executor's); with `launches`, `shape` adds v3's staging of x (1) and its end-of-CTA reduction (2),
+/// or doubles the requests in flight per warp (3). The
 /// tables at the end: what a persistent kernel would save per boundary, and what v3's structure costs per launch.
 std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>, double> g_phase;  // (bits, norms, schedule, shape) -> s
 void BM_phase_stream(benchmark::State& state) {
@@ -242,6 +244,7 @@ void BM_phase_stream(benchmark::State& state) {
         phase(bytes_of(2 * h * f), m.hidden_size);
         phase(bytes_of(h * f), m.intermediate_size);
     }
+    plan.deep = shape == 3;  // shape 3: bare, 12 requests in flight per warp
     const std::size_t source_bytes = plan_phase_stream(plan, e.ctx.properties().multiProcessorCount);
     static std::map<std::int64_t, device_buffer> sources;  // by bits: the step's bytes, far beyond L2
     auto it = sources.find(bits);
@@ -254,8 +257,8 @@ void BM_phase_stream(benchmark::State& state) {
     const auto sched = static_cast<phase_schedule>(schedule);
     upload_phase_table(plan, it->second.get(), scratch.get(), e.ctx.stream());
     const auto body = [&](cudaStream_t st) {
-        launch_phase_stream(plan, sched, static_cast<phase_shape>(shape), it->second.get(), scratch.get(), st,
-                            e.ctx.pdl_enabled());
+        launch_phase_stream(plan, sched, shape == 3 ? phase_shape::bare : static_cast<phase_shape>(shape), it->second.get(),
+                            scratch.get(), st, e.ctx.pdl_enabled());
     };
     double t = 0;
     for (auto _ : state) {
@@ -269,7 +272,7 @@ void BM_phase_stream(benchmark::State& state) {
     state.counters["phases"] = static_cast<double>(plan.bytes.size());
     state.counters["ctas"] = plan.ctas;
     static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier"};
-    static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)"};
+    static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     state.SetLabel(std::string(names[schedule]) + (schedule == 0 ? shapes[shape] : ""));
     g_phase[{bits, norms, schedule, shape}] = t;
 }
@@ -485,7 +488,7 @@ BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2}
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2}})
+BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
@@ -544,17 +547,20 @@ int main(int argc, char** argv) {
                         static_cast<long long>(norms), t0 * 1e3, get(1) * 1e3, get(2) * 1e3, t3 * 1e3, per(t0), per(get(1)),
                         per(get(2)));
         }
-        std::printf("\nOne kernel per phase, bare vs shaped like v3, ms per step and us per launch beyond bare\n%-6s %6s %10s %10s %10s %11s %11s\n",
-                    "bits", "norms", "bare", "x staged", "+reduced", "us staged", "us reduced");
+        std::printf("\nOne kernel per phase, bare vs shaped like v3 (and bare with 12 requests in flight per warp), ms per step and "
+                    "us per launch beyond bare\n%-6s %6s %10s %10s %10s %10s %11s %11s\n",
+                    "bits", "norms", "bare", "x staged", "+reduced", "bare, 12", "us staged", "us reduced");
         for (const auto& [key, t0] : g_phase) {
             const auto [bits, norms, schedule, shape] = key;
             if (schedule != 0 || shape != 0) continue;
             const auto f1 = g_phase.find({bits, norms, 0, 1}), f2 = g_phase.find({bits, norms, 0, 2});
+            const auto f3 = g_phase.find({bits, norms, 0, 3});
             if (f1 == g_phase.end() || f2 == g_phase.end()) continue;
             const double launches = 32 * 4;
-            std::printf("%-6lld %6lld %10.3f %10.3f %10.3f %11.2f %11.2f\n", static_cast<long long>(bits),
+            std::printf("%-6lld %6lld %10.3f %10.3f %10.3f %10.3f %11.2f %11.2f\n", static_cast<long long>(bits),
                         static_cast<long long>(norms), t0 * 1e3, f1->second * 1e3, f2->second * 1e3,
-                        (f1->second - t0) / launches * 1e6, (f2->second - t0) / launches * 1e6);
+                        f3 != g_phase.end() ? f3->second * 1e3 : 0.0, (f1->second - t0) / launches * 1e6,
+                        (f2->second - t0) / launches * 1e6);
         }
     }
     benchmark::Shutdown();

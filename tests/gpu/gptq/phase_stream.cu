@@ -13,6 +13,7 @@ namespace {
 
 constexpr int k_threads = 512;
 constexpr int k_stages = 6;          // 512-byte requests in flight per warp: v3's ring at 4 bits
+constexpr int k_deep_stages = 12;    // twice as many (phase_stream_plan::deep): more than v3's 64 registers allow it
 constexpr int k_max_phases = 256;
 constexpr std::size_t k_table_offset = 4096, k_norm_in = 8192, k_norm_out = 16384, k_sink_offset = 32768;
 constexpr std::size_t k_x_offset = 65536, k_y_offset = 131072, k_scratch_bytes = 256 * 1024;
@@ -25,23 +26,23 @@ struct phase_desc {
 
 // ---- one kernel per phase (schedule `launches`) ----
 
-/// Streams one warp's run of `requests` 512-byte requests (k_stages in flight), XOR-ing them into `acc` with
+/// Streams one warp's run of `requests` 512-byte requests (Stages in flight), XOR-ing them into `acc` with
 /// use(request) (a shared-memory read of the activations, or nothing); `between` runs once the first loads are in
 /// flight (the PDL wait of a per-phase kernel).
-template <class Between, class Use>
+template <int Stages, class Between, class Use>
 __device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t requests, std::uint32_t& acc, Between between,
                                            Use use) {
-    uint4 ring[k_stages];
+    uint4 ring[Stages];
 #pragma unroll
-    for (int i = 0; i < k_stages; ++i)
+    for (int i = 0; i < Stages; ++i)
         if (static_cast<std::uint32_t>(i) < requests) ring[i] = __ldcs(run + i * 32);
     between();
-    for (std::uint32_t b = 0; b < requests; b += k_stages) {
+    for (std::uint32_t b = 0; b < requests; b += Stages) {
 #pragma unroll
-        for (int i = 0; i < k_stages; ++i) {
+        for (int i = 0; i < Stages; ++i) {
             if (b + i < requests) {
                 acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w ^ use(b + i);
-                if (b + i + k_stages < requests) ring[i] = __ldcs(run + (b + i + k_stages) * 32);
+                if (b + i + Stages < requests) ring[i] = __ldcs(run + (b + i + Stages) * 32);
             }
         }
     }
@@ -53,6 +54,7 @@ constexpr int k_outputs_per_cta = 48;  // 3 mtiles of 16 columns at one row: wha
 /// activations from L2 into shared memory after the wait (one barrier) and each request reads a word of them; with
 /// `staged_x_reduced` besides, each warp parks 48 partial sums in shared memory at the end and, after a barrier, 48
 /// threads add the 16 warps' and store them.
+template <int Stages>
 __global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, std::uint32_t requests, std::uint32_t* sink,
                                                              const uint4* x, int x_vecs, int shape, float* y) {
     extern __shared__ uint4 xs[];
@@ -62,7 +64,7 @@ __global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, 
     const auto* words = reinterpret_cast<const std::uint32_t*>(xs);
     const std::uint32_t word_mask = static_cast<std::uint32_t>(x_vecs) * 4 - 1;  // x_vecs: a power of two
     std::uint32_t acc = 0;
-    stream_run(
+    stream_run<Stages>(
         base + warp * requests * 32 + lane, requests, acc,
         [&] {
             pdl_wait();
@@ -132,7 +134,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
             if (p > first.phase && barriers) grid_barrier(counter, ++barriers_passed * gridDim.x);
             const std::uint32_t requests = table[p].requests;
             if (requests == 0) continue;
-            stream_run(table[p].base + warp * requests * 32 + lane, requests, acc, [] {}, [](std::uint32_t) { return 0u; });
+            stream_run<k_stages>(table[p].base + warp * requests * 32 + lane, requests, acc, [] {}, [](std::uint32_t) { return 0u; });
         }
     } else {
         // One ring over all phases: the loads run k_stages requests ahead of the use, across phase boundaries, so the
@@ -176,7 +178,10 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms) {
     int per_sm = 0;
     QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, k_threads, 0));
     int launch_per_sm = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&launch_per_sm, phase_kernel, k_threads, 0));
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&launch_per_sm, phase_kernel<k_stages>, k_threads, 0));
+    int deep_per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&deep_per_sm, phase_kernel<k_deep_stages>, k_threads, 0));
+    launch_per_sm = std::min(launch_per_sm, deep_per_sm);
     plan.ctas = std::min(std::min(per_sm, launch_per_sm), 2) * sms;
     plan.threads = k_threads;
     const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
@@ -229,7 +234,8 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
             const int x_vecs = plan.x_vecs[i];
             const std::size_t smem = shape == phase_shape::bare ? 0
                                    : x_vecs * sizeof(uint4) + (k_threads / 32) * k_outputs_per_cta * sizeof(float);
-            launch_kernel(phase_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), smem, o, p, r, sink,
+            launch_kernel(plan.deep ? phase_kernel<k_deep_stages> : phase_kernel<k_stages>,
+                          dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), smem, o, p, r, sink,
                           reinterpret_cast<const uint4*>(at(scratch, k_x_offset)), x_vecs, static_cast<int>(shape),
                           reinterpret_cast<float*>(at(scratch, k_y_offset)));
             p += static_cast<std::size_t>(r) * 32 * warps;

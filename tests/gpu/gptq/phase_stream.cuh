@@ -38,6 +38,9 @@ struct phase_stream_plan {
     std::vector<std::size_t> bytes;      ///< per phase; 0 = a norm phase
     std::vector<int> x_vecs;              ///< per phase: the activations' 16-byte vectors (a power of two, <= 4096)
     std::vector<std::uint32_t> requests;  ///< per phase: 512-byte requests per warp (set by plan_phase_stream)
+    /// `launches` only: 12 requests in flight per warp instead of v3's 6 (192 KB per SM instead of 96): whether more
+    /// bytes in flight shorten each launch's ramp and tail.
+    bool deep = false;
     int ctas = 0, threads = 512;
     std::size_t total_read = 0;  ///< bytes the grid reads per step
 };

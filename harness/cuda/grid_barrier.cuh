@@ -2,11 +2,12 @@
 /// A grid-wide barrier for persistent kernels: every CTA of the grid arrives, then all go on, with everything written
 /// before the barrier visible to every CTA after it.
 ///
-/// Why not cooperative_groups::grid_group::sync(): it needs -rdc / the cooperative-groups runtime pieces on some
-/// toolkits and resets its own counter each launch in ways that are not documented for graph replays; this one is
-/// ~10 instructions whose semantics are spelled out here. Why it is safe only under a cooperative launch
-/// (launch_options::cooperative): a CTA spins until every other CTA has arrived, so every CTA must be resident at once,
-/// which a cooperative launch guarantees (or refuses to launch).
+/// Why not cooperative_groups' grid sync: the same idea, but its state is the runtime's; here the counter is ours (a
+/// memset node in the same graph resets it for each replay, visibly) and the memory semantics are spelled out, so the
+/// cost of one barrier can be measured on its own (bench_gptq's BM_phase_stream). Why it is safe only under a
+/// cooperative launch (launch_options::cooperative): a CTA spins until every other CTA has arrived, so every CTA must
+/// be resident at once, which a cooperative launch guarantees (or refuses to launch). Measured on the H200 (backends/
+/// gptq/PERF_NOTES.md, twelfth session): ~1.5-2.8 us per barrier in a streaming grid, more than a PDL kernel boundary.
 ///
 /// The counter: one unsigned in global memory, zeroed before the launch (a memset node in the same graph), counting
 /// arrivals monotonically; the k-th barrier of a launch (k = 1, 2, ...) waits until it reaches k * gridDim.x, so no

@@ -10,8 +10,7 @@
 namespace qbench::gptq {
 
 a_x_copy chosen_x_copy() {
-    const char* v = std::getenv("QBENCH_GPTQ_XCOPY");
-    const std::string choice = v == nullptr ? "" : v;
+    const std::string choice = string_switch_from_env("QBENCH_GPTQ_XCOPY");
     if (choice == "plain") return a_x_copy::plain;
     if (choice == "async") return a_x_copy::async;
     if (choice == "pairs") return a_x_copy::pairs;
@@ -19,8 +18,7 @@ a_x_copy chosen_x_copy() {
 }
 
 a_pairing a_pairing_from_env() {
-    const char* v = std::getenv("QBENCH_GPTQ_PAIR");
-    const std::string choice = v == nullptr ? "" : v;
+    const std::string choice = string_switch_from_env("QBENCH_GPTQ_PAIR");
     if (choice == "1") return a_pairing::always;
     if (choice == "0") return a_pairing::never;
     if (choice == "beams") return a_pairing::beams;

@@ -4,6 +4,7 @@
 #include "backends/gptq/gptq_stream_load.cuh"
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/launch.cuh"
 
 #include <algorithm>
 #include <array>
@@ -29,8 +30,7 @@ int resident_ctas(const device_context& context, int bits, int rows) {
 }
 
 kernel_version chosen_kernel(const layout_plan& plan) {
-    const char* v = std::getenv("QBENCH_GPTQ_KERNEL");
-    const std::string choice = v == nullptr ? "" : v;
+    const std::string choice = string_switch_from_env("QBENCH_GPTQ_KERNEL");
     if (choice == "v1") return kernel_version::v1;
     if (choice == "v2" || !a_layout_supported(plan)) return kernel_version::v2;
     return kernel_version::v3;

@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdlib>
+#include <string>
 #include <utility>
 
 namespace qbench {
@@ -81,6 +82,13 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t
     QB_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 #endif  // __CUDACC__
+
+/// A named-choice switch: the environment variable `name` as written, or "" where it is unset (the caller maps
+/// anything it does not know to its default).
+inline std::string string_switch_from_env(const char* name) {
+    const char* v = std::getenv(name);
+    return v == nullptr ? std::string() : std::string(v);
+}
 
 /// An integer measurement switch: the environment variable `name` as a whole decimal number within [lo, hi], else -1
 /// (unset, empty or anything else: the caller keeps its default). lo must be >= 0.

@@ -342,10 +342,12 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     }
     __syncthreads();
 
-    // The lane's B column is batch row g (zero past the batch), rows p .. of each chunk; the pointers return to the
-    // slice start at each mtile.
-    const bool col_ok = g < a.rows;
-    const __half* xbase = xs + static_cast<std::size_t>(col_ok ? g : 0) * xstride +
+    // The lane's B column is batch row g, rows p .. of each chunk; the pointers return to the slice start at each
+    // mtile. A lane whose column g is past the batch reads row 0 instead: mma column g only reaches outputs of column g,
+    // which are never parked or stored (rows < a.rows only), so the load needs no predicate and no zeroing (the
+    // CS2R pairs that zeroed the registers were ~7% of the 2/3/4-bit loops' instructions; PERF_NOTES.md, twelfth
+    // session). The outputs are the same bits.
+    const __half* xbase = xs + static_cast<std::size_t>(g < a.rows ? g : 0) * xstride +
                           static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
     const float* sbase = xsum + kb0 * 8 + 2 * t;
     const __half* xp = xbase;
@@ -360,7 +362,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
                 std::uint32_t xw[4 * XV];
 #pragma unroll
                 for (int j = 0; j < XV; ++j) {
-                    const uint4 v = col_ok ? reinterpret_cast<const uint4*>(xp)[j] : make_uint4(0u, 0u, 0u, 0u);
+                    const uint4 v = reinterpret_cast<const uint4*>(xp)[j];
                     xw[4 * j + 0] = v.x;
                     xw[4 * j + 1] = v.y;
                     xw[4 * j + 2] = v.z;

@@ -18,6 +18,13 @@ namespace qbench::gptq {
 
 namespace {
 
+/// Measurement switch, fixed at build time (backends/gptq/CMakeLists.txt, QBENCH_GPTQ_AB_DEFINES): the widths (bit b
+/// for b bits) whose main loop runs as whole ring turns without per-chunk bounds checks, then the tail; the others
+/// check every chunk. Default: all four (0x11c).
+#ifndef QBENCH_GPTQ_STEADY_LOOP_BITS
+#define QBENCH_GPTQ_STEADY_LOOP_BITS 0x11c
+#endif
+
 /// Chunks in flight per warp (16 bytes per lane each, 24 at 3 bits): 6 at 4 bits, 4 at 8 and 2, 3 at 3 (a k-block's
 /// chunks share a ring turn; at 2 and 3 bits a chunk is a k-block, whose 8 mmas need 16 activation registers), so
 /// that the kernel fits 64 registers without spilling and two 512-thread CTAs (32 warps) stay resident per SM: 96 /
@@ -355,68 +362,87 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
 
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, out[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     int blocks_left = nkb, tl = 0;
-    for (int base = 0; base < units; base += D) {
+    // Ring slot i's chunk: its products, the k-block's epilogue at the block's last chunk, and (refill) the slot's next
+    // load, D chunks ahead.
+    auto consume = [&](int i, bool refill) {
+        std::uint32_t xw[4 * XV];
 #pragma unroll
-        for (int i = 0; i < D; ++i) {
-            if (base + i < units) {
-                std::uint32_t xw[4 * XV];
+        for (int j = 0; j < XV; ++j) {
+            const uint4 v = reinterpret_cast<const uint4*>(xp)[j];
+            xw[4 * j + 0] = v.x;
+            xw[4 * j + 1] = v.y;
+            xw[4 * j + 2] = v.z;
+            xw[4 * j + 3] = v.w;
+        }
+        xp += CR;
+        std::uint32_t w[a_lane_words(Bits)];
+        w[0] = wbuf[i].x, w[1] = wbuf[i].y, w[2] = wbuf[i].z, w[3] = wbuf[i].w;
+        if constexpr (Bits == 3) w[4] = hbuf[i].x, w[5] = hbuf[i].y;
+        if (i % CPB == 0) {
 #pragma unroll
-                for (int j = 0; j < XV; ++j) {
-                    const uint4 v = reinterpret_cast<const uint4*>(xp)[j];
-                    xw[4 * j + 0] = v.x;
-                    xw[4 * j + 1] = v.y;
-                    xw[4 * j + 2] = v.z;
-                    xw[4 * j + 3] = v.w;
+            for (int e = 0; e < 4; ++e) acc[e] = 0.0f;
+        }
+#pragma unroll
+        for (int m = 0; m < MMAS; ++m) {
+            std::uint32_t af[4];
+            a_fragment<Bits>(w, m, af);
+            mma_16816(acc, af, xw[2 * m], xw[2 * m + 1]);
+        }
+        if (i % CPB == CPB - 1) {
+            const uint2 md = mbuf[i / CPB];
+            const float2 s = __half22float2(as_half2(md.x));
+            const float2 c = __half22float2(as_half2(md.y));
+            const float2 sx = *reinterpret_cast<const float2*>(sp);  // sum_k x of batch rows 2t, 2t+1
+            sp += 8;
+            const float s1 = s.y * (1.0f / static_cast<float>(1 << a_r1_shift(Bits)));  // r1's f (layout)
+            out[0] = fmaf(s.x, fmaf(-c.x, sx.x, acc[0]), out[0]);
+            out[1] = fmaf(s.x, fmaf(-c.x, sx.y, acc[1]), out[1]);
+            out[2] = fmaf(s1, fmaf(-c.y, sx.x, acc[2]), out[2]);
+            out[3] = fmaf(s1, fmaf(-c.y, sx.y, acc[3]), out[3]);
+            if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums
+                // (tid >> 5: the warp within the CTA, half * 16 + warp)
+                float* slot = red + static_cast<std::size_t>(tl * k_a_warps * Pairs + (tid >> 5)) * a.rows * k_a_tile_cols;
+                const int r0 = 2 * t;
+                if (r0 < a.rows) {
+                    slot[r0 * k_a_tile_cols + g] = out[0];
+                    slot[r0 * k_a_tile_cols + g + 8] = out[2];
                 }
-                xp += CR;
-                std::uint32_t w[a_lane_words(Bits)];
-                w[0] = wbuf[i].x, w[1] = wbuf[i].y, w[2] = wbuf[i].z, w[3] = wbuf[i].w;
-                if constexpr (Bits == 3) w[4] = hbuf[i].x, w[5] = hbuf[i].y;
-                if (i % CPB == 0) {
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) acc[e] = 0.0f;
+                if (r0 + 1 < a.rows) {
+                    slot[(r0 + 1) * k_a_tile_cols + g] = out[1];
+                    slot[(r0 + 1) * k_a_tile_cols + g + 8] = out[3];
                 }
 #pragma unroll
-                for (int m = 0; m < MMAS; ++m) {
-                    std::uint32_t af[4];
-                    a_fragment<Bits>(w, m, af);
-                    mma_16816(acc, af, xw[2 * m], xw[2 * m + 1]);
-                }
-                if (i % CPB == CPB - 1) {
-                    const uint2 md = mbuf[i / CPB];
-                    const float2 s = __half22float2(as_half2(md.x));
-                    const float2 c = __half22float2(as_half2(md.y));
-                    const float2 sx = *reinterpret_cast<const float2*>(sp);  // sum_k x of batch rows 2t, 2t+1
-                    sp += 8;
-                    const float s1 = s.y * (1.0f / static_cast<float>(1 << a_r1_shift(Bits)));  // r1's f (layout)
-                    out[0] = fmaf(s.x, fmaf(-c.x, sx.x, acc[0]), out[0]);
-                    out[1] = fmaf(s.x, fmaf(-c.x, sx.y, acc[1]), out[1]);
-                    out[2] = fmaf(s1, fmaf(-c.y, sx.x, acc[2]), out[2]);
-                    out[3] = fmaf(s1, fmaf(-c.y, sx.y, acc[3]), out[3]);
-                    if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums
-                        // (tid >> 5: the warp within the CTA, half * 16 + warp)
-                        float* slot = red + static_cast<std::size_t>(tl * k_a_warps * Pairs + (tid >> 5)) * a.rows * k_a_tile_cols;
-                        const int r0 = 2 * t;
-                        if (r0 < a.rows) {
-                            slot[r0 * k_a_tile_cols + g] = out[0];
-                            slot[r0 * k_a_tile_cols + g + 8] = out[2];
-                        }
-                        if (r0 + 1 < a.rows) {
-                            slot[(r0 + 1) * k_a_tile_cols + g] = out[1];
-                            slot[(r0 + 1) * k_a_tile_cols + g + 8] = out[3];
-                        }
-#pragma unroll
-                        for (int e = 0; e < 4; ++e) out[e] = 0.0f;
-                        blocks_left = nkb;
-                        ++tl;
-                        xp = xbase;
-                        sp = sbase;
-                    }
-                }
-                if (base + i + D < units) issue(i);
+                for (int e = 0; e < 4; ++e) out[e] = 0.0f;
+                blocks_left = nkb;
+                ++tl;
+                xp = xbase;
+                sp = sbase;
             }
         }
+        if (refill) issue(i);
+    };
+    if constexpr (((QBENCH_GPTQ_STEADY_LOOP_BITS >> Bits) & 1) != 0) {
+        // Steady state first: whole ring turns whose chunks all exist and all refill, so no chunk needs a bounds
+        // check (the check cost a compare, a branch, its convergence barrier and a WARPSYNC before each chunk's first
+        // mma: SASS, ~2 instructions per mma fewer at 4 bits; PERF_NOTES.md, thirteenth session). Then the last turns.
+        int base = 0;
+        for (; base + 2 * D <= units; base += D) {
+#pragma unroll
+            for (int i = 0; i < D; ++i) consume(i, true);
+        }
+        for (; base < units; base += D) {
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                if (base + i < units) consume(i, base + i + D < units);
+        }
+    } else {  // the loop before the thirteenth session
+        for (int base = 0; base < units; base += D) {
+#pragma unroll
+            for (int i = 0; i < D; ++i)
+                if (base + i < units) consume(i, base + i + D < units);
+        }
     }
+
     // The outputs: thread i of the (logical) CTA writes output i, i + 512, ... (tile, row, column of the tile). Paired,
     // the half and its thread are read again from threadIdx rather than kept in registers through the loop.
     const int otid = Pairs == 1 ? tid : static_cast<int>(threadIdx.x) % k_a_threads;

@@ -9,7 +9,9 @@
 # CMake at it.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/build_on_device.sh [TARGET...]
-# QBENCH_CUDA_ARCHITECTURES (default 90), QBENCH_DEVICE_BUILD (default /tmp/qbench-build) as for bundle.sh.
+# QBENCH_CUDA_ARCHITECTURES (default 90), QBENCH_DEVICE_BUILD (default /tmp/qbench-build) as for bundle.sh;
+# QBENCH_BUNDLE_NAME (default built: .device-bundle-built/) and QBENCH_EXTRA_CMAKE_ARGS (more configure arguments)
+# let a second build of the same tree stand beside the first (gptq_kernel_ab.sh, QBENCH_AB_BUILDS).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 deps_dir=$root/.device-deps
@@ -29,7 +31,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 echo "build_on_device: $(nproc) cores, $(cmake --version | head -1), $(nvcc --version | tail -1), $(c++ --version | head -1)"
 echo "build_on_device: source ${QBENCH_SOURCE_COMMIT:-unknown} (dirty ${QBENCH_SOURCE_DIRTY:--1})"
 start=$(date +%s)
-QBENCH_BUNDLE_NAME=built QBENCH_DEVICE_BUILD=${QBENCH_DEVICE_BUILD:-/tmp/qbench-build} \
-QBENCH_CMAKE_ARGS="${generator[*]} -DCMAKE_PREFIX_PATH=$prefix/usr" \
+QBENCH_BUNDLE_NAME=${QBENCH_BUNDLE_NAME:-built} QBENCH_DEVICE_BUILD=${QBENCH_DEVICE_BUILD:-/tmp/qbench-build} \
+QBENCH_CMAKE_ARGS="${generator[*]} -DCMAKE_PREFIX_PATH=$prefix/usr ${QBENCH_EXTRA_CMAKE_ARGS:-}" \
   bash "$root/scripts/device/bundle.sh" "$@"
 echo "build_on_device: built in $(( $(date +%s) - start )) s"

@@ -76,7 +76,7 @@ run_variants() {  # $1: the bin directory, $2: a prefix for the log names ("" fo
     fi
   done
 }
-run_variants "$bin" ""
+[ -n "${QBENCH_AB_SKIP_MAIN:-}" ] || run_variants "$bin" ""  # QBENCH_AB_SKIP_MAIN=1: only the QBENCH_AB_BUILDS
 for build in ${QBENCH_AB_BUILDS:-}; do
   IFS=: read -r bname bdefs <<< "$build"
   if ! QBENCH_BUNDLE_NAME=built-$bname QBENCH_DEVICE_BUILD=/tmp/qbench-build-$bname \

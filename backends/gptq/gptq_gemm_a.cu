@@ -20,9 +20,11 @@ namespace {
 
 /// Measurement switch, fixed at build time (backends/gptq/CMakeLists.txt, QBENCH_GPTQ_AB_DEFINES): the widths (bit b
 /// for b bits) whose main loop runs as whole ring turns without per-chunk bounds checks, then the tail; the others
-/// check every chunk. Default: all four (0x11c).
+/// check every chunk. Default: none. The unchecked loop has 15-34% fewer instructions per mma (SASS) but measured
+/// 3-12% slower at 2, 3 and 4 bits on an H100 (PERF_NOTES.md, thirteenth session): ptxas then gathers a turn's
+/// refills into one batch late in the turn, so fewer bytes are in flight; at 4 bits it also spills.
 #ifndef QBENCH_GPTQ_STEADY_LOOP_BITS
-#define QBENCH_GPTQ_STEADY_LOOP_BITS 0x11c
+#define QBENCH_GPTQ_STEADY_LOOP_BITS 0
 #endif
 
 /// Chunks in flight per warp (16 bytes per lane each, 24 at 3 bits): 6 at 4 bits, 4 at 8 and 2, 3 at 3 (a k-block's
@@ -423,8 +425,8 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     };
     if constexpr (((QBENCH_GPTQ_STEADY_LOOP_BITS >> Bits) & 1) != 0) {
         // Steady state first: whole ring turns whose chunks all exist and all refill, so no chunk needs a bounds
-        // check (the check cost a compare, a branch, its convergence barrier and a WARPSYNC before each chunk's first
-        // mma: SASS, ~2 instructions per mma fewer at 4 bits; PERF_NOTES.md, thirteenth session). Then the last turns.
+        // check (the check costs a compare, a branch, its convergence barrier and a WARPSYNC before each chunk's
+        // first mma). Then the last turns.
         int base = 0;
         for (; base + 2 * D <= units; base += D) {
 #pragma unroll
@@ -435,7 +437,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
             for (int i = 0; i < D; ++i)
                 if (base + i < units) consume(i, base + i + D < units);
         }
-    } else {  // the loop before the thirteenth session
+    } else {  // the default: every chunk checked (and its refill issued right after its mmas)
         for (int base = 0; base < units; base += D) {
 #pragma unroll
             for (int i = 0; i < D; ++i)

@@ -11,7 +11,7 @@
 # names more test targets to build and run after the GPTQ ones (e.g. "test_gpu_f16_gemv test_gpu_executor").
 # QBENCH_AB_BUILDS="name:DEF[,DEF...] ..." times more builds of the same tree after the main one: each is bench_gptq
 # built apart (its own build directory and bundle) with kernel v3's build-time alternatives (QBENCH_GPTQ_AB_DEFINES,
-# backends/gptq/CMakeLists.txt), e.g. "loop0:QBENCH_GPTQ_STEADY_LOOP_BITS=0", and runs every variant; logs
+# backends/gptq/CMakeLists.txt), e.g. "steady:QBENCH_GPTQ_STEADY_LOOP_BITS=0x11c", and runs every variant; logs
 # bench-<name>-<variant>.txt. The tests and the executables in .device-bundle-built/ stay those of the main build.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)

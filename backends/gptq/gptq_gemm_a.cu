@@ -423,26 +423,21 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
         }
         if (refill) issue(i);
     };
+    int base = 0;
     if constexpr (((QBENCH_GPTQ_STEADY_LOOP_BITS >> Bits) & 1) != 0) {
         // Steady state first: whole ring turns whose chunks all exist and all refill, so no chunk needs a bounds
         // check (the check costs a compare, a branch, its convergence barrier and a WARPSYNC before each chunk's
-        // first mma). Then the last turns.
-        int base = 0;
+        // first mma). The last turns then go through the checked loop below.
         for (; base + 2 * D <= units; base += D) {
 #pragma unroll
             for (int i = 0; i < D; ++i) consume(i, true);
         }
-        for (; base < units; base += D) {
+    }
+    // The default: every chunk checked (and its refill issued right after its mmas).
+    for (; base < units; base += D) {
 #pragma unroll
-            for (int i = 0; i < D; ++i)
-                if (base + i < units) consume(i, base + i + D < units);
-        }
-    } else {  // the default: every chunk checked (and its refill issued right after its mmas)
-        for (int base = 0; base < units; base += D) {
-#pragma unroll
-            for (int i = 0; i < D; ++i)
-                if (base + i < units) consume(i, base + i + D < units);
-        }
+        for (int i = 0; i < D; ++i)
+            if (base + i < units) consume(i, base + i + D < units);
     }
 
     // The outputs: thread i of the (logical) CTA writes output i, i + 512, ... (tile, row, column of the tile). Paired,

@@ -19,20 +19,34 @@
 namespace qbench {
 
 #if defined(__CUDACC__)
-__device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned target) {
+/// One thread of the CTA arrives for it and waits (both CTA barriers around it are the caller's).
+__device__ __forceinline__ void grid_barrier_arrive_and_wait(unsigned* counter, unsigned target) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    __syncthreads();
-    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
-        unsigned seen = 0;
-        asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
-        ++seen;  // atom returns the value before this CTA's arrival
-        while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
-    }
-    __syncthreads();
+    unsigned seen = 0;
+    asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+    ++seen;  // atom returns the value before this CTA's arrival
+    while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
 #else
     (void)counter, (void)target;
     __trap();  // no acquire / release before sm_70: persistent kernels are not built for it
 #endif
+}
+
+__device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned target) {
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) grid_barrier_arrive_and_wait(counter, target);
+    __syncthreads();
+}
+
+/// The same among the first `Threads` threads of each CTA only (named barrier `Id`, 1..15; 0 is __syncthreads'), so
+/// that other warps of the CTA (a producer feeding shared memory, say) run on meanwhile. Immediate operands: with a
+/// register id ptxas reserves all 16 of the SM's barriers for the CTA.
+template <int Id, int Threads>
+__device__ __forceinline__ void grid_barrier_among(unsigned* counter, unsigned target) {
+    static_assert(Id >= 1 && Id < 16 && Threads % 32 == 0, "a named barrier of whole warps");
+    asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
+    if (threadIdx.x == 0) grid_barrier_arrive_and_wait(counter, target);
+    asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
 }
 #endif  // __CUDACC__
 

@@ -214,12 +214,26 @@ void BM_stream_pattern(benchmark::State& state) {
 /// phases (q/k/v, o, gate/up, down; bytes of g128 GPTQ at `bits`: codes plus an fp16 scale and a zero per group), with
 /// `norms` the two RMSNorm boundaries per layer as well, streamed in one of the four phase_schedules from one CUDA
 /// graph (PDL as the executor's); with `launches`, `shape` adds v3's staging of x (1) and its end-of-CTA reduction (2),
-/// or doubles the requests in flight per warp (3). The
+/// or doubles the requests in flight per warp (3); with `ring` (schedule 4, sm_90), `shape` 0 is a ring of 12 stages of
+/// 8 KB per CTA, 1 one of 6. `work` (the fifth arg, launches bare and ring only): 48 ALU instructions per 16-byte
+/// vector besides the XOR, about kernel v3's at 4 bits. The
 /// tables at the end: what a persistent kernel would save per boundary, and what v3's structure costs per launch.
-std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>, double> g_phase;  // (bits, norms, schedule, shape) -> s
+using phase_key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t>;  // bits, norms, schedule, shape, work
+std::map<phase_key, double> g_phase;  // -> s
+std::map<std::int64_t, double> g_phase_bytes;  // bits -> bytes the probe reads per step
+double phase_step_bytes(std::int64_t bits) {
+    const auto f = g_phase_bytes.find(bits);
+    return f != g_phase_bytes.end() ? f->second : 0.0;
+}
 void BM_phase_stream(benchmark::State& state) {
     env& e = the_env();
     const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2), shape = state.range(3);
+    const std::int64_t work = state.range(4);
+    const auto sched = static_cast<phase_schedule>(schedule);
+    if (sched == phase_schedule::ring && e.ctx.properties().major < 9) {
+        state.SkipWithError("the ring schedule needs sm_90");
+        return;
+    }
     const model_config m = llama7b();
     const double h = static_cast<double>(m.hidden_size), f = static_cast<double>(m.intermediate_size);
     const auto bytes_of = [&](double params) {
@@ -244,7 +258,9 @@ void BM_phase_stream(benchmark::State& state) {
         phase(bytes_of(2 * h * f), m.hidden_size);
         phase(bytes_of(h * f), m.intermediate_size);
     }
-    plan.deep = shape == 3;  // shape 3: bare, 12 requests in flight per warp
+    plan.deep = sched == phase_schedule::launches && shape == 3;  // shape 3: bare, 12 requests in flight per warp
+    plan.ring_stages = shape == 1 ? 6 : 12;
+    plan.work = static_cast<int>(work);
     const std::size_t source_bytes = plan_phase_stream(plan, e.ctx.properties().multiProcessorCount);
     static std::map<std::int64_t, device_buffer> sources;  // by bits: the step's bytes, far beyond L2
     auto it = sources.find(bits);
@@ -254,10 +270,10 @@ void BM_phase_stream(benchmark::State& state) {
     }
     static device_buffer scratch = e.ctx.allocate(256 * 1024, "phase stream scratch");
     QB_CUDA_CHECK(cudaMemset(scratch.get(), 0, scratch.size()));
-    const auto sched = static_cast<phase_schedule>(schedule);
     upload_phase_table(plan, it->second.get(), scratch.get(), e.ctx.stream());
     const auto body = [&](cudaStream_t st) {
-        launch_phase_stream(plan, sched, shape == 3 ? phase_shape::bare : static_cast<phase_shape>(shape), it->second.get(),
+        const auto launch_shape = sched != phase_schedule::launches || shape == 3 ? phase_shape::bare : static_cast<phase_shape>(shape);
+        launch_phase_stream(plan, sched, launch_shape, it->second.get(),
                             scratch.get(), st, e.ctx.pdl_enabled());
     };
     double t = 0;
@@ -266,15 +282,20 @@ void BM_phase_stream(benchmark::State& state) {
         state.SetIterationTime(t);
     }
     const double gbs = static_cast<double>(plan.total_read) / t * 1e-9;
+    g_phase_bytes[bits] = static_cast<double>(plan.total_read);
     state.counters["ms"] = t * 1e3;
     state.counters["GB/s"] = gbs;
     state.counters["bw_frac"] = gbs / e.stream_gbs;
     state.counters["phases"] = static_cast<double>(plan.bytes.size());
     state.counters["ctas"] = plan.ctas;
-    static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier"};
+    static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring"};
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
-    state.SetLabel(std::string(names[schedule]) + (schedule == 0 ? shapes[shape] : ""));
-    g_phase[{bits, norms, schedule, shape}] = t;
+    std::string label = names[schedule];
+    if (sched == phase_schedule::launches) label += shapes[shape];
+    if (sched == phase_schedule::ring) label += shape == 1 ? " (6 x 8 KB per CTA)" : " (12 x 8 KB per CTA)";
+    if (work != 0) label += ", work " + std::to_string(work);
+    state.SetLabel(label);
+    g_phase[{bits, norms, schedule, shape, work}] = t;
 }
 
 struct decode_result {
@@ -488,7 +509,8 @@ BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2}
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}})
+BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
+    ->ArgsProduct({{4, 8, 2}, {4}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {0}, {48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
@@ -535,10 +557,10 @@ int main(int argc, char** argv) {
                     "'no barrier', stream %.0f GB/s\n%-6s %6s %10s %10s %10s %10s %11s %11s %11s\n", e.stream_gbs, "bits",
                     "norms", "launches", "barrier", "b+prefetch", "no barrier", "us/launch", "us/barrier", "us/b+pref");
         for (const auto& [key, t0] : g_phase) {
-            const auto [bits, norms, schedule, shape] = key;
-            if (schedule != 0 || shape != 0) continue;
+            const auto [bits, norms, schedule, shape, work] = key;
+            if (schedule != 0 || shape != 0 || work != 0) continue;
             const auto get = [&, bits = bits, norms = norms](std::int64_t s) {
-                const auto f = g_phase.find({bits, norms, s, 0});
+                const auto f = g_phase.find({bits, norms, s, 0, 0});
                 return f != g_phase.end() ? f->second : 0.0;
             };
             const double boundaries = norms != 0 ? 32 * 6 - 2 : 32 * 4 - 1, t3 = get(3);
@@ -551,16 +573,36 @@ int main(int argc, char** argv) {
                     "us per launch beyond bare\n%-6s %6s %10s %10s %10s %10s %11s %11s\n",
                     "bits", "norms", "bare", "x staged", "+reduced", "bare, 12", "us staged", "us reduced");
         for (const auto& [key, t0] : g_phase) {
-            const auto [bits, norms, schedule, shape] = key;
-            if (schedule != 0 || shape != 0) continue;
-            const auto f1 = g_phase.find({bits, norms, 0, 1}), f2 = g_phase.find({bits, norms, 0, 2});
-            const auto f3 = g_phase.find({bits, norms, 0, 3});
+            const auto [bits, norms, schedule, shape, work] = key;
+            if (schedule != 0 || shape != 0 || work != 0) continue;
+            const auto f1 = g_phase.find({bits, norms, 0, 1, 0}), f2 = g_phase.find({bits, norms, 0, 2, 0});
+            const auto f3 = g_phase.find({bits, norms, 0, 3, 0});
             if (f1 == g_phase.end() || f2 == g_phase.end()) continue;
             const double launches = 32 * 4;
             std::printf("%-6lld %6lld %10.3f %10.3f %10.3f %10.3f %11.2f %11.2f\n", static_cast<long long>(bits),
                         static_cast<long long>(norms), t0 * 1e3, f1->second * 1e3, f2->second * 1e3,
                         f3 != g_phase.end() ? f3->second * 1e3 : 0.0, (f1->second - t0) / launches * 1e6,
                         (f2->second - t0) / launches * 1e6);
+        }
+        std::printf("\nOne kernel per phase (bare) vs one persistent kernel fed through a shared-memory ring by the bulk copy "
+                    "engine, ms per step (bw_frac of the stream)\n%-6s %6s %6s %16s %16s %16s %16s\n",
+                    "bits", "norms", "work", "launches", "ring 12 x 8 KB", "ring 6 x 8 KB", "no barrier");
+        for (const auto& [key, t0] : g_phase) {
+            const auto [bits, norms, schedule, shape, work] = key;
+            if (schedule != 0 || shape != 0) continue;
+            const auto r12 = g_phase.find({bits, norms, 4, 0, work}), r6 = g_phase.find({bits, norms, 4, 1, work});
+            if (r12 == g_phase.end() && r6 == g_phase.end()) continue;
+            const auto nb = g_phase.find({bits, norms, 3, 0, 0});
+            const double bytes = phase_step_bytes(bits);
+            const auto cell = [&](double t) {
+                char buf[32];
+                std::snprintf(buf, sizeof(buf), "%.3f (%.3f)", t * 1e3, t > 0 ? bytes / t * 1e-9 / e.stream_gbs : 0.0);
+                return std::string(t > 0 ? buf : "-");
+            };
+            std::printf("%-6lld %6lld %6lld %16s %16s %16s %16s\n", static_cast<long long>(bits), static_cast<long long>(norms),
+                        static_cast<long long>(work), cell(t0).c_str(), cell(r12 != g_phase.end() ? r12->second : 0.0).c_str(),
+                        cell(r6 != g_phase.end() ? r6->second : 0.0).c_str(),
+                        cell(work == 0 && nb != g_phase.end() ? nb->second : 0.0).c_str());
         }
     }
     benchmark::Shutdown();

@@ -1,11 +1,14 @@
 // The phase-boundary probe of phase_stream.cuh.
 #include "phase_stream.cuh"
 
+#include "cuda/bulk_ring.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/grid_barrier.cuh"
 #include "cuda/launch.cuh"
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 
 namespace qbench::gptq::test {
 
@@ -18,6 +21,9 @@ constexpr int k_max_phases = 256;
 constexpr std::size_t k_table_offset = 4096, k_norm_in = 8192, k_norm_out = 16384, k_sink_offset = 32768;
 constexpr std::size_t k_x_offset = 65536, k_y_offset = 131072, k_scratch_bytes = 256 * 1024;
 
+constexpr std::uint32_t k_ring_stage_bytes = 8192;  // one 512-byte request per consumer warp of a CTA
+constexpr int k_ring_threads = k_threads + 32;      // 16 consumer warps and the producer warp
+
 struct phase_desc {
     const uint4* base;        // the phase's region
     std::uint32_t requests;   // per warp; 0 = a norm phase
@@ -26,10 +32,23 @@ struct phase_desc {
 
 // ---- one kernel per phase (schedule `launches`) ----
 
+/// Work instructions on a 16-byte vector besides the XOR: four independent chains of LOP3 (volatile, so that the
+/// compiler keeps every one), standing in for a kernel's decode and mma work per vector.
+template <int Work>
+__device__ __forceinline__ std::uint32_t busy_work(const uint4& v) {
+    std::uint32_t c[4] = {v.x, v.y, v.z, v.w};
+    const std::uint32_t k = 0x5bd1e995u;
+#pragma unroll
+    for (int i = 0; i < Work / 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) asm volatile("lop3.b32 %0, %0, %1, %2, 0x96;" : "+r"(c[j]) : "r"(k), "r"(c[(j + 1) & 3]));
+    return c[0] ^ c[1] ^ c[2] ^ c[3];
+}
+
 /// Streams one warp's run of `requests` 512-byte requests (Stages in flight), XOR-ing them into `acc` with
-/// use(request) (a shared-memory read of the activations, or nothing); `between` runs once the first loads are in
-/// flight (the PDL wait of a per-phase kernel).
-template <int Stages, class Between, class Use>
+/// use(request) (a shared-memory read of the activations, or nothing) and Work instructions each (busy_work);
+/// `between` runs once the first loads are in flight (the PDL wait of a per-phase kernel).
+template <int Stages, int Work = 0, class Between, class Use>
 __device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t requests, std::uint32_t& acc, Between between,
                                            Use use) {
     uint4 ring[Stages];
@@ -42,6 +61,7 @@ __device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t reque
         for (int i = 0; i < Stages; ++i) {
             if (b + i < requests) {
                 acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w ^ use(b + i);
+                if constexpr (Work > 0) acc ^= busy_work<Work>(ring[i]);
                 if (b + i + Stages < requests) ring[i] = __ldcs(run + (b + i + Stages) * 32);
             }
         }
@@ -54,7 +74,7 @@ constexpr int k_outputs_per_cta = 48;  // 3 mtiles of 16 columns at one row: wha
 /// activations from L2 into shared memory after the wait (one barrier) and each request reads a word of them; with
 /// `staged_x_reduced` besides, each warp parks 48 partial sums in shared memory at the end and, after a barrier, 48
 /// threads add the 16 warps' and store them.
-template <int Stages>
+template <int Stages, int Work>
 __global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, std::uint32_t requests, std::uint32_t* sink,
                                                              const uint4* x, int x_vecs, int shape, float* y) {
     extern __shared__ uint4 xs[];
@@ -64,7 +84,7 @@ __global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, 
     const auto* words = reinterpret_cast<const std::uint32_t*>(xs);
     const std::uint32_t word_mask = static_cast<std::uint32_t>(x_vecs) * 4 - 1;  // x_vecs: a power of two
     std::uint32_t acc = 0;
-    stream_run<Stages>(
+    stream_run<Stages, Work>(
         base + warp * requests * 32 + lane, requests, acc,
         [&] {
             pdl_wait();
@@ -168,6 +188,84 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
     if (lane == 0) sink[warp] = acc;
 }
 
+// ---- one persistent kernel fed by the bulk copy engine (schedule ring) ----
+
+/// Warp 16 of each CTA is the producer: its first thread walks every phase's share of the CTA (the 16 warps' runs
+/// are contiguous, so the CTA's share of a phase is one region of requests x 8 KB) and copies it stage by stage into
+/// the ring, waiting only for a stage to be released. The 16 consumer warps take stage after stage (warp w the w-th
+/// 512 bytes: the same bytes a warp of the other schedules reads, in another order), release it, and take the grid
+/// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
+template <int Stages, int Work>
+__global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
+                                                                 std::uint32_t* sink) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    constexpr int consumer_warps = k_threads / 32;
+    constexpr std::uint32_t stage_vecs = k_ring_stage_bytes / 16;
+    extern __shared__ uint4 stages[];  // Stages x 8 KB
+    __shared__ std::uint64_t full[Stages], empty[Stages];
+    const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
+    if (tid == 0) {
+        for (int s = 0; s < Stages; ++s) {
+            mbarrier_init(&full[s], 1);
+            mbarrier_init(&empty[s], consumer_warps);
+        }
+        mbarrier_init_fence();
+    }
+    __syncthreads();
+    const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
+    if (w == consumer_warps) {  // the producer
+        if (lane != 0) return;
+        std::uint32_t i = 0;
+        for (int p = 0; p < phases; ++p) {
+            const std::uint32_t requests = table[p].requests;
+            const uint4* src = table[p].base + first_warp * requests * 32;
+            for (std::uint32_t j = 0; j < requests; ++j, ++i) {
+                const std::uint32_t s = i % Stages, round = i / Stages;
+                if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
+                mbarrier_arrive_expect_tx(&full[s], k_ring_stage_bytes);
+                bulk_copy_to_shared(stages + s * stage_vecs, src + j * stage_vecs, k_ring_stage_bytes, &full[s]);
+            }
+        }
+        return;
+    }
+    std::uint32_t acc = 0, i = 0;
+    unsigned barriers_passed = 0;
+    int first = 0;
+    while (first < phases && table[first].requests == 0) ++first;  // a leading norm phase: no barrier
+    for (int p = first; p < phases; ++p) {
+        if (p > first) grid_barrier_among<1, k_threads>(counter, ++barriers_passed * gridDim.x);
+        const std::uint32_t requests = table[p].requests;
+        for (std::uint32_t j = 0; j < requests; ++j, ++i) {
+            const std::uint32_t s = i % Stages, round = i / Stages;
+            mbarrier_wait(&full[s], round & 1);
+            const uint4 v = stages[s * stage_vecs + static_cast<std::uint32_t>(w) * 32 + static_cast<std::uint32_t>(lane)];
+            acc ^= v.x ^ v.y ^ v.z ^ v.w;
+            if constexpr (Work > 0) acc ^= busy_work<Work>(v);
+            __syncwarp();
+            if (lane == 0) mbarrier_arrive(&empty[s]);
+        }
+    }
+#pragma unroll
+    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) sink[first_warp + static_cast<std::size_t>(w)] = acc;
+#else
+    (void)table, (void)phases, (void)counter, (void)sink;
+    __trap();
+#endif
+}
+
+using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*);
+ring_kernel_ptr ring_kernel_of(int stages, int work) {
+    if (stages == 12) return work == 0 ? &ring_kernel<12, 0> : &ring_kernel<12, 48>;
+    if (stages == 6) return work == 0 ? &ring_kernel<6, 0> : &ring_kernel<6, 48>;
+    throw std::invalid_argument("phase_stream: a ring of 6 or 12 stages");
+}
+using phase_kernel_ptr = void (*)(const uint4*, std::uint32_t, std::uint32_t*, const uint4*, int, int, float*);
+phase_kernel_ptr phase_kernel_of(bool deep, int work) {
+    if (deep) return work == 0 ? &phase_kernel<k_deep_stages, 0> : &phase_kernel<k_deep_stages, 48>;
+    return work == 0 ? &phase_kernel<k_stages, 0> : &phase_kernel<k_stages, 48>;
+}
+
 std::byte* at(void* scratch, std::size_t offset) { return static_cast<std::byte*>(scratch) + offset; }
 
 }  // namespace
@@ -178,15 +276,16 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms) {
     int per_sm = 0;
     QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, k_threads, 0));
     int launch_per_sm = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&launch_per_sm, phase_kernel<k_stages>, k_threads, 0));
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&launch_per_sm, phase_kernel_of(false, plan.work), k_threads, 0));
     int deep_per_sm = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&deep_per_sm, phase_kernel<k_deep_stages>, k_threads, 0));
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&deep_per_sm, phase_kernel_of(true, plan.work), k_threads, 0));
     launch_per_sm = std::min(launch_per_sm, deep_per_sm);
     plan.ctas = std::min(std::min(per_sm, launch_per_sm), 2) * sms;
     plan.threads = k_threads;
     const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
     if (warps * 4 > k_x_offset - k_sink_offset) throw std::invalid_argument("phase_stream: too many warps for the sink");
     if (plan.x_vecs.size() != plan.bytes.size()) throw std::invalid_argument("phase_stream: one x_vecs per phase");
+    if (plan.work != 0 && plan.work != 48) throw std::invalid_argument("phase_stream: work is 0 or 48 instructions per vector");
     for (const int v : plan.x_vecs)
         if (v <= 0 || (v & (v - 1)) != 0 || static_cast<std::size_t>(v) * 16 > k_y_offset - k_x_offset)
             throw std::invalid_argument("phase_stream: x_vecs must be a power of two within 64 KB");
@@ -234,8 +333,7 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
             const int x_vecs = plan.x_vecs[i];
             const std::size_t smem = shape == phase_shape::bare ? 0
                                    : x_vecs * sizeof(uint4) + (k_threads / 32) * k_outputs_per_cta * sizeof(float);
-            launch_kernel(plan.deep ? phase_kernel<k_deep_stages> : phase_kernel<k_stages>,
-                          dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), smem, o, p, r, sink,
+            launch_kernel(phase_kernel_of(plan.deep, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), smem, o, p, r, sink,
                           reinterpret_cast<const uint4*>(at(scratch, k_x_offset)), x_vecs, static_cast<int>(shape),
                           reinterpret_cast<float*>(at(scratch, k_y_offset)));
             p += static_cast<std::size_t>(r) * 32 * warps;
@@ -247,6 +345,24 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     launch_options o{stream, false};
     o.cooperative = true;  // the barriers need every CTA resident
     const auto* table = reinterpret_cast<const phase_desc*>(at(scratch, k_table_offset));
+    if (schedule == phase_schedule::ring) {
+        int major = 0, device = 0;
+        QB_CUDA_CHECK(cudaGetDevice(&device));
+        QB_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+        if (major < 9) throw std::invalid_argument("phase_stream: the ring schedule needs sm_90 (bulk copies)");
+        const ring_kernel_ptr k = ring_kernel_of(plan.ring_stages, plan.work);
+        const int smem = plan.ring_stages * static_cast<int>(k_ring_stage_bytes);
+        QB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        int per_sm = 0, sms = 0;
+        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, k_ring_threads, static_cast<std::size_t>(smem)));
+        QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+        if (per_sm * sms < plan.ctas)
+            throw std::invalid_argument("phase_stream: the ring kernel fits " + std::to_string(per_sm) + " CTAs per SM, the plan needs " +
+                                        std::to_string(plan.ctas));
+        launch_kernel(k, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads), static_cast<std::size_t>(smem), o, table,
+                      static_cast<int>(plan.requests.size()), counter, sink);
+        return;
+    }
     launch_kernel(persistent_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,
                   static_cast<int>(plan.requests.size()), static_cast<int>(schedule), counter, sink);
 }

@@ -1,0 +1,107 @@
+#pragma once
+/// Hopper's bulk copy engine feeding a ring of shared-memory stages: the PTX a producer/consumer kernel needs, and
+/// nothing else (sm_90 and later; on older chips every function traps, so callers must not reach them there).
+///
+/// Why: a kernel that streams weights through registers has as many bytes in flight as its registers hold (kernel v3:
+/// six 16-byte vectors per lane), and a warp waiting at a barrier stops requesting. A bulk copy
+/// (cp.async.bulk, one instruction per stage, no registers) lands in shared memory and signals an mbarrier when its
+/// bytes have arrived, so one producer thread can keep a deep ring full while the consumer warps compute or wait.
+///
+/// The protocol of a ring of S stages, stage i % S used for the i-th copy:
+///
+///     producer (one thread)                         consumers (C warps)
+///     wait empty[s] (phase of round i / S - 1)      wait full[s] (phase of round i / S)
+///     full[s].arrive_expect_tx(bytes)               read stage s
+///     bulk_copy(stage s, src, bytes, full[s])       one lane per warp: empty[s].arrive()
+///
+/// full[s] is initialised with count 1 (the producer's arrival; the copy's bytes complete it), empty[s] with count C.
+/// An mbarrier's phase parity flips each time it completes, so round r waits for parity r & 1.
+#include <cstdint>
+
+namespace qbench {
+
+#if defined(__CUDACC__)
+
+/// The 32-bit shared-window address of a shared-memory object (what the PTX below takes).
+__device__ __forceinline__ std::uint32_t shared_address(const void* p) {
+    return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbarrier_init(std::uint64_t* bar, std::uint32_t count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(bar)), "r"(count) : "memory");
+#else
+    (void)bar, (void)count;
+    __trap();
+#endif
+}
+
+/// After a thread initialised the CTA's mbarriers and before any other thread or the copy engine uses them (then a
+/// CTA barrier).
+__device__ __forceinline__ void mbarrier_init_fence() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+/// Arrives once and announces `bytes` of copies that will complete the current phase.
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(std::uint64_t* bar, std::uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_address(bar)), "r"(bytes) : "memory");
+#else
+    (void)bar, (void)bytes;
+    __trap();
+#endif
+}
+
+/// Arrives once (release: the thread's earlier reads of the stage are done before the producer may overwrite it).
+__device__ __forceinline__ void mbarrier_arrive(std::uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_address(bar)) : "memory");
+#else
+    (void)bar;
+    __trap();
+#endif
+}
+
+/// Waits until the phase of parity `parity` has completed (acquire: the stage's bytes are visible afterwards).
+__device__ __forceinline__ void mbarrier_wait(std::uint64_t* bar, std::uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const std::uint32_t addr = shared_address(bar);
+    std::uint32_t done = 0;
+    do {
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+            : "=r"(done)
+            : "r"(addr), "r"(parity)
+            : "memory");
+    } while (done == 0);
+#else
+    (void)bar, (void)parity;
+    __trap();
+#endif
+}
+
+/// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global memory into this CTA's shared memory by the
+/// bulk copy engine; their arrival counts towards `bar`'s expected transaction bytes. Streaming data: the copy asks
+/// L2 to evict the lines first (evict_first), as ld.global.cs does for register loads.
+__device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, std::uint32_t bytes, std::uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    std::uint64_t policy = 0;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+            shared_address(dst)),
+        "l"(src), "r"(bytes), "r"(shared_address(bar)), "l"(policy)
+        : "memory");
+#else
+    (void)dst, (void)src, (void)bytes, (void)bar;
+    __trap();
+#endif
+}
+
+#endif  // __CUDACC__
+
+}  // namespace qbench

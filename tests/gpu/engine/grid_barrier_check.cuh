@@ -11,11 +11,12 @@ namespace qbench::test {
 /// b + ctas / 2 (mod ctas) and counts into errors[b] each that is not this round's, then passes a second barrier
 /// (so that no CTA overwrites a slot still being read). `counter` is zeroed in the same stream first; with
 /// `barriers` false the kernel leaves them out (the test's control: it must then see stale values).
-/// Launched cooperatively with `ctas` CTAs of 256 threads (the caller keeps ctas within what stays resident).
+/// Launched cooperatively with `ctas` CTAs of 256 threads (the caller keeps ctas within what stays resident); `named`:
+/// CTAs of 288 threads whose first 256 pass grid_barrier_among<1, 256> while the 9th warp has left.
 void launch_grid_barrier_check(int ctas, int rounds, bool barriers, unsigned* counter, std::uint32_t* slots,
-                               std::uint32_t* errors, cudaStream_t stream);
+                               std::uint32_t* errors, cudaStream_t stream, bool named = false);
 
-/// CTAs of 256 threads launch_grid_barrier_check's kernel can keep resident per SM.
+/// CTAs (of 288 threads, so that either form fits) launch_grid_barrier_check's kernel can keep resident per SM.
 int grid_barrier_check_ctas_per_sm();
 
 }  // namespace qbench::test

@@ -29,9 +29,9 @@ struct barrier_run {
         QB_CUDA_CHECK(cudaMemcpy(e.data(), errors.get(), e.size() * 4, cudaMemcpyDeviceToHost));
         return std::accumulate(e.begin(), e.end(), std::uint64_t{0});
     }
-    void enqueue(int rounds, bool barriers, cudaStream_t st) {
+    void enqueue(int rounds, bool barriers, cudaStream_t st, bool named = false) {
         launch_grid_barrier_check(ctas, rounds, barriers, counter.as<unsigned>(), slots.as<std::uint32_t>(),
-                                  errors.as<std::uint32_t>(), st);
+                                  errors.as<std::uint32_t>(), st, named);
     }
 };
 
@@ -63,6 +63,17 @@ TEST_CASE("grid_barrier: the check sees stale values without the barriers", "[gp
     barrier_run run;
     cudaStream_t st = context().stream();
     run.enqueue(200, false, st);
+    QB_CUDA_CHECK(cudaStreamSynchronize(st));
+    CHECK(run.errors_seen() > 0);
+}
+
+TEST_CASE("grid_barrier_among: the CTAs' first 256 threads synchronise while a 9th warp has left", "[gpu][barrier]") {
+    barrier_run run;
+    cudaStream_t st = context().stream();
+    run.enqueue(200, true, st, true);
+    QB_CUDA_CHECK(cudaStreamSynchronize(st));
+    CHECK(run.errors_seen() == 0);
+    run.enqueue(200, false, st, true);
     QB_CUDA_CHECK(cudaStreamSynchronize(st));
     CHECK(run.errors_seen() > 0);
 }

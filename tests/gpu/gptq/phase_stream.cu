@@ -195,23 +195,54 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
 /// the ring, waiting only for a stage to be released. The 16 consumer warps take stage after stage (warp w the w-th
 /// 512 bytes: the same bytes a warp of the other schedules reads, in another order), release it, and take the grid
 /// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
+/// A CTA's ring of Stages x 8 KB in dynamic shared memory, its mbarriers, and the two sides of bulk_ring.cuh's
+/// protocol: the producer's copy of the i-th stage, and a consumer warp's take of its 512 bytes of it.
+template <int Stages>
+struct cta_ring {
+    static constexpr std::uint32_t stage_vecs = k_ring_stage_bytes / 16;
+    uint4* stages;
+    std::uint64_t* full;
+    std::uint64_t* empty;
+
+    /// Thread 0 initialises the barriers; then the whole CTA synchronises.
+    __device__ void init(int consumer_warps) {
+        if (threadIdx.x == 0) {
+            for (int s = 0; s < Stages; ++s) {
+                mbarrier_init(&full[s], 1);
+                mbarrier_init(&empty[s], static_cast<std::uint32_t>(consumer_warps));
+            }
+            mbarrier_init_fence();
+        }
+        __syncthreads();
+    }
+    __device__ void produce(std::uint32_t i, const uint4* src) {
+        const std::uint32_t s = i % Stages, round = i / Stages;
+        if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
+        mbarrier_arrive_expect_tx(&full[s], k_ring_stage_bytes);
+        bulk_copy_to_shared(stages + s * stage_vecs, src, k_ring_stage_bytes, &full[s]);
+    }
+    /// Warp w's 16 bytes per lane of the i-th stage; the stage is released (one arrival per warp) once read.
+    __device__ uint4 consume(std::uint32_t i, int w, int lane) {
+        const std::uint32_t s = i % Stages, round = i / Stages;
+        mbarrier_wait(&full[s], round & 1);
+        const uint4 v = stages[s * stage_vecs + static_cast<std::uint32_t>(w) * 32 + static_cast<std::uint32_t>(lane)];
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(&empty[s]);
+        return v;
+    }
+};
+
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
                                                                  std::uint32_t* sink) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = k_threads / 32;
-    constexpr std::uint32_t stage_vecs = k_ring_stage_bytes / 16;
+    constexpr std::uint32_t stage_vecs = cta_ring<Stages>::stage_vecs;
     extern __shared__ uint4 stages[];  // Stages x 8 KB
     __shared__ std::uint64_t full[Stages], empty[Stages];
+    cta_ring<Stages> ring{stages, full, empty};
+    ring.init(consumer_warps);
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
-    if (tid == 0) {
-        for (int s = 0; s < Stages; ++s) {
-            mbarrier_init(&full[s], 1);
-            mbarrier_init(&empty[s], consumer_warps);
-        }
-        mbarrier_init_fence();
-    }
-    __syncthreads();
     const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
     if (w == consumer_warps) {  // the producer
         if (lane != 0) return;
@@ -219,12 +250,7 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
         for (int p = 0; p < phases; ++p) {
             const std::uint32_t requests = table[p].requests;
             const uint4* src = table[p].base + first_warp * requests * 32;
-            for (std::uint32_t j = 0; j < requests; ++j, ++i) {
-                const std::uint32_t s = i % Stages, round = i / Stages;
-                if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
-                mbarrier_arrive_expect_tx(&full[s], k_ring_stage_bytes);
-                bulk_copy_to_shared(stages + s * stage_vecs, src + j * stage_vecs, k_ring_stage_bytes, &full[s]);
-            }
+            for (std::uint32_t j = 0; j < requests; ++j, ++i) ring.produce(i, src + j * stage_vecs);
         }
         return;
     }
@@ -236,13 +262,9 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
         if (p > first) grid_barrier_among<1, k_threads>(counter, ++barriers_passed * gridDim.x);
         const std::uint32_t requests = table[p].requests;
         for (std::uint32_t j = 0; j < requests; ++j, ++i) {
-            const std::uint32_t s = i % Stages, round = i / Stages;
-            mbarrier_wait(&full[s], round & 1);
-            const uint4 v = stages[s * stage_vecs + static_cast<std::uint32_t>(w) * 32 + static_cast<std::uint32_t>(lane)];
+            const uint4 v = ring.consume(i, w, lane);
             acc ^= v.x ^ v.y ^ v.z ^ v.w;
             if constexpr (Work > 0) acc ^= busy_work<Work>(v);
-            __syncwarp();
-            if (lane == 0) mbarrier_arrive(&empty[s]);
         }
     }
 #pragma unroll
@@ -252,6 +274,49 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     (void)table, (void)phases, (void)counter, (void)sink;
     __trap();
 #endif
+}
+
+/// One phase of schedule `launches_ring`: the CTA's share of the phase through its ring, the producer's first Stages
+/// copies issued before the PDL wait (the weights are constants), the consumers after it.
+template <int Stages, int Work>
+__global__ void __launch_bounds__(k_ring_threads, 2) phase_ring_kernel(const uint4* base, std::uint32_t requests,
+                                                                       std::uint32_t* sink) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    constexpr int consumer_warps = k_threads / 32;
+    extern __shared__ uint4 stages[];
+    __shared__ std::uint64_t full[Stages], empty[Stages];
+    cta_ring<Stages> ring{stages, full, empty};
+    ring.init(consumer_warps);
+    const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
+    const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
+    if (w == consumer_warps) {
+        if (lane != 0) return;
+        const uint4* src = base + first_warp * requests * 32;
+        for (std::uint32_t j = 0; j < requests; ++j) ring.produce(j, src + j * cta_ring<Stages>::stage_vecs);
+        return;
+    }
+    pdl_wait();
+    pdl_trigger();
+    std::uint32_t acc = 0;
+    for (std::uint32_t j = 0; j < requests; ++j) {
+        const uint4 v = ring.consume(j, w, lane);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+        if constexpr (Work > 0) acc ^= busy_work<Work>(v);
+    }
+#pragma unroll
+    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) sink[first_warp + static_cast<std::size_t>(w)] = acc;
+#else
+    (void)base, (void)requests, (void)sink;
+    __trap();
+#endif
+}
+
+using phase_ring_kernel_ptr = void (*)(const uint4*, std::uint32_t, std::uint32_t*);
+phase_ring_kernel_ptr phase_ring_kernel_of(int stages, int work) {
+    if (stages == 12) return work == 0 ? &phase_ring_kernel<12, 0> : &phase_ring_kernel<12, 48>;
+    if (stages == 6) return work == 0 ? &phase_ring_kernel<6, 0> : &phase_ring_kernel<6, 48>;
+    throw std::invalid_argument("phase_stream: a ring of 6 or 12 stages");
 }
 
 using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*);
@@ -281,6 +346,22 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms) {
     QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&deep_per_sm, phase_kernel_of(true, plan.work), k_threads, 0));
     launch_per_sm = std::min(launch_per_sm, deep_per_sm);
     plan.ctas = std::min(std::min(per_sm, launch_per_sm), 2) * sms;
+    // The ring kernels (sm_90): their shared memory raised and their occupancy checked here, outside any capture.
+    plan.ring_ctas_per_sm = 0;
+    int device = 0, major = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&device));
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major >= 9) {
+        const int smem = plan.ring_stages * static_cast<int>(k_ring_stage_bytes);
+        plan.ring_ctas_per_sm = 2;
+        for (const auto k : {reinterpret_cast<const void*>(ring_kernel_of(plan.ring_stages, plan.work)),
+                             reinterpret_cast<const void*>(phase_ring_kernel_of(plan.ring_stages, plan.work))}) {
+            QB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+            int fit = 0;
+            QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, k, k_ring_threads, static_cast<std::size_t>(smem)));
+            plan.ring_ctas_per_sm = std::min(plan.ring_ctas_per_sm, fit);
+        }
+    }
     plan.threads = k_threads;
     const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
     if (warps * 4 > k_x_offset - k_sink_offset) throw std::invalid_argument("phase_stream: too many warps for the sink");
@@ -319,7 +400,12 @@ void upload_phase_table(const phase_stream_plan& plan, const void* src, void* sc
 void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,
                          void* scratch, cudaStream_t stream, bool pdl) {
     auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
-    if (schedule == phase_schedule::launches) {
+    const bool ring = schedule == phase_schedule::ring || schedule == phase_schedule::launches_ring;
+    if (ring && plan.ring_ctas_per_sm < 2)
+        throw std::invalid_argument("phase_stream: the ring kernels need sm_90 and 2 CTAs per SM (" +
+                                    std::to_string(plan.ring_ctas_per_sm) + " fit)");
+    const int ring_smem = plan.ring_stages * static_cast<int>(k_ring_stage_bytes);
+    if (schedule == phase_schedule::launches || schedule == phase_schedule::launches_ring) {
         const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
         const auto* p = static_cast<const uint4*>(src);
         const launch_options o{stream, pdl};
@@ -328,6 +414,12 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
             if (r == 0) {
                 launch_kernel(norm_phase_kernel, dim3(1), dim3(k_threads), 0, o,
                               reinterpret_cast<const uint4*>(at(scratch, k_norm_in)), reinterpret_cast<uint4*>(at(scratch, k_norm_out)));
+                continue;
+            }
+            if (ring) {
+                launch_kernel(phase_ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)),
+                              dim3(k_ring_threads), static_cast<std::size_t>(ring_smem), o, p, r, sink);
+                p += static_cast<std::size_t>(r) * 32 * warps;
                 continue;
             }
             const int x_vecs = plan.x_vecs[i];
@@ -346,21 +438,8 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     o.cooperative = true;  // the barriers need every CTA resident
     const auto* table = reinterpret_cast<const phase_desc*>(at(scratch, k_table_offset));
     if (schedule == phase_schedule::ring) {
-        int major = 0, device = 0;
-        QB_CUDA_CHECK(cudaGetDevice(&device));
-        QB_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-        if (major < 9) throw std::invalid_argument("phase_stream: the ring schedule needs sm_90 (bulk copies)");
-        const ring_kernel_ptr k = ring_kernel_of(plan.ring_stages, plan.work);
-        const int smem = plan.ring_stages * static_cast<int>(k_ring_stage_bytes);
-        QB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        int per_sm = 0, sms = 0;
-        QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, k_ring_threads, static_cast<std::size_t>(smem)));
-        QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-        if (per_sm * sms < plan.ctas)
-            throw std::invalid_argument("phase_stream: the ring kernel fits " + std::to_string(per_sm) + " CTAs per SM, the plan needs " +
-                                        std::to_string(plan.ctas));
-        launch_kernel(k, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads), static_cast<std::size_t>(smem), o, table,
-                      static_cast<int>(plan.requests.size()), counter, sink);
+        launch_kernel(ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads),
+                      static_cast<std::size_t>(ring_smem), o, table, static_cast<int>(plan.requests.size()), counter, sink);
         return;
     }
     launch_kernel(persistent_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,

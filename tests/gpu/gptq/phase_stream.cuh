@@ -30,6 +30,9 @@ enum class phase_schedule : int {
     /// only, while the 16 consumer warps take the grid barriers (sm_90). The question: does a producer that never
     /// waits at a barrier keep memory busy through the boundaries, as requests in registers cannot?
     ring = 4,
+    /// one kernel per phase as `launches`, each fed through its own shared-memory ring as `ring` (the producer's first
+    /// copies issued before the PDL wait): bulk copies without the persistent kernel (sm_90)
+    launches_ring = 5,
 };
 
 /// What a per-phase kernel (schedule `launches`) does besides streaming: nothing, or what kernel v3 does around its
@@ -46,13 +49,14 @@ struct phase_stream_plan {
     /// `launches` only: 12 requests in flight per warp instead of v3's 6 (192 KB per SM instead of 96): whether more
     /// bytes in flight shorten each launch's ramp and tail.
     bool deep = false;
-    /// `ring`: shared-memory stages of 8 KB per CTA (a 512-byte request per consumer warp): 12 (192 KB per SM) or 6
+    /// `ring` and `launches_ring`: shared-memory stages of 8 KB per CTA (a 512-byte request per consumer warp): 12 (192 KB per SM) or 6
     /// (96 KB per SM, as many bytes as v3's register ring).
     int ring_stages = 12;
     /// `launches` (bare) and `ring`: ALU instructions per 16-byte vector besides the XOR (0 or 48; 48 is about what
     /// kernel v3 spends per vector at 4 bits: ~12 instructions per mma, 4 mmas per vector), so that the consumers' own
     /// time is in the picture.
     int work = 0;
+    int ring_ctas_per_sm = 0;  ///< set by plan_phase_stream: what the ring kernels keep resident (0 before sm_90)
     int ctas = 0, threads = 512;
     std::size_t total_read = 0;  ///< bytes the grid reads per step
 };
@@ -64,7 +68,7 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms);
 /// Enqueues one step on `stream`: `src` holds the phases back to back (plan_phase_stream's size), `scratch` at least
 /// 256 KB (the barrier counter, the phase table, the norm phases' 8 KB rows, the warps' sink words, the activations
 /// and the outputs). The persistent schedules launch cooperatively (every CTA resident, or the launch fails) and
-/// ignore `shape`; `ring` throws before sm_90.
+/// ignore `shape`; `ring` and `launches_ring` throw before sm_90.
 void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,
                          void* scratch, cudaStream_t stream, bool pdl);
 

@@ -214,8 +214,8 @@ void BM_stream_pattern(benchmark::State& state) {
 /// phases (q/k/v, o, gate/up, down; bytes of g128 GPTQ at `bits`: codes plus an fp16 scale and a zero per group), with
 /// `norms` the two RMSNorm boundaries per layer as well, streamed in one of the four phase_schedules from one CUDA
 /// graph (PDL as the executor's); with `launches`, `shape` adds v3's staging of x (1) and its end-of-CTA reduction (2),
-/// or doubles the requests in flight per warp (3); with `ring` and `launches_ring` (schedules 4 and 5, sm_90), `shape` 0
-/// is a ring of 12 stages of 8 KB per CTA, 1 one of 6. `work` (the fifth arg, launches bare and ring only): 48 ALU instructions per 16-byte
+/// or doubles the requests in flight per warp (3); with the ring schedules (4, 5, 6, sm_90), `shape` 0 is a ring of 12
+/// stages of 8 KB per CTA, 1 one of 6. `work` (the fifth arg, launches bare and ring only): 48 ALU instructions per 16-byte
 /// vector besides the XOR, about kernel v3's at 4 bits. The
 /// tables at the end: what a persistent kernel would save per boundary, and what v3's structure costs per launch.
 using phase_key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t>;  // bits, norms, schedule, shape, work
@@ -230,7 +230,9 @@ void BM_phase_stream(benchmark::State& state) {
     const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2), shape = state.range(3);
     const std::int64_t work = state.range(4);
     const auto sched = static_cast<phase_schedule>(schedule);
-    if ((sched == phase_schedule::ring || sched == phase_schedule::launches_ring) && e.ctx.properties().major < 9) {
+    const bool ring_schedule = sched == phase_schedule::ring || sched == phase_schedule::launches_ring ||
+                               sched == phase_schedule::launches_ring_overlap;
+    if (ring_schedule && e.ctx.properties().major < 9) {
         state.SkipWithError("the ring schedule needs sm_90");
         return;
     }
@@ -288,12 +290,12 @@ void BM_phase_stream(benchmark::State& state) {
     state.counters["bw_frac"] = gbs / e.stream_gbs;
     state.counters["phases"] = static_cast<double>(plan.bytes.size());
     state.counters["ctas"] = plan.ctas;
-    static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring", "launches, ring"};
+    static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring", "launches, ring",
+                                        "launches, ring, 1 CTA per SM"};
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     std::string label = names[schedule];
     if (sched == phase_schedule::launches) label += shapes[shape];
-    if (sched == phase_schedule::ring || sched == phase_schedule::launches_ring)
-        label += shape == 1 ? " (6 x 8 KB per CTA)" : " (12 x 8 KB per CTA)";
+    if (ring_schedule) label += shape == 1 ? " (6 x 8 KB per CTA)" : " (12 x 8 KB per CTA)";
     if (work != 0) label += ", work " + std::to_string(work);
     state.SetLabel(label);
     g_phase[{bits, norms, schedule, shape, work}] = t;
@@ -511,7 +513,7 @@ BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_a
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
-    ->ArgsProduct({{4, 8, 2}, {4, 5}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {0}, {48}})
+    ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {0}, {48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
@@ -587,14 +589,17 @@ int main(int argc, char** argv) {
         }
         std::printf("\nOne kernel per phase (bare) vs one persistent kernel fed through a shared-memory ring by the bulk copy "
                     "engine, and kernels per phase with such a ring, ms per step (bw_frac of the stream)\n"
-                    "%-6s %6s %6s %16s %16s %16s %16s %16s %16s\n", "bits", "norms", "work", "launches", "ring 12 x 8 KB",
-                    "ring 6 x 8 KB", "launches, r12", "launches, r6", "no barrier");
+                    "%-6s %6s %6s %16s %16s %16s %16s %16s %16s %16s %16s\n", "bits", "norms", "work", "launches",
+                    "ring 12 x 8 KB", "ring 6 x 8 KB", "launches, r12", "launches, r6", "overlap, r12", "overlap, r6", "no barrier");
         for (const auto& [key, t0] : g_phase) {
             const auto [bits, norms, schedule, shape, work] = key;
             if (schedule != 0 || shape != 0) continue;
             const auto r12 = g_phase.find({bits, norms, 4, 0, work}), r6 = g_phase.find({bits, norms, 4, 1, work});
             const auto l12 = g_phase.find({bits, norms, 5, 0, work}), l6 = g_phase.find({bits, norms, 5, 1, work});
-            if (r12 == g_phase.end() && r6 == g_phase.end() && l12 == g_phase.end() && l6 == g_phase.end()) continue;
+            const auto o12 = g_phase.find({bits, norms, 6, 0, work}), o6 = g_phase.find({bits, norms, 6, 1, work});
+            if (r12 == g_phase.end() && r6 == g_phase.end() && l12 == g_phase.end() && l6 == g_phase.end() &&
+                o12 == g_phase.end() && o6 == g_phase.end())
+                continue;
             const auto nb = g_phase.find({bits, norms, 3, 0, 0});
             const double bytes = phase_step_bytes(bits);
             const auto cell = [&](double t) {
@@ -603,10 +608,10 @@ int main(int argc, char** argv) {
                 return std::string(t > 0 ? buf : "-");
             };
             const auto time_of = [&](auto f) { return f != g_phase.end() ? f->second : 0.0; };
-            std::printf("%-6lld %6lld %6lld %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(bits),
+            std::printf("%-6lld %6lld %6lld %16s %16s %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(bits),
                         static_cast<long long>(norms), static_cast<long long>(work), cell(t0).c_str(), cell(time_of(r12)).c_str(),
                         cell(time_of(r6)).c_str(), cell(time_of(l12)).c_str(), cell(time_of(l6)).c_str(),
-                        cell(work == 0 ? time_of(nb) : 0.0).c_str());
+                        cell(time_of(o12)).c_str(), cell(time_of(o6)).c_str(), cell(work == 0 ? time_of(nb) : 0.0).c_str());
         }
     }
     benchmark::Shutdown();

@@ -277,10 +277,12 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
 }
 
 /// One phase of schedule `launches_ring`: the CTA's share of the phase through its ring, the producer's first Stages
-/// copies issued before the PDL wait (the weights are constants), the consumers after it.
+/// copies issued before the PDL wait (the weights are constants), the consumers after it. `share` 2
+/// (`launches_ring_overlap`): one CTA per SM takes the shares of two, so that the next phase's CTA finds room beside
+/// it and fills its ring while this one works.
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) phase_ring_kernel(const uint4* base, std::uint32_t requests,
-                                                                       std::uint32_t* sink) {
+                                                                       std::uint32_t* sink, std::uint32_t share) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = k_threads / 32;
     extern __shared__ uint4 stages[];
@@ -291,14 +293,14 @@ __global__ void __launch_bounds__(k_ring_threads, 2) phase_ring_kernel(const uin
     const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
     if (w == consumer_warps) {
         if (lane != 0) return;
-        const uint4* src = base + first_warp * requests * 32;
-        for (std::uint32_t j = 0; j < requests; ++j) ring.produce(j, src + j * cta_ring<Stages>::stage_vecs);
+        const uint4* src = base + first_warp * share * requests * 32;
+        for (std::uint32_t j = 0; j < share * requests; ++j) ring.produce(j, src + j * cta_ring<Stages>::stage_vecs);
         return;
     }
     pdl_wait();
     pdl_trigger();
     std::uint32_t acc = 0;
-    for (std::uint32_t j = 0; j < requests; ++j) {
+    for (std::uint32_t j = 0; j < share * requests; ++j) {
         const uint4 v = ring.consume(j, w, lane);
         acc ^= v.x ^ v.y ^ v.z ^ v.w;
         if constexpr (Work > 0) acc ^= busy_work<Work>(v);
@@ -307,12 +309,12 @@ __global__ void __launch_bounds__(k_ring_threads, 2) phase_ring_kernel(const uin
     for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
     if (lane == 0) sink[first_warp + static_cast<std::size_t>(w)] = acc;
 #else
-    (void)base, (void)requests, (void)sink;
+    (void)base, (void)requests, (void)sink, (void)share;
     __trap();
 #endif
 }
 
-using phase_ring_kernel_ptr = void (*)(const uint4*, std::uint32_t, std::uint32_t*);
+using phase_ring_kernel_ptr = void (*)(const uint4*, std::uint32_t, std::uint32_t*, std::uint32_t);
 phase_ring_kernel_ptr phase_ring_kernel_of(int stages, int work) {
     if (stages == 12) return work == 0 ? &phase_ring_kernel<12, 0> : &phase_ring_kernel<12, 48>;
     if (stages == 6) return work == 0 ? &phase_ring_kernel<6, 0> : &phase_ring_kernel<6, 48>;
@@ -400,12 +402,13 @@ void upload_phase_table(const phase_stream_plan& plan, const void* src, void* sc
 void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,
                          void* scratch, cudaStream_t stream, bool pdl) {
     auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
-    const bool ring = schedule == phase_schedule::ring || schedule == phase_schedule::launches_ring;
+    const bool overlap = schedule == phase_schedule::launches_ring_overlap;
+    const bool ring = schedule == phase_schedule::ring || schedule == phase_schedule::launches_ring || overlap;
     if (ring && plan.ring_ctas_per_sm < 2)
         throw std::invalid_argument("phase_stream: the ring kernels need sm_90 and 2 CTAs per SM (" +
                                     std::to_string(plan.ring_ctas_per_sm) + " fit)");
     const int ring_smem = plan.ring_stages * static_cast<int>(k_ring_stage_bytes);
-    if (schedule == phase_schedule::launches || schedule == phase_schedule::launches_ring) {
+    if (schedule == phase_schedule::launches || schedule == phase_schedule::launches_ring || overlap) {
         const std::size_t warps = static_cast<std::size_t>(plan.ctas) * (k_threads / 32);
         const auto* p = static_cast<const uint4*>(src);
         const launch_options o{stream, pdl};
@@ -417,8 +420,10 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
                 continue;
             }
             if (ring) {
-                launch_kernel(phase_ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)),
-                              dim3(k_ring_threads), static_cast<std::size_t>(ring_smem), o, p, r, sink);
+                const int share = overlap ? 2 : 1;  // (plan.ctas is even: 2 per SM)
+                launch_kernel(phase_ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas / share)),
+                              dim3(k_ring_threads), static_cast<std::size_t>(ring_smem), o, p, r, sink,
+                              static_cast<std::uint32_t>(share));
                 p += static_cast<std::size_t>(r) * 32 * warps;
                 continue;
             }

@@ -33,6 +33,10 @@ enum class phase_schedule : int {
     /// one kernel per phase as `launches`, each fed through its own shared-memory ring as `ring` (the producer's first
     /// copies issued before the PDL wait): bulk copies without the persistent kernel (sm_90)
     launches_ring = 5,
+    /// as `launches_ring` with one CTA per SM taking two CTAs' shares: each phase's kernel leaves room on every SM for
+    /// the next one's CTA, whose producer then fills its ring before the PDL wait while this phase is still streaming
+    /// (a boundary covered without a persistent kernel)
+    launches_ring_overlap = 6,
 };
 
 /// What a per-phase kernel (schedule `launches`) does besides streaming: nothing, or what kernel v3 does around its
@@ -49,7 +53,7 @@ struct phase_stream_plan {
     /// `launches` only: 12 requests in flight per warp instead of v3's 6 (192 KB per SM instead of 96): whether more
     /// bytes in flight shorten each launch's ramp and tail.
     bool deep = false;
-    /// `ring` and `launches_ring`: shared-memory stages of 8 KB per CTA (a 512-byte request per consumer warp): 12 (192 KB per SM) or 6
+    /// `ring` and the `launches_ring` schedules: shared-memory stages of 8 KB per CTA (a 512-byte request per consumer warp): 12 (192 KB per SM) or 6
     /// (96 KB per SM, as many bytes as v3's register ring).
     int ring_stages = 12;
     /// `launches` (bare) and `ring`: ALU instructions per 16-byte vector besides the XOR (0 or 48; 48 is about what
@@ -68,7 +72,7 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms);
 /// Enqueues one step on `stream`: `src` holds the phases back to back (plan_phase_stream's size), `scratch` at least
 /// 256 KB (the barrier counter, the phase table, the norm phases' 8 KB rows, the warps' sink words, the activations
 /// and the outputs). The persistent schedules launch cooperatively (every CTA resident, or the launch fails) and
-/// ignore `shape`; `ring` and `launches_ring` throw before sm_90.
+/// ignore `shape`; the ring schedules throw before sm_90.
 void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,
                          void* scratch, cudaStream_t stream, bool pdl);
 

@@ -45,6 +45,20 @@ __device__ __forceinline__ std::uint32_t busy_work(const uint4& v) {
     return c[0] ^ c[1] ^ c[2] ^ c[3];
 }
 
+/// A vector into the warp's running XOR, with Work instructions of busy_work.
+template <int Work>
+__device__ __forceinline__ void fold(std::uint32_t& acc, const uint4& v) {
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    if constexpr (Work > 0) acc ^= busy_work<Work>(v);
+}
+
+/// The warp's XOR across its lanes into sink[warp] (so that no load is dead code).
+__device__ __forceinline__ void store_warp_xor(std::uint32_t acc, std::uint32_t* sink, std::size_t warp, int lane) {
+#pragma unroll
+    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) sink[warp] = acc;
+}
+
 /// Streams one warp's run of `requests` 512-byte requests (Stages in flight), XOR-ing them into `acc` with
 /// use(request) (a shared-memory read of the activations, or nothing) and Work instructions each (busy_work);
 /// `between` runs once the first loads are in flight (the PDL wait of a per-phase kernel).
@@ -60,8 +74,8 @@ __device__ __forceinline__ void stream_run(const uint4* run, std::uint32_t reque
 #pragma unroll
         for (int i = 0; i < Stages; ++i) {
             if (b + i < requests) {
-                acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w ^ use(b + i);
-                if constexpr (Work > 0) acc ^= busy_work<Work>(ring[i]);
+                fold<Work>(acc, ring[i]);
+                acc ^= use(b + i);
                 if (b + i + Stages < requests) ring[i] = __ldcs(run + (b + i + Stages) * 32);
             }
         }
@@ -95,9 +109,7 @@ __global__ void __launch_bounds__(k_threads, 2) phase_kernel(const uint4* base, 
             }
         },
         [&](std::uint32_t r) { return staged ? words[(r * 32 + static_cast<std::uint32_t>(lane)) & word_mask] : 0u; });
-#pragma unroll
-    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) sink[warp] = acc;
+    store_warp_xor(acc, sink, warp, lane);
     if (shape == static_cast<int>(phase_shape::staged_x_reduced)) {
         float* red = reinterpret_cast<float*>(xs + x_vecs);
         const int w = tid >> 5;
@@ -172,7 +184,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
 #pragma unroll
             for (int i = 0; i < k_stages; ++i) {
                 if (use.phase >= phases) break;
-                acc ^= ring[i].x ^ ring[i].y ^ ring[i].z ^ ring[i].w;
+                fold<0>(acc, ring[i]);
                 if (load.phase < phases) {
                     ring[i] = __ldcs(address(load));
                     advance(load, table, phases);
@@ -183,9 +195,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
             }
         }
     }
-#pragma unroll
-    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) sink[warp] = acc;
+    store_warp_xor(acc, sink, warp, lane);
 }
 
 // ---- one persistent kernel fed by the bulk copy engine (schedule ring) ----
@@ -200,20 +210,24 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
 template <int Stages>
 struct cta_ring {
     static constexpr std::uint32_t stage_vecs = k_ring_stage_bytes / 16;
+    static constexpr int consumer_warps = k_threads / 32;
     uint4* stages;
     std::uint64_t* full;
     std::uint64_t* empty;
 
-    /// Thread 0 initialises the barriers; then the whole CTA synchronises.
-    __device__ void init(int consumer_warps) {
+    /// The CTA's ring (every thread calls it): thread 0 initialises the barriers, then the whole CTA synchronises.
+    __device__ static cta_ring make() {
+        extern __shared__ uint4 ring_stages[];  // Stages x 8 KB
+        __shared__ std::uint64_t full_bars[Stages], empty_bars[Stages];
         if (threadIdx.x == 0) {
             for (int s = 0; s < Stages; ++s) {
-                mbarrier_init(&full[s], 1);
-                mbarrier_init(&empty[s], static_cast<std::uint32_t>(consumer_warps));
+                mbarrier_init(&full_bars[s], 1);
+                mbarrier_init(&empty_bars[s], consumer_warps);
             }
             mbarrier_init_fence();
         }
         __syncthreads();
+        return cta_ring{ring_stages, full_bars, empty_bars};
     }
     __device__ void produce(std::uint32_t i, const uint4* src) {
         const std::uint32_t s = i % Stages, round = i / Stages;
@@ -236,12 +250,9 @@ template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
                                                                  std::uint32_t* sink) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    constexpr int consumer_warps = k_threads / 32;
+    constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
     constexpr std::uint32_t stage_vecs = cta_ring<Stages>::stage_vecs;
-    extern __shared__ uint4 stages[];  // Stages x 8 KB
-    __shared__ std::uint64_t full[Stages], empty[Stages];
-    cta_ring<Stages> ring{stages, full, empty};
-    ring.init(consumer_warps);
+    cta_ring<Stages> ring = cta_ring<Stages>::make();
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
     const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
     if (w == consumer_warps) {  // the producer
@@ -261,15 +272,9 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     for (int p = first; p < phases; ++p) {
         if (p > first) grid_barrier_among<1, k_threads>(counter, ++barriers_passed * gridDim.x);
         const std::uint32_t requests = table[p].requests;
-        for (std::uint32_t j = 0; j < requests; ++j, ++i) {
-            const uint4 v = ring.consume(i, w, lane);
-            acc ^= v.x ^ v.y ^ v.z ^ v.w;
-            if constexpr (Work > 0) acc ^= busy_work<Work>(v);
-        }
+        for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, ring.consume(i, w, lane));
     }
-#pragma unroll
-    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) sink[first_warp + static_cast<std::size_t>(w)] = acc;
+    store_warp_xor(acc, sink, first_warp + static_cast<std::size_t>(w), lane);
 #else
     (void)table, (void)phases, (void)counter, (void)sink;
     __trap();
@@ -284,11 +289,8 @@ template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) phase_ring_kernel(const uint4* base, std::uint32_t requests,
                                                                        std::uint32_t* sink, std::uint32_t share) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    constexpr int consumer_warps = k_threads / 32;
-    extern __shared__ uint4 stages[];
-    __shared__ std::uint64_t full[Stages], empty[Stages];
-    cta_ring<Stages> ring{stages, full, empty};
-    ring.init(consumer_warps);
+    constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
+    cta_ring<Stages> ring = cta_ring<Stages>::make();
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
     const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
     if (w == consumer_warps) {
@@ -300,14 +302,8 @@ __global__ void __launch_bounds__(k_ring_threads, 2) phase_ring_kernel(const uin
     pdl_wait();
     pdl_trigger();
     std::uint32_t acc = 0;
-    for (std::uint32_t j = 0; j < share * requests; ++j) {
-        const uint4 v = ring.consume(j, w, lane);
-        acc ^= v.x ^ v.y ^ v.z ^ v.w;
-        if constexpr (Work > 0) acc ^= busy_work<Work>(v);
-    }
-#pragma unroll
-    for (int o = 16; o >= 1; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) sink[first_warp + static_cast<std::size_t>(w)] = acc;
+    for (std::uint32_t j = 0; j < share * requests; ++j) fold<Work>(acc, ring.consume(j, w, lane));
+    store_warp_xor(acc, sink, first_warp + static_cast<std::size_t>(w), lane);
 #else
     (void)base, (void)requests, (void)sink, (void)share;
     __trap();

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call: builds bench_gptq and the tests of the bulk-copy ring, runs the phase probe's ring
+# schedules against one kernel per phase (BM_phase_stream, backends/gptq/PERF_NOTES.md, fourteenth session), then the
+# ring's tests and (unless QBENCH_PROBE_SKIP_GPTQ_TESTS=1) the GPTQ kernel tests. Logs under $OUT: build.log,
+# bench-ring.txt (the summary table is its last part), one log per test.
+#
+#   device run: carry [".device-deps"], command: bash scripts/device/ring_probe.sh
+# QBENCH_PROBE_FILTER overrides the benchmark filter (default: 2 / 4 / 8 bits with the norm boundaries: launches bare
+# with and without work, no barrier, and the three ring schedules with 12 and 6 stages, with and without work);
+# QBENCH_PROBE_SECONDS bounds the benchmark (default 100).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 1
+out=${OUT:-$root/out}
+mkdir -p "$out"
+tests=(test_gpu_bulk_ring test_gpu_grid_barrier)
+[ -n "${QBENCH_PROBE_SKIP_GPTQ_TESTS:-}" ] || tests+=(test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused)
+if ! bash scripts/device/build_on_device.sh bench_gptq "${tests[@]}" > "$out/build.log" 2>&1; then
+  tail -n 40 "$out/build.log"; echo "ring_probe.sh: the build failed" >&2; exit 1
+fi
+grep '^build_on_device' "$out/build.log"
+export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+bin=$root/.device-bundle-built/bin
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv
+filter=${QBENCH_PROBE_FILTER:-'BM_phase_stream/[248]/(0/1/0|3/1/0|[456]/1/[01])/'}
+# Line-buffered, so that a run cut by the timeout keeps the benchmarks it finished.
+timeout "${QBENCH_PROBE_SECONDS:-100}" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-ring.txt" 2>&1
+echo "bench_gptq: exit $?"
+grep -E '^BM_' "$out/bench-ring.txt" | awk '{print $1, $2, $NF}' | cut -c1-120
+sed -n '/bulk copy/,$p' "$out/bench-ring.txt"
+for t in "${tests[@]}"; do
+  start=$(date +%s)
+  timeout "${QBENCH_PROBE_TEST_TIMEOUT:-120}" "$bin/$t" > "$out/$t.log" 2>&1
+  echo "$t: exit $? ($(( $(date +%s) - start )) s) $(tail -n 2 "$out/$t.log" | tr '\n' ' ')"
+done

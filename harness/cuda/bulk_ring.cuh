@@ -16,6 +16,8 @@
 ///
 /// full[s] is initialised with count 1 (the producer's arrival; the copy's bytes complete it), empty[s] with count C.
 /// An mbarrier's phase parity flips each time it completes, so round r waits for parity r & 1.
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 namespace qbench {
@@ -101,6 +103,49 @@ __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, 
     __trap();
 #endif
 }
+
+/// A ring of Stages stages of StageBytes each in the CTA's shared memory (the caller's storage: static or dynamic),
+/// with the protocol above: produce() for the producer thread, acquire() then release() for each consumer warp.
+template <int Stages, std::uint32_t StageBytes>
+struct bulk_ring {
+    static_assert(Stages >= 1 && StageBytes % 16 == 0, "whole 16-byte vectors per stage");
+    static constexpr std::uint32_t stage_vecs = StageBytes / 16;
+    uint4* stages;  // Stages x StageBytes, 16-byte aligned
+    std::uint64_t* full;
+    std::uint64_t* empty;
+
+    /// Every thread of the CTA calls it: thread 0 initialises the barriers (empty[s] waits for `consumer_warps`
+    /// releases), then the whole CTA synchronises.
+    __device__ static bulk_ring make(uint4* stages, std::uint64_t* full, std::uint64_t* empty, std::uint32_t consumer_warps) {
+        if (threadIdx.x == 0) {
+            for (int s = 0; s < Stages; ++s) {
+                mbarrier_init(&full[s], 1);
+                mbarrier_init(&empty[s], consumer_warps);
+            }
+            mbarrier_init_fence();
+        }
+        __syncthreads();
+        return bulk_ring{stages, full, empty};
+    }
+    /// The producer's i-th copy (i = 0, 1, ...): StageBytes from `src` into stage i % Stages, once its last use is
+    /// released.
+    __device__ void produce(std::uint32_t i, const void* src) const {
+        const std::uint32_t s = i % Stages, round = i / Stages;
+        if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
+        mbarrier_arrive_expect_tx(&full[s], StageBytes);
+        bulk_copy_to_shared(stages + s * stage_vecs, src, StageBytes, &full[s]);
+    }
+    /// A consumer warp's wait for the i-th copy: the stage holding it.
+    __device__ const uint4* acquire(std::uint32_t i) const {
+        mbarrier_wait(&full[i % Stages], (i / Stages) & 1);
+        return stages + (i % Stages) * stage_vecs;
+    }
+    /// The warp is done reading the i-th copy (every lane calls it; one arrival per warp).
+    __device__ void release(std::uint32_t i, int lane) const {
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(&empty[i % Stages]);
+    }
+};
 
 #endif  // __CUDACC__
 

@@ -19,38 +19,24 @@ __global__ void __launch_bounds__(32 * (k_consumer_warps + 1)) bulk_ring_copy_ke
                                                                                       std::uint32_t stages_per_cta) {
     __shared__ __align__(128) uint4 stages[Ring * k_stage_vecs];
     __shared__ std::uint64_t full[Ring], empty[Ring];
+    const auto ring = bulk_ring<Ring, k_stage_bytes>::make(stages, full, empty, k_consumer_warps);
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
-    if (tid == 0) {
-        for (int s = 0; s < Ring; ++s) {
-            mbarrier_init(&full[s], 1);
-            mbarrier_init(&empty[s], k_consumer_warps);
-        }
-        mbarrier_init_fence();
-    }
-    __syncthreads();
     const std::size_t region = static_cast<std::size_t>(blockIdx.x) * stages_per_cta * k_stage_vecs;
     if (w == k_consumer_warps) {  // the producer
         if (lane != 0) return;
-        for (std::uint32_t i = 0; i < stages_per_cta; ++i) {
-            const std::uint32_t s = i % Ring, round = i / Ring;
-            if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
-            mbarrier_arrive_expect_tx(&full[s], k_stage_bytes);
-            bulk_copy_to_shared(stages + s * k_stage_vecs, src + region + i * k_stage_vecs, k_stage_bytes, &full[s]);
-        }
+        for (std::uint32_t i = 0; i < stages_per_cta; ++i) ring.produce(i, src + region + i * k_stage_vecs);
         return;
     }
     for (std::uint32_t i = 0; i < stages_per_cta; ++i) {
-        const std::uint32_t s = i % Ring, round = i / Ring;
-        mbarrier_wait(&full[s], round & 1);
+        const uint4* stage = ring.acquire(i);
         if ((blockIdx.x * 3u + static_cast<unsigned>(w) * 5u + i) % 7u == 0) {  // dawdle before reading
             const long long until = clock64() + 500 * ((i + static_cast<unsigned>(w)) % 5u);
             while (clock64() < until) {
             }
         }
         for (std::uint32_t v = static_cast<std::uint32_t>(w) * 64 + static_cast<std::uint32_t>(lane); v < (w + 1u) * 64u; v += 32)
-            dst[region + i * k_stage_vecs + v] = stages[s * k_stage_vecs + v];
-        __syncwarp();
-        if (lane == 0) mbarrier_arrive(&empty[s]);
+            dst[region + i * k_stage_vecs + v] = stage[v];
+        ring.release(i, lane);
     }
 }
 

@@ -200,59 +200,37 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
 
 // ---- one persistent kernel fed by the bulk copy engine (schedule ring) ----
 
+/// A CTA's ring of Stages x 8 KB in dynamic shared memory (bulk_ring.cuh), its barriers static; every thread calls
+/// it. Consumer warp w reads the w-th 512 bytes of each stage.
+template <int Stages>
+struct cta_ring {
+    using ring = bulk_ring<Stages, k_ring_stage_bytes>;
+    static constexpr int consumer_warps = k_threads / 32;
+    __device__ static ring make() {
+        extern __shared__ uint4 ring_stages[];
+        __shared__ std::uint64_t full_bars[Stages], empty_bars[Stages];
+        return ring::make(ring_stages, full_bars, empty_bars, consumer_warps);
+    }
+    /// Warp w's 16 bytes per lane of the i-th stage, released once read.
+    __device__ static uint4 consume(const ring& r, std::uint32_t i, int w, int lane) {
+        const uint4 v = r.acquire(i)[static_cast<std::uint32_t>(w) * 32 + static_cast<std::uint32_t>(lane)];
+        r.release(i, lane);
+        return v;
+    }
+};
+
 /// Warp 16 of each CTA is the producer: its first thread walks every phase's share of the CTA (the 16 warps' runs
 /// are contiguous, so the CTA's share of a phase is one region of requests x 8 KB) and copies it stage by stage into
 /// the ring, waiting only for a stage to be released. The 16 consumer warps take stage after stage (warp w the w-th
 /// 512 bytes: the same bytes a warp of the other schedules reads, in another order), release it, and take the grid
 /// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
-/// A CTA's ring of Stages x 8 KB in dynamic shared memory, its mbarriers, and the two sides of bulk_ring.cuh's
-/// protocol: the producer's copy of the i-th stage, and a consumer warp's take of its 512 bytes of it.
-template <int Stages>
-struct cta_ring {
-    static constexpr std::uint32_t stage_vecs = k_ring_stage_bytes / 16;
-    static constexpr int consumer_warps = k_threads / 32;
-    uint4* stages;
-    std::uint64_t* full;
-    std::uint64_t* empty;
-
-    /// The CTA's ring (every thread calls it): thread 0 initialises the barriers, then the whole CTA synchronises.
-    __device__ static cta_ring make() {
-        extern __shared__ uint4 ring_stages[];  // Stages x 8 KB
-        __shared__ std::uint64_t full_bars[Stages], empty_bars[Stages];
-        if (threadIdx.x == 0) {
-            for (int s = 0; s < Stages; ++s) {
-                mbarrier_init(&full_bars[s], 1);
-                mbarrier_init(&empty_bars[s], consumer_warps);
-            }
-            mbarrier_init_fence();
-        }
-        __syncthreads();
-        return cta_ring{ring_stages, full_bars, empty_bars};
-    }
-    __device__ void produce(std::uint32_t i, const uint4* src) {
-        const std::uint32_t s = i % Stages, round = i / Stages;
-        if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
-        mbarrier_arrive_expect_tx(&full[s], k_ring_stage_bytes);
-        bulk_copy_to_shared(stages + s * stage_vecs, src, k_ring_stage_bytes, &full[s]);
-    }
-    /// Warp w's 16 bytes per lane of the i-th stage; the stage is released (one arrival per warp) once read.
-    __device__ uint4 consume(std::uint32_t i, int w, int lane) {
-        const std::uint32_t s = i % Stages, round = i / Stages;
-        mbarrier_wait(&full[s], round & 1);
-        const uint4 v = stages[s * stage_vecs + static_cast<std::uint32_t>(w) * 32 + static_cast<std::uint32_t>(lane)];
-        __syncwarp();
-        if (lane == 0) mbarrier_arrive(&empty[s]);
-        return v;
-    }
-};
-
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
                                                                  std::uint32_t* sink) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
-    constexpr std::uint32_t stage_vecs = cta_ring<Stages>::stage_vecs;
-    cta_ring<Stages> ring = cta_ring<Stages>::make();
+    constexpr std::uint32_t stage_vecs = cta_ring<Stages>::ring::stage_vecs;
+    const auto ring = cta_ring<Stages>::make();
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
     const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
     if (w == consumer_warps) {  // the producer
@@ -272,7 +250,7 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     for (int p = first; p < phases; ++p) {
         if (p > first) grid_barrier_among<1, k_threads>(counter, ++barriers_passed * gridDim.x);
         const std::uint32_t requests = table[p].requests;
-        for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, ring.consume(i, w, lane));
+        for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
     }
     store_warp_xor(acc, sink, first_warp + static_cast<std::size_t>(w), lane);
 #else
@@ -290,19 +268,19 @@ __global__ void __launch_bounds__(k_ring_threads, 2) phase_ring_kernel(const uin
                                                                        std::uint32_t* sink, std::uint32_t share) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
-    cta_ring<Stages> ring = cta_ring<Stages>::make();
+    const auto ring = cta_ring<Stages>::make();
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
     const std::size_t first_warp = static_cast<std::size_t>(blockIdx.x) * consumer_warps;
     if (w == consumer_warps) {
         if (lane != 0) return;
         const uint4* src = base + first_warp * share * requests * 32;
-        for (std::uint32_t j = 0; j < share * requests; ++j) ring.produce(j, src + j * cta_ring<Stages>::stage_vecs);
+        for (std::uint32_t j = 0; j < share * requests; ++j) ring.produce(j, src + j * cta_ring<Stages>::ring::stage_vecs);
         return;
     }
     pdl_wait();
     pdl_trigger();
     std::uint32_t acc = 0;
-    for (std::uint32_t j = 0; j < share * requests; ++j) fold<Work>(acc, ring.consume(j, w, lane));
+    for (std::uint32_t j = 0; j < share * requests; ++j) fold<Work>(acc, cta_ring<Stages>::consume(ring, j, w, lane));
     store_warp_xor(acc, sink, first_warp + static_cast<std::size_t>(w), lane);
 #else
     (void)base, (void)requests, (void)sink, (void)share;

@@ -230,7 +230,7 @@ void BM_phase_stream(benchmark::State& state) {
     const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2), shape = state.range(3);
     const std::int64_t work = state.range(4);
     const auto sched = static_cast<phase_schedule>(schedule);
-    const bool ring_schedule = sched == phase_schedule::ring || sched == phase_schedule::launches_ring ||
+    const bool ring_schedule = sched == phase_schedule::ring || sched == phase_schedule::ring_no_barrier || sched == phase_schedule::launches_ring ||
                                sched == phase_schedule::launches_ring_overlap;
     if (ring_schedule && e.ctx.properties().major < 9) {
         state.SkipWithError("the ring schedule needs sm_90");
@@ -291,7 +291,7 @@ void BM_phase_stream(benchmark::State& state) {
     state.counters["phases"] = static_cast<double>(plan.bytes.size());
     state.counters["ctas"] = plan.ctas;
     static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring", "launches, ring",
-                                        "launches, ring, 1 CTA per SM"};
+                                        "launches, ring, 1 CTA per SM", "ring, no barrier"};
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     std::string label = names[schedule];
     if (sched == phase_schedule::launches) label += shapes[shape];
@@ -513,7 +513,8 @@ BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_a
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
-    ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {0}, {48}})
+    ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0, 3}, {0, 1}, {0}, {48}})
+    ->ArgsProduct({{4, 8, 2}, {7}, {0, 1}, {0}, {0, 48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
@@ -589,8 +590,9 @@ int main(int argc, char** argv) {
         }
         std::printf("\nOne kernel per phase (bare) vs one persistent kernel fed through a shared-memory ring by the bulk copy "
                     "engine, and kernels per phase with such a ring, ms per step (bw_frac of the stream)\n"
-                    "%-6s %6s %6s %16s %16s %16s %16s %16s %16s %16s %16s\n", "bits", "norms", "work", "launches",
-                    "ring 12 x 8 KB", "ring 6 x 8 KB", "launches, r12", "launches, r6", "overlap, r12", "overlap, r6", "no barrier");
+                    "%-6s %6s %6s %16s %16s %16s %16s %16s %16s %16s %16s %16s\n", "bits", "norms", "work", "launches",
+                    "ring 12 x 8 KB", "ring 6 x 8 KB", "launches, r12", "launches, r6", "overlap, r12", "overlap, r6", "no barrier",
+                    "ring, no barrier");
         for (const auto& [key, t0] : g_phase) {
             const auto [bits, norms, schedule, shape, work] = key;
             if (schedule != 0 || shape != 0) continue;
@@ -598,9 +600,9 @@ int main(int argc, char** argv) {
             const auto l12 = g_phase.find({bits, norms, 5, 0, work}), l6 = g_phase.find({bits, norms, 5, 1, work});
             const auto o12 = g_phase.find({bits, norms, 6, 0, work}), o6 = g_phase.find({bits, norms, 6, 1, work});
             if (r12 == g_phase.end() && r6 == g_phase.end() && l12 == g_phase.end() && l6 == g_phase.end() &&
-                o12 == g_phase.end() && o6 == g_phase.end())
+                o12 == g_phase.end() && o6 == g_phase.end() && g_phase.find({bits, norms, 7, 0, work}) == g_phase.end())
                 continue;
-            const auto nb = g_phase.find({bits, norms, 3, 0, 0});
+            const auto nb = g_phase.find({bits, norms, 3, 0, work}), rnb = g_phase.find({bits, norms, 7, 0, work});
             const double bytes = phase_step_bytes(bits);
             const auto cell = [&](double t) {
                 char buf[32];
@@ -608,10 +610,10 @@ int main(int argc, char** argv) {
                 return std::string(t > 0 ? buf : "-");
             };
             const auto time_of = [&](auto f) { return f != g_phase.end() ? f->second : 0.0; };
-            std::printf("%-6lld %6lld %6lld %16s %16s %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(bits),
+            std::printf("%-6lld %6lld %6lld %16s %16s %16s %16s %16s %16s %16s %16s %16s\n", static_cast<long long>(bits),
                         static_cast<long long>(norms), static_cast<long long>(work), cell(t0).c_str(), cell(time_of(r12)).c_str(),
                         cell(time_of(r6)).c_str(), cell(time_of(l12)).c_str(), cell(time_of(l6)).c_str(),
-                        cell(time_of(o12)).c_str(), cell(time_of(o6)).c_str(), cell(work == 0 ? time_of(nb) : 0.0).c_str());
+                        cell(time_of(o12)).c_str(), cell(time_of(o6)).c_str(), cell(time_of(nb)).c_str(), cell(time_of(rnb)).c_str());
         }
     }
     benchmark::Shutdown();

@@ -150,6 +150,7 @@ __device__ __forceinline__ int advance(cursor& c, const phase_desc* table, int p
     return crossed;
 }
 
+template <int Work>
 __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_desc* table, int phases, int schedule,
                                                                    unsigned* counter, std::uint32_t* sink) {
     const int lane = static_cast<int>(threadIdx.x & 31);
@@ -166,7 +167,8 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
             if (p > first.phase && barriers) grid_barrier(counter, ++barriers_passed * gridDim.x);
             const std::uint32_t requests = table[p].requests;
             if (requests == 0) continue;
-            stream_run<k_stages>(table[p].base + warp * requests * 32 + lane, requests, acc, [] {}, [](std::uint32_t) { return 0u; });
+            stream_run<k_stages, Work>(table[p].base + warp * requests * 32 + lane, requests, acc, [] {},
+                                       [](std::uint32_t) { return 0u; });
         }
     } else {
         // One ring over all phases: the loads run k_stages requests ahead of the use, across phase boundaries, so the
@@ -184,7 +186,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
 #pragma unroll
             for (int i = 0; i < k_stages; ++i) {
                 if (use.phase >= phases) break;
-                fold<0>(acc, ring[i]);
+                fold<Work>(acc, ring[i]);
                 if (load.phase < phases) {
                     ring[i] = __ldcs(address(load));
                     advance(load, table, phases);
@@ -226,7 +228,7 @@ struct cta_ring {
 /// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
-                                                                 std::uint32_t* sink) {
+                                                                 std::uint32_t* sink, bool barriers) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
     constexpr std::uint32_t stage_vecs = cta_ring<Stages>::ring::stage_vecs;
@@ -248,13 +250,13 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     int first = 0;
     while (first < phases && table[first].requests == 0) ++first;  // a leading norm phase: no barrier
     for (int p = first; p < phases; ++p) {
-        if (p > first) grid_barrier_among<1, k_threads>(counter, ++barriers_passed * gridDim.x);
+        if (p > first && barriers) grid_barrier_among<1, k_threads>(counter, ++barriers_passed * gridDim.x);
         const std::uint32_t requests = table[p].requests;
         for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
     }
     store_warp_xor(acc, sink, first_warp + static_cast<std::size_t>(w), lane);
 #else
-    (void)table, (void)phases, (void)counter, (void)sink;
+    (void)table, (void)phases, (void)counter, (void)sink, (void)barriers;
     __trap();
 #endif
 }
@@ -295,12 +297,14 @@ phase_ring_kernel_ptr phase_ring_kernel_of(int stages, int work) {
     throw std::invalid_argument("phase_stream: a ring of 6 or 12 stages");
 }
 
-using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*);
+using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*, bool);
 ring_kernel_ptr ring_kernel_of(int stages, int work) {
     if (stages == 12) return work == 0 ? &ring_kernel<12, 0> : &ring_kernel<12, 48>;
     if (stages == 6) return work == 0 ? &ring_kernel<6, 0> : &ring_kernel<6, 48>;
     throw std::invalid_argument("phase_stream: a ring of 6 or 12 stages");
 }
+using persistent_kernel_ptr = void (*)(const phase_desc*, int, int, unsigned*, std::uint32_t*);
+persistent_kernel_ptr persistent_kernel_of(int work) { return work == 0 ? &persistent_kernel<0> : &persistent_kernel<48>; }
 using phase_kernel_ptr = void (*)(const uint4*, std::uint32_t, std::uint32_t*, const uint4*, int, int, float*);
 phase_kernel_ptr phase_kernel_of(bool deep, int work) {
     if (deep) return work == 0 ? &phase_kernel<k_deep_stages, 0> : &phase_kernel<k_deep_stages, 48>;
@@ -315,7 +319,7 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms) {
     if (plan.bytes.empty() || plan.bytes.size() > static_cast<std::size_t>(k_max_phases))
         throw std::invalid_argument("phase_stream: 1 to 256 phases");
     int per_sm = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel, k_threads, 0));
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, persistent_kernel_of(plan.work), k_threads, 0));
     int launch_per_sm = 0;
     QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&launch_per_sm, phase_kernel_of(false, plan.work), k_threads, 0));
     int deep_per_sm = 0;
@@ -377,7 +381,8 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
                          void* scratch, cudaStream_t stream, bool pdl) {
     auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
     const bool overlap = schedule == phase_schedule::launches_ring_overlap;
-    const bool ring = schedule == phase_schedule::ring || schedule == phase_schedule::launches_ring || overlap;
+    const bool persistent_ring = schedule == phase_schedule::ring || schedule == phase_schedule::ring_no_barrier;
+    const bool ring = persistent_ring || schedule == phase_schedule::launches_ring || overlap;
     if (ring && plan.ring_ctas_per_sm < 2)
         throw std::invalid_argument("phase_stream: the ring kernels need sm_90 and 2 CTAs per SM (" +
                                     std::to_string(plan.ring_ctas_per_sm) + " fit)");
@@ -416,12 +421,13 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     launch_options o{stream, false};
     o.cooperative = true;  // the barriers need every CTA resident
     const auto* table = reinterpret_cast<const phase_desc*>(at(scratch, k_table_offset));
-    if (schedule == phase_schedule::ring) {
+    if (persistent_ring) {
         launch_kernel(ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads),
-                      static_cast<std::size_t>(ring_smem), o, table, static_cast<int>(plan.requests.size()), counter, sink);
+                      static_cast<std::size_t>(ring_smem), o, table, static_cast<int>(plan.requests.size()), counter, sink,
+                      schedule == phase_schedule::ring);
         return;
     }
-    launch_kernel(persistent_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,
+    launch_kernel(persistent_kernel_of(plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,
                   static_cast<int>(plan.requests.size()), static_cast<int>(schedule), counter, sink);
 }
 

@@ -37,6 +37,9 @@ enum class phase_schedule : int {
     /// the next one's CTA, whose producer then fills its ring before the PDL wait while this phase is still streaming
     /// (a boundary covered without a persistent kernel)
     launches_ring_overlap = 6,
+    /// as `ring` without the grid barriers: what the ring streams when nothing waits (its ceiling, as `no_barrier` is
+    /// the register ring's), so that `ring`'s cost per boundary splits into the barrier and the ring itself
+    ring_no_barrier = 7,
 };
 
 /// What a per-phase kernel (schedule `launches`) does besides streaming: nothing, or what kernel v3 does around its
@@ -56,7 +59,7 @@ struct phase_stream_plan {
     /// `ring` and the `launches_ring` schedules: shared-memory stages of 8 KB per CTA (a 512-byte request per consumer warp): 12 (192 KB per SM) or 6
     /// (96 KB per SM, as many bytes as v3's register ring).
     int ring_stages = 12;
-    /// `launches` (bare) and `ring`: ALU instructions per 16-byte vector besides the XOR (0 or 48; 48 is about what
+    /// `launches` (bare), the persistent schedules and the ring schedules: ALU instructions per 16-byte vector besides the XOR (0 or 48; 48 is about what
     /// kernel v3 spends per vector at 4 bits: ~12 instructions per mma, 4 mmas per vector), so that the consumers' own
     /// time is in the picture.
     int work = 0;

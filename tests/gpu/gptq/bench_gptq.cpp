@@ -230,7 +230,8 @@ void BM_phase_stream(benchmark::State& state) {
     const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2), shape = state.range(3);
     const std::int64_t work = state.range(4);
     const auto sched = static_cast<phase_schedule>(schedule);
-    const bool ring_schedule = sched == phase_schedule::ring || sched == phase_schedule::ring_no_barrier || sched == phase_schedule::launches_ring ||
+    const bool ring_schedule = sched == phase_schedule::ring || sched == phase_schedule::ring_no_barrier ||
+                               sched == phase_schedule::ring_relaxed || sched == phase_schedule::launches_ring ||
                                sched == phase_schedule::launches_ring_overlap;
     if (ring_schedule && e.ctx.properties().major < 9) {
         state.SkipWithError("the ring schedule needs sm_90");
@@ -291,7 +292,8 @@ void BM_phase_stream(benchmark::State& state) {
     state.counters["phases"] = static_cast<double>(plan.bytes.size());
     state.counters["ctas"] = plan.ctas;
     static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring", "launches, ring",
-                                        "launches, ring, 1 CTA per SM", "ring, no barrier"};
+                                        "launches, ring, 1 CTA per SM", "ring, no barrier", "ring, relaxed barrier",
+                                        "barrier+prefetch, relaxed"};
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     std::string label = names[schedule];
     if (sched == phase_schedule::launches) label += shapes[shape];
@@ -514,7 +516,8 @@ BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
     ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0, 3}, {0, 1}, {0}, {48}})
-    ->ArgsProduct({{4, 8, 2}, {7}, {0, 1}, {0}, {0, 48}})
+    ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9}, {0, 1}, {0}, {0, 48}})
+    ->ArgsProduct({{4, 8, 2}, {2}, {0, 1}, {0}, {48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
@@ -614,6 +617,25 @@ int main(int argc, char** argv) {
                         static_cast<long long>(norms), static_cast<long long>(work), cell(t0).c_str(), cell(time_of(r12)).c_str(),
                         cell(time_of(r6)).c_str(), cell(time_of(l12)).c_str(), cell(time_of(l6)).c_str(),
                         cell(time_of(o12)).c_str(), cell(time_of(o6)).c_str(), cell(time_of(nb)).c_str(), cell(time_of(rnb)).c_str());
+        }
+    }
+    if (!g_phase.empty()) {
+        std::printf("\nGrid barriers with release / acquire vs relaxed (no fence), ms per step and us per barrier beyond the "
+                    "same kernel without barriers\n%-6s %6s %6s %14s %14s %14s %12s %12s %12s %12s\n", "bits", "norms", "work",
+                    "no barrier", "b+prefetch", "b+pref rlx", "ring no bar", "ring", "ring rlx", "us b+p/rlx");
+        for (const auto& [key, t0] : g_phase) {
+            const auto [bits, norms, schedule, shape, work] = key;
+            if (schedule != 7 || shape != 0) continue;  // one row per (bits, norms, work) the relaxed ring ran for
+            const auto get = [&, bits = bits, norms = norms, work = work](std::int64_t s) {
+                const auto f = g_phase.find({bits, norms, s, 0, work});
+                return f != g_phase.end() ? f->second : 0.0;
+            };
+            const double boundaries = norms != 0 ? 32 * 6 - 2 : 32 * 4 - 1;
+            const auto per = [&](double t, double base) { return t > 0 && base > 0 ? (t - base) / boundaries * 1e6 : 0.0; };
+            const double nb = get(3), bp = get(2), bpr = get(9), ring = get(4), rr = get(8);
+            std::printf("%-6lld %6lld %6lld %14.3f %14.3f %14.3f %12.3f %12.3f %12.3f %5.2f/%-5.2f  ring %5.2f/%-5.2f\n",
+                        static_cast<long long>(bits), static_cast<long long>(norms), static_cast<long long>(work), nb * 1e3,
+                        bp * 1e3, bpr * 1e3, t0 * 1e3, ring * 1e3, rr * 1e3, per(bp, nb), per(bpr, nb), per(ring, t0), per(rr, t0));
         }
     }
     benchmark::Shutdown();

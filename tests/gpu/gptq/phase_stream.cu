@@ -30,6 +30,47 @@ struct phase_desc {
     std::uint32_t pad;
 };
 
+// ---- grid barriers without release / acquire (measurement only) ----
+
+/// As grid_barrier_arrive_and_wait (harness/cuda/grid_barrier.cuh) with a relaxed arrival and relaxed polls: no fence,
+/// so nothing written before it is guaranteed visible after it, which is why it lives here and not in the harness.
+/// It prices the memory ordering of a grid barrier apart from its round trips (schedules *_relaxed): whether the
+/// release waits for the CTA's memory operations in flight, and how much of the barrier that is.
+__device__ __forceinline__ void relaxed_arrive_and_wait(unsigned* counter, unsigned target) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    unsigned seen = 0;
+    asm volatile("atom.add.relaxed.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+    ++seen;
+    while (seen < target) asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+#else
+    (void)counter, (void)target;
+    __trap();
+#endif
+}
+
+/// The grid barrier of the whole CTA (grid_barrier), with release / acquire or relaxed.
+__device__ __forceinline__ void grid_barrier_ordered(unsigned* counter, unsigned target, bool relaxed) {
+    if (!relaxed) {
+        grid_barrier(counter, target);
+        return;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) relaxed_arrive_and_wait(counter, target);
+    __syncthreads();
+}
+
+/// The grid barrier among the first Threads threads of each CTA (named barrier Id), with release / acquire or relaxed.
+template <int Id, int Threads>
+__device__ __forceinline__ void grid_barrier_among_ordered(unsigned* counter, unsigned target, bool relaxed) {
+    if (!relaxed) {
+        grid_barrier_among<Id, Threads>(counter, target);
+        return;
+    }
+    asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
+    if (threadIdx.x == 0) relaxed_arrive_and_wait(counter, target);
+    asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
+}
+
 // ---- one kernel per phase (schedule `launches`) ----
 
 /// Work instructions on a 16-byte vector besides the XOR: four independent chains of LOP3 (volatile, so that the
@@ -156,6 +197,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
     const int lane = static_cast<int>(threadIdx.x & 31);
     const std::size_t warp = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
     const bool barriers = schedule != static_cast<int>(phase_schedule::no_barrier);
+    const bool relaxed = schedule == static_cast<int>(phase_schedule::barrier_prefetch_relaxed);
     unsigned barriers_passed = 0;
     auto address = [&](const cursor& c) { return table[c.phase].base + (warp * table[c.phase].requests + c.request) * 32 + lane; };
     std::uint32_t acc = 0;
@@ -193,7 +235,7 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
                 }
                 const int crossed = advance(use, table, phases);
                 if (barriers && use.phase < phases)
-                    for (int b = 0; b < crossed; ++b) grid_barrier(counter, ++barriers_passed * gridDim.x);
+                    for (int b = 0; b < crossed; ++b) grid_barrier_ordered(counter, ++barriers_passed * gridDim.x, relaxed);
             }
         }
     }
@@ -228,7 +270,7 @@ struct cta_ring {
 /// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
-                                                                 std::uint32_t* sink, bool barriers) {
+                                                                 std::uint32_t* sink, int barriers) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
     constexpr std::uint32_t stage_vecs = cta_ring<Stages>::ring::stage_vecs;
@@ -250,7 +292,7 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     int first = 0;
     while (first < phases && table[first].requests == 0) ++first;  // a leading norm phase: no barrier
     for (int p = first; p < phases; ++p) {
-        if (p > first && barriers) grid_barrier_among<1, k_threads>(counter, ++barriers_passed * gridDim.x);
+        if (p > first && barriers != 0) grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, barriers == 2);
         const std::uint32_t requests = table[p].requests;
         for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
     }
@@ -297,7 +339,7 @@ phase_ring_kernel_ptr phase_ring_kernel_of(int stages, int work) {
     throw std::invalid_argument("phase_stream: a ring of 6 or 12 stages");
 }
 
-using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*, bool);
+using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*, int);
 ring_kernel_ptr ring_kernel_of(int stages, int work) {
     if (stages == 12) return work == 0 ? &ring_kernel<12, 0> : &ring_kernel<12, 48>;
     if (stages == 6) return work == 0 ? &ring_kernel<6, 0> : &ring_kernel<6, 48>;
@@ -381,7 +423,8 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
                          void* scratch, cudaStream_t stream, bool pdl) {
     auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
     const bool overlap = schedule == phase_schedule::launches_ring_overlap;
-    const bool persistent_ring = schedule == phase_schedule::ring || schedule == phase_schedule::ring_no_barrier;
+    const bool persistent_ring = schedule == phase_schedule::ring || schedule == phase_schedule::ring_no_barrier ||
+                                 schedule == phase_schedule::ring_relaxed;
     const bool ring = persistent_ring || schedule == phase_schedule::launches_ring || overlap;
     if (ring && plan.ring_ctas_per_sm < 2)
         throw std::invalid_argument("phase_stream: the ring kernels need sm_90 and 2 CTAs per SM (" +
@@ -424,7 +467,7 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     if (persistent_ring) {
         launch_kernel(ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads),
                       static_cast<std::size_t>(ring_smem), o, table, static_cast<int>(plan.requests.size()), counter, sink,
-                      schedule == phase_schedule::ring);
+                      schedule == phase_schedule::ring ? 1 : schedule == phase_schedule::ring_relaxed ? 2 : 0);
         return;
     }
     launch_kernel(persistent_kernel_of(plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,

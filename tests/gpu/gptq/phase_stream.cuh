@@ -40,6 +40,11 @@ enum class phase_schedule : int {
     /// as `ring` without the grid barriers: what the ring streams when nothing waits (its ceiling, as `no_barrier` is
     /// the register ring's), so that `ring`'s cost per boundary splits into the barrier and the ring itself
     ring_no_barrier = 7,
+    /// as `ring` with grid barriers that neither release nor acquire (measurement only: no data would be safe across
+    /// them), and as `barrier_prefetch` with such barriers: what the memory ordering of a grid barrier costs apart
+    /// from its round trips (does the release wait for the memory operations in flight?)
+    ring_relaxed = 8,
+    barrier_prefetch_relaxed = 9,
 };
 
 /// What a per-phase kernel (schedule `launches`) does besides streaming: nothing, or what kernel v3 does around its

@@ -237,7 +237,8 @@ void cuda_executor_impl::ensure_buffers(const caps& need) {
     // Multi-block greedy scratch: [arrival counter, 16 bytes][sums, double][maxima, float][ids, int32], per row
     // k_greedy_blocks entries; the counter must start at zero.
     m_greedy = alloc(16 + B * k_greedy_blocks * 16, "greedy choice scratch");
-    QB_CUDA_CHECK(cudaMemset(m_greedy.get(), 0, m_greedy.size()));
+    // On our stream: it does not wait for the legacy default stream (non-blocking), where cudaMemset would run.
+    QB_CUDA_CHECK(cudaMemsetAsync(m_greedy.get(), 0, m_greedy.size(), m_context.stream()));
     m_caps = c;
 }
 

@@ -70,7 +70,9 @@ std::vector<T> from_device(const void* ptr, std::size_t n) {
 /// An fp16 output buffer filled with NaN (0xffff), so an element the kernel never writes cannot pass.
 inline device_buffer poisoned(std::size_t halves) {
     device_buffer b = context().allocate(std::max<std::size_t>(halves * 2, 16), "test output");
-    QB_CUDA_CHECK(cudaMemset(b.get(), 0xff, b.size()));
+    // On the context's stream, which does not wait for the legacy default stream (non-blocking): the kernels under
+    // test run on it, after the poison.
+    QB_CUDA_CHECK(cudaMemsetAsync(b.get(), 0xff, b.size(), context().stream()));
     return b;
 }
 

@@ -189,6 +189,7 @@ void BM_stream_pattern(benchmark::State& state) {
     static device_buffer sink = e.ctx.allocate(1 << 20, "stream pattern sink");
     static const bool filled = [] {
         QB_CUDA_CHECK(cudaMemset(src.get(), 0x5b, src.size()));
+        QB_CUDA_CHECK(cudaDeviceSynchronize());  // the context's stream does not wait for the legacy stream
         return true;
     }();
     (void)filled;
@@ -269,10 +270,13 @@ void BM_phase_stream(benchmark::State& state) {
     auto it = sources.find(bits);
     if (it == sources.end()) {
         it = sources.emplace(bits, e.ctx.allocate(source_bytes, "phase stream source")).first;
-        QB_CUDA_CHECK(cudaMemset(it->second.get(), 0x3c, it->second.size()));
+        QB_CUDA_CHECK(cudaMemsetAsync(it->second.get(), 0x3c, it->second.size(), e.ctx.stream()));
     }
     static device_buffer scratch = e.ctx.allocate(256 * 1024, "phase stream scratch");
-    QB_CUDA_CHECK(cudaMemset(scratch.get(), 0, scratch.size()));
+    // On the context's stream, before the table's upload on it: that stream does not wait for the legacy default
+    // stream (cudaStreamNonBlocking), so a plain cudaMemset could zero the table after the upload (a step of no
+    // phases, or null bases: seen once as a 0.04 ms step followed by an illegal address).
+    QB_CUDA_CHECK(cudaMemsetAsync(scratch.get(), 0, scratch.size(), e.ctx.stream()));
     upload_phase_table(plan, it->second.get(), scratch.get(), e.ctx.stream());
     const auto body = [&](cudaStream_t st) {
         const auto launch_shape = sched != phase_schedule::launches || shape == 3 ? phase_shape::bare : static_cast<phase_shape>(shape);

@@ -232,7 +232,8 @@ void BM_phase_stream(benchmark::State& state) {
     const std::int64_t work = state.range(4);
     const auto sched = static_cast<phase_schedule>(schedule);
     const bool ring_schedule = sched == phase_schedule::ring || sched == phase_schedule::ring_no_barrier ||
-                               sched == phase_schedule::ring_relaxed || sched == phase_schedule::launches_ring ||
+                               sched == phase_schedule::ring_relaxed || sched == phase_schedule::ring_flags ||
+                               sched == phase_schedule::launches_ring ||
                                sched == phase_schedule::launches_ring_overlap;
     if (ring_schedule && e.ctx.properties().major < 9) {
         state.SkipWithError("the ring schedule needs sm_90");
@@ -272,7 +273,7 @@ void BM_phase_stream(benchmark::State& state) {
         it = sources.emplace(bits, e.ctx.allocate(source_bytes, "phase stream source")).first;
         QB_CUDA_CHECK(cudaMemsetAsync(it->second.get(), 0x3c, it->second.size(), e.ctx.stream()));
     }
-    static device_buffer scratch = e.ctx.allocate(256 * 1024, "phase stream scratch");
+    static device_buffer scratch = e.ctx.allocate(phase_stream_scratch_bytes, "phase stream scratch");
     // On the context's stream, before the table's upload on it: that stream does not wait for the legacy default
     // stream (cudaStreamNonBlocking), so a plain cudaMemset could zero the table after the upload (a step of no
     // phases, or null bases: seen once as a 0.04 ms step followed by an illegal address).
@@ -297,7 +298,7 @@ void BM_phase_stream(benchmark::State& state) {
     state.counters["ctas"] = plan.ctas;
     static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring", "launches, ring",
                                         "launches, ring, 1 CTA per SM", "ring, no barrier", "ring, relaxed barrier",
-                                        "barrier+prefetch, relaxed"};
+                                        "barrier+prefetch, relaxed", "ring, data as flags"};
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     std::string label = names[schedule];
     if (sched == phase_schedule::launches) label += shapes[shape];
@@ -625,8 +626,8 @@ int main(int argc, char** argv) {
     }
     if (!g_phase.empty()) {
         std::printf("\nGrid barriers with release / acquire vs relaxed (no fence), ms per step and us per barrier beyond the "
-                    "same kernel without barriers\n%-6s %6s %6s %14s %14s %14s %12s %12s %12s %12s\n", "bits", "norms", "work",
-                    "no barrier", "b+prefetch", "b+pref rlx", "ring no bar", "ring", "ring rlx", "us b+p/rlx");
+                    "same kernel without barriers\n%-6s %6s %6s %14s %14s %14s %12s %12s %12s %12s %12s\n", "bits", "norms", "work",
+                    "no barrier", "b+prefetch", "b+pref rlx", "ring no bar", "ring", "ring rlx", "ring flags", "us b+p/rlx");
         for (const auto& [key, t0] : g_phase) {
             const auto [bits, norms, schedule, shape, work] = key;
             if (schedule != 7 || shape != 0) continue;  // one row per (bits, norms, work) the relaxed ring ran for
@@ -636,10 +637,12 @@ int main(int argc, char** argv) {
             };
             const double boundaries = norms != 0 ? 32 * 6 - 2 : 32 * 4 - 1;
             const auto per = [&](double t, double base) { return t > 0 && base > 0 ? (t - base) / boundaries * 1e6 : 0.0; };
-            const double nb = get(3), bp = get(2), bpr = get(9), ring = get(4), rr = get(8);
-            std::printf("%-6lld %6lld %6lld %14.3f %14.3f %14.3f %12.3f %12.3f %12.3f %5.2f/%-5.2f  ring %5.2f/%-5.2f\n",
+            const double nb = get(3), bp = get(2), bpr = get(9), ring = get(4), rr = get(8), rf = get(10);
+            const double linear_boundaries = 32 * 4 - 1;  // ring_flags syncs between linear phases only
+            std::printf("%-6lld %6lld %6lld %14.3f %14.3f %14.3f %12.3f %12.3f %12.3f %12.3f %5.2f/%-5.2f  ring %5.2f/%-5.2f  flags %5.2f\n",
                         static_cast<long long>(bits), static_cast<long long>(norms), static_cast<long long>(work), nb * 1e3,
-                        bp * 1e3, bpr * 1e3, t0 * 1e3, ring * 1e3, rr * 1e3, per(bp, nb), per(bpr, nb), per(ring, t0), per(rr, t0));
+                        bp * 1e3, bpr * 1e3, t0 * 1e3, ring * 1e3, rr * 1e3, rf * 1e3, per(bp, nb), per(bpr, nb), per(ring, t0),
+                        per(rr, t0), rf > 0 && t0 > 0 ? (rf - t0) / linear_boundaries * 1e6 : 0.0);
         }
     }
     benchmark::Shutdown();

@@ -20,6 +20,8 @@ constexpr int k_deep_stages = 12;    // twice as many (phase_stream_plan::deep):
 constexpr int k_max_phases = 256;
 constexpr std::size_t k_table_offset = 4096, k_norm_in = 8192, k_norm_out = 16384, k_sink_offset = 32768;
 constexpr std::size_t k_x_offset = 65536, k_y_offset = 131072, k_scratch_bytes = 256 * 1024;
+constexpr std::size_t k_flags_offset = k_scratch_bytes;  // ring_flags: one word per consumer warp per phase
+static_assert(k_flags_offset + (4u << 20) == phase_stream_scratch_bytes, "the flags take the last 4 MB of the scratch");
 
 constexpr std::uint32_t k_ring_stage_bytes = 8192;  // one 512-byte request per consumer warp of a CTA
 constexpr int k_ring_threads = k_threads + 32;      // 16 consumer warps and the producer warp
@@ -263,14 +265,54 @@ struct cta_ring {
     }
 };
 
+// ---- the data as its own flag (schedule ring_flags) ----
+
+constexpr std::uint32_t k_unwritten = 0xffffffffu;  // what every output word holds until its one writer stores it
+
+__device__ __forceinline__ uint4 load_relaxed(const uint4* p) {
+    uint4 v;
+    asm volatile("ld.relaxed.gpu.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void store_relaxed(std::uint32_t* p, std::uint32_t v) {
+    asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+/// The consumers of a CTA wait until none of `vecs` 16-byte vectors of a phase's outputs holds an unwritten word:
+/// each thread polls its (at most 4) vectors at once, all again while any is unwritten, then the consumers' named
+/// barrier. No fence, no counter: each word has one writer, and a relaxed load sees its relaxed store eventually.
+template <int Threads>
+__device__ __forceinline__ void wait_until_written(const uint4* outputs, int vecs, int tid) {
+    constexpr int k_per_thread = 4;
+    for (bool written = false; !written;) {
+        uint4 v[k_per_thread];
+#pragma unroll
+        for (int k = 0; k < k_per_thread; ++k)
+            if (tid + k * Threads < vecs) v[k] = load_relaxed(outputs + tid + k * Threads);
+        written = true;
+#pragma unroll
+        for (int k = 0; k < k_per_thread; ++k)
+            if (tid + k * Threads < vecs &&
+                (v[k].x == k_unwritten || v[k].y == k_unwritten || v[k].z == k_unwritten || v[k].w == k_unwritten))
+                written = false;
+    }
+    asm volatile("bar.sync 1, %0;" ::"n"(Threads) : "memory");
+}
+
 /// Warp 16 of each CTA is the producer: its first thread walks every phase's share of the CTA (the 16 warps' runs
 /// are contiguous, so the CTA's share of a phase is one region of requests x 8 KB) and copies it stage by stage into
 /// the ring, waiting only for a stage to be released. The 16 consumer warps take stage after stage (warp w the w-th
 /// 512 bytes: the same bytes a warp of the other schedules reads, in another order), release it, and take the grid
 /// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
+/// `barriers`: 0 none, 1 grid barriers, 2 relaxed grid barriers, 3 the data as its own flag (ring_flags): each consumer
+/// warp writes one word per phase (its running XOR, never the unwritten pattern) into `flags` (phases x grid x 16
+/// words, unwritten at the launch), and the CTA's consumers start a phase only once every word of the previous linear
+/// phase is written: a CTA needs all of x, as v3 does. The norm phases take no sync (each CTA would normalise x itself).
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
-                                                                 std::uint32_t* sink, int barriers) {
+                                                                 std::uint32_t* sink, int barriers, std::uint32_t* flags) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
     constexpr std::uint32_t stage_vecs = cta_ring<Stages>::ring::stage_vecs;
@@ -291,14 +333,28 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     unsigned barriers_passed = 0;
     int first = 0;
     while (first < phases && table[first].requests == 0) ++first;  // a leading norm phase: no barrier
+    const int words = static_cast<int>(gridDim.x) * consumer_warps;  // per phase
+    int previous = -1;                                                 // ring_flags: the last linear phase
     for (int p = first; p < phases; ++p) {
-        if (p > first && barriers != 0) grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, barriers == 2);
         const std::uint32_t requests = table[p].requests;
+        if (barriers == 3) {
+            if (requests == 0) continue;
+            if (previous >= 0)
+                wait_until_written<k_threads>(reinterpret_cast<const uint4*>(flags + static_cast<std::size_t>(previous) * words),
+                                              words / 4, tid);
+        } else if (p > first && barriers != 0) {
+            grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, barriers == 2);
+        }
         for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
+        if (barriers == 3) {
+            if (lane == 0)
+                store_relaxed(flags + static_cast<std::size_t>(p) * words + blockIdx.x * consumer_warps + w, acc & 0x7fffffffu);
+            previous = p;
+        }
     }
     store_warp_xor(acc, sink, first_warp + static_cast<std::size_t>(w), lane);
 #else
-    (void)table, (void)phases, (void)counter, (void)sink, (void)barriers;
+    (void)table, (void)phases, (void)counter, (void)sink, (void)barriers, (void)flags;
     __trap();
 #endif
 }
@@ -339,7 +395,7 @@ phase_ring_kernel_ptr phase_ring_kernel_of(int stages, int work) {
     throw std::invalid_argument("phase_stream: a ring of 6 or 12 stages");
 }
 
-using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*, int);
+using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*, int, std::uint32_t*);
 ring_kernel_ptr ring_kernel_of(int stages, int work) {
     if (stages == 12) return work == 0 ? &ring_kernel<12, 0> : &ring_kernel<12, 48>;
     if (stages == 6) return work == 0 ? &ring_kernel<6, 0> : &ring_kernel<6, 48>;
@@ -392,6 +448,9 @@ std::size_t plan_phase_stream(phase_stream_plan& plan, int sms) {
     for (const int v : plan.x_vecs)
         if (v <= 0 || (v & (v - 1)) != 0 || static_cast<std::size_t>(v) * 16 > k_y_offset - k_x_offset)
             throw std::invalid_argument("phase_stream: x_vecs must be a power of two within 64 KB");
+    if (plan.bytes.size() * static_cast<std::size_t>(plan.ctas) * (k_threads / 32) * 4 > phase_stream_scratch_bytes - k_flags_offset ||
+        plan.ctas * (k_threads / 32) / 4 > 4 * k_threads)
+        throw std::invalid_argument("phase_stream: too many CTAs for ring_flags' words");
     if (static_cast<std::size_t>(plan.ctas) * k_outputs_per_cta * 4 > k_scratch_bytes - k_y_offset)
         throw std::invalid_argument("phase_stream: too many CTAs for the outputs");
     plan.requests.clear();
@@ -424,7 +483,7 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
     const bool overlap = schedule == phase_schedule::launches_ring_overlap;
     const bool persistent_ring = schedule == phase_schedule::ring || schedule == phase_schedule::ring_no_barrier ||
-                                 schedule == phase_schedule::ring_relaxed;
+                                 schedule == phase_schedule::ring_relaxed || schedule == phase_schedule::ring_flags;
     const bool ring = persistent_ring || schedule == phase_schedule::launches_ring || overlap;
     if (ring && plan.ring_ctas_per_sm < 2)
         throw std::invalid_argument("phase_stream: the ring kernels need sm_90 and 2 CTAs per SM (" +
@@ -465,9 +524,17 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     o.cooperative = true;  // the barriers need every CTA resident
     const auto* table = reinterpret_cast<const phase_desc*>(at(scratch, k_table_offset));
     if (persistent_ring) {
+        auto* flags = reinterpret_cast<std::uint32_t*>(at(scratch, k_flags_offset));
+        if (schedule == phase_schedule::ring_flags)  // every word unwritten again, each step (a node of the graph)
+            QB_CUDA_CHECK(cudaMemsetAsync(flags, 0xff, plan.requests.size() * static_cast<std::size_t>(plan.ctas) * (k_threads / 32) * 4,
+                                          stream));
         launch_kernel(ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads),
                       static_cast<std::size_t>(ring_smem), o, table, static_cast<int>(plan.requests.size()), counter, sink,
-                      schedule == phase_schedule::ring ? 1 : schedule == phase_schedule::ring_relaxed ? 2 : 0);
+                      schedule == phase_schedule::ring           ? 1
+                      : schedule == phase_schedule::ring_relaxed ? 2
+                      : schedule == phase_schedule::ring_flags   ? 3
+                                                                 : 0,
+                      flags);
         return;
     }
     launch_kernel(persistent_kernel_of(plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,

@@ -45,7 +45,15 @@ enum class phase_schedule : int {
     /// from its round trips (does the release wait for the memory operations in flight?)
     ring_relaxed = 8,
     barrier_prefetch_relaxed = 9,
+    /// as `ring`, the grid barriers replaced by the data as its own flag: every output word starts the step unwritten
+    /// (a pattern no writer stores), its one writer stores it relaxed, and a CTA starts a phase once it has read every
+    /// word of the previous one written (relaxed polls): a sync with no fence at GPU scope and no counter, the one a
+    /// persistent decode step would use (PERF_NOTES.md, fifteenth session). The norm phases take no sync.
+    ring_flags = 10,
 };
+
+/// The scratch a probe needs (launch_phase_stream's `scratch`): 256 KB of tables and buffers, 4 MB of ring_flags' words.
+inline constexpr std::size_t phase_stream_scratch_bytes = (256u << 10) + (4u << 20);
 
 /// What a per-phase kernel (schedule `launches`) does besides streaming: nothing, or what kernel v3 does around its
 /// stream: the activations staged into shared memory after the PDL wait (an L2 round trip and a CTA barrier before
@@ -77,8 +85,8 @@ struct phase_stream_plan {
 /// requests of every phase; returns the bytes of source the phases need.
 std::size_t plan_phase_stream(phase_stream_plan& plan, int sms);
 
-/// Enqueues one step on `stream`: `src` holds the phases back to back (plan_phase_stream's size), `scratch` at least
-/// 256 KB (the barrier counter, the phase table, the norm phases' 8 KB rows, the warps' sink words, the activations
+/// Enqueues one step on `stream`: `src` holds the phases back to back (plan_phase_stream's size), `scratch`
+/// phase_stream_scratch_bytes (the barrier counter, the phase table, the norm phases' 8 KB rows, the warps' sink words, the activations
 /// and the outputs). The persistent schedules launch cooperatively (every CTA resident, or the launch fails) and
 /// ignore `shape`; the ring schedules throw before sm_90.
 void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,

@@ -283,7 +283,7 @@ __device__ __forceinline__ void store_relaxed(std::uint32_t* p, std::uint32_t v)
 /// The consumers of a CTA wait until none of `vecs` 16-byte vectors of a phase's outputs holds an unwritten word:
 /// each thread polls its (at most 4) vectors at once, all again while any is unwritten, then the consumers' named
 /// barrier. No fence, no counter: each word has one writer, and a relaxed load sees its relaxed store eventually.
-template <int Threads>
+template <int Threads, unsigned PollPauseNs>
 __device__ __forceinline__ void wait_until_written(const uint4* outputs, int vecs, int tid) {
     constexpr int k_per_thread = 4;
     for (bool written = false; !written;) {
@@ -297,6 +297,9 @@ __device__ __forceinline__ void wait_until_written(const uint4* outputs, int vec
             if (tid + k * Threads < vecs &&
                 (v[k].x == k_unwritten || v[k].y == k_unwritten || v[k].z == k_unwritten || v[k].w == k_unwritten))
                 written = false;
+        // Without a pause the early CTAs' polls (264 x 17 KB a round) crowd L2 while the stream still runs: measured
+        // 4-9 us per sync on the H100 with back-to-back rounds (PERF_NOTES.md, fifteenth session).
+        if (!written && PollPauseNs > 0) __nanosleep(PollPauseNs);
     }
     asm volatile("bar.sync 1, %0;" ::"n"(Threads) : "memory");
 }
@@ -340,7 +343,7 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
         if (barriers == 3) {
             if (requests == 0) continue;
             if (previous >= 0)
-                wait_until_written<k_threads>(reinterpret_cast<const uint4*>(flags + static_cast<std::size_t>(previous) * words),
+                wait_until_written<k_threads, 256>(reinterpret_cast<const uint4*>(flags + static_cast<std::size_t>(previous) * words),
                                               words / 4, tid);
         } else if (p > first && barriers != 0) {
             grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, barriers == 2);

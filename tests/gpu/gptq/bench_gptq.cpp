@@ -231,10 +231,9 @@ void BM_phase_stream(benchmark::State& state) {
     const std::int64_t bits = state.range(0), schedule = state.range(1), norms = state.range(2), shape = state.range(3);
     const std::int64_t work = state.range(4);
     const auto sched = static_cast<phase_schedule>(schedule);
-    const bool ring_schedule = sched == phase_schedule::ring || sched == phase_schedule::ring_no_barrier ||
-                               sched == phase_schedule::ring_relaxed || sched == phase_schedule::ring_flags ||
-                               sched == phase_schedule::launches_ring ||
-                               sched == phase_schedule::launches_ring_overlap;
+    // every schedule from `ring` on feeds its consumers through a bulk-copy ring, except barrier_prefetch_relaxed
+    const bool ring_schedule = schedule >= static_cast<std::int64_t>(phase_schedule::ring) &&
+                               sched != phase_schedule::barrier_prefetch_relaxed;
     if (ring_schedule && e.ctx.properties().major < 9) {
         state.SkipWithError("the ring schedule needs sm_90");
         return;
@@ -298,7 +297,8 @@ void BM_phase_stream(benchmark::State& state) {
     state.counters["ctas"] = plan.ctas;
     static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring", "launches, ring",
                                         "launches, ring, 1 CTA per SM", "ring, no barrier", "ring, relaxed barrier",
-                                        "barrier+prefetch, relaxed", "ring, data as flags"};
+                                        "barrier+prefetch, relaxed", "ring, data as flags",
+                                        "ring, release only", "ring, acquire once", "ring, relaxed arrival"};
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     std::string label = names[schedule];
     if (sched == phase_schedule::launches) label += shapes[shape];
@@ -521,7 +521,7 @@ BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
     ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0, 3}, {0, 1}, {0}, {48}})
-    ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9, 10}, {0, 1}, {0}, {0, 48}})
+    ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9, 10, 11, 12, 13}, {0, 1}, {0}, {0, 48}})
     ->ArgsProduct({{4, 8, 2}, {2}, {0, 1}, {0}, {48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
@@ -643,6 +643,23 @@ int main(int argc, char** argv) {
                         static_cast<long long>(bits), static_cast<long long>(norms), static_cast<long long>(work), nb * 1e3,
                         bp * 1e3, bpr * 1e3, t0 * 1e3, ring * 1e3, rr * 1e3, rf * 1e3, per(bp, nb), per(bpr, nb), per(ring, t0),
                         per(rr, t0), rf > 0 && t0 > 0 ? (rf - t0) / linear_boundaries * 1e6 : 0.0);
+        }
+    }
+    if (!g_phase.empty()) {
+        std::printf("\nThe persistent ring's grid barrier, its memory ordering taken apart: us per barrier beyond 'ring, no "
+                    "barrier'\n%-6s %6s %6s %12s %12s %12s %12s %12s %12s\n", "bits", "norms", "work", "acq_rel", "relaxed",
+                    "release only", "acquire once", "rlx arrival", "data flags");
+        for (const auto& [key, t0] : g_phase) {
+            const auto [bits, norms, schedule, shape, work] = key;
+            if (schedule != 7 || shape != 0) continue;
+            const double boundaries = norms != 0 ? 32 * 6 - 2 : 32 * 4 - 1, linear_boundaries = 32 * 4 - 1;
+            const auto per = [&, bits = bits, norms = norms, work = work, t0 = t0](std::int64_t s, double n) {
+                const auto f = g_phase.find({bits, norms, s, 0, work});
+                return f != g_phase.end() ? (f->second - t0) / n * 1e6 : 0.0;
+            };
+            std::printf("%-6lld %6lld %6lld %12.2f %12.2f %12.2f %12.2f %12.2f %12.2f\n", static_cast<long long>(bits),
+                        static_cast<long long>(norms), static_cast<long long>(work), per(4, boundaries), per(8, boundaries),
+                        per(11, boundaries), per(12, boundaries), per(13, boundaries), per(10, linear_boundaries));
         }
     }
     benchmark::Shutdown();

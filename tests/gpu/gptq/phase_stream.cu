@@ -32,44 +32,52 @@ struct phase_desc {
     std::uint32_t pad;
 };
 
-// ---- grid barriers without release / acquire (measurement only) ----
+// ---- grid barriers with their memory ordering taken apart (measurement only) ----
 
-/// As grid_barrier_arrive_and_wait (harness/cuda/grid_barrier.cuh) with a relaxed arrival and relaxed polls: no fence,
-/// so nothing written before it is guaranteed visible after it, which is why it lives here and not in the harness.
-/// It prices the memory ordering of a grid barrier apart from its round trips (schedules *_relaxed): whether the
-/// release waits for the CTA's memory operations in flight, and how much of the barrier that is.
-__device__ __forceinline__ void relaxed_arrive_and_wait(unsigned* counter, unsigned target) {
+/// How a CTA's arriving thread arrives and polls (grid_barrier_arrive_and_wait in harness/cuda/grid_barrier.cuh is
+/// `acq_rel`: a release arrival, acquire polls). The others price the parts: `relaxed` has no fence at all (nothing
+/// written before it is guaranteed visible after it: measurement only, which is why this lives here); `release_only`
+/// and `relaxed_arrival` keep one half; `acquire_once` is release, relaxed polls, then a single acquire load of the
+/// counter once it has reached the target (which synchronises with every arrival, as each is a release RMW of the
+/// one counter): a correct barrier without an acquire per poll.
+enum class barrier_order : int { acq_rel = 1, relaxed = 2, release_only = 4, acquire_once = 5, relaxed_arrival = 6 };
+
+__device__ __forceinline__ void arrive_and_wait_ordered(unsigned* counter, unsigned target, barrier_order order) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    if (order == barrier_order::acq_rel) {
+        grid_barrier_arrive_and_wait(counter, target);
+        return;
+    }
     unsigned seen = 0;
-    asm volatile("atom.add.relaxed.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+    if (order == barrier_order::relaxed || order == barrier_order::relaxed_arrival)
+        asm volatile("atom.add.relaxed.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+    else
+        asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
     ++seen;
+    if (order == barrier_order::relaxed_arrival) {
+        while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+        return;
+    }
     while (seen < target) asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    if (order == barrier_order::acquire_once) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
 #else
-    (void)counter, (void)target;
+    (void)counter, (void)target, (void)order;
     __trap();
 #endif
 }
 
-/// The grid barrier of the whole CTA (grid_barrier), with release / acquire or relaxed.
-__device__ __forceinline__ void grid_barrier_ordered(unsigned* counter, unsigned target, bool relaxed) {
-    if (!relaxed) {
-        grid_barrier(counter, target);
-        return;
-    }
+/// The grid barrier of the whole CTA (grid_barrier) with the given ordering.
+__device__ __forceinline__ void grid_barrier_ordered(unsigned* counter, unsigned target, barrier_order order) {
     __syncthreads();
-    if (threadIdx.x == 0) relaxed_arrive_and_wait(counter, target);
+    if (threadIdx.x == 0) arrive_and_wait_ordered(counter, target, order);
     __syncthreads();
 }
 
-/// The grid barrier among the first Threads threads of each CTA (named barrier Id), with release / acquire or relaxed.
+/// The grid barrier among the first Threads threads of each CTA (named barrier Id) with the given ordering.
 template <int Id, int Threads>
-__device__ __forceinline__ void grid_barrier_among_ordered(unsigned* counter, unsigned target, bool relaxed) {
-    if (!relaxed) {
-        grid_barrier_among<Id, Threads>(counter, target);
-        return;
-    }
+__device__ __forceinline__ void grid_barrier_among_ordered(unsigned* counter, unsigned target, barrier_order order) {
     asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
-    if (threadIdx.x == 0) relaxed_arrive_and_wait(counter, target);
+    if (threadIdx.x == 0) arrive_and_wait_ordered(counter, target, order);
     asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
 }
 
@@ -237,7 +245,8 @@ __global__ void __launch_bounds__(k_threads, 2) persistent_kernel(const phase_de
                 }
                 const int crossed = advance(use, table, phases);
                 if (barriers && use.phase < phases)
-                    for (int b = 0; b < crossed; ++b) grid_barrier_ordered(counter, ++barriers_passed * gridDim.x, relaxed);
+                    for (int b = 0; b < crossed; ++b) grid_barrier_ordered(counter, ++barriers_passed * gridDim.x,
+                                                                    relaxed ? barrier_order::relaxed : barrier_order::acq_rel);
             }
         }
     }
@@ -309,7 +318,7 @@ __device__ __forceinline__ void wait_until_written(const uint4* outputs, int vec
 /// the ring, waiting only for a stage to be released. The 16 consumer warps take stage after stage (warp w the w-th
 /// 512 bytes: the same bytes a warp of the other schedules reads, in another order), release it, and take the grid
 /// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
-/// `barriers`: 0 none, 1 grid barriers, 2 relaxed grid barriers, 3 the data as its own flag (ring_flags): each consumer
+/// `barriers`: 0 none, 3 the data as its own flag (ring_flags), else grid barriers of that barrier_order (1, 2, 4-6). Flags: each consumer
 /// warp writes one word per phase (its running XOR, never the unwritten pattern) into `flags` (phases x grid x 16
 /// words, unwritten at the launch), and the CTA's consumers start a phase only once every word of the previous linear
 /// phase is written: a CTA needs all of x, as v3 does. The norm phases take no sync (each CTA would normalise x itself).
@@ -346,7 +355,7 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
                 wait_until_written<k_threads, 256>(reinterpret_cast<const uint4*>(flags + static_cast<std::size_t>(previous) * words),
                                               words / 4, tid);
         } else if (p > first && barriers != 0) {
-            grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, barriers == 2);
+            grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, static_cast<barrier_order>(barriers));
         }
         for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
         if (barriers == 3) {
@@ -481,12 +490,27 @@ void upload_phase_table(const phase_stream_plan& plan, const void* src, void* sc
     QB_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+namespace {
+/// The persistent ring schedules' `barriers` argument of ring_kernel; -1 for the other schedules.
+int ring_barriers(phase_schedule s) {
+    switch (s) {
+        case phase_schedule::ring: return static_cast<int>(barrier_order::acq_rel);
+        case phase_schedule::ring_no_barrier: return 0;
+        case phase_schedule::ring_relaxed: return static_cast<int>(barrier_order::relaxed);
+        case phase_schedule::ring_flags: return 3;
+        case phase_schedule::ring_release_only: return static_cast<int>(barrier_order::release_only);
+        case phase_schedule::ring_acquire_once: return static_cast<int>(barrier_order::acquire_once);
+        case phase_schedule::ring_relaxed_arrival: return static_cast<int>(barrier_order::relaxed_arrival);
+        default: return -1;
+    }
+}
+}  // namespace
+
 void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule, phase_shape shape, const void* src,
                          void* scratch, cudaStream_t stream, bool pdl) {
     auto* sink = reinterpret_cast<std::uint32_t*>(at(scratch, k_sink_offset));
     const bool overlap = schedule == phase_schedule::launches_ring_overlap;
-    const bool persistent_ring = schedule == phase_schedule::ring || schedule == phase_schedule::ring_no_barrier ||
-                                 schedule == phase_schedule::ring_relaxed || schedule == phase_schedule::ring_flags;
+    const bool persistent_ring = ring_barriers(schedule) >= 0;
     const bool ring = persistent_ring || schedule == phase_schedule::launches_ring || overlap;
     if (ring && plan.ring_ctas_per_sm < 2)
         throw std::invalid_argument("phase_stream: the ring kernels need sm_90 and 2 CTAs per SM (" +
@@ -533,10 +557,7 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
                                           stream));
         launch_kernel(ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads),
                       static_cast<std::size_t>(ring_smem), o, table, static_cast<int>(plan.requests.size()), counter, sink,
-                      schedule == phase_schedule::ring           ? 1
-                      : schedule == phase_schedule::ring_relaxed ? 2
-                      : schedule == phase_schedule::ring_flags   ? 3
-                                                                 : 0,
+                      ring_barriers(schedule),
                       flags);
         return;
     }

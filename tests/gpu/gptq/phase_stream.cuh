@@ -50,6 +50,12 @@ enum class phase_schedule : int {
     /// word of the previous one written (relaxed polls): a sync with no fence at GPU scope and no counter, the one a
     /// persistent decode step would use (PERF_NOTES.md, fifteenth session). The norm phases take no sync.
     ring_flags = 10,
+    /// as `ring` with the barrier's ordering taken apart (measurement; see barrier_order in phase_stream.cu): a release
+    /// arrival and relaxed polls (no acquire: not a correct barrier); a release arrival, relaxed polls and one acquire
+    /// load at the end (a correct barrier); a relaxed arrival and acquire polls (no release: not correct)
+    ring_release_only = 11,
+    ring_acquire_once = 12,
+    ring_relaxed_arrival = 13,
 };
 
 /// The scratch a probe needs (launch_phase_stream's `scratch`): 256 KB of tables and buffers, 4 MB of ring_flags' words.

@@ -298,7 +298,8 @@ void BM_phase_stream(benchmark::State& state) {
     static const char* const names[] = {"launches", "barrier", "barrier+prefetch", "no barrier", "ring", "launches, ring",
                                         "launches, ring, 1 CTA per SM", "ring, no barrier", "ring, relaxed barrier",
                                         "barrier+prefetch, relaxed", "ring, data as flags",
-                                        "ring, release only", "ring, acquire once", "ring, relaxed arrival"};
+                                        "ring, release only", "ring, acquire once", "ring, relaxed arrival",
+                                        "ring, data as flags, hinted"};
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     std::string label = names[schedule];
     if (sched == phase_schedule::launches) label += shapes[shape];
@@ -521,7 +522,7 @@ BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})
 BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
     ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0, 3}, {0, 1}, {0}, {48}})
-    ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9, 10, 11, 12, 13}, {0, 1}, {0}, {0, 48}})
+    ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9, 10, 11, 12, 13, 14}, {0, 1}, {0}, {0, 48}})
     ->ArgsProduct({{4, 8, 2}, {2}, {0, 1}, {0}, {48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
@@ -647,8 +648,8 @@ int main(int argc, char** argv) {
     }
     if (!g_phase.empty()) {
         std::printf("\nThe persistent ring's grid barrier, its memory ordering taken apart: us per barrier beyond 'ring, no "
-                    "barrier'\n%-6s %6s %6s %12s %12s %12s %12s %12s %12s\n", "bits", "norms", "work", "acq_rel", "relaxed",
-                    "release only", "acquire once", "rlx arrival", "data flags");
+                    "barrier'\n%-6s %6s %6s %12s %12s %12s %12s %12s %12s %12s\n", "bits", "norms", "work", "acq_rel", "relaxed",
+                    "release only", "acquire once", "rlx arrival", "data flags", "flags hinted");
         for (const auto& [key, t0] : g_phase) {
             const auto [bits, norms, schedule, shape, work] = key;
             if (schedule != 7 || shape != 0) continue;
@@ -657,9 +658,10 @@ int main(int argc, char** argv) {
                 const auto f = g_phase.find({bits, norms, s, 0, work});
                 return f != g_phase.end() ? (f->second - t0) / n * 1e6 : 0.0;
             };
-            std::printf("%-6lld %6lld %6lld %12.2f %12.2f %12.2f %12.2f %12.2f %12.2f\n", static_cast<long long>(bits),
+            std::printf("%-6lld %6lld %6lld %12.2f %12.2f %12.2f %12.2f %12.2f %12.2f %12.2f\n", static_cast<long long>(bits),
                         static_cast<long long>(norms), static_cast<long long>(work), per(4, boundaries), per(8, boundaries),
-                        per(11, boundaries), per(12, boundaries), per(13, boundaries), per(10, linear_boundaries));
+                        per(11, boundaries), per(12, boundaries), per(13, boundaries), per(10, linear_boundaries),
+                        per(14, linear_boundaries));
         }
     }
     benchmark::Shutdown();

@@ -277,6 +277,7 @@ struct cta_ring {
 // ---- the data as its own flag (schedule ring_flags) ----
 
 constexpr std::uint32_t k_unwritten = 0xffffffffu;  // what every output word holds until its one writer stores it
+constexpr int k_flags_hinted = 7;                    // ring_kernel's `barriers` for ring_flags_hinted
 
 __device__ __forceinline__ uint4 load_relaxed(const uint4* p) {
     uint4 v;
@@ -349,16 +350,20 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     int previous = -1;                                                 // ring_flags: the last linear phase
     for (int p = first; p < phases; ++p) {
         const std::uint32_t requests = table[p].requests;
-        if (barriers == 3) {
+        if (barriers == 3 || barriers == k_flags_hinted) {
             if (requests == 0) continue;
-            if (previous >= 0)
+            if (previous >= 0) {
+                // hinted: a relaxed grid barrier first, so that the words are read once they are likely all written
+                if (barriers == k_flags_hinted)
+                    grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, barrier_order::relaxed);
                 wait_until_written<k_threads, 256>(reinterpret_cast<const uint4*>(flags + static_cast<std::size_t>(previous) * words),
-                                              words / 4, tid);
+                                                   words / 4, tid);
+            }
         } else if (p > first && barriers != 0) {
             grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, static_cast<barrier_order>(barriers));
         }
         for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
-        if (barriers == 3) {
+        if (barriers == 3 || barriers == k_flags_hinted) {
             if (lane == 0)
                 store_relaxed(flags + static_cast<std::size_t>(p) * words + blockIdx.x * consumer_warps + w, acc & 0x7fffffffu);
             previous = p;
@@ -501,6 +506,7 @@ int ring_barriers(phase_schedule s) {
         case phase_schedule::ring_release_only: return static_cast<int>(barrier_order::release_only);
         case phase_schedule::ring_acquire_once: return static_cast<int>(barrier_order::acquire_once);
         case phase_schedule::ring_relaxed_arrival: return static_cast<int>(barrier_order::relaxed_arrival);
+        case phase_schedule::ring_flags_hinted: return k_flags_hinted;
         default: return -1;
     }
 }
@@ -552,7 +558,7 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
     const auto* table = reinterpret_cast<const phase_desc*>(at(scratch, k_table_offset));
     if (persistent_ring) {
         auto* flags = reinterpret_cast<std::uint32_t*>(at(scratch, k_flags_offset));
-        if (schedule == phase_schedule::ring_flags)  // every word unwritten again, each step (a node of the graph)
+        if (schedule == phase_schedule::ring_flags || schedule == phase_schedule::ring_flags_hinted)  // every word unwritten again, each step (a node of the graph)
             QB_CUDA_CHECK(cudaMemsetAsync(flags, 0xff, plan.requests.size() * static_cast<std::size_t>(plan.ctas) * (k_threads / 32) * 4,
                                           stream));
         launch_kernel(ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads),

@@ -56,6 +56,10 @@ enum class phase_schedule : int {
     ring_release_only = 11,
     ring_acquire_once = 12,
     ring_relaxed_arrival = 13,
+    /// ring_flags with a relaxed grid barrier before the polls: the counter says when the words are likely all written
+    /// (no fence: a hint), the words themselves say that they are (each checked by value), so the sync is correct
+    /// with no release anywhere and reads the outputs about once
+    ring_flags_hinted = 14,
 };
 
 /// The scratch a probe needs (launch_phase_stream's `scratch`): 256 KB of tables and buffers, 4 MB of ring_flags' words.

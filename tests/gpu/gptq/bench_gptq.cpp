@@ -16,11 +16,13 @@
 //                    adding into the residual: 4 launches), 4 only the residual adds folded (norm kernels kept);
 //                    tables at the end compare 0 with 1, 2 with 3 and 2 with 4.
 //   BM_phase_stream  the memory side of a 7B step's linears without their arithmetic (phase_stream.cuh), args (bits,
-//                    schedule, norms, shape): one kernel per linear vs one persistent kernel with grid barriers (with
-//                    and without the next phase's loads in flight across the barrier) vs no boundaries at all, and the
-//                    per-linear kernels bare or with v3's x staging and end-of-CTA reduction (shape 1, 2), or bare with
-//                    twice v3's requests in flight (shape 3); tables at the end give
-//                    the cost of one boundary in each schedule and of v3's structure per launch.
+//                    schedule, norms, shape, work): one kernel per linear vs one persistent kernel with grid barriers
+//                    (with and without the next phase's loads in flight across the barrier) vs no boundaries at all,
+//                    and the per-linear kernels bare or with v3's x staging and end-of-CTA reduction (shape 1, 2), or
+//                    bare with twice v3's requests in flight (shape 3); the bulk-copy ring schedules (4-8, 10-14: a
+//                    persistent ring with grid barriers of each memory ordering, without them, or synchronised by the
+//                    data as its own flag; kernels per phase with a ring) and 48 ALU instructions a vector (work);
+//                    tables at the end give the cost of one boundary in each schedule and of v3's structure per launch.
 #include "gptq_gpu_test_util.hpp"
 #include "phase_stream.cuh"
 #include "stream_pattern.cuh"

@@ -5,8 +5,10 @@
 // Why: on the H200 the 7B 4-bit step's linears take 1.45 ms, of which streaming their bytes is ~0.75 ms; the rest is
 // ~190 kernel boundaries (backends/gptq/PERF_NOTES.md, eleventh session). A persistent kernel per step would replace
 // each boundary by a grid-wide barrier, and could request the next phase's weights (which never depend on the
-// activations) before that barrier. This probe streams the same bytes, phase by phase, in the four schedules below, with
-// no arithmetic but an XOR per vector, so the differences are the boundaries alone.
+// activations) before that barrier. This probe streams the same bytes, phase by phase, in the schedules below, with
+// no arithmetic but an XOR per vector (and optionally 48 ALU instructions, `work`), so the differences are the
+// boundaries alone. What it found (PERF_NOTES.md, twelfth to fifteenth sessions): a grid barrier's cost is its release;
+// a persistent bulk-copy ring synchronised without one (`ring_flags_hinted`) beats one kernel per phase.
 //
 // A phase is one contiguous region of `bytes` (rounded up to whole 512-byte requests per warp), shared out evenly to
 // every warp of the grid as one contiguous run each (as kernel v3 does); a phase of 0 bytes is a "norm" phase: in

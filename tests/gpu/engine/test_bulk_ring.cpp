@@ -28,7 +28,7 @@ TEST_CASE("bulk_ring: a copy through the ring arrives whole", "[gpu][bulk_ring]"
     device_buffer dst = ctx.allocate(words * 4, "bulk ring output");
     for (const int ring : {1, 3}) {
         CAPTURE(ring);
-        QB_CUDA_CHECK(cudaMemset(dst.get(), 0xff, dst.size()));
+        QB_CUDA_CHECK(cudaMemsetAsync(dst.get(), 0xff, dst.size(), ctx.stream()));
         launch_bulk_ring_copy(ctas, ring, stages_per_cta, src.get(), dst.get(), ctx.stream());
         QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
         std::vector<std::uint32_t> out(words);
@@ -38,7 +38,7 @@ TEST_CASE("bulk_ring: a copy through the ring arrives whole", "[gpu][bulk_ring]"
         CHECK(wrong == 0);
 
         // From a graph, three replays into a poisoned output.
-        QB_CUDA_CHECK(cudaMemset(dst.get(), 0, dst.size()));
+        QB_CUDA_CHECK(cudaMemsetAsync(dst.get(), 0, dst.size(), ctx.stream()));
         cudaStream_t st = ctx.stream();
         cudaGraph_t graph;
         cudaGraphExec_t exec;

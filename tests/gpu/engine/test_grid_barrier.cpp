@@ -22,7 +22,7 @@ struct barrier_run {
         counter = ctx.allocate(16, "barrier counter");
         slots = ctx.allocate(static_cast<std::size_t>(ctas) * 4, "barrier slots");
         errors = ctx.allocate(static_cast<std::size_t>(ctas) * 4, "barrier errors");
-        QB_CUDA_CHECK(cudaMemset(slots.get(), 0, slots.size()));
+        QB_CUDA_CHECK(cudaMemsetAsync(slots.get(), 0, slots.size(), ctx.stream()));
     }
     std::uint64_t errors_seen() const {
         std::vector<std::uint32_t> e(static_cast<std::size_t>(ctas));

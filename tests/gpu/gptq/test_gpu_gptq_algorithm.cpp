@@ -148,7 +148,7 @@ TEST_CASE("the GPU Hessian equals (2/n) sum x x^T", "[gpu][gptq][hessian]") {
     const auto ref = acc.finalize();
     const device_buffer xd = upload(ctx, to_half_bits(x));
     device_buffer hd = ctx.allocate(sz(K * K) * 4, "h");
-    QB_CUDA_CHECK(cudaMemset(hd.get(), 0, sz(K * K) * 4));
+    QB_CUDA_CHECK(cudaMemsetAsync(hd.get(), 0, sz(K * K) * 4, ctx.stream()));
     fwd.hessian_add(hd.as<float>(), xd.as<const __half>(), T / 2, K);
     fwd.hessian_add(hd.as<float>(), xd.as<const __half>() + T / 2 * K, T / 2, K);
     fwd.symmetrize_hessian(hd.as<float>(), K);

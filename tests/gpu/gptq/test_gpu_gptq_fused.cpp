@@ -46,7 +46,7 @@ std::vector<std::unique_ptr<device_linear>> upload_all(device_context& ctx, cons
 
 device_buffer poisoned(device_context& ctx, std::int64_t halves) {
     device_buffer b = ctx.allocate(static_cast<std::uint64_t>(halves) * 2, "test output");
-    QB_CUDA_CHECK(cudaMemset(b.get(), 0xff, static_cast<std::size_t>(halves) * 2));
+    QB_CUDA_CHECK(cudaMemsetAsync(b.get(), 0xff, static_cast<std::size_t>(halves) * 2, ctx.stream()));
     return b;
 }
 
@@ -310,8 +310,8 @@ TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do
         CHECK(fused->forward_swiglu(*same, xd.get(), 1, y2.get(), ctx.stream()));
         QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
         CHECK_FALSE(still_poisoned(y0, R * N));
-        QB_CUDA_CHECK(cudaMemset(y0.get(), 0xff, static_cast<std::size_t>(R * N) * 2));
-        QB_CUDA_CHECK(cudaMemset(y1.get(), 0xff, static_cast<std::size_t>(R * N) * 2));
+        QB_CUDA_CHECK(cudaMemsetAsync(y0.get(), 0xff, static_cast<std::size_t>(R * N) * 2, ctx.stream()));
+        QB_CUDA_CHECK(cudaMemsetAsync(y1.get(), 0xff, static_cast<std::size_t>(R * N) * 2, ctx.stream()));
         declines(*same, 9, "rows above the fused threshold (reconstruct + cuBLAS)");
         declines(*same, 16, "rows 16");
         // More members than the kernel takes.
@@ -356,8 +356,8 @@ TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do
         const env_choice v1("QBENCH_GPTQ_KERNEL", "v1");
         const auto a = make_gptq_device_linear(ctx, pack(q), 8);
         const auto b = make_gptq_device_linear(ctx, pack(member(K, N, 4, 128, true, 609, &q)), 8);
-        QB_CUDA_CHECK(cudaMemset(y0.get(), 0xff, static_cast<std::size_t>(R * N) * 2));
-        QB_CUDA_CHECK(cudaMemset(y1.get(), 0xff, static_cast<std::size_t>(R * N) * 2));
+        QB_CUDA_CHECK(cudaMemsetAsync(y0.get(), 0xff, static_cast<std::size_t>(R * N) * 2, ctx.stream()));
+        QB_CUDA_CHECK(cudaMemsetAsync(y1.get(), 0xff, static_cast<std::size_t>(R * N) * 2, ctx.stream()));
         device_linear* others[1] = {b.get()};
         CHECK_FALSE(dynamic_cast<fused_linear*>(a.get())->forward_group(others, 1, xd.get(), 1, ys, ctx.stream()));
         CHECK_FALSE(dynamic_cast<fused_linear*>(a.get())->forward_swiglu(*b, xd.get(), 1, y0.get(), ctx.stream()));

@@ -47,7 +47,7 @@ void run_case(device_context& ctx, const shape& sh, std::int64_t bits, const var
     const device_buffer xd = upload(ctx, to_half_bits(x));
     device_buffer yd = ctx.allocate(static_cast<std::uint64_t>(rows * sh.N) * 2, "test y");
     for (std::int64_t b : k_batches) {
-        QB_CUDA_CHECK(cudaMemset(yd.get(), 0xff, static_cast<std::size_t>(rows * sh.N) * 2));  // NaN poison
+        QB_CUDA_CHECK(cudaMemsetAsync(yd.get(), 0xff, static_cast<std::size_t>(rows * sh.N) * 2, ctx.stream()));  // NaN poison
         lin->forward(xd.get(), b, yd.get(), ctx.stream());
         QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
         const auto y = download<std::uint16_t>(yd.get(), static_cast<std::size_t>(b * sh.N));
@@ -134,7 +134,7 @@ TEST_CASE("the GPU repack into the mma layout equals the host layout bit for bit
             const device_buffer src = upload(ctx, p.qweight);
             const device_buffer row_of = upload(ctx, plan.row_of);
             device_buffer dst = ctx.allocate(plan.mma_qweight_words() * 4, "test repack");
-            QB_CUDA_CHECK(cudaMemset(dst.get(), 0x5a, plan.mma_qweight_words() * 4));
+            QB_CUDA_CHECK(cudaMemsetAsync(dst.get(), 0x5a, plan.mma_qweight_words() * 4, ctx.stream()));
             launch_repack_mma(static_cast<int>(bits), src.as<const std::int32_t>(), plan.sequential ? nullptr : row_of.as<const std::int32_t>(),
                               K, N, static_cast<int>(plan.kblocks), static_cast<int>(plan.ntiles), dst.as<std::uint32_t>(),
                               launch_options{ctx.stream(), false});
@@ -297,7 +297,7 @@ TEST_CASE("the GPU repack into the v3 layout equals the host layout bit for bit"
             const device_buffer src = upload(ctx, p.qweight);
             const device_buffer row_of = upload(ctx, plan.row_of);
             device_buffer dst = ctx.allocate(a_qweight_words(plan) * 4, "test repack");
-            QB_CUDA_CHECK(cudaMemset(dst.get(), 0x5a, a_qweight_words(plan) * 4));
+            QB_CUDA_CHECK(cudaMemsetAsync(dst.get(), 0x5a, a_qweight_words(plan) * 4, ctx.stream()));
             launch_repack_a(static_cast<int>(bits), src.as<const std::int32_t>(), plan.sequential ? nullptr : row_of.as<const std::int32_t>(),
                             K, N, static_cast<int>(plan.kblocks), dst.as<std::uint32_t>(), launch_options{ctx.stream(), false});
             QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
@@ -335,7 +335,7 @@ TEST_CASE("the fused forward can be captured in a CUDA graph and replays identic
     device_buffer y1 = ctx.allocate(4 * 4096 * 2, "y1"), y2 = ctx.allocate(4 * 4096 * 2, "y2");
     for (std::int64_t rows : {1, 4}) {
         lin->forward(xd.get(), rows, y1.get(), ctx.stream());
-        QB_CUDA_CHECK(cudaMemset(y2.get(), 0xff, 4 * 4096 * 2));
+        QB_CUDA_CHECK(cudaMemsetAsync(y2.get(), 0xff, 4 * 4096 * 2, ctx.stream()));
         cudaGraph_t graph;
         cudaGraphExec_t exec;
         QB_CUDA_CHECK(cudaStreamBeginCapture(ctx.stream(), cudaStreamCaptureModeThreadLocal));

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine, in one call: builds bench_gptq and the tests of the bulk-copy ring, runs the phase probe's ring
+# On the GPU machine, in one call: builds bench_gptq and the tests of the bulk-copy ring and of write_once.cuh, runs the phase probe's ring
 # schedules against one kernel per phase (BM_phase_stream, backends/gptq/PERF_NOTES.md, fourteenth session), then the
 # ring's tests and (unless QBENCH_PROBE_SKIP_GPTQ_TESTS=1) the GPTQ kernel tests. Logs under $OUT: build.log,
 # bench-ring.txt (the summary table is its last part), one log per test.
@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 out=${OUT:-$root/out}
 mkdir -p "$out"
-tests=(test_gpu_bulk_ring test_gpu_grid_barrier)
+tests=(test_gpu_bulk_ring test_gpu_grid_barrier test_gpu_write_once)
 [ -n "${QBENCH_PROBE_SKIP_GPTQ_TESTS:-}" ] || tests+=(test_gptq_a_layout test_gpu_gptq_kernels test_gpu_gptq_fused)
 if ! bash scripts/device/build_on_device.sh bench_gptq "${tests[@]}" > "$out/build.log" 2>&1; then
   tail -n 40 "$out/build.log"; echo "ring_probe.sh: the build failed" >&2; exit 1

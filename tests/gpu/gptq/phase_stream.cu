@@ -5,6 +5,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/grid_barrier.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/write_once.cuh"
 
 #include <algorithm>
 #include <stdexcept>
@@ -36,7 +37,8 @@ struct phase_desc {
 
 /// How a CTA's arriving thread arrives and polls (grid_barrier_arrive_and_wait in harness/cuda/grid_barrier.cuh is
 /// `acq_rel`: a release arrival, acquire polls). The others price the parts: `relaxed` has no fence at all (nothing
-/// written before it is guaranteed visible after it: measurement only, which is why this lives here); `release_only`
+/// written before it is guaranteed visible after it: harness/cuda/write_once.cuh's grid_hint, never a barrier for
+/// data); `release_only`
 /// and `relaxed_arrival` keep one half; `acquire_once` is release, relaxed polls, then a single acquire load of the
 /// counter once it has reached the target (which synchronises with every arrival, as each is a release RMW of the
 /// one counter): a correct barrier without an acquire per poll.
@@ -48,8 +50,12 @@ __device__ __forceinline__ void arrive_and_wait_ordered(unsigned* counter, unsig
         grid_barrier_arrive_and_wait(counter, target);
         return;
     }
+    if (order == barrier_order::relaxed) {
+        grid_hint_arrive_and_wait(counter, target);
+        return;
+    }
     unsigned seen = 0;
-    if (order == barrier_order::relaxed || order == barrier_order::relaxed_arrival)
+    if (order == barrier_order::relaxed_arrival)
         asm volatile("atom.add.relaxed.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
     else
         asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
@@ -276,19 +282,7 @@ struct cta_ring {
 
 // ---- the data as its own flag (schedule ring_flags) ----
 
-constexpr std::uint32_t k_unwritten = 0xffffffffu;  // what every output word holds until its one writer stores it
-constexpr int k_flags_hinted = 7;                    // ring_kernel's `barriers` for ring_flags_hinted
-
-__device__ __forceinline__ uint4 load_relaxed(const uint4* p) {
-    uint4 v;
-    asm volatile("ld.relaxed.gpu.global.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p) : "memory");
-    return v;
-}
-
-__device__ __forceinline__ void store_relaxed(std::uint32_t* p, std::uint32_t v) {
-    asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
+constexpr int k_flags_hinted = 7;  // ring_kernel's `barriers` for ring_flags_hinted
 
 /// The consumers of a CTA wait until none of `vecs` 16-byte vectors of a phase's outputs holds an unwritten word:
 /// each thread polls its (at most 4) vectors at once, all again while any is unwritten, then the consumers' named
@@ -304,9 +298,7 @@ __device__ __forceinline__ void wait_until_written(const uint4* outputs, int vec
         written = true;
 #pragma unroll
         for (int k = 0; k < k_per_thread; ++k)
-            if (tid + k * Threads < vecs &&
-                (v[k].x == k_unwritten || v[k].y == k_unwritten || v[k].z == k_unwritten || v[k].w == k_unwritten))
-                written = false;
+            if (tid + k * Threads < vecs && !all_written(v[k])) written = false;
         // Without a pause the early CTAs' polls (264 x 17 KB a round) crowd L2 while the stream still runs: measured
         // 4-9 us per sync on the H100 with back-to-back rounds (PERF_NOTES.md, fifteenth session).
         if (!written && PollPauseNs > 0) __nanosleep(PollPauseNs);
@@ -365,7 +357,7 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
         for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
         if (barriers == 3 || barriers == k_flags_hinted) {
             if (lane == 0)
-                store_relaxed(flags + static_cast<std::size_t>(p) * words + blockIdx.x * consumer_warps + w, acc & 0x7fffffffu);
+                store_once(flags + static_cast<std::size_t>(p) * words + blockIdx.x * consumer_warps + w, acc & 0x7fffffffu);
             previous = p;
         }
     }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# On the GPU machine, in one call: builds bench_gptq and the tests of the bulk-copy ring and of write_once.cuh, runs the phase probe's ring
-# schedules against one kernel per phase (BM_phase_stream, backends/gptq/PERF_NOTES.md, fourteenth session), then the
-# ring's tests and (unless QBENCH_PROBE_SKIP_GPTQ_TESTS=1) the GPTQ kernel tests. Logs under $OUT: build.log,
-# bench-ring.txt (the summary table is its last part), one log per test.
+# On the GPU machine, in one call: builds bench_gptq and the tests of the bulk-copy ring, the grid barrier and
+# write_once.cuh, runs the phase probe's schedules (BM_phase_stream, backends/gptq/PERF_NOTES.md, fourteenth and
+# fifteenth sessions), then those tests and (unless QBENCH_PROBE_SKIP_GPTQ_TESTS=1) the GPTQ kernel tests. Logs under
+# $OUT: build.log, bench-ring.txt (the summary tables are its last part), one log per test.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/ring_probe.sh
-# QBENCH_PROBE_FILTER overrides the benchmark filter (default: 2 / 4 / 8 bits with the norm boundaries: launches bare
-# with and without work, no barrier, and the three ring schedules with 12 and 6 stages, with and without work);
+# QBENCH_PROBE_FILTER overrides the benchmark filter (default: 2 / 4 / 8 bits with the norm boundaries, with and
+# without work: one kernel per phase, no barrier, the persistent ring with release barriers, relaxed ones, none, and
+# the hinted write-once flags: the comparison the fifteenth session's design rests on);
 # QBENCH_PROBE_SECONDS bounds the benchmark (default 100).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,7 +23,7 @@ grep '^build_on_device' "$out/build.log"
 export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin=$root/.device-bundle-built/bin
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv
-filter=${QBENCH_PROBE_FILTER:-'BM_phase_stream/[248]/(0/1/0|3/1/0|[456]/1/[01])/'}
+filter=${QBENCH_PROBE_FILTER:-'BM_phase_stream/[248]/(0|3|4|7|8|14)/1/0/'}
 # Line-buffered, so that a run cut by the timeout keeps the benchmarks it finished.
 timeout "${QBENCH_PROBE_SECONDS:-100}" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-ring.txt" 2>&1
 echo "bench_gptq: exit $?"

@@ -19,13 +19,26 @@
 namespace qbench {
 
 #if defined(__CUDACC__)
+/// The memory ordering of an arrival and its polls: `acq_rel` (a barrier: everything written before it is visible
+/// after it), or `relaxed` (no fence: a hint that orders nothing, for data that says by itself whether it is written,
+/// harness/cuda/write_once.cuh; its release is what a barrier costs under a full stream, ~0.9 of ~1.4 us on the H100,
+/// backends/gptq/PERF_NOTES.md, fifteenth session).
+enum class grid_order { acq_rel, relaxed };
+
 /// One thread of the CTA arrives for it and waits (both CTA barriers around it are the caller's).
+template <grid_order Order = grid_order::acq_rel>
 __device__ __forceinline__ void grid_barrier_arrive_and_wait(unsigned* counter, unsigned target) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
     unsigned seen = 0;
-    asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
-    ++seen;  // atom returns the value before this CTA's arrival
-    while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    if constexpr (Order == grid_order::acq_rel) {
+        asm volatile("atom.add.release.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+        ++seen;  // atom returns the value before this CTA's arrival
+        while (seen < target) asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    } else {
+        asm volatile("atom.add.relaxed.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
+        ++seen;
+        while (seen < target) asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    }
 #else
     (void)counter, (void)target;
     __trap();  // no acquire / release before sm_70: persistent kernels are not built for it
@@ -41,11 +54,11 @@ __device__ __forceinline__ void grid_barrier(unsigned* counter, unsigned target)
 /// The same among the first `Threads` threads of each CTA only (named barrier `Id`, 1..15; 0 is __syncthreads'), so
 /// that other warps of the CTA (a producer feeding shared memory, say) run on meanwhile. Immediate operands: with a
 /// register id ptxas reserves all 16 of the SM's barriers for the CTA.
-template <int Id, int Threads>
+template <int Id, int Threads, grid_order Order = grid_order::acq_rel>
 __device__ __forceinline__ void grid_barrier_among(unsigned* counter, unsigned target) {
     static_assert(Id >= 1 && Id < 16 && Threads % 32 == 0, "a named barrier of whole warps");
     asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
-    if (threadIdx.x == 0) grid_barrier_arrive_and_wait(counter, target);
+    if (threadIdx.x == 0) grid_barrier_arrive_and_wait<Order>(counter, target);
     asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
 }
 #endif  // __CUDACC__

@@ -20,6 +20,7 @@
 /// The protocol's conditions (the callers'): each word has exactly one writer per launch; a buffer is re-armed (set
 /// to k_unwritten) before the launch that writes it, never during it; a value that could equal k_unwritten goes
 /// through written_word first (fp16 pairs: two 0xffff NaNs become canonical NaNs, 0x7e00).
+#include "cuda/grid_barrier.cuh"
 #include "qbench/common/counter_rng.hpp"  // QB_HOST_DEVICE
 
 #include <cuda_runtime.h>
@@ -78,28 +79,13 @@ __device__ __forceinline__ uint4 load_written(const uint4* p, unsigned pause_ns 
     return v;
 }
 
-/// One thread of the CTA arrives and waits with relaxed operations only: a grid barrier that orders nothing (what
-/// was written before it need not be visible after it). Only a hint for write-once readers; never a barrier for data.
-/// The counter as grid_barrier.cuh's: zeroed before the launch, the k-th hint of a launch waits for k * gridDim.x.
-__device__ __forceinline__ void grid_hint_arrive_and_wait(unsigned* counter, unsigned target) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    unsigned seen = 0;
-    asm volatile("atom.add.relaxed.gpu.u32 %0, [%1], 1;" : "=r"(seen) : "l"(counter) : "memory");
-    ++seen;  // atom returns the value before this CTA's arrival
-    while (seen < target) asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
-#else
-    (void)counter, (void)target;
-    __trap();
-#endif
-}
-
-/// The hint among the first `Threads` threads of each CTA (named barrier `Id`, as grid_barrier_among).
+/// The relaxed grid barrier among the first `Threads` threads of each CTA (named barrier `Id`, as grid_barrier_among):
+/// it orders nothing (what was written before it need not be visible after it), so it is only a hint for write-once
+/// readers, never a barrier for data. The counter as grid_barrier.cuh's: zeroed before the launch, the k-th hint of a
+/// launch waits for k * gridDim.x.
 template <int Id, int Threads>
 __device__ __forceinline__ void grid_hint_among(unsigned* counter, unsigned target) {
-    static_assert(Id >= 1 && Id < 16 && Threads % 32 == 0, "a named barrier of whole warps");
-    asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
-    if (threadIdx.x == 0) grid_hint_arrive_and_wait(counter, target);
-    asm volatile("bar.sync %0, %1;" ::"n"(Id), "n"(Threads) : "memory");
+    grid_barrier_among<Id, Threads, grid_order::relaxed>(counter, target);
 }
 
 #endif  // __CUDACC__

@@ -37,8 +37,8 @@ struct phase_desc {
 
 /// How a CTA's arriving thread arrives and polls (grid_barrier_arrive_and_wait in harness/cuda/grid_barrier.cuh is
 /// `acq_rel`: a release arrival, acquire polls). The others price the parts: `relaxed` has no fence at all (nothing
-/// written before it is guaranteed visible after it: harness/cuda/write_once.cuh's grid_hint, never a barrier for
-/// data); `release_only`
+/// written before it is guaranteed visible after it: grid_order::relaxed, write_once.cuh's hint, never a barrier
+/// for data); `release_only`
 /// and `relaxed_arrival` keep one half; `acquire_once` is release, relaxed polls, then a single acquire load of the
 /// counter once it has reached the target (which synchronises with every arrival, as each is a release RMW of the
 /// one counter): a correct barrier without an acquire per poll.
@@ -51,7 +51,7 @@ __device__ __forceinline__ void arrive_and_wait_ordered(unsigned* counter, unsig
         return;
     }
     if (order == barrier_order::relaxed) {
-        grid_hint_arrive_and_wait(counter, target);
+        grid_barrier_arrive_and_wait<grid_order::relaxed>(counter, target);
         return;
     }
     unsigned seen = 0;

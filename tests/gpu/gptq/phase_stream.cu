@@ -37,11 +37,10 @@ struct phase_desc {
 
 /// How a CTA's arriving thread arrives and polls (grid_barrier_arrive_and_wait in harness/cuda/grid_barrier.cuh is
 /// `acq_rel`: a release arrival, acquire polls). The others price the parts: `relaxed` has no fence at all (nothing
-/// written before it is guaranteed visible after it: grid_order::relaxed, write_once.cuh's hint, never a barrier
-/// for data); `release_only`
-/// and `relaxed_arrival` keep one half; `acquire_once` is release, relaxed polls, then a single acquire load of the
-/// counter once it has reached the target (which synchronises with every arrival, as each is a release RMW of the
-/// one counter): a correct barrier without an acquire per poll.
+/// written before it is guaranteed visible after it: grid_order::relaxed, write_once.cuh's hint, never a barrier for
+/// data); `release_only` and `relaxed_arrival` keep one half; `acquire_once` is release, relaxed polls, then a single
+/// acquire load of the counter once it has reached the target (which synchronises with every arrival, as each is a
+/// release RMW of the one counter): a correct barrier without an acquire per poll.
 enum class barrier_order : int { acq_rel = 1, relaxed = 2, release_only = 4, acquire_once = 5, relaxed_arrival = 6 };
 
 __device__ __forceinline__ void arrive_and_wait_ordered(unsigned* counter, unsigned target, barrier_order order) {
@@ -282,7 +281,8 @@ struct cta_ring {
 
 // ---- the data as its own flag (schedule ring_flags) ----
 
-constexpr int k_flags_hinted = 7;  // ring_kernel's `barriers` for ring_flags_hinted
+// ring_kernel's `barriers` besides the barrier_order values: none, and the two flag schedules.
+constexpr int k_no_barriers = 0, k_flags = 3, k_flags_hinted = 7;
 
 /// The consumers of a CTA wait until none of `vecs` 16-byte vectors of a phase's outputs holds an unwritten word:
 /// each thread polls its (at most 4) vectors at once, all again while any is unwritten, then the consumers' named
@@ -311,10 +311,11 @@ __device__ __forceinline__ void wait_until_written(const uint4* outputs, int vec
 /// the ring, waiting only for a stage to be released. The 16 consumer warps take stage after stage (warp w the w-th
 /// 512 bytes: the same bytes a warp of the other schedules reads, in another order), release it, and take the grid
 /// barriers between phases among themselves (named barrier 1), as schedule `barrier` does.
-/// `barriers`: 0 none, 3 the data as its own flag (ring_flags), else grid barriers of that barrier_order (1, 2, 4-6). Flags: each consumer
-/// warp writes one word per phase (its running XOR, never the unwritten pattern) into `flags` (phases x grid x 16
-/// words, unwritten at the launch), and the CTA's consumers start a phase only once every word of the previous linear
-/// phase is written: a CTA needs all of x, as v3 does. The norm phases take no sync (each CTA would normalise x itself).
+/// `barriers`: k_no_barriers, k_flags / k_flags_hinted (the data as its own flag), else grid barriers of that
+/// barrier_order. Flags: each consumer warp writes one word per phase (its running XOR, never the unwritten pattern)
+/// into `flags` (phases x grid x 16 words, unwritten at the launch), and the CTA's consumers start a phase only once
+/// every word of the previous linear phase is written: a CTA needs all of x, as v3 does. The norm phases take no
+/// sync (each CTA would normalise x itself).
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
                                                                  std::uint32_t* sink, int barriers, std::uint32_t* flags) {
@@ -342,20 +343,23 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     int previous = -1;                                                 // ring_flags: the last linear phase
     for (int p = first; p < phases; ++p) {
         const std::uint32_t requests = table[p].requests;
-        if (barriers == 3 || barriers == k_flags_hinted) {
+        const bool flag_sync = barriers == k_flags || barriers == k_flags_hinted;
+        if (flag_sync) {
             if (requests == 0) continue;
             if (previous >= 0) {
                 // hinted: a relaxed grid barrier first, so that the words are read once they are likely all written
                 if (barriers == k_flags_hinted)
-                    grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, barrier_order::relaxed);
-                wait_until_written<k_threads, 256>(reinterpret_cast<const uint4*>(flags + static_cast<std::size_t>(previous) * words),
-                                                   words / 4, tid);
+                    grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x,
+                                                             barrier_order::relaxed);
+                const auto* outputs = reinterpret_cast<const uint4*>(flags + static_cast<std::size_t>(previous) * words);
+                wait_until_written<k_threads, 256>(outputs, words / 4, tid);
             }
-        } else if (p > first && barriers != 0) {
-            grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x, static_cast<barrier_order>(barriers));
+        } else if (p > first && barriers != k_no_barriers) {
+            grid_barrier_among_ordered<1, k_threads>(counter, ++barriers_passed * gridDim.x,
+                                                     static_cast<barrier_order>(barriers));
         }
         for (std::uint32_t j = 0; j < requests; ++j, ++i) fold<Work>(acc, cta_ring<Stages>::consume(ring, i, w, lane));
-        if (barriers == 3 || barriers == k_flags_hinted) {
+        if (flag_sync) {
             if (lane == 0)
                 store_once(flags + static_cast<std::size_t>(p) * words + blockIdx.x * consumer_warps + w, acc & 0x7fffffffu);
             previous = p;
@@ -492,9 +496,9 @@ namespace {
 int ring_barriers(phase_schedule s) {
     switch (s) {
         case phase_schedule::ring: return static_cast<int>(barrier_order::acq_rel);
-        case phase_schedule::ring_no_barrier: return 0;
+        case phase_schedule::ring_no_barrier: return k_no_barriers;
         case phase_schedule::ring_relaxed: return static_cast<int>(barrier_order::relaxed);
-        case phase_schedule::ring_flags: return 3;
+        case phase_schedule::ring_flags: return k_flags;
         case phase_schedule::ring_release_only: return static_cast<int>(barrier_order::release_only);
         case phase_schedule::ring_acquire_once: return static_cast<int>(barrier_order::acquire_once);
         case phase_schedule::ring_relaxed_arrival: return static_cast<int>(barrier_order::relaxed_arrival);

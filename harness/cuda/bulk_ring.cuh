@@ -130,10 +130,18 @@ struct bulk_ring {
     /// The producer's i-th copy (i = 0, 1, ...): StageBytes from `src` into stage i % Stages, once its last use is
     /// released.
     __device__ void produce(std::uint32_t i, const void* src) const {
+        produce_gather(i, 1, [src](std::uint32_t) { return src; });
+    }
+    /// The same with the stage gathered from `parts` equal pieces (StageBytes / parts each, a multiple of 16), piece k
+    /// from src_of(k): one chunk per consumer warp from each warp's own run, say, as kernel v3's layout has them.
+    template <class SrcOf>
+    __device__ void produce_gather(std::uint32_t i, std::uint32_t parts, SrcOf src_of) const {
         const std::uint32_t s = i % Stages, round = i / Stages;
         if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
         mbarrier_arrive_expect_tx(&full[s], StageBytes);
-        bulk_copy_to_shared(stages + s * stage_vecs, src, StageBytes, &full[s]);
+        const std::uint32_t piece = StageBytes / parts;
+        auto* stage = reinterpret_cast<unsigned char*>(stages + s * stage_vecs);
+        for (std::uint32_t k = 0; k < parts; ++k) bulk_copy_to_shared(stage + k * piece, src_of(k), piece, &full[s]);
     }
     /// A consumer warp's wait for the i-th copy: the stage holding it.
     __device__ const uint4* acquire(std::uint32_t i) const {

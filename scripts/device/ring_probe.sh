@@ -7,7 +7,8 @@
 #   device run: carry [".device-deps"], command: bash scripts/device/ring_probe.sh
 # QBENCH_PROBE_FILTER overrides the benchmark filter (default: 2 / 4 / 8 bits with the norm boundaries, with and
 # without work: one kernel per phase, no barrier, the persistent ring with release barriers, relaxed ones, none, and
-# the hinted write-once flags: the comparison the fifteenth session's design rests on);
+# the hinted write-once flags, the last two also with each stage gathered by 16 copies as v3's layout needs: the
+# comparison the fifteenth session's design rests on);
 # QBENCH_PROBE_SECONDS bounds the benchmark (default 100).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,7 +24,7 @@ grep '^build_on_device' "$out/build.log"
 export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin=$root/.device-bundle-built/bin
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv
-filter=${QBENCH_PROBE_FILTER:-'BM_phase_stream/[248]/(0|3|4|7|8|14)/1/0/'}
+filter=${QBENCH_PROBE_FILTER:-'BM_phase_stream/[248]/((0|3|4|8)/1/0|(7|14)/1/[02])/'}
 # Line-buffered, so that a run cut by the timeout keeps the benchmarks it finished.
 timeout "${QBENCH_PROBE_SECONDS:-100}" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-ring.txt" 2>&1
 echo "bench_gptq: exit $?"

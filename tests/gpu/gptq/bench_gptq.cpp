@@ -266,6 +266,7 @@ void BM_phase_stream(benchmark::State& state) {
     }
     plan.deep = sched == phase_schedule::launches && shape == 3;  // shape 3: bare, 12 requests in flight per warp
     plan.ring_stages = shape == 1 ? 6 : 12;
+    plan.ring_gather = shape == 2;  // the persistent ring schedules: 12 stages, each gathered by 16 copies
     plan.work = static_cast<int>(work);
     const std::size_t source_bytes = plan_phase_stream(plan, e.ctx.properties().multiProcessorCount);
     static std::map<std::int64_t, device_buffer> sources;  // by bits: the step's bytes, far beyond L2
@@ -305,7 +306,7 @@ void BM_phase_stream(benchmark::State& state) {
     static const char* const shapes[] = {"", " (x staged)", " (x staged, partials reduced)", " (12 requests in flight)"};
     std::string label = names[schedule];
     if (sched == phase_schedule::launches) label += shapes[shape];
-    if (ring_schedule) label += shape == 1 ? " (6 x 8 KB per CTA)" : " (12 x 8 KB per CTA)";
+    if (ring_schedule) label += shape == 1 ? " (6 x 8 KB per CTA)" : shape == 2 ? " (12 x 8 KB per CTA, 16 copies a stage)" : " (12 x 8 KB per CTA)";
     if (work != 0) label += ", work " + std::to_string(work);
     state.SetLabel(label);
     g_phase[{bits, norms, schedule, shape, work}] = t;
@@ -525,7 +526,7 @@ BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})-
 BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
     ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0, 3}, {0, 1}, {0}, {48}})
     ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9, 10, 11, 12, 13, 14}, {0, 1}, {0}, {0, 48}})
-    ->ArgsProduct({{4, 8, 2}, {2}, {0, 1}, {0}, {48}})
+    ->ArgsProduct({{4, 8, 2}, {2}, {0, 1}, {0}, {48}})->ArgsProduct({{4, 8, 2}, {7, 14}, {0, 1}, {2}, {0, 48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
@@ -664,6 +665,21 @@ int main(int argc, char** argv) {
                         static_cast<long long>(norms), static_cast<long long>(work), per(4, boundaries), per(8, boundaries),
                         per(11, boundaries), per(12, boundaries), per(13, boundaries), per(10, linear_boundaries),
                         per(14, linear_boundaries));
+        }
+    }
+    if (!g_phase.empty()) {
+        std::printf("\nThe persistent ring with each stage one 8 KB copy vs gathered by 16 copies of 512 bytes (kernel v3's "
+                    "layout), ms per step\n%-6s %6s %6s %14s %14s %14s %14s\n", "bits", "norms", "work", "no bar, 1",
+                    "no bar, 16", "flags hint, 1", "flags hint, 16");
+        for (const auto& [key, t0] : g_phase) {
+            const auto [bits, norms, schedule, shape, work] = key;
+            if (schedule != 7 || shape != 2) continue;
+            const auto ms = [&, bits = bits, norms = norms, work = work](std::int64_t s, std::int64_t sh) {
+                const auto f = g_phase.find({bits, norms, s, sh, work});
+                return f != g_phase.end() ? f->second * 1e3 : 0.0;
+            };
+            std::printf("%-6lld %6lld %6lld %14.3f %14.3f %14.3f %14.3f\n", static_cast<long long>(bits),
+                        static_cast<long long>(norms), static_cast<long long>(work), ms(7, 0), t0 * 1e3, ms(14, 0), ms(14, 2));
         }
     }
     benchmark::Shutdown();

@@ -318,7 +318,8 @@ __device__ __forceinline__ void wait_until_written(const uint4* outputs, int vec
 /// sync (each CTA would normalise x itself).
 template <int Stages, int Work>
 __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_desc* table, int phases, unsigned* counter,
-                                                                 std::uint32_t* sink, int barriers, std::uint32_t* flags) {
+                                                                 std::uint32_t* sink, int barriers, std::uint32_t* flags,
+                                                                 bool gather) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int consumer_warps = cta_ring<Stages>::consumer_warps;
     constexpr std::uint32_t stage_vecs = cta_ring<Stages>::ring::stage_vecs;
@@ -331,7 +332,12 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
         for (int p = 0; p < phases; ++p) {
             const std::uint32_t requests = table[p].requests;
             const uint4* src = table[p].base + first_warp * requests * 32;
-            for (std::uint32_t j = 0; j < requests; ++j, ++i) ring.produce(i, src + j * stage_vecs);
+            for (std::uint32_t j = 0; j < requests; ++j, ++i) {
+                if (gather)  // warp w's j-th 512 bytes of its own run, as v3's layout would have them: 16 copies
+                    ring.produce_gather(i, consumer_warps, [&](std::uint32_t k) { return src + (k * requests + j) * 32; });
+                else
+                    ring.produce(i, src + j * stage_vecs);
+            }
         }
         return;
     }
@@ -367,7 +373,7 @@ __global__ void __launch_bounds__(k_ring_threads, 2) ring_kernel(const phase_des
     }
     store_warp_xor(acc, sink, first_warp + static_cast<std::size_t>(w), lane);
 #else
-    (void)table, (void)phases, (void)counter, (void)sink, (void)barriers, (void)flags;
+    (void)table, (void)phases, (void)counter, (void)sink, (void)barriers, (void)flags, (void)gather;
     __trap();
 #endif
 }
@@ -408,7 +414,7 @@ phase_ring_kernel_ptr phase_ring_kernel_of(int stages, int work) {
     throw std::invalid_argument("phase_stream: a ring of 6 or 12 stages");
 }
 
-using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*, int, std::uint32_t*);
+using ring_kernel_ptr = void (*)(const phase_desc*, int, unsigned*, std::uint32_t*, int, std::uint32_t*, bool);
 ring_kernel_ptr ring_kernel_of(int stages, int work) {
     if (stages == 12) return work == 0 ? &ring_kernel<12, 0> : &ring_kernel<12, 48>;
     if (stages == 6) return work == 0 ? &ring_kernel<6, 0> : &ring_kernel<6, 48>;
@@ -559,8 +565,7 @@ void launch_phase_stream(const phase_stream_plan& plan, phase_schedule schedule,
                                           stream));
         launch_kernel(ring_kernel_of(plan.ring_stages, plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_ring_threads),
                       static_cast<std::size_t>(ring_smem), o, table, static_cast<int>(plan.requests.size()), counter, sink,
-                      ring_barriers(schedule),
-                      flags);
+                      ring_barriers(schedule), flags, plan.ring_gather);
         return;
     }
     launch_kernel(persistent_kernel_of(plan.work), dim3(static_cast<unsigned>(plan.ctas)), dim3(k_threads), 0, o, table,

@@ -84,6 +84,10 @@ struct phase_stream_plan {
     /// `ring` and the `launches_ring` schedules: shared-memory stages of 8 KB per CTA (a 512-byte request per consumer warp): 12 (192 KB per SM) or 6
     /// (96 KB per SM, as many bytes as v3's register ring).
     int ring_stages = 12;
+    /// The persistent ring schedules: each stage gathered by 16 copies of 512 bytes, consumer warp w's from its own
+    /// run (the bytes the register schedules' warp w reads), as kernel v3's layout (one contiguous run per warp) would
+    /// need them, instead of one 8 KB copy of the CTA's contiguous share.
+    bool ring_gather = false;
     /// `launches` (bare), the persistent schedules and the ring schedules: ALU instructions per 16-byte vector besides the XOR (0 or 48; 48 is about what
     /// kernel v3 spends per vector at 4 bits: ~12 instructions per mma, 4 mmas per vector), so that the consumers' own
     /// time is in the picture.

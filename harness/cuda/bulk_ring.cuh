@@ -136,12 +136,19 @@ struct bulk_ring {
     /// from src_of(k): one chunk per consumer warp from each warp's own run, say, as kernel v3's layout has them.
     template <class SrcOf>
     __device__ void produce_gather(std::uint32_t i, std::uint32_t parts, SrcOf src_of) const {
+        const std::uint32_t piece = StageBytes / parts;
+        produce_pieces(i, StageBytes, [&](unsigned char* stage, std::uint64_t* bar) {
+            for (std::uint32_t k = 0; k < parts; ++k) bulk_copy_to_shared(stage + k * piece, src_of(k), piece, bar);
+        });
+    }
+    /// The most general form: once the stage is free, announces `bytes` (at most StageBytes) and calls
+    /// issue(stage, bar), which issues bulk_copy_to_shared copies of exactly that many bytes in all into the stage.
+    template <class Issue>
+    __device__ void produce_pieces(std::uint32_t i, std::uint32_t bytes, Issue issue) const {
         const std::uint32_t s = i % Stages, round = i / Stages;
         if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
-        mbarrier_arrive_expect_tx(&full[s], StageBytes);
-        const std::uint32_t piece = StageBytes / parts;
-        auto* stage = reinterpret_cast<unsigned char*>(stages + s * stage_vecs);
-        for (std::uint32_t k = 0; k < parts; ++k) bulk_copy_to_shared(stage + k * piece, src_of(k), piece, &full[s]);
+        mbarrier_arrive_expect_tx(&full[s], bytes);
+        issue(reinterpret_cast<unsigned char*>(stages + s * stage_vecs), &full[s]);
     }
     /// A consumer warp's wait for the i-th copy: the stage holding it.
     __device__ const uint4* acquire(std::uint32_t i) const {

@@ -17,8 +17,6 @@ namespace qbench::gptq {
 
 namespace {
 
-using a_ops::as_half2;
-using a_ops::mma_16816;
 using a_ops::sum_group16;
 
 constexpr int k_bits = 4;
@@ -159,36 +157,16 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
             ring.release(i, lane);
             if (!mine) continue;
             std::uint32_t xw[4 * XV];
-#pragma unroll
-            for (int j = 0; j < XV; ++j) {
-                const uint4 v = reinterpret_cast<const uint4*>(xp)[j];
-                xw[4 * j + 0] = v.x;
-                xw[4 * j + 1] = v.y;
-                xw[4 * j + 2] = v.z;
-                xw[4 * j + 3] = v.w;
-            }
+            a_ops::load_x_words<XV>(xp, xw);
             xp += CR;
             const std::uint32_t wq[a_lane_words(k_bits)] = {wv.x, wv.y, wv.z, wv.w};
             if (u % CPB == 0) {
 #pragma unroll
                 for (int q = 0; q < 4; ++q) acc[q] = 0.0f;
             }
-#pragma unroll
-            for (int m = 0; m < MMAS; ++m) {
-                std::uint32_t af[4];
-                a_fragment<k_bits>(wq, m, af);
-                mma_16816(acc, af, xw[2 * m], xw[2 * m + 1]);
-            }
+            a_ops::chunk_mmas<k_bits, XV, MMAS>(wq, xw, acc);
             if (u % CPB == CPB - 1) {
-                const float2 s = __half22float2(as_half2(md.x));
-                const float2 c = __half22float2(as_half2(md.y));
-                const float2 sx = *reinterpret_cast<const float2*>(sp);
-                sp += 8;
-                const float s1 = s.y * (1.0f / static_cast<float>(1 << a_r1_shift(k_bits)));
-                out[0] = fmaf(s.x, fmaf(-c.x, sx.x, acc[0]), out[0]);
-                out[1] = fmaf(s.x, fmaf(-c.x, sx.y, acc[1]), out[1]);
-                out[2] = fmaf(s1, fmaf(-c.y, sx.x, acc[2]), out[2]);
-                out[3] = fmaf(s1, fmaf(-c.y, sx.y, acc[3]), out[3]);
+                a_ops::correct_block<k_bits>(out, acc, md, sp);
                 if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums (row 0)
                     float* slot = red + static_cast<std::size_t>(tl * k_consumer_warps + w) * k_a_tile_cols;
                     if (t == 0) {

@@ -35,8 +35,6 @@ namespace {
 template <int Bits>
 inline constexpr int k_a_stages = Bits == 4 ? 6 : Bits == 3 ? 3 : 4;
 
-using a_ops::as_half2;
-using a_ops::mma_16816;
 using a_ops::sum_group16;
 
 /// 16 bytes global -> shared without passing through registers (cp.async, sm_80+), so that a thread's copies of all
@@ -339,14 +337,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     // load, D chunks ahead.
     auto consume = [&](int i, bool refill) {
         std::uint32_t xw[4 * XV];
-#pragma unroll
-        for (int j = 0; j < XV; ++j) {
-            const uint4 v = reinterpret_cast<const uint4*>(xp)[j];
-            xw[4 * j + 0] = v.x;
-            xw[4 * j + 1] = v.y;
-            xw[4 * j + 2] = v.z;
-            xw[4 * j + 3] = v.w;
-        }
+        a_ops::load_x_words<XV>(xp, xw);
         xp += CR;
         std::uint32_t w[a_lane_words(Bits)];
         w[0] = wbuf[i].x, w[1] = wbuf[i].y, w[2] = wbuf[i].z, w[3] = wbuf[i].w;
@@ -355,23 +346,9 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[e] = 0.0f;
         }
-#pragma unroll
-        for (int m = 0; m < MMAS; ++m) {
-            std::uint32_t af[4];
-            a_fragment<Bits>(w, m, af);
-            mma_16816(acc, af, xw[2 * m], xw[2 * m + 1]);
-        }
+        a_ops::chunk_mmas<Bits, XV, MMAS>(w, xw, acc);
         if (i % CPB == CPB - 1) {
-            const uint2 md = mbuf[i / CPB];
-            const float2 s = __half22float2(as_half2(md.x));
-            const float2 c = __half22float2(as_half2(md.y));
-            const float2 sx = *reinterpret_cast<const float2*>(sp);  // sum_k x of batch rows 2t, 2t+1
-            sp += 8;
-            const float s1 = s.y * (1.0f / static_cast<float>(1 << a_r1_shift(Bits)));  // r1's f (layout)
-            out[0] = fmaf(s.x, fmaf(-c.x, sx.x, acc[0]), out[0]);
-            out[1] = fmaf(s.x, fmaf(-c.x, sx.y, acc[1]), out[1]);
-            out[2] = fmaf(s1, fmaf(-c.y, sx.x, acc[2]), out[2]);
-            out[3] = fmaf(s1, fmaf(-c.y, sx.y, acc[3]), out[3]);
+            a_ops::correct_block<Bits>(out, acc, mbuf[i / CPB], sp);  // sp: sum_k x of batch rows 2t, 2t+1
             if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums
                 // (tid >> 5: the warp within the CTA, half * 16 + warp)
                 float* slot = red + static_cast<std::size_t>(tl * k_a_warps * Pairs + (tid >> 5)) * a.rows * k_a_tile_cols;

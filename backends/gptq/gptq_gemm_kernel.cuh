@@ -1,6 +1,7 @@
 #pragma once
 /// The fused GPTQ kernel template (see gptq_gemm.cuh for the work split). Included only by the per-width
 /// translation units gptq_gemm_b{2,3,4,8}.cu, each of which instantiates rows 1..8 for its width.
+#include "backends/gptq/gptq_a_ops.cuh"
 #include "backends/gptq/gptq_decode.hpp"
 #include "backends/gptq/gptq_gemm.cuh"
 
@@ -11,11 +12,7 @@
 
 namespace qbench::gptq::detail {
 
-__device__ __forceinline__ half2 as_half2(std::uint32_t v) {
-    half2 h;
-    std::memcpy(&h, &v, sizeof(h));
-    return h;
-}
+using a_ops::as_half2;
 
 __device__ __forceinline__ std::uint32_t component(const uint4& v, int c) {
     return c == 0 ? v.x : (c == 1 ? v.y : (c == 2 ? v.z : v.w));

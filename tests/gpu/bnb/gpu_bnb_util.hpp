@@ -52,8 +52,10 @@ public:
         return host;
     }
     /// Fills every byte with 0xFF: fp16 NaN, int8 -1, float NaN; an element a kernel forgot to write stands out.
+    /// Waits for the fill: it runs on the legacy stream, which the kernels' non-blocking streams do not wait for.
     void poison() {
         if (m_n) cuda_ok(cudaMemset(m_p, 0xFF, m_n * sizeof(T)), "poison");
+        cuda_ok(cudaDeviceSynchronize(), "poison");
     }
 
 private:

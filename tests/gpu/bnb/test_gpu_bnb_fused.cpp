@@ -240,6 +240,7 @@ TEST_CASE("gpu bnb fused: declines where it does not apply and enqueues nothing"
 
     dev<__half> x(2 * 512 + 8), y0(160), y1(160), y2(160), y3(160);
     cuda_ok(cudaMemset(x.get(), 0, x.size() * 2), "x");
+    cuda_ok(cudaDeviceSynchronize(), "x");  // the legacy stream's fill before the kernels' (non-blocking) streams
     for (dev<__half>* y : {&y0, &y1, &y2, &y3}) y->poison();
     const std::vector<std::uint16_t> poisoned = half_bits(y0);
     void* ys[4] = {y0.get(), y1.get(), y2.get(), y3.get()};

@@ -23,16 +23,14 @@
 //                    persistent ring with grid barriers of each memory ordering, without them, or synchronised by the
 //                    data as its own flag; kernels per phase with a ring) and 48 ALU instructions a vector (work);
 //                    tables at the end give the cost of one boundary in each schedule and of v3's structure per launch.
-//   BM_gptq_chain    the 7B step's 4-bit linear bytes as one chain of 224 linears: kernel v3 per linear (arg 0) vs the
-//                    persistent chain prototype (arg 1, gptq_chain.cuh).
+//   BM_gptq_chain    (bench_gptq_chain.cpp) the 7B step's 4-bit linear bytes as one chain of 224 linears: kernel v3
+//                    per linear (arg 0) vs the persistent chain prototype (arg 1, gptq_chain.cuh).
+#include "bench_gptq_env.hpp"
 #include "gptq_gpu_test_util.hpp"
 #include "phase_stream.cuh"
 #include "stream_pattern.cuh"
 
 #include "backends/fp16/fp16_linear.hpp"
-#include "backends/gptq/gptq_a_layout.hpp"
-#include "backends/gptq/gptq_chain.cuh"
-#include "backends/gptq/gptq_gemm_a.cuh"
 #include "backends/gptq/gptq_linear.hpp"
 
 #include "cuda/fused_linear.hpp"
@@ -61,34 +59,6 @@ using namespace qbench::gptq::test;
 
 namespace {
 
-model_config llama7b() {
-    model_config m;
-    m.name = "llama-7b-shapes";
-    m.hidden_size = 4096;
-    m.intermediate_size = 11008;
-    m.num_layers = 32;
-    m.num_heads = 32;
-    m.num_kv_heads = 32;
-    m.vocab_size = 32000;
-    return m;
-}
-
-struct env {
-    device_context ctx;
-    double stream_gbs = 0;
-    std::unique_ptr<tensor_source> fp16_source;
-    env() {
-        stream_gbs = ctx.measure_stream_bandwidth_gbs();
-        fp16_source = make_synthetic_source(llama7b(), 1);
-        std::printf("device: %s, streaming bandwidth %.0f GB/s, PDL %s\n", ctx.properties().name, stream_gbs,
-                    ctx.pdl_enabled() ? "on" : "off");
-    }
-};
-env& the_env() {
-    static env e;
-    return e;
-}
-
 struct shape {
     std::int64_t K, N;
     linear_kind kind;
@@ -98,38 +68,6 @@ constexpr shape k_shapes[] = {{4096, 4096, linear_kind::q_proj, "qkvo"},
                               {4096, 11008, linear_kind::gate_proj, "gate_up"},
                               {11008, 4096, linear_kind::down_proj, "down"}};
 
-/// Times a captured sequence of forwards: median over repetitions of (graph time / forwards).
-double time_graph(device_context& ctx, const std::function<void(cudaStream_t)>& body, int forwards, int reps = 20) {
-    cudaStream_t st = ctx.stream();
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    body(st);  // warm up outside the graph (first launches, cuBLAS heuristics)
-    QB_CUDA_CHECK(cudaStreamSynchronize(st));
-    QB_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    body(st);
-    QB_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
-    QB_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    cudaEvent_t a, b;
-    QB_CUDA_CHECK(cudaEventCreate(&a));
-    QB_CUDA_CHECK(cudaEventCreate(&b));
-    for (int i = 0; i < 3; ++i) QB_CUDA_CHECK(cudaGraphLaunch(exec, st));
-    std::vector<double> times;
-    for (int r = 0; r < reps; ++r) {
-        QB_CUDA_CHECK(cudaEventRecord(a, st));
-        QB_CUDA_CHECK(cudaGraphLaunch(exec, st));
-        QB_CUDA_CHECK(cudaEventRecord(b, st));
-        QB_CUDA_CHECK(cudaEventSynchronize(b));
-        float ms = 0;
-        QB_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-        times.push_back(ms * 1e-3 / forwards);
-    }
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    std::sort(times.begin(), times.end());
-    return times[times.size() / 2];
-}
 
 std::unique_ptr<device_linear> random_gptq_linear(device_context& ctx, std::int64_t K, std::int64_t N, std::int64_t bits,
                                                   std::int64_t gs, bool act, std::uint64_t seed) {
@@ -324,94 +262,6 @@ struct decode_result {
 std::map<std::pair<std::int64_t, std::int64_t>, decode_result> g_decode;  // (bits, rows)
 
 /// All linears of a 7B decode step; bits 16 = fp16. The x/y buffers are shared (values do not matter for time).
-/// The 7B step's 4-bit linears as one chain, each input the previous output (gptq_chain.cuh's prototype): per two
-/// layers eight 4096 -> 4096 linears (q, k, v and o, twice) and three 4096 -> 11008 -> 4096 pairs (gate, up and down,
-/// twice), so 32 layers stream the step's 4-bit weight bytes in 224 linears. Weights are fill patterns (timing only).
-/// Arg 0: kernel v3 per linear (PDL, one graph), as the executor launches it; 1: the persistent chain (one
-/// cooperative launch, the weights through bulk-copy rings, the phases synchronised by write-once activations).
-void BM_gptq_chain(benchmark::State& state) {
-    env& e = the_env();
-    if (e.ctx.properties().major < 9) {
-        state.SkipWithError("the chain needs sm_90");
-        return;
-    }
-    const bool persistent = state.range(0) != 0;
-    struct chain_weights {
-        std::vector<device_buffer> buffers;
-        std::vector<chain_linear> links;
-        std::uint64_t bytes = 0;
-    };
-    static chain_weights w = [&e] {
-        chain_weights cw;
-        const int h = 4096, f = 11008;
-        std::vector<std::pair<int, int>> shapes;  // (K, N)
-        for (int two_layers = 0; two_layers < 16; ++two_layers) {
-            for (int i = 0; i < 8; ++i) shapes.emplace_back(h, h);
-            for (int i = 0; i < 3; ++i) {
-                shapes.emplace_back(h, f);
-                shapes.emplace_back(f, h);
-            }
-        }
-        for (const auto& [K, N] : shapes) {
-            std::vector<std::int32_t> g_idx(static_cast<std::size_t>(K));
-            for (int j = 0; j < K; ++j) g_idx[static_cast<std::size_t>(j)] = j / 128;
-            const layout_plan plan = plan_layout(K, N, 4, K / 128, g_idx);
-            device_buffer q = e.ctx.allocate(a_qweight_words(plan) * 4, "chain qweight");
-            device_buffer m = e.ctx.allocate(a_meta_words(plan) * 4, "chain meta");
-            QB_CUDA_CHECK(cudaMemsetAsync(q.get(), 0x5a, q.size(), e.ctx.stream()));
-            QB_CUDA_CHECK(cudaMemsetAsync(m.get(), 0x2c, m.size(), e.ctx.stream()));  // scales ~0.066: sums stay small
-            cw.links.push_back(chain_linear{q.as<const std::uint32_t>(), m.as<const std::uint32_t>(), N, K / 128});
-            cw.bytes += q.size() + m.size();
-            cw.buffers.push_back(std::move(q));
-            cw.buffers.push_back(std::move(m));
-        }
-        QB_CUDA_CHECK(cudaStreamSynchronize(e.ctx.stream()));
-        return cw;
-    }();
-    static const chain_plan plan = plan_gptq_chain(w.links);
-    static device_buffer x0 = e.ctx.allocate(4096 * 2, "chain x0");
-    static device_buffer y = e.ctx.allocate(plan.y_words * 4, "chain outputs");
-    static device_buffer scratch = e.ctx.allocate(chain_plan::scratch_bytes, "chain scratch");
-    static const bool uploaded = [&e] {
-        QB_CUDA_CHECK(cudaMemsetAsync(x0.get(), 0x3c, x0.size(), e.ctx.stream()));  // halves ~1.06, never unwritten
-        upload_gptq_chain(plan, w.links, x0.as<const std::uint32_t>(), y.as<std::uint32_t>(), scratch.get(), e.ctx.stream());
-        return true;
-    }();
-    (void)uploaded;
-    const auto body = [&](cudaStream_t st) {
-        if (persistent) {
-            enqueue_gptq_chain(plan, y.as<std::uint32_t>(), scratch.get(), st);
-            return;
-        }
-        const __half* x = x0.as<const __half>();
-        __half* out = y.as<__half>();
-        for (const chain_linear& l : w.links) {
-            a_args a;
-            const int mtiles = l.n / static_cast<int>(k_a_tile_cols);
-            a.m[0] = a_member{l.qweight, l.meta, out, l.n, mtiles, std::min(mtiles, 2 * e.ctx.properties().multiProcessorCount)};
-            a.members = 1;
-            a.x = x;
-            a.ldx = static_cast<std::int64_t>(l.kblocks) * k_block_rows;
-            a.rows = 1;
-            a.kblocks = l.kblocks;
-            launch_a_gemm(4, false, a_mode::group, a, launch_options{st, e.ctx.pdl_enabled()});
-            x = out;
-            out += l.n;
-        }
-    };
-    double t = 0;
-    for (auto _ : state) {
-        t = time_graph(e.ctx, body, 1);
-        state.SetIterationTime(t);
-    }
-    const double gbs = static_cast<double>(w.bytes) / t * 1e-9;
-    state.counters["ms"] = t * 1e3;
-    state.counters["GB/s"] = gbs;
-    state.counters["bw_frac"] = gbs / e.stream_gbs;
-    state.counters["ctas"] = persistent ? plan.ctas : 0;
-    state.SetLabel(persistent ? "persistent chain" : "v3 per linear");
-}
-
 void BM_decode_7b(benchmark::State& state) {
     env& e = the_env();
     const std::int64_t bits = state.range(0);
@@ -621,7 +471,6 @@ BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {
     ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9, 10, 11, 12, 13, 14}, {0, 1}, {0}, {0, 48}})
     ->ArgsProduct({{4, 8, 2}, {2}, {0, 1}, {0}, {48}})->ArgsProduct({{4, 8, 2}, {7, 14}, {0, 1}, {2}, {0, 48}})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_gptq_chain)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_7b)->Arg(16)->Arg(4)->Arg(3)->Arg(2)->Arg(8)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {

@@ -1,16 +1,22 @@
-// The persistent GPTQ chain (gptq_chain.cuh): v3's arithmetic, fed by a bulk-copy ring, synchronised by write-once
-// activations.
+// The persistent GPTQ chain and decode stack (gptq_chain.cuh): v3's arithmetic fed by a bulk-copy ring, the attention
+// kernel's code as a phase, phases synchronised by write-once activations.
 #include "backends/gptq/gptq_chain.cuh"
 
 #include "backends/gptq/gptq_a_layout.hpp"
 #include "backends/gptq/gptq_a_ops.cuh"
+#include "cuda/attention_block.cuh"
 #include "cuda/bulk_ring.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/launch.cuh"
+#include "cuda/rms_norm.cuh"
+#include "cuda/swiglu.cuh"
 #include "cuda/write_once.cuh"
 #include "qbench/common/errors.hpp"
 
 #include <algorithm>
+#include <climits>
+#include <initializer_list>
+#include <utility>
 #include <string>
 
 namespace qbench::gptq {
@@ -19,90 +25,225 @@ namespace {
 
 using a_ops::sum_group16;
 
-constexpr int k_bits = 4;
-constexpr int k_consumer_warps = k_a_kslices;               // one k-slice per consumer warp, as v3
-constexpr int k_consumers = k_consumer_warps * 32;          // the threads of the named barrier 1 and of the hint
-constexpr int k_chain_threads = k_consumers + 32;           // and the producer warp
-constexpr int k_chain_stages = 8;
-constexpr std::uint32_t k_chunk_bytes = a_chunk_words(k_bits) * 4;     // 512: a warp's chunk, a vector per lane
-constexpr std::uint32_t k_record_bytes = k_a_record_words * 4;         // 64: an (mtile, k-block) record
-/// A stage: every consumer warp's chunk (warp w's at w * 512), then their records (warp w's at 8192 + w * 64; only
-/// with a chunk that ends a k-block).
-constexpr std::uint32_t k_chain_stage_bytes = k_consumer_warps * (k_chunk_bytes + k_record_bytes);
-using chain_ring = bulk_ring<k_chain_stages, k_chain_stage_bytes>;
+constexpr int k_consumer_warps = k_a_kslices;       // one k-slice per consumer warp, as v3
+constexpr int k_consumers = k_consumer_warps * 32;  // the threads of the named barrier 1 and of the hint
+constexpr int k_chain_threads = k_consumers + 32;   // and the producer warp
+constexpr int k_attention_threads = 256;            // the attention kernel's CTA (attention.cu): the same bits
+constexpr int k_attention_head_dim = 128;           // the unrolled instance the stack runs
+constexpr std::uint32_t k_record_bytes = k_a_record_words * 4;  // 64: an (mtile, k-block) record
 
-constexpr std::size_t k_counter_offset = 12288;  // in the scratch, after the table
-
-/// One linear as the kernel reads it (the table in the scratch).
-struct chain_entry {
-    const uint4* qweight;
-    const uint2* meta;
-    const std::uint32_t* x;  ///< input words (the previous linear's y, or x0)
-    std::uint32_t* y;        ///< output words
-    int n, mtiles, kblocks, pad;
+/// The ring of a width. A stage holds every consumer warp's chunk (warp w's at w * chunk_bytes), then their records
+/// (warp w's at 16 * chunk_bytes + w * 64; only with a chunk that ends a k-block). 3 bits: 768-byte chunks and 6 stages,
+/// so that two CTAs still fit an SM.
+template <int Bits>
+struct ring_of {
+    static constexpr std::uint32_t chunk_bytes = a_chunk_words(Bits) * 4;
+    static constexpr std::uint32_t stage_bytes = k_consumer_warps * (chunk_bytes + k_record_bytes);
+    static constexpr int stages = Bits == 3 ? 6 : 8;
+    using type = bulk_ring<stages, stage_bytes>;
 };
-static_assert(k_chain_max_linears * sizeof(chain_entry) <= k_counter_offset &&
-              k_counter_offset + 16 <= chain_plan::scratch_bytes, "the table, then the counter, in the scratch");
+
+enum : int { k_input_plain = 0, k_input_norm = 1, k_input_swiglu = 2 };
+
+/// One linear of a phase: its mtiles are the phase's [tile0, tile0 + mtiles).
+struct chain_part {
+    const uint4* qweight = nullptr;
+    const uint2* meta = nullptr;
+    std::uint32_t* y = nullptr;  // output words
+    int mtiles = 0;
+    int tile0 = INT_MAX;  // INT_MAX: no such part
+};
+
+/// One phase as the kernel reads it (the table in the scratch).
+struct chain_phase {
+    int attention = 0;  // 0: linears (parts), 1: attention
+    int input = k_input_plain;
+    int mtiles = 0, kblocks = 0, residual = 0, pad = 0;
+    chain_part part[3];
+    const std::uint32_t* x = nullptr;   // plain: the input; norm: the residual stream; swiglu: the gate outputs
+    const std::uint32_t* x2 = nullptr;  // swiglu: the up outputs
+    const __half* norm_weight = nullptr;
+    double eps = 0;
+    const std::uint32_t* res = nullptr;  // residual: the outputs are fp16(res + fp16(sum)), as forward_residual's
+    // attention: the q, k and v rows the phase before wrote, the output row, and the decode state
+    const std::uint32_t* q = nullptr;
+    const std::uint32_t* k = nullptr;
+    const std::uint32_t* v = nullptr;
+    std::uint32_t* out = nullptr;
+    __half* k_cache = nullptr;
+    __half* v_cache = nullptr;
+    const float* inv_freq = nullptr;
+    const std::int32_t* pos = nullptr;
+    const std::int32_t* slot_table = nullptr;
+    long long max_len = 0;
+    int heads = 0, kv_heads = 0;
+    float scale = 0;
+};
+
+constexpr std::size_t k_table_offset = 256;  // in the scratch: the hint counter, then the table
 
 __device__ __forceinline__ int kslice0(int kblocks, int w) {
     return static_cast<int>(kslice_begin(kblocks, w, k_consumer_warps));
 }
 
-/// The most k-blocks a warp of a linear owns (k-slices differ by one when kblocks % 16 != 0).
-__device__ __forceinline__ int most_kblocks(int kblocks) {
-    int most = 0;
-    for (int w = 0; w < k_consumer_warps; ++w) most = max(most, kslice0(kblocks, w + 1) - kslice0(kblocks, w));
-    return most;
-}
-
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(k_consumers) : "memory"); }
 
-/// Dynamic shared memory: the ring's stages, then the input x [kblocks * 128] (fp16), its sums [k-block][8 rows]
-/// (fp32; rows past the first stay zero), the partial outputs [mtile of the CTA][warp][16] (fp32).
-__global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const chain_entry* table, int count, int max_kb,
+/// The barrier of an attention phase's threads (the CTA's first 8 warps), as __syncthreads is the attention kernel's.
+struct attention_sync {
+    __device__ __forceinline__ void operator()() const {
+        asm volatile("bar.sync 2, %0;" ::"n"(k_attention_threads) : "memory");
+    }
+};
+
+/// The CTA that runs head h's attention: heads spread over the grid (one SM's two CTAs hold neighbours).
+__device__ __forceinline__ int head_owner(int h, int heads, int ctas) {
+    return heads <= ctas ? h * (ctas / heads) : h % ctas;
+}
+
+/// Which part of a phase holds mtile gt.
+__device__ __forceinline__ int part_of(const chain_phase& e, int gt) {
+    return (gt >= e.part[1].tile0 ? 1 : 0) + (gt >= e.part[2].tile0 ? 1 : 0);
+}
+
+/// The input of a linear phase into shared memory (xs, fp16) with its sums per k-block (xsum), from write-once words:
+/// as it is, normed (rms_norm.cuh's contract, as v3's stage_normed_x: bit-identical to launch_rms_norm), or as the
+/// SwiGLU product of the gate and up outputs (swiglu.cuh's rounding, as v3's gate/up epilogue).
+__device__ __forceinline__ void stage_input(const chain_phase& e, int tid, __half* xs, float* xsum, double* warp_sums) {
+    const int vecs = e.kblocks * static_cast<int>(k_block_rows) / 8;  // a multiple of 16: whole half-warps are valid or not
+    uint4* xs4 = reinterpret_cast<uint4*>(xs);
+    const uint4* x4 = reinterpret_cast<const uint4*>(e.x);
+    if (e.input == k_input_norm) {
+        const int warp = tid >> 5, lane = tid & 31;
+        for (int base = 0; base < vecs; base += k_consumers) {
+            if (base + 32 * warp >= vecs) continue;  // warp-uniform: no chunk of this warp is in the row
+            const int c = base + tid;
+            const bool ok = c < vecs;
+            const uint4 u = ok ? load_written(x4 + c) : make_uint4(0u, 0u, 0u, 0u);
+            if (ok) xs4[c] = u;
+            const double w_sum = rms_butterfly(ok ? rms_chunk_sumsq(u) : 0.0);
+            if (lane == 0) warp_sums[(base >> 5) + warp] = w_sum;
+        }
+        consumers_sync();
+        const int row_warps = (vecs + 31) / 32;
+        const float inv = rms_inv(rms_butterfly(lane < row_warps ? warp_sums[lane] : 0.0), static_cast<std::int64_t>(vecs) * 8, e.eps);
+        for (int base = 0; base < vecs; base += k_consumers) {
+            const int c = base + tid;
+            const bool ok = c < vecs;
+            const uint4 nv = ok ? reinterpret_cast<const uint4*>(e.norm_weight)[c] : make_uint4(0u, 0u, 0u, 0u);
+            const uint4 v = ok ? rms_norm_chunk(xs4[c], inv, nv) : make_uint4(0u, 0u, 0u, 0u);
+            if (ok) xs4[c] = v;
+            sum_group16(v, ok, 0, ok ? c : 0, xsum);
+        }
+        return;
+    }
+    for (int base = 0; base < vecs; base += k_consumers) {
+        const int v = base + tid;
+        const bool valid = v < vecs;
+        uint4 u4 = valid ? load_written(x4 + v) : make_uint4(0u, 0u, 0u, 0u);
+        if (e.input == k_input_swiglu && valid) {
+            const uint4 up = load_written(reinterpret_cast<const uint4*>(e.x2) + v);
+            const __half* gh = reinterpret_cast<const __half*>(&u4);
+            const __half* uh = reinterpret_cast<const __half*>(&up);
+            uint4 act;
+            __half* ah = reinterpret_cast<__half*>(&act);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) ah[j] = __float2half_rn(silu_times(__half2float(gh[j]), __half2float(uh[j])));
+            u4 = act;
+        }
+        if (valid) xs4[v] = u4;
+        sum_group16(u4, valid, 0, valid ? v : 0, xsum);
+    }
+}
+
+/// An attention phase on this CTA: every head it owns, on its first 8 warps (the attention kernel's 256 threads, so the
+/// same bits), with `region` (the linear phases' staging, free until the next hint) as shared memory.
+__device__ __noinline__ void attention_phase(const chain_phase& e, int tid, float* region) {
+    constexpr int D = k_attention_head_dim;
+    const int ctas = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
+    float* smem = region;
+    float* scratch = smem + (attention_smem_floats(k_attention_threads, D, e.max_len) + 3) / 4 * 4;  // 16-byte aligned
+    uint4* staged = reinterpret_cast<uint4*>(scratch + 32);  // q, k, v of the head (16 vectors each), then the output
+    const attention_sync sync;
+    for (int h = 0; h < e.heads; ++h) {
+        if (head_owner(h, e.heads, ctas) != b) continue;
+        const int g = h / (e.heads / e.kv_heads);
+        auto wait = [&] {  // the phase before wrote q, k, v: staged once each is there (write_once.cuh)
+            if (tid < 48) {
+                const int which = tid / 16, i = tid % 16;
+                const std::uint32_t* src = which == 0 ? e.q + h * (D / 2) : which == 1 ? e.k + g * (D / 2) : e.v + g * (D / 2);
+                staged[tid] = load_written(reinterpret_cast<const uint4*>(src) + i);
+            }
+            sync();
+        };
+        const __half* sh = reinterpret_cast<const __half*>(staged);
+        __half* orow = const_cast<__half*>(sh) + 3 * D;
+        attention_block<true, D, k_attention_threads, true>(tid, 0, h, sh, sh + D, sh + 2 * D, orow, e.inv_freq, e.pos, 0,
+                                                      e.slot_table, e.heads, e.kv_heads, D, e.max_len, e.scale,
+                                                      e.k_cache, e.v_cache, smem, scratch, sync, wait);
+        sync();
+        if (tid < D / 2)
+            store_once(e.out + h * (D / 2) + tid, written_word(reinterpret_cast<const std::uint32_t*>(orow)[tid]));
+        sync();  // the staging is rewritten by the next head
+    }
+}
+
+/// Dynamic shared memory: the ring's stages, then the linear phases' region: the input x [max_kb * 128] (fp16), its
+/// sums [k-block][8 rows] (fp32; rows past the first stay zero), the partial outputs [mtile of the CTA][warp][16]
+/// (fp32); an attention phase uses the region as its own shared memory.
+template <int Bits>
+__global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const chain_phase* table, int count, int max_kb,
                                                                         unsigned* counter) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    constexpr int CR = a_chunk_rows(k_bits), CPB = a_chunks_per_block(k_bits), MMAS = a_mmas_per_chunk(k_bits);
-    constexpr int XV = CR / 32;                  // 16-byte activation vectors per lane per chunk
-    constexpr int CV = a_chunk_words(k_bits) / 4;  // 16-byte vectors per chunk
+    using ring_t = typename ring_of<Bits>::type;
+    constexpr std::uint32_t chunk_bytes = ring_of<Bits>::chunk_bytes;
+    constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
+    constexpr int XV = CR / 32;                // 16-byte activation vectors per lane per chunk
+    constexpr int CV = a_chunk_words(Bits) / 4;  // 16-byte vectors per chunk (48 at 3 bits: the high bits follow)
+    constexpr int stages_n = ring_of<Bits>::stages;
     extern __shared__ uint4 smem[];
-    __shared__ std::uint64_t full_bars[k_chain_stages], empty_bars[k_chain_stages];
-    const chain_ring ring = chain_ring::make(smem, full_bars, empty_bars, k_consumer_warps);
-    __half* xs = reinterpret_cast<__half*>(smem + k_chain_stages * chain_ring::stage_vecs);
+    __shared__ std::uint64_t full_bars[stages_n], empty_bars[stages_n];
+    __shared__ double warp_sums[32];
+    const ring_t ring = ring_t::make(smem, full_bars, empty_bars, k_consumer_warps);
+    __half* xs = reinterpret_cast<__half*>(smem + stages_n * ring_t::stage_vecs);
     float* xsum = reinterpret_cast<float*>(xs + static_cast<std::size_t>(max_kb) * k_block_rows);
     float* red = xsum + static_cast<std::size_t>(max_kb) * 8;
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int b = static_cast<int>(blockIdx.x), ctas = static_cast<int>(gridDim.x);
-    auto tiles_of = [&](const chain_entry& e, int& t0) {
-        t0 = static_cast<int>(static_cast<long long>(e.mtiles) * b / ctas);
-        return static_cast<int>(static_cast<long long>(e.mtiles) * (b + 1) / ctas) - t0;
+    auto tiles_of = [&](int mtiles, int& t0) {
+        t0 = static_cast<int>(static_cast<long long>(mtiles) * b / ctas);
+        return static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas) - t0;
     };
 
-    if (w == k_consumer_warps) {  // the producer: one thread, every linear's stages in order
+    if (w == k_consumer_warps) {  // the producer: one thread, every linear phase's stages in order
         if (lane != 0) return;
         std::uint32_t i = 0;
         for (int p = 0; p < count; ++p) {
-            const chain_entry e = table[p];
+            const chain_phase& e = table[p];
+            if (e.attention != 0) continue;
             int t0 = 0;
-            const int ntl = tiles_of(e, t0);
-            const int stages = most_kblocks(e.kblocks) * CPB * ntl;
-            for (int u = 0; u < stages; ++u, ++i) {
+            const int ntl = tiles_of(e.mtiles, t0);
+            const int kb = e.kblocks, lo = kb / k_consumer_warps, wide = kb % k_consumer_warps;
+            // Warps own lo or lo + 1 k-blocks (`wide` of them lo + 1): runs of lo * CPB or (lo + 1) * CPB chunks a tile.
+            const int units_lo = lo * CPB * ntl, units_hi = (lo + (wide > 0 ? 1 : 0)) * CPB * ntl;
+            for (int u = 0; u < units_hi; ++u, ++i) {
                 const bool ends_block = u % CPB == CPB - 1;
-                std::uint32_t bytes = 0;
-                for (int k = 0; k < k_consumer_warps; ++k)
-                    if (u < (kslice0(e.kblocks, k + 1) - kslice0(e.kblocks, k)) * CPB * ntl)
-                        bytes += k_chunk_bytes + (ends_block ? k_record_bytes : 0u);
+                const int copies = u < units_lo ? k_consumer_warps : wide;
+                const std::uint32_t bytes = static_cast<std::uint32_t>(copies) * (chunk_bytes + (ends_block ? k_record_bytes : 0u));
+                const int tile_lo = lo > 0 ? u / (lo * CPB) : 0, tile_hi = u / ((lo + 1) * CPB);
                 ring.produce_pieces(i, bytes, [&](unsigned char* stage, std::uint64_t* bar) {
                     for (int k = 0; k < k_consumer_warps; ++k) {
-                        const int kb0 = kslice0(e.kblocks, k), nkb = kslice0(e.kblocks, k + 1) - kb0;
-                        if (u >= nkb * CPB * ntl) continue;  // warp k's run of this linear is done
-                        // warp k's run: chunks first * CPB .. and records first .. (v3's run_weights / run_meta)
-                        const std::size_t first = static_cast<std::size_t>(e.mtiles) * kb0 + static_cast<std::size_t>(t0) * nkb;
-                        bulk_copy_to_shared(stage + k * k_chunk_bytes, e.qweight + (first * CPB + u) * CV, k_chunk_bytes, bar);
+                        const int kb0 = kslice0(kb, k), nkb = kslice0(kb, k + 1) - kb0;
+                        if (u >= nkb * CPB * ntl) continue;  // warp k's run of this phase is done
+                        const int tile = nkb == lo ? tile_lo : tile_hi, c = u - tile * nkb * CPB;
+                        const int gt = t0 + tile, pi = part_of(e, gt);
+                        const chain_part& pt = e.part[pi];
+                        // warp k's run of the part: chunks (mtiles * kb0 + tile * nkb) * CPB .., records .. (v3's)
+                        const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(gt - pt.tile0) * nkb;
+                        bulk_copy_to_shared(stage + k * chunk_bytes, pt.qweight + (first * CPB + c) * CV, chunk_bytes, bar);
                         if (ends_block)
-                            bulk_copy_to_shared(stage + k_consumer_warps * k_chunk_bytes + k * k_record_bytes,
-                                                e.meta + (first + u / CPB) * 8, k_record_bytes, bar);
+                            bulk_copy_to_shared(stage + k_consumer_warps * chunk_bytes + k * k_record_bytes,
+                                                pt.meta + (first + c / CPB) * 8, k_record_bytes, bar);
                     }
                 });
             }
@@ -113,31 +254,29 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     unsigned hints = 0;
     std::uint32_t i = 0;  // the ring's copy index, as the producer's
     for (int p = 0; p < count; ++p) {
-        const chain_entry e = table[p];
-        int t0 = 0;
-        const int ntl = tiles_of(e, t0);
-        const int kb0 = kslice0(e.kblocks, w), nkb = kslice0(e.kblocks, w + 1) - kb0;
-        const int units = nkb * CPB * ntl, stages = most_kblocks(e.kblocks) * CPB * ntl;
-        // The input: written by every CTA of the previous linear. The hint says when it probably is; the words say
-        // when it is (load_written), so nothing here needs a fence.
+        const chain_phase& e = table[p];
+        // The input: written by other CTAs in the phases before. The hint says when it probably is; the words say when
+        // it is (load_written), so nothing here needs a fence.
         if (p > 0) grid_hint_among<1, k_consumers>(counter, ++hints * static_cast<unsigned>(ctas));
-        if (ntl == 0) continue;  // no mtiles of this linear here (and so no stages)
+        if (e.attention != 0) {
+            if (w < k_attention_threads / 32) attention_phase(e, tid, reinterpret_cast<float*>(xs));
+            continue;
+        }
+        int t0 = 0;
+        const int ntl = tiles_of(e.mtiles, t0);
+        if (ntl == 0) continue;  // no mtiles of this phase here (and so no stages)
         for (int j = tid; j < e.kblocks * 8; j += k_consumers) xsum[j] = 0.0f;
         for (int j = tid; j < ntl * k_consumer_warps * static_cast<int>(k_a_tile_cols); j += k_consumers) red[j] = 0.0f;
         consumers_sync();
-        const int vecs = e.kblocks * static_cast<int>(k_block_rows) / 8;  // a multiple of 16
-        for (int base = 0; base < vecs; base += k_consumers) {
-            const int v = base + tid;
-            const bool valid = v < vecs;  // whole half-warps are valid or not
-            const uint4 u4 = valid ? load_written(reinterpret_cast<const uint4*>(e.x) + v) : make_uint4(0u, 0u, 0u, 0u);
-            if (valid) reinterpret_cast<uint4*>(xs)[v] = u4;
-            sum_group16(u4, valid, 0, valid ? v : 0, xsum);
-        }
+        stage_input(e, tid, xs, xsum, warp_sums);
         consumers_sync();
 
         // v3's main loop (gptq_gemm_a.cu, a_gemm_kernel's consume) at one row, the chunk and its record read from the
         // stage instead of the register ring. Every warp takes every stage (releasing it) so that the empty
         // barriers' phases stay in step, whether or not the stage holds a chunk of its own.
+        const int kb0 = kslice0(e.kblocks, w), nkb = kslice0(e.kblocks, w + 1) - kb0;
+        const int most = (e.kblocks + k_consumer_warps - 1) / k_consumer_warps;
+        const int units = nkb * CPB * ntl, stages = most * CPB * ntl;
         const __half* xbase = xs + static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
         const float* sbase = xsum + kb0 * 8 + 2 * t;
         const __half* xp = xbase;
@@ -147,26 +286,30 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         for (int u = 0; u < stages; ++u, ++i) {
             const uint4* stage = ring.acquire(i);
             const bool mine = u < units;
-            uint4 wv = make_uint4(0u, 0u, 0u, 0u);
+            std::uint32_t wq[a_lane_words(Bits)];
             uint2 md = make_uint2(0u, 0u);
             if (mine) {
-                wv = stage[w * 32 + lane];
+                const uint4 wv = stage[w * CV + lane];
+                wq[0] = wv.x, wq[1] = wv.y, wq[2] = wv.z, wq[3] = wv.w;
+                if constexpr (Bits == 3) {
+                    const uint2 hv = reinterpret_cast<const uint2*>(stage + w * CV + 32)[lane];
+                    wq[4] = hv.x, wq[5] = hv.y;
+                }
                 if (u % CPB == CPB - 1)
-                    md = reinterpret_cast<const uint2*>(stage + k_consumer_warps * k_chunk_bytes / 16)[w * 8 + g];
+                    md = reinterpret_cast<const uint2*>(stage + k_consumer_warps * CV)[w * 8 + g];
             }
             ring.release(i, lane);
             if (!mine) continue;
             std::uint32_t xw[4 * XV];
             a_ops::load_x_words<XV>(xp, xw);
             xp += CR;
-            const std::uint32_t wq[a_lane_words(k_bits)] = {wv.x, wv.y, wv.z, wv.w};
             if (u % CPB == 0) {
 #pragma unroll
                 for (int q = 0; q < 4; ++q) acc[q] = 0.0f;
             }
-            a_ops::chunk_mmas<k_bits, XV, MMAS>(wq, xw, acc);
+            a_ops::chunk_mmas<Bits, XV, MMAS>(wq, xw, acc);
             if (u % CPB == CPB - 1) {
-                a_ops::correct_block<k_bits>(out, acc, md, sp);
+                a_ops::correct_block<Bits>(out, acc, md, sp);
                 if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums (row 0)
                     float* slot = red + static_cast<std::size_t>(tl * k_consumer_warps + w) * k_a_tile_cols;
                     if (t == 0) {
@@ -183,8 +326,8 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
             }
         }
         consumers_sync();
-        // v3's epilogue: the 16 warps' partials of an output added in warp order, rounded to fp16; here two adjacent
-        // outputs per thread, stored once as one word.
+        // v3's epilogue: the 16 warps' partials of an output added in warp order, rounded to fp16 (plus the residual,
+        // as forward_residual adds it); here two adjacent outputs per thread, stored once as one word.
         for (int j = tid; j < ntl * 8; j += k_consumers) {
             const int tile = j / 8, col = 2 * (j % 8);
             float s0 = 0.0f, s1 = 0.0f;
@@ -193,11 +336,18 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
                 s0 += red[(tile * k_consumer_warps + wq) * k_a_tile_cols + col];
                 s1 += red[(tile * k_consumer_warps + wq) * k_a_tile_cols + col + 1];
             }
-            const std::uint32_t lo = __half_as_ushort(__float2half_rn(s0)), hi = __half_as_ushort(__float2half_rn(s1));
-            const int n0 = (t0 + tile) * static_cast<int>(k_a_tile_cols) + col;
-            store_once(e.y + n0 / 2, written_word(lo | (hi << 16)));
+            const int gt = t0 + tile;
+            __half h0 = __float2half_rn(s0), h1 = __float2half_rn(s1);
+            if (e.residual != 0) {
+                const std::uint32_t r = load_written(e.res + (gt * static_cast<int>(k_a_tile_cols) + col) / 2);
+                h0 = rms_residual_add(__ushort_as_half(static_cast<unsigned short>(r & 0xffffu)), h0);
+                h1 = rms_residual_add(__ushort_as_half(static_cast<unsigned short>(r >> 16)), h1);
+            }
+            const chain_part& pt = e.part[part_of(e, gt)];
+            const std::uint32_t word = static_cast<std::uint32_t>(__half_as_ushort(h0)) | (static_cast<std::uint32_t>(__half_as_ushort(h1)) << 16);
+            store_once(pt.y + ((gt - pt.tile0) * static_cast<int>(k_a_tile_cols) + col) / 2, written_word(word));
         }
-        consumers_sync();  // the partials and x are rewritten by the next linear
+        consumers_sync();  // the partials and x are rewritten by the next phase
     }
 #else
     (void)table, (void)count, (void)max_kb, (void)counter;
@@ -205,79 +355,229 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
 #endif
 }
 
-std::size_t chain_smem(int max_kb) {
-    return static_cast<std::size_t>(k_chain_stages) * k_chain_stage_bytes + static_cast<std::size_t>(max_kb) * k_block_rows * 2 +
-           static_cast<std::size_t>(max_kb) * 8 * sizeof(float) +
-           static_cast<std::size_t>(k_chain_max_tiles) * k_consumer_warps * k_a_tile_cols * sizeof(float);
+template <int Bits>
+void set_smem_limit(std::size_t smem) {
+    QB_CUDA_CHECK(cudaFuncSetAttribute(gptq_chain_kernel<Bits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
 }
 
-int max_kblocks(const std::vector<chain_linear>& linears) {
-    int most = 0;
-    for (const chain_linear& l : linears) most = std::max(most, l.kblocks);
-    return most;
+template <int Bits>
+int resident_per_sm(std::size_t smem) {
+    int per_sm = 0;
+    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gptq_chain_kernel<Bits>, k_chain_threads, smem));
+    return per_sm;
+}
+
+/// The ring's bytes of a width.
+std::size_t ring_bytes(int bits) {
+    std::size_t bytes = 0;
+    a_with_bits(bits, [&](auto b) { bytes = static_cast<std::size_t>(ring_of<decltype(b)::value>::stages) * ring_of<decltype(b)::value>::stage_bytes; });
+    return bytes;
+}
+
+/// The host's view of a phase list: the phases, the words of every output the launch writes (re-armed before it), and
+/// what sizes the grid.
+struct phase_list {
+    std::vector<chain_phase> phases;
+    int max_kblocks = 0;
+    int max_mtiles = 0;
+    std::int64_t max_len = 0;  // the attention phases' context (0: none)
+};
+
+std::size_t attention_bytes(std::int64_t max_len) {
+    if (max_len <= 0) return 0;
+    return ((attention_smem_floats(k_attention_threads, k_attention_head_dim, max_len) + 3) / 4 * 4 + 32) * sizeof(float) +
+           4 * k_attention_head_dim * sizeof(__half);
+}
+
+/// Sizes the grid for a phase list on this device (throws qbench::error when it cannot run).
+chain_plan plan_phases(const phase_list& list, int bits) {
+    if (!a_with_bits(bits, [](auto) {})) throw error("gptq chain: " + std::to_string(bits) + "-bit layers have no persistent kernel");
+    chain_plan plan;
+    plan.bits = bits;
+    plan.linears = static_cast<int>(list.phases.size());
+    plan.max_kblocks = list.max_kblocks;
+    int device = 0, sms = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&device));
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    plan.ctas = 2 * sms;  // two CTAs an SM, as v3 (checked below)
+    const int max_tiles = (list.max_mtiles + plan.ctas - 1) / plan.ctas;
+    if (max_tiles > k_chain_max_tiles)
+        throw error("gptq chain: a phase gives a CTA " + std::to_string(max_tiles) + " mtiles, more than " + std::to_string(k_chain_max_tiles));
+    const std::size_t region = static_cast<std::size_t>(plan.max_kblocks) * k_block_rows * 2 +
+                               static_cast<std::size_t>(plan.max_kblocks) * 8 * sizeof(float) +
+                               static_cast<std::size_t>(k_chain_max_tiles) * k_consumer_warps * k_a_tile_cols * sizeof(float);
+    plan.smem = ring_bytes(bits) + std::max(region, attention_bytes(list.max_len));
+    int per_sm = 0;
+    a_with_bits(bits, [&](auto b) {
+        set_smem_limit<decltype(b)::value>(plan.smem);
+        per_sm = resident_per_sm<decltype(b)::value>(plan.smem);
+    });
+    if (per_sm < 2)
+        throw error("gptq chain: two CTAs with " + std::to_string(plan.smem) + " bytes of shared memory each do not fit an SM" +
+                    (list.max_len > 0 ? " (attention over " + std::to_string(list.max_len) + " positions)" : std::string()));
+    plan.scratch_bytes = k_table_offset + list.phases.size() * sizeof(chain_phase);
+    return plan;
+}
+
+void upload_table(const std::vector<chain_phase>& phases, void* scratch, cudaStream_t stream) {
+    QB_CUDA_CHECK(cudaMemcpyAsync(static_cast<unsigned char*>(scratch) + k_table_offset, phases.data(),
+                                  phases.size() * sizeof(chain_phase), cudaMemcpyHostToDevice, stream));
+    QB_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host table must outlive the copy
+}
+
+/// The outputs re-armed (write_once.cuh), the counter zeroed, the cooperative launch.
+void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t output_words, void* scratch, cudaStream_t stream) {
+    auto* counter = static_cast<unsigned*>(scratch);
+    QB_CUDA_CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned), stream));
+    QB_CUDA_CHECK(cudaMemsetAsync(outputs, 0xff, output_words * 4, stream));
+    launch_options o{stream, false};
+    o.cooperative = true;  // consumers wait for other CTAs' outputs: every CTA must be resident
+    const auto* table = reinterpret_cast<const chain_phase*>(static_cast<const unsigned char*>(scratch) + k_table_offset);
+    a_with_bits(plan.bits, [&](auto b) {
+        launch_kernel(gptq_chain_kernel<decltype(b)::value>, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_chain_threads), plan.smem, o,
+                      table, plan.linears, plan.max_kblocks, counter);
+    });
+}
+
+/// A phase of linears reading one input (their outputs at ys).
+chain_phase linear_phase(std::initializer_list<std::pair<chain_linear, std::uint32_t*>> parts) {
+    chain_phase e;
+    int i = 0;
+    for (const auto& [l, y] : parts) {
+        e.part[i] = chain_part{reinterpret_cast<const uint4*>(l.qweight), reinterpret_cast<const uint2*>(l.meta), y,
+                               l.n / static_cast<int>(k_a_tile_cols), e.mtiles};
+        e.mtiles += l.n / static_cast<int>(k_a_tile_cols);
+        e.kblocks = l.kblocks;
+        ++i;
+    }
+    return e;
+}
+
+void check_linear(const chain_linear& l, const std::string& which) {
+    if (l.qweight == nullptr || l.meta == nullptr) throw error(which + " has no weights");
+    if (l.n <= 0 || l.n % static_cast<int>(k_a_tile_cols) != 0) throw error(which + ": n = " + std::to_string(l.n) + " is not a multiple of 16");
+    if (l.kblocks < 1 || l.kblocks > k_chain_max_kblocks)
+        throw error(which + ": K = " + std::to_string(l.kblocks * k_block_rows) + " is outside 128 .. " +
+                    std::to_string(k_chain_max_kblocks * k_block_rows));
+}
+
+void note_sizes(phase_list& list, const chain_phase& e) {
+    list.max_kblocks = std::max(list.max_kblocks, e.kblocks);
+    list.max_mtiles = std::max(list.max_mtiles, e.mtiles);
 }
 
 }  // namespace
 
-chain_plan plan_gptq_chain(const std::vector<chain_linear>& linears) {
+chain_plan plan_gptq_chain(const std::vector<chain_linear>& linears, int bits) {
     if (linears.empty() || linears.size() > static_cast<std::size_t>(k_chain_max_linears))
         throw error("gptq chain: 1 to " + std::to_string(k_chain_max_linears) + " linears, not " + std::to_string(linears.size()));
+    phase_list list;
     for (std::size_t i = 0; i < linears.size(); ++i) {
         const chain_linear& l = linears[i];
         const std::string which = "gptq chain: linear " + std::to_string(i);
-        if (l.qweight == nullptr || l.meta == nullptr) throw error(which + " has no weights");
-        if (l.n <= 0 || l.n % static_cast<int>(k_a_tile_cols) != 0) throw error(which + ": n = " + std::to_string(l.n) + " is not a multiple of 16");
-        if (l.kblocks < 1 || l.kblocks > k_chain_max_kblocks)
-            throw error(which + ": K = " + std::to_string(l.kblocks * k_block_rows) + " is outside 128 .. " +
-                        std::to_string(k_chain_max_kblocks * k_block_rows));
+        check_linear(l, which);
         if (i > 0 && l.kblocks * static_cast<int>(k_block_rows) != linears[i - 1].n)
             throw error(which + ": K = " + std::to_string(l.kblocks * k_block_rows) + " but the previous linear gives " +
                         std::to_string(linears[i - 1].n));
+        list.phases.push_back(linear_phase({{l, nullptr}}));
+        note_sizes(list, list.phases.back());
     }
-    chain_plan plan;
-    plan.linears = static_cast<int>(linears.size());
-    plan.max_kblocks = max_kblocks(linears);
+    chain_plan plan = plan_phases(list, bits);
     for (const chain_linear& l : linears) plan.y_words += static_cast<std::size_t>(l.n) / 2;
-    plan.smem = chain_smem(plan.max_kblocks);
-    QB_CUDA_CHECK(cudaFuncSetAttribute(gptq_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.smem)));
-    int per_sm = 0, device = 0, sms = 0;
-    QB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gptq_chain_kernel, k_chain_threads, plan.smem));
-    QB_CUDA_CHECK(cudaGetDevice(&device));
-    QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    if (per_sm < 1) throw error("gptq chain: a CTA with " + std::to_string(plan.smem) + " bytes of shared memory does not fit an SM");
-    plan.ctas = std::min(per_sm, 2) * sms;
-    for (std::size_t i = 0; i < linears.size(); ++i) {
-        const int mtiles = linears[i].n / static_cast<int>(k_a_tile_cols);
-        if ((mtiles + plan.ctas - 1) / plan.ctas > k_chain_max_tiles)
-            throw error("gptq chain: linear " + std::to_string(i) + " gives a CTA more than " + std::to_string(k_chain_max_tiles) + " mtiles");
-    }
     return plan;
 }
 
 void upload_gptq_chain(const chain_plan& plan, const std::vector<chain_linear>& linears, const std::uint32_t* x0,
                        std::uint32_t* y, void* scratch, cudaStream_t stream) {
     if (static_cast<int>(linears.size()) != plan.linears) throw error("gptq chain: the plan was made for another chain");
-    std::vector<chain_entry> table;
+    std::vector<chain_phase> phases;
     std::size_t words = 0;
     const std::uint32_t* x = x0;
     for (const chain_linear& l : linears) {
-        table.push_back(chain_entry{reinterpret_cast<const uint4*>(l.qweight), reinterpret_cast<const uint2*>(l.meta), x, y + words,
-                                    l.n, l.n / static_cast<int>(k_a_tile_cols), l.kblocks, 0});
+        chain_phase e = linear_phase({{l, y + words}});
+        e.x = x;
+        phases.push_back(e);
         x = y + words;
         words += static_cast<std::size_t>(l.n) / 2;
     }
-    QB_CUDA_CHECK(cudaMemcpyAsync(scratch, table.data(), table.size() * sizeof(chain_entry), cudaMemcpyHostToDevice, stream));
-    QB_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host table must outlive the copy
+    upload_table(phases, scratch, stream);
 }
 
 void enqueue_gptq_chain(const chain_plan& plan, std::uint32_t* y, void* scratch, cudaStream_t stream) {
-    auto* counter = reinterpret_cast<unsigned*>(static_cast<unsigned char*>(scratch) + k_counter_offset);
-    QB_CUDA_CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned), stream));
-    QB_CUDA_CHECK(cudaMemsetAsync(y, 0xff, plan.y_words * 4, stream));  // every output unwritten (write_once.cuh)
-    launch_options o{stream, false};
-    o.cooperative = true;  // consumers wait for other CTAs' outputs: every CTA must be resident
-    launch_kernel(gptq_chain_kernel, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_chain_threads), plan.smem, o,
-                  static_cast<const chain_entry*>(scratch), plan.linears, plan.max_kblocks, counter);
+    launch_phases(plan, y, plan.y_words, scratch, stream);
+}
+
+std::string gptq_stack_refusal(const stack_shape& s, const std::vector<stack_layer>& layers) {
+    if (layers.empty()) return "no layers";
+    if (!a_with_bits(s.bits, [](auto) {})) return std::to_string(s.bits) + "-bit layers";
+    if (s.head_dim != k_attention_head_dim) return "head_dim " + std::to_string(s.head_dim) + " (the stack's attention is compiled for 128)";
+    if (s.kv_heads <= 0 || s.heads % s.kv_heads != 0) return "heads not grouped evenly";
+    if (s.hidden % static_cast<int>(k_block_rows) != 0 || s.hidden / 8 > 32 * 32)
+        return "hidden size " + std::to_string(s.hidden) + " (the folded norm needs a multiple of 128, at most 8192)";
+    for (const stack_layer& l : layers)
+        for (const chain_linear* c : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+            if (c->qweight == nullptr || c->n % static_cast<int>(k_a_tile_cols) != 0 || c->kblocks < 1 || c->kblocks > k_chain_max_kblocks)
+                return "a linear outside the v3 layout's whole k-blocks and mtiles";
+    return {};
+}
+
+gptq_decode_stack::gptq_decode_stack(device_context& context, const stack_shape& s, const std::vector<stack_layer>& layers) {
+    if (const std::string why = gptq_stack_refusal(s, layers); !why.empty()) throw unsupported_error("gptq decode stack: " + why);
+    const int H = s.hidden;
+    // The write-once buffers of each layer (words): q | k | v, the attention output, the stream after o, gate | up, and
+    // (but for the last layer, which writes x itself) the stream after down.
+    std::size_t words = 0;
+    std::vector<std::size_t> at;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+        const stack_layer& L = layers[l];
+        at.push_back(words);
+        words += static_cast<std::size_t>(L.q.n + L.k.n + L.v.n + H + H + L.gate.n + L.up.n) / 2;
+        if (l + 1 < layers.size()) words += static_cast<std::size_t>(H) / 2;
+    }
+    m_acts = context.allocate(words * 4, "gptq decode stack activations");
+    auto* acts = m_acts.as<std::uint32_t>();
+    auto* x = reinterpret_cast<std::uint32_t*>(s.x);
+    phase_list list;
+    list.max_len = s.max_len;
+    const std::uint32_t* stream_in = x;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+        const stack_layer& L = layers[l];
+        std::uint32_t* q = acts + at[l];
+        std::uint32_t* k = q + L.q.n / 2;
+        std::uint32_t* v = k + L.k.n / 2;
+        std::uint32_t* attn = v + L.v.n / 2;
+        std::uint32_t* xa = attn + H / 2;
+        std::uint32_t* gate = xa + H / 2;
+        std::uint32_t* up = gate + L.gate.n / 2;
+        std::uint32_t* stream_out = l + 1 < layers.size() ? up + L.up.n / 2 : x;
+
+        chain_phase qkv = linear_phase({{L.q, q}, {L.k, k}, {L.v, v}});
+        qkv.input = k_input_norm, qkv.x = stream_in, qkv.norm_weight = L.input_norm, qkv.eps = s.eps;
+        chain_phase att;
+        att.attention = 1;
+        att.q = q, att.k = k, att.v = v, att.out = attn;
+        att.k_cache = L.k_cache, att.v_cache = L.v_cache, att.inv_freq = s.inv_freq, att.pos = s.pos, att.slot_table = s.slot_table;
+        att.max_len = s.max_len, att.heads = s.heads, att.kv_heads = s.kv_heads, att.scale = s.scale;
+        chain_phase o = linear_phase({{L.o, xa}});
+        o.x = attn, o.residual = 1, o.res = stream_in;
+        chain_phase gu = linear_phase({{L.gate, gate}, {L.up, up}});
+        gu.input = k_input_norm, gu.x = xa, gu.norm_weight = L.post_norm, gu.eps = s.eps;
+        chain_phase down = linear_phase({{L.down, stream_out}});
+        down.input = k_input_swiglu, down.x = gate, down.x2 = up, down.residual = 1, down.res = xa;
+        for (const chain_phase& e : {qkv, att, o, gu, down}) {
+            list.phases.push_back(e);
+            if (e.attention == 0) note_sizes(list, e);
+        }
+        stream_in = stream_out;
+    }
+    m_plan = plan_phases(list, s.bits);
+    m_plan.y_words = words;
+    m_scratch = context.allocate(m_plan.scratch_bytes, "gptq decode stack table");
+    upload_table(list.phases, m_scratch.get(), context.stream());
+}
+
+void gptq_decode_stack::enqueue(cudaStream_t stream) {
+    launch_phases(m_plan, m_acts.as<std::uint32_t>(), m_plan.y_words, m_scratch.get(), stream);
 }
 
 }  // namespace qbench::gptq

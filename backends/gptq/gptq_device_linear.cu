@@ -1,6 +1,7 @@
 // The GPTQ linear on the GPU: AutoGPTQ tensors uploaded and rearranged into the device layout at load; fused
 // dequantize-and-multiply up to the batch threshold, reconstruct-to-fp16 + cuBLAS above it (exllama's strategy).
 #include "backends/gptq/gptq_artifact.hpp"
+#include "backends/gptq/gptq_chain.cuh"
 #include "backends/gptq/gptq_device_layout.hpp"
 #include "backends/gptq/gptq_format.hpp"
 #include "backends/gptq/gptq_gemm_a.cuh"
@@ -11,6 +12,7 @@
 #include "backends/gptq/gptq_linear.hpp"
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/decode_stack.hpp"
 #include "cuda/device_context.cuh"
 #include "cuda/fused_linear.hpp"
 #include "cuda/rms_norm.cuh"
@@ -107,7 +109,7 @@ device_buffer upload_vector(device_context& context, const std::vector<T>& v, co
     return b;
 }
 
-class gptq_device_linear final : public device_linear, public fused_linear {
+class gptq_device_linear final : public device_linear, public fused_linear, public decode_stack_provider {
 public:
     gptq_device_linear(device_context& context, const packed_linear& p, const void* qweight_host,
                        std::int64_t recons_threshold)
@@ -559,6 +561,45 @@ private:
             launch(f, mma_fused_ctas(m_context, kernel, mode, static_cast<int>(work), rr), lo);
         }
         return true;
+    }
+
+    /// The whole layer stack as one persistent grid (decode_stack.hpp, gptq_chain.cuh): every linear of it a v3 layer
+    /// of this width without act-order, over whole k-blocks.
+    std::unique_ptr<decode_stack> make_decode_stack(device_context& context, const decode_stack_desc& d,
+                                                    std::string& why) override {
+        gptq::stack_shape shape;
+        shape.bits = static_cast<int>(m_plan.bits);
+        shape.hidden = d.hidden, shape.heads = d.heads, shape.kv_heads = d.kv_heads, shape.head_dim = d.head_dim;
+        shape.eps = d.eps, shape.scale = d.scale, shape.max_len = d.max_len;
+        shape.inv_freq = d.inv_freq, shape.pos = d.pos, shape.slot_table = d.slot_table, shape.x = d.x;
+        std::vector<stack_layer> layers;
+        for (const decode_stack_layer& l : d.layers) {
+            chain_linear c[7];
+            for (int i = 0; i < 7; ++i) {
+                const auto* g = dynamic_cast<const gptq_device_linear*>(l.linear[i]);
+                if (g == nullptr || g->m_version != kernel_version::v3 || !g->m_plan.sequential || g->m_plan.bits != m_plan.bits ||
+                    g->m_plan.kblocks * k_block_rows != g->m_plan.in_features) {
+                    why = "not every linear is a " + std::to_string(m_plan.bits) + "-bit v3 layer without act-order over whole k-blocks";
+                    return nullptr;
+                }
+                c[i] = chain_linear{g->m_qweight.as<const std::uint32_t>(), g->m_meta.as<const std::uint32_t>(),
+                                    static_cast<int>(g->m_plan.out_features), static_cast<int>(g->m_plan.kblocks)};
+            }
+            layers.push_back(stack_layer{c[0], c[1], c[2], c[3], c[4], c[5], c[6], l.input_norm, l.post_norm, l.k_cache, l.v_cache});
+        }
+        why = gptq_stack_refusal(shape, layers);
+        if (!why.empty()) return nullptr;
+        struct stack final : decode_stack {
+            gptq_decode_stack s;
+            stack(device_context& c, const stack_shape& sh, const std::vector<stack_layer>& ls) : s(c, sh, ls) {}
+            void enqueue(CUstream_st* st) override { s.enqueue(st); }
+        };
+        try {
+            return std::make_unique<stack>(context, shape, layers);
+        } catch (const error& e) {  // no room for its grid or its buffers: the launched layers still run
+            why = e.what();
+            return nullptr;
+        }
     }
 
     /// Row length of staged x: whole slabs (v1) or whole k-blocks (v2), zero-padded past K.

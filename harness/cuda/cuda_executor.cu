@@ -189,6 +189,8 @@ void cuda_executor_impl::ensure_buffers(const caps& need) {
         return;
     QB_CUDA_CHECK(cudaStreamSynchronize(m_context.stream()));
     drop_graphs();
+    m_stack.reset();  // it holds the buffers' addresses
+    m_stack_tried = false;
     caps c{std::max(need.rows, m_caps.rows),         std::max(need.beams, m_caps.beams),
            std::max(need.len, m_caps.len),           std::max(need.logit_rows, m_caps.logit_rows),
            std::max(need.steps, m_caps.steps),       std::max(need.text, m_caps.text)};

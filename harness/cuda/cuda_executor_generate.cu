@@ -38,9 +38,46 @@ void cuda_executor_impl::enqueue_decode_step(const generation_config& g) {
     const std::int64_t B = m_beams, H = m_model.hidden_size;
     launch_embed_tokens(m_embed.as<__half>(), m_model.vocab_size, H, m_state.tokens, B, m_x.as<__half>(), o);
     m_delta_pending = false;
-    for (std::int64_t l = 0; l < m_model.num_layers; ++l) enqueue_layer(l, B, true);
+    if (m_use_stack) {
+        m_stack->enqueue(m_context.stream());
+    } else {
+        for (std::int64_t l = 0; l < m_model.num_layers; ++l) enqueue_layer(l, B, true);
+    }
     enqueue_head(0, B);
     enqueue_choose(g, B);
+}
+
+bool cuda_executor_impl::ensure_stack() {
+    if (m_stack_tried) return m_stack != nullptr;
+    m_stack_tried = true;
+    auto* provider = dynamic_cast<decode_stack_provider*>(m_layers.at(0).linear[0].get());
+    if (provider == nullptr) {
+        m_stack_why = "the backend has no persistent layer stack";
+        return false;
+    }
+    const attention_shape a = attn_shape();
+    decode_stack_desc d;
+    d.hidden = static_cast<int>(m_model.hidden_size);
+    d.heads = a.heads, d.kv_heads = a.kv_heads, d.head_dim = a.head_dim;
+    d.eps = m_model.rms_norm_eps;
+    d.scale = a.scale;
+    d.max_len = a.max_len;
+    d.inv_freq = m_inv_freq.as<float>();
+    d.pos = m_pos.as<std::int32_t>();
+    d.slot_table = m_table.as<std::int32_t>();  // row 0: the one row's slots
+    d.x = m_x.as<__half>();
+    for (std::int64_t l = 0; l < m_model.num_layers; ++l) {
+        const gpu_layer& layer = m_layers[static_cast<std::size_t>(l)];
+        decode_stack_layer s;
+        for (std::size_t i = 0; i < layer.linear.size(); ++i) s.linear[i] = layer.linear[i].get();
+        s.input_norm = layer.input_norm.as<__half>();
+        s.post_norm = layer.post_norm.as<__half>();
+        s.k_cache = kcache(l);
+        s.v_cache = vcache(l);
+        d.layers.push_back(s);
+    }
+    m_stack = provider->make_decode_stack(m_context, d, m_stack_why);
+    return m_stack != nullptr;
 }
 
 graph_entry& cuda_executor_impl::graph_for(const graph_key& key) {
@@ -132,6 +169,9 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
         m_state.greedy_max = reinterpret_cast<float*>(base + 16 + n * 8);
         m_state.greedy_idx = reinterpret_cast<std::int32_t*>(base + 16 + n * 12);
     }
+    // One row: the backend's persistent stack where it has one (built here, outside any capture: it uploads its table).
+    m_use_stack = B == 1 && m_ablate == 0 && decode_stack_from_env() && ensure_stack();
+    m_stack_used = m_use_stack;
     cudaStream_t st = m_context.stream();
     upload_tokens(p.tokens);
     // State before the choice from the prefill logits: position P - 1, step 0, scores [0, -1e9, ...], all beams
@@ -165,7 +205,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
 
     const bool graphs = m_graphs_enabled && m_capturable && !m_capture_failed;
     const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed,
-                        m_context.pdl_enabled(), m_fold, m_ablate, m_early_trigger};
+                        m_context.pdl_enabled(), m_fold, m_ablate, m_early_trigger, m_use_stack};
     for (std::int64_t s = 1; s < N; ++s) {
         QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(s + 1)), st));
         if (graphs && !m_capture_failed) {

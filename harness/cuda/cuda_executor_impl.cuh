@@ -8,6 +8,7 @@
 // A named namespace rather than an anonymous one, so that several translation units can define the members.
 #include "cuda/attention.cuh"
 #include "cuda/cuda_executor_switches.cuh"
+#include "cuda/decode_stack.hpp"
 #include "cuda/device_context.cuh"
 #include "cuda/fused_linear.hpp"
 #include "cuda/launch.cuh"
@@ -56,6 +57,7 @@ struct graph_key {
     fold_choice fold = fold_choice::backend;  // where the RMSNorm is folded into the linears
     unsigned ablate = 0;  // ablate_bits left out (measurement only)
     bool early_trigger = true;  // RMSNorm / attention trigger their successor before their wait
+    bool stack = false;  // the layers as the backend's persistent stack (decode_stack.hpp)
     bool operator==(const graph_key&) const = default;
 };
 
@@ -80,6 +82,7 @@ public:
     std::uint64_t bytes_per_decode_step(std::int64_t beam, std::int64_t context_len) const override;
     std::string kernel_path(std::int64_t rows) const override {
         std::string path = m_layers.at(0).linear[0]->kernel_path(rows);
+        if (rows == 1 && m_stack_used) return path + "+persistent-stack";
         const fused_linear* f = m_layers.at(0).fused_q;
         if (f != nullptr && m_fuse && f->folds_norm(rows))
             path += folds(fold_norm_from_env(), f) ? "+fold-norm" : "+norm-kernel";
@@ -116,6 +119,7 @@ private:
     // cuda_executor_generate.cu: the decode step, its CUDA graphs and the step timing events.
     void enqueue_choose(const generation_config& g, std::int64_t parent_rows);
     void enqueue_decode_step(const generation_config& g);
+    bool ensure_stack();
     graph_entry& graph_for(const graph_key& key);
     bool capture(graph_entry& entry, const generation_config& g);
     void drop_graphs() noexcept;
@@ -152,6 +156,15 @@ private:
     bool m_early_trigger = true;  // early_trigger_from_env(), refreshed at each generate
     unsigned m_ablate = 0;  // ablate_bits, decode steps only (measurement only: ablate_from_env)
     bool m_delta_pending = false;
+    // The backend's persistent layer stack for one-row decode steps (decode_stack.hpp), built at the first generate
+    // after the buffers were sized (it holds their addresses; ensure_buffers drops it). m_stack_why: why there is
+    // none. m_use_stack: this generate's steps run it (one row, QBENCH_DECODE_STACK not 0, nothing ablated);
+    // m_stack_used: the last generate's did (the kernel path says so).
+    std::unique_ptr<decode_stack> m_stack;
+    bool m_stack_tried = false;
+    std::string m_stack_why;
+    bool m_use_stack = false;
+    bool m_stack_used = false;
     cudaStream_t m_side[2] = {nullptr, nullptr};
     cudaEvent_t m_fork = nullptr, m_join[2] = {nullptr, nullptr};
     void fork(int branches);

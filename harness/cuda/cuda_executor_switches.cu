@@ -33,4 +33,9 @@ bool early_trigger_from_env() {
     return env == nullptr || std::atoi(env) != 0;
 }
 
+bool decode_stack_from_env() {
+    const char* env = std::getenv("QBENCH_DECODE_STACK");
+    return env == nullptr || std::atoi(env) != 0;
+}
+
 }  // namespace qbench::executor_detail

@@ -23,27 +23,46 @@ __device__ __forceinline__ T warp_sum_t(T v) {
     return v;
 }
 
-/// Sum over the block (float or double); every thread gets the result. `scratch` holds 32 values; blockDim.x is a
-/// multiple of 32. The order of additions is fixed by the thread layout, so the result is deterministic.
-template <class T>
-__device__ __forceinline__ T block_sum(T v, T* scratch) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+/// Sum over `warps` whole warps (threads tid < 32 * warps, tid the thread's index among them; float or double): every
+/// one of them gets the result. `sync` is their barrier (__syncthreads for a whole block, a named barrier for a part of
+/// one, as in a persistent kernel); `scratch` holds 32 values. The order of additions is fixed by the thread layout,
+/// so the result is deterministic.
+template <class T, class Sync>
+__device__ __forceinline__ T group_sum(T v, T* scratch, int tid, int warps, Sync sync) {
+    const int lane = tid & 31, warp = tid >> 5;
     v = warp_sum_t(v);
-    __syncthreads();  // scratch may still be read by a previous reduction
+    sync();  // scratch may still be read by a previous reduction
     if (lane == 0) scratch[warp] = v;
-    __syncthreads();
+    sync();
     v = lane < warps ? scratch[lane] : T(0);
     return warp_sum_t(v);
 }
 
-__device__ __forceinline__ float block_max(float v, float* scratch) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+/// The maximum over `warps` whole warps, as group_sum.
+template <class Sync>
+__device__ __forceinline__ float group_max(float v, float* scratch, int tid, int warps, Sync sync) {
+    const int lane = tid & 31, warp = tid >> 5;
     v = warp_max(v);
-    __syncthreads();
+    sync();
     if (lane == 0) scratch[warp] = v;
-    __syncthreads();
+    sync();
     v = lane < warps ? scratch[lane] : -INFINITY;
     return warp_max(v);
+}
+
+struct block_sync {
+    __device__ __forceinline__ void operator()() const { __syncthreads(); }
+};
+
+/// Sum over the block (float or double); every thread gets the result. `scratch` holds 32 values; blockDim.x is a
+/// multiple of 32.
+template <class T>
+__device__ __forceinline__ T block_sum(T v, T* scratch) {
+    return group_sum(v, scratch, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x >> 5), block_sync{});
+}
+
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    return group_max(v, scratch, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x >> 5), block_sync{});
 }
 
 }  // namespace qbench

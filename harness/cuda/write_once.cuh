@@ -79,6 +79,23 @@ __device__ __forceinline__ uint4 load_written(const uint4* p, unsigned pause_ns 
     return v;
 }
 
+/// One word once it is written (a relaxed 32-bit load at GPU scope, `pause_ns` apart, until it is not k_unwritten).
+__device__ __forceinline__ std::uint32_t load_written(const std::uint32_t* p, unsigned pause_ns = 256) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    std::uint32_t v;
+    asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    while (v == k_unwritten) {
+        __nanosleep(pause_ns);
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    }
+    return v;
+#else
+    (void)p, (void)pause_ns;
+    __trap();
+    return 0;
+#endif
+}
+
 /// The relaxed grid barrier among the first `Threads` threads of each CTA (named barrier `Id`, as grid_barrier_among):
 /// it orders nothing (what was written before it need not be visible after it), so it is only a hint for write-once
 /// readers, never a barrier for data. The counter as grid_barrier.cuh's: zeroed before the launch, the k-th hint of a

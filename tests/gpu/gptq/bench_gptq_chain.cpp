@@ -67,7 +67,7 @@ void BM_gptq_chain(benchmark::State& state) {
     static const chain_plan plan = plan_gptq_chain(w.links);
     static device_buffer x0 = e.ctx.allocate(4096 * 2, "chain x0");
     static device_buffer y = e.ctx.allocate(plan.y_words * 4, "chain outputs");
-    static device_buffer scratch = e.ctx.allocate(chain_plan::scratch_bytes, "chain scratch");
+    static device_buffer scratch = e.ctx.allocate(plan.scratch_bytes, "chain scratch");
     static const bool uploaded = [&e] {
         QB_CUDA_CHECK(cudaMemsetAsync(x0.get(), 0x3c, x0.size(), e.ctx.stream()));  // halves ~1.06, never unwritten
         upload_gptq_chain(plan, w.links, x0.as<const std::uint32_t>(), y.as<std::uint32_t>(), scratch.get(), e.ctx.stream());

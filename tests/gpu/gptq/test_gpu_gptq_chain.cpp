@@ -74,9 +74,8 @@ std::int64_t chain_mismatches(const std::vector<std::int64_t>& widths, std::uint
     for (std::size_t i = 1; i < widths.size(); ++i) outputs += widths[i];
     device_buffer y_chain = ctx.allocate(static_cast<std::size_t>(outputs) * 2, "chain outputs");
     device_buffer y_v3 = ctx.allocate(static_cast<std::size_t>(outputs) * 2, "v3 outputs");
-    device_buffer scratch = ctx.allocate(chain_plan::scratch_bytes, "chain scratch");
-
     const chain_plan plan = plan_gptq_chain(links);
+    device_buffer scratch = ctx.allocate(plan.scratch_bytes, "chain scratch");
     REQUIRE(plan.ctas > 0);
     std::int64_t bad = 0;
     REQUIRE(plan.y_words * 2 == static_cast<std::size_t>(outputs));

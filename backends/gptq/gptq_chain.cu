@@ -226,6 +226,8 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
             const int kb = e.kblocks, lo = kb / k_consumer_warps, wide = kb % k_consumer_warps;
             // Warps own lo or lo + 1 k-blocks (`wide` of them lo + 1): runs of lo * CPB or (lo + 1) * CPB chunks a tile.
             const int units_lo = lo * CPB * ntl, units_hi = (lo + (wide > 0 ? 1 : 0)) * CPB * ntl;
+            // The parts in registers: the copies below are issued back to back, not behind table loads.
+            const chain_part p0 = e.part[0], p1 = e.part[1], p2 = e.part[2];
             for (int u = 0; u < units_hi; ++u, ++i) {
                 const bool ends_block = u % CPB == CPB - 1;
                 const int copies = u < units_lo ? k_consumer_warps : wide;
@@ -236,8 +238,8 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
                         const int kb0 = kslice0(kb, k), nkb = kslice0(kb, k + 1) - kb0;
                         if (u >= nkb * CPB * ntl) continue;  // warp k's run of this phase is done
                         const int tile = nkb == lo ? tile_lo : tile_hi, c = u - tile * nkb * CPB;
-                        const int gt = t0 + tile, pi = part_of(e, gt);
-                        const chain_part& pt = e.part[pi];
+                        const int gt = t0 + tile;
+                        const chain_part pt = gt >= p2.tile0 ? p2 : gt >= p1.tile0 ? p1 : p0;
                         // warp k's run of the part: chunks (mtiles * kb0 + tile * nkb) * CPB .., records .. (v3's)
                         const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(gt - pt.tile0) * nkb;
                         bulk_copy_to_shared(stage + k * chunk_bytes, pt.qweight + (first * CPB + c) * CV, chunk_bytes, bar);

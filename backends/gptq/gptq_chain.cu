@@ -43,7 +43,7 @@ struct ring_of {
     using type = bulk_ring<stages, stage_bytes>;
 };
 
-enum : int { k_input_plain = 0, k_input_norm = 1, k_input_swiglu = 2 };
+enum : int { k_input_plain = 0, k_input_norm = 1 };
 
 /// One linear of a phase: its mtiles are the phase's [tile0, tile0 + mtiles).
 struct chain_part {
@@ -54,14 +54,15 @@ struct chain_part {
     int tile0 = INT_MAX;  // INT_MAX: no such part
 };
 
-/// One phase as the kernel reads it (the table in the scratch).
+/// One phase as the kernel reads it (the table in the scratch). A paired phase (gate and up): part 0 and part 1 have
+/// the same mtiles, a CTA owns the same mtiles of both (mtiles counts them once) and stores the SwiGLU product of each
+/// pair into part 0's y, as v3's gate/up kernel does (each product formed once, by the CTA that owns it).
 struct chain_phase {
     int attention = 0;  // 0: linears (parts), 1: attention
     int input = k_input_plain;
-    int mtiles = 0, kblocks = 0, residual = 0, pad = 0;
+    int mtiles = 0, kblocks = 0, residual = 0, paired = 0;
     chain_part part[3];
-    const std::uint32_t* x = nullptr;   // plain: the input; norm: the residual stream; swiglu: the gate outputs
-    const std::uint32_t* x2 = nullptr;  // swiglu: the up outputs
+    const std::uint32_t* x = nullptr;  // plain: the input; norm: the residual stream
     const __half* norm_weight = nullptr;
     double eps = 0;
     const std::uint32_t* res = nullptr;  // residual: the outputs are fp16(res + fp16(sum)), as forward_residual's
@@ -100,14 +101,21 @@ __device__ __forceinline__ int head_owner(int h, int heads, int ctas) {
     return heads <= ctas ? h * (ctas / heads) : h % ctas;
 }
 
-/// Which part of a phase holds mtile gt.
-__device__ __forceinline__ int part_of(const chain_phase& e, int gt) {
-    return (gt >= e.part[1].tile0 ? 1 : 0) + (gt >= e.part[2].tile0 ? 1 : 0);
+/// The CTA's tile tl of a phase (of its ntl mtiles from t0; paired: 2 ntl tiles, the gate's then the up's): which part,
+/// and which mtile of that part.
+__device__ __forceinline__ int part_index(const chain_phase& e, int t0, int ntl, int tl, int& lt) {
+    if (e.paired != 0) {
+        lt = t0 + (tl < ntl ? tl : tl - ntl);
+        return tl < ntl ? 0 : 1;
+    }
+    const int gt = t0 + tl;
+    const int pi = (gt >= e.part[1].tile0 ? 1 : 0) + (gt >= e.part[2].tile0 ? 1 : 0);
+    lt = gt - e.part[pi].tile0;
+    return pi;
 }
 
 /// The input of a linear phase into shared memory (xs, fp16) with its sums per k-block (xsum), from write-once words:
-/// as it is, normed (rms_norm.cuh's contract, as v3's stage_normed_x: bit-identical to launch_rms_norm), or as the
-/// SwiGLU product of the gate and up outputs (swiglu.cuh's rounding, as v3's gate/up epilogue).
+/// as it is, or normed (rms_norm.cuh's contract, as v3's stage_normed_x: bit-identical to launch_rms_norm).
 __device__ __forceinline__ void stage_input(const chain_phase& e, int tid, __half* xs, float* xsum, double* warp_sums) {
     const int vecs = e.kblocks * static_cast<int>(k_block_rows) / 8;  // a multiple of 16: whole half-warps are valid or not
     uint4* xs4 = reinterpret_cast<uint4*>(xs);
@@ -139,17 +147,7 @@ __device__ __forceinline__ void stage_input(const chain_phase& e, int tid, __hal
     for (int base = 0; base < vecs; base += k_consumers) {
         const int v = base + tid;
         const bool valid = v < vecs;
-        uint4 u4 = valid ? load_written(x4 + v) : make_uint4(0u, 0u, 0u, 0u);
-        if (e.input == k_input_swiglu && valid) {
-            const uint4 up = load_written(reinterpret_cast<const uint4*>(e.x2) + v);
-            const __half* gh = reinterpret_cast<const __half*>(&u4);
-            const __half* uh = reinterpret_cast<const __half*>(&up);
-            uint4 act;
-            __half* ah = reinterpret_cast<__half*>(&act);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) ah[j] = __float2half_rn(silu_times(__half2float(gh[j]), __half2float(uh[j])));
-            u4 = act;
-        }
+        const uint4 u4 = valid ? load_written(x4 + v) : make_uint4(0u, 0u, 0u, 0u);
         if (valid) xs4[v] = u4;
         sum_group16(u4, valid, 0, valid ? v : 0, xsum);
     }
@@ -222,12 +220,13 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
             const chain_phase& e = table[p];
             if (e.attention != 0) continue;
             int t0 = 0;
-            const int ntl = tiles_of(e.mtiles, t0);
+            const int ntl = tiles_of(e.mtiles, t0), tiles = e.paired != 0 ? 2 * ntl : ntl;
             const int kb = e.kblocks, lo = kb / k_consumer_warps, wide = kb % k_consumer_warps;
             // Warps own lo or lo + 1 k-blocks (`wide` of them lo + 1): runs of lo * CPB or (lo + 1) * CPB chunks a tile.
-            const int units_lo = lo * CPB * ntl, units_hi = (lo + (wide > 0 ? 1 : 0)) * CPB * ntl;
+            const int units_lo = lo * CPB * tiles, units_hi = (lo + (wide > 0 ? 1 : 0)) * CPB * tiles;
             // The parts in registers: the copies below are issued back to back, not behind table loads.
             const chain_part p0 = e.part[0], p1 = e.part[1], p2 = e.part[2];
+            const bool paired = e.paired != 0;
             for (int u = 0; u < units_hi; ++u, ++i) {
                 const bool ends_block = u % CPB == CPB - 1;
                 const int copies = u < units_lo ? k_consumer_warps : wide;
@@ -236,12 +235,13 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
                 ring.produce_pieces(i, bytes, [&](unsigned char* stage, std::uint64_t* bar) {
                     for (int k = 0; k < k_consumer_warps; ++k) {
                         const int kb0 = kslice0(kb, k), nkb = kslice0(kb, k + 1) - kb0;
-                        if (u >= nkb * CPB * ntl) continue;  // warp k's run of this phase is done
+                        if (u >= nkb * CPB * tiles) continue;  // warp k's run of this phase is done
                         const int tile = nkb == lo ? tile_lo : tile_hi, c = u - tile * nkb * CPB;
                         const int gt = t0 + tile;
-                        const chain_part pt = gt >= p2.tile0 ? p2 : gt >= p1.tile0 ? p1 : p0;
+                        const chain_part pt = paired ? (tile < ntl ? p0 : p1) : gt >= p2.tile0 ? p2 : gt >= p1.tile0 ? p1 : p0;
+                        const int lt = paired ? t0 + (tile < ntl ? tile : tile - ntl) : gt - pt.tile0;
                         // warp k's run of the part: chunks (mtiles * kb0 + tile * nkb) * CPB .., records .. (v3's)
-                        const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(gt - pt.tile0) * nkb;
+                        const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(lt) * nkb;
                         bulk_copy_to_shared(stage + k * chunk_bytes, pt.qweight + (first * CPB + c) * CV, chunk_bytes, bar);
                         if (ends_block)
                             bulk_copy_to_shared(stage + k_consumer_warps * chunk_bytes + k * k_record_bytes,
@@ -265,10 +265,10 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
             continue;
         }
         int t0 = 0;
-        const int ntl = tiles_of(e.mtiles, t0);
+        const int ntl = tiles_of(e.mtiles, t0), tiles = e.paired != 0 ? 2 * ntl : ntl;
         if (ntl == 0) continue;  // no mtiles of this phase here (and so no stages)
         for (int j = tid; j < e.kblocks * 8; j += k_consumers) xsum[j] = 0.0f;
-        for (int j = tid; j < ntl * k_consumer_warps * static_cast<int>(k_a_tile_cols); j += k_consumers) red[j] = 0.0f;
+        for (int j = tid; j < tiles * k_consumer_warps * static_cast<int>(k_a_tile_cols); j += k_consumers) red[j] = 0.0f;
         consumers_sync();
         stage_input(e, tid, xs, xsum, warp_sums);
         consumers_sync();
@@ -278,7 +278,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         // barriers' phases stay in step, whether or not the stage holds a chunk of its own.
         const int kb0 = kslice0(e.kblocks, w), nkb = kslice0(e.kblocks, w + 1) - kb0;
         const int most = (e.kblocks + k_consumer_warps - 1) / k_consumer_warps;
-        const int units = nkb * CPB * ntl, stages = most * CPB * ntl;
+        const int units = nkb * CPB * tiles, stages = most * CPB * tiles;
         const __half* xbase = xs + static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
         const float* sbase = xsum + kb0 * 8 + 2 * t;
         const __half* xp = xbase;
@@ -327,27 +327,40 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
                 }
             }
         }
+        // The residual's word of this thread's outputs (ntl * 8 <= 48 threads have one pair each), requested before
+        // the barrier so that its round trip overlaps the slowest warp's last chunks (written phases ago).
+        const bool outputs = tid < ntl * 8;
+        std::uint32_t prior = 0;
+        if (outputs && e.residual != 0) prior = load_written(e.res + ((t0 + tid / 8) * static_cast<int>(k_a_tile_cols) + 2 * (tid % 8)) / 2);
         consumers_sync();
         // v3's epilogue: the 16 warps' partials of an output added in warp order, rounded to fp16 (plus the residual,
-        // as forward_residual adds it); here two adjacent outputs per thread, stored once as one word.
-        for (int j = tid; j < ntl * 8; j += k_consumers) {
-            const int tile = j / 8, col = 2 * (j % 8);
-            float s0 = 0.0f, s1 = 0.0f;
+        // as forward_residual adds it; paired: the SwiGLU product of the gate's and the up's, as v3's gate/up kernel
+        // forms it); here two adjacent outputs per thread, stored once as one word.
+        auto output_sum = [&](int tile, int col) {
+            float sum = 0.0f;
 #pragma unroll
-            for (int wq = 0; wq < k_consumer_warps; ++wq) {
-                s0 += red[(tile * k_consumer_warps + wq) * k_a_tile_cols + col];
-                s1 += red[(tile * k_consumer_warps + wq) * k_a_tile_cols + col + 1];
+            for (int wq = 0; wq < k_consumer_warps; ++wq) sum += red[(tile * k_consumer_warps + wq) * k_a_tile_cols + col];
+            return sum;
+        };
+        static_assert(k_chain_max_tiles * 8 <= k_consumers, "one pair of outputs per thread at most");
+        if (outputs) {
+            const int tile = tid / 8, col = 2 * (tid % 8);
+            __half h[2];
+            for (int c = 0; c < 2; ++c) {
+                h[c] = __float2half_rn(output_sum(tile, col + c));
+                if (e.paired != 0) {
+                    const float gs = __half2float(h[c]), us = __half2float(__float2half_rn(output_sum(ntl + tile, col + c)));
+                    h[c] = __float2half_rn(silu_times(gs, us));
+                }
             }
-            const int gt = t0 + tile;
-            __half h0 = __float2half_rn(s0), h1 = __float2half_rn(s1);
+            int lt = 0;
+            const int pi = part_index(e, t0, ntl, tile, lt);
             if (e.residual != 0) {
-                const std::uint32_t r = load_written(e.res + (gt * static_cast<int>(k_a_tile_cols) + col) / 2);
-                h0 = rms_residual_add(__ushort_as_half(static_cast<unsigned short>(r & 0xffffu)), h0);
-                h1 = rms_residual_add(__ushort_as_half(static_cast<unsigned short>(r >> 16)), h1);
+                h[0] = rms_residual_add(__ushort_as_half(static_cast<unsigned short>(prior & 0xffffu)), h[0]);
+                h[1] = rms_residual_add(__ushort_as_half(static_cast<unsigned short>(prior >> 16)), h[1]);
             }
-            const chain_part& pt = e.part[part_of(e, gt)];
-            const std::uint32_t word = static_cast<std::uint32_t>(__half_as_ushort(h0)) | (static_cast<std::uint32_t>(__half_as_ushort(h1)) << 16);
-            store_once(pt.y + ((gt - pt.tile0) * static_cast<int>(k_a_tile_cols) + col) / 2, written_word(word));
+            const std::uint32_t word = static_cast<std::uint32_t>(__half_as_ushort(h[0])) | (static_cast<std::uint32_t>(__half_as_ushort(h[1])) << 16);
+            store_once(e.part[pi].y + (lt * static_cast<int>(k_a_tile_cols) + col) / 2, written_word(word));
         }
         consumers_sync();  // the partials and x are rewritten by the next phase
     }
@@ -381,7 +394,8 @@ std::size_t ring_bytes(int bits) {
 struct phase_list {
     std::vector<chain_phase> phases;
     int max_kblocks = 0;
-    int max_mtiles = 0;
+    int max_mtiles = 0;         // of unpaired phases
+    int max_paired_mtiles = 0;  // of paired ones (a CTA takes twice its share of these)
     std::int64_t max_len = 0;  // the attention phases' context (0: none)
 };
 
@@ -402,7 +416,7 @@ chain_plan plan_phases(const phase_list& list, int bits) {
     QB_CUDA_CHECK(cudaGetDevice(&device));
     QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     plan.ctas = 2 * sms;  // two CTAs an SM, as v3 (checked below)
-    const int max_tiles = (list.max_mtiles + plan.ctas - 1) / plan.ctas;
+    const int max_tiles = std::max((list.max_mtiles + plan.ctas - 1) / plan.ctas, 2 * ((list.max_paired_mtiles + plan.ctas - 1) / plan.ctas));
     if (max_tiles > k_chain_max_tiles)
         throw error("gptq chain: a phase gives a CTA " + std::to_string(max_tiles) + " mtiles, more than " + std::to_string(k_chain_max_tiles));
     const std::size_t region = static_cast<std::size_t>(plan.max_kblocks) * k_block_rows * 2 +
@@ -465,7 +479,8 @@ void check_linear(const chain_linear& l, const std::string& which) {
 
 void note_sizes(phase_list& list, const chain_phase& e) {
     list.max_kblocks = std::max(list.max_kblocks, e.kblocks);
-    list.max_mtiles = std::max(list.max_mtiles, e.mtiles);
+    int& most = e.paired != 0 ? list.max_paired_mtiles : list.max_mtiles;
+    most = std::max(most, e.mtiles);
 }
 
 }  // namespace
@@ -516,24 +531,28 @@ std::string gptq_stack_refusal(const stack_shape& s, const std::vector<stack_lay
     if (s.kv_heads <= 0 || s.heads % s.kv_heads != 0) return "heads not grouped evenly";
     if (s.hidden % static_cast<int>(k_block_rows) != 0 || s.hidden / 8 > 32 * 32)
         return "hidden size " + std::to_string(s.hidden) + " (the folded norm needs a multiple of 128, at most 8192)";
-    for (const stack_layer& l : layers)
+    for (const stack_layer& l : layers) {
         for (const chain_linear* c : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
             if (c->qweight == nullptr || c->n % static_cast<int>(k_a_tile_cols) != 0 || c->kblocks < 1 || c->kblocks > k_chain_max_kblocks)
                 return "a linear outside the v3 layout's whole k-blocks and mtiles";
+        if (l.gate.n != l.up.n || l.q.n != s.heads * s.head_dim || l.k.n != s.kv_heads * s.head_dim || l.v.n != l.k.n ||
+            l.o.n != s.hidden || l.down.n != s.hidden)
+            return "linears whose shapes are not a Llama layer's";
+    }
     return {};
 }
 
 gptq_decode_stack::gptq_decode_stack(device_context& context, const stack_shape& s, const std::vector<stack_layer>& layers) {
     if (const std::string why = gptq_stack_refusal(s, layers); !why.empty()) throw unsupported_error("gptq decode stack: " + why);
     const int H = s.hidden;
-    // The write-once buffers of each layer (words): q | k | v, the attention output, the stream after o, gate | up, and
-    // (but for the last layer, which writes x itself) the stream after down.
+    // The write-once buffers of each layer (words): q | k | v, the attention output, the stream after o, the SwiGLU
+    // product, and (but for the last layer, which writes x itself) the stream after down.
     std::size_t words = 0;
     std::vector<std::size_t> at;
     for (std::size_t l = 0; l < layers.size(); ++l) {
         const stack_layer& L = layers[l];
         at.push_back(words);
-        words += static_cast<std::size_t>(L.q.n + L.k.n + L.v.n + H + H + L.gate.n + L.up.n) / 2;
+        words += static_cast<std::size_t>(L.q.n + L.k.n + L.v.n + H + H + L.gate.n) / 2;
         if (l + 1 < layers.size()) words += static_cast<std::size_t>(H) / 2;
     }
     m_acts = context.allocate(words * 4, "gptq decode stack activations");
@@ -549,9 +568,8 @@ gptq_decode_stack::gptq_decode_stack(device_context& context, const stack_shape&
         std::uint32_t* v = k + L.k.n / 2;
         std::uint32_t* attn = v + L.v.n / 2;
         std::uint32_t* xa = attn + H / 2;
-        std::uint32_t* gate = xa + H / 2;
-        std::uint32_t* up = gate + L.gate.n / 2;
-        std::uint32_t* stream_out = l + 1 < layers.size() ? up + L.up.n / 2 : x;
+        std::uint32_t* act = xa + H / 2;
+        std::uint32_t* stream_out = l + 1 < layers.size() ? act + L.gate.n / 2 : x;
 
         chain_phase qkv = linear_phase({{L.q, q}, {L.k, k}, {L.v, v}});
         qkv.input = k_input_norm, qkv.x = stream_in, qkv.norm_weight = L.input_norm, qkv.eps = s.eps;
@@ -562,10 +580,11 @@ gptq_decode_stack::gptq_decode_stack(device_context& context, const stack_shape&
         att.max_len = s.max_len, att.heads = s.heads, att.kv_heads = s.kv_heads, att.scale = s.scale;
         chain_phase o = linear_phase({{L.o, xa}});
         o.x = attn, o.residual = 1, o.res = stream_in;
-        chain_phase gu = linear_phase({{L.gate, gate}, {L.up, up}});
+        chain_phase gu = linear_phase({{L.gate, act}, {L.up, nullptr}});
+        gu.paired = 1, gu.mtiles = L.gate.n / static_cast<int>(k_a_tile_cols);
         gu.input = k_input_norm, gu.x = xa, gu.norm_weight = L.post_norm, gu.eps = s.eps;
         chain_phase down = linear_phase({{L.down, stream_out}});
-        down.input = k_input_swiglu, down.x = gate, down.x2 = up, down.residual = 1, down.res = xa;
+        down.x = act, down.residual = 1, down.res = xa;
         for (const chain_phase& e : {qkv, att, o, gu, down}) {
             list.phases.push_back(e);
             if (e.attention == 0) note_sizes(list, e);

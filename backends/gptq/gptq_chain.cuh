@@ -5,8 +5,9 @@
 ///   kernel v3's launches bit for bit, and what BM_gptq_chain times against them;
 /// - a decode step's whole layer stack (gptq_decode_stack): per layer five phases, q/k/v with the input RMSNorm folded
 ///   into the staging of x, attention (RoPE, the KV-cache append, softmax and values: attention_block.cuh, the code of
-///   the attention kernel), o with the residual add in its epilogue, gate/up with the post-attention RMSNorm folded,
-///   and down with the SwiGLU product formed while staging its x and the residual add in its epilogue. The executor
+///   the attention kernel), o with the residual add in its epilogue, gate/up with the post-attention RMSNorm folded
+///   and the SwiGLU product in its epilogue (a CTA owns the same mtiles of both, as v3's gate/up kernel), and down
+///   with the residual add in its epilogue. The executor
 ///   runs it for decode steps at one row (harness/cuda/decode_stack.hpp); its outputs are bit-identical to the
 ///   launched layers' (v3, attention kernel, the folded-norm contract of rms_norm.cuh).
 ///
@@ -23,7 +24,7 @@
 /// warp's next chunk of its run (v3's layout: one contiguous run per warp and part) and, with a chunk that ends a
 /// k-block, that k-block's 64-byte record, into a ring of shared-memory stages (harness/cuda/bulk_ring.cuh): it runs
 /// ahead across the phases (attention included), bounded by the ring only. The consumers, per phase: the relaxed grid
-/// hint, the input staged with load_written into shared memory (normed or SwiGLU'd there, with its sums per k-block),
+/// hint, the input staged with load_written into shared memory (normed there, with its sums per k-block),
 /// v3's decode and mma per chunk, v3's epilogue, the outputs stored once each (store_once of fp16 pairs). An attention
 /// phase runs on the first 8 warps of the CTAs that own a head.
 ///

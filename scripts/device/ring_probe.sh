@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 out=${OUT:-$root/out}
 mkdir -p "$out"
-tests=(test_gpu_gptq_chain test_gpu_gptq_stack test_cuda_executor test_gpu_write_once)
+tests=(test_gpu_gptq_chain test_gpu_gptq_stack test_gpu_executor test_gpu_write_once)
 [ -n "${QBENCH_PROBE_SKIP_GPTQ_TESTS:-}" ] || tests+=(test_gpu_gptq_fused test_gpu_gptq_kernels)
 if ! bash scripts/device/build_on_device.sh bench_gptq "${tests[@]}" > "$out/build.log" 2>&1; then
   tail -n 40 "$out/build.log"; echo "ring_probe.sh: the build failed" >&2; exit 1

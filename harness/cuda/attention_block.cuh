@@ -31,6 +31,26 @@ QB_HOST_DEVICE constexpr std::size_t attention_smem_floats(int threads, int head
 #if defined(__CUDACC__)
 namespace attention_detail {
 
+// One 16-byte chunk of a key row (8 halves) into the four partial sums of a dot product with the fp32 query q8.
+__device__ __forceinline__ void dot_chunk(float (&a)[4], const uint4& chunk, const float* q8) {
+    const __half2* h = reinterpret_cast<const __half2*>(&chunk);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const float2 f = __half22float2(h[j]);
+        a[j] = fmaf(f.x, q8[2 * j], a[j]);
+        a[j] = fmaf(f.y, q8[2 * j + 1], a[j]);
+    }
+}
+
+// Dot product of a key row already in registers (D / 8 chunks) with the fp32 query in shared memory.
+template <int D>
+__device__ __forceinline__ float dot_chunks(const uint4 (&kr)[D > 0 ? D / 8 : 1], const float* qs) {
+    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int c = 0; c < D / 8; ++c) dot_chunk(a, kr[c], qs + c * 8);
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 // Dot product of a cached fp16 key row with the fp32 query in shared memory. D > 0: every 16-byte load of the row
 // is issued before the first use (one memory round trip per key); D == 0: any even head size, strided.
 template <int D>
@@ -40,18 +60,7 @@ __device__ __forceinline__ float dot_row(const __half* __restrict__ krow, const 
         uint4 kr[D / 8];
 #pragma unroll
         for (int c = 0; c < D / 8; ++c) kr[c] = k4[c];
-        float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int c = 0; c < D / 8; ++c) {
-            const __half2* h = reinterpret_cast<const __half2*>(&kr[c]);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const float2 f = __half22float2(h[j]);
-                a[j] = fmaf(f.x, qs[c * 8 + 2 * j], a[j]);
-                a[j] = fmaf(f.y, qs[c * 8 + 2 * j + 1], a[j]);
-            }
-        }
-        return (a[0] + a[1]) + (a[2] + a[3]);
+        return dot_chunks<D>(kr, qs);
     } else {
         float a0 = 0.0f, a1 = 0.0f;
         for (int i = 0; i < d; i += 2) {
@@ -74,32 +83,7 @@ __device__ __forceinline__ float dot_row_lean(const __half* __restrict__ krow, c
 #pragma unroll
         for (int c = 0; c < 4; ++c) kr[c] = k4[c0 + c];
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const __half2* h = reinterpret_cast<const __half2*>(&kr[c]);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const float2 f = __half22float2(h[j]);
-                a[j] = fmaf(f.x, qs[(c0 + c) * 8 + 2 * j], a[j]);
-                a[j] = fmaf(f.y, qs[(c0 + c) * 8 + 2 * j + 1], a[j]);
-            }
-        }
-    }
-    return (a[0] + a[1]) + (a[2] + a[3]);
-}
-
-// Dot product of a key row already in registers (D / 8 chunks) with the fp32 query in shared memory.
-template <int D>
-__device__ __forceinline__ float dot_chunks(const uint4 (&kr)[D > 0 ? D / 8 : 1], const float* qs) {
-    float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int c = 0; c < D / 8; ++c) {
-        const __half2* h = reinterpret_cast<const __half2*>(&kr[c]);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const float2 f = __half22float2(h[j]);
-            a[j] = fmaf(f.x, qs[c * 8 + 2 * j], a[j]);
-            a[j] = fmaf(f.y, qs[c * 8 + 2 * j + 1], a[j]);
-        }
+        for (int c = 0; c < 4; ++c) dot_chunk(a, kr[c], qs + (c0 + c) * 8);
     }
     return (a[0] + a[1]) + (a[2] + a[3]);
 }

@@ -95,7 +95,7 @@ __device__ __forceinline__ float dot_row_lean(const __half* __restrict__ krow, c
 // attends over positions [0, *pos] through slot_table. Otherwise the query is prefill row `row` at position pos0 + row,
 // q is already rotated and the cache already holds every key (slot 0).
 // D: the head size when it is one of the compiled ones (loads fully unrolled), 0 for any other even size.
-// Lean: fewer loads in flight (no early first key, value batches of 2), for a caller with few registers to spare (a
+// Lean: fewer loads in flight (no early first key, value batches of 4, keys read 4 chunks at a time), for a caller with few registers to spare (a
 // persistent kernel sized for its GEMV); the same arithmetic in the same order, so the same bits.
 template <bool DECODE, int D, int Threads, bool Lean = false, class Sync, class Wait>
 __device__ __forceinline__ void attention_block(int tid, std::int64_t row, int h, const __half* __restrict__ qrow,
@@ -152,7 +152,7 @@ __device__ __forceinline__ void attention_block(int tid, std::int64_t row, int h
     // vgi + G, ... in batches of 8 loads in flight. The first batch is requested here, with the keys, so both arrive
     // in one memory round trip; decode: the new position's value (vn) is added by group 0 at the end.
     constexpr int G = D > 0 ? Threads / kc : 1;
-    constexpr int B = Lean ? 2 : 8;  // loads in flight; the sums run in position order whatever B
+    constexpr int B = Lean ? 4 : 8;  // loads in flight; the sums run in position order whatever B
     const int vc = tid % kc, vgi = tid / kc;
     uint4 vb[B];
     auto load_batch = [&](std::int64_t p0) {

@@ -95,8 +95,9 @@ __device__ __forceinline__ float dot_row_lean(const __half* __restrict__ krow, c
 // attends over positions [0, *pos] through slot_table. Otherwise the query is prefill row `row` at position pos0 + row,
 // q is already rotated and the cache already holds every key (slot 0).
 // D: the head size when it is one of the compiled ones (loads fully unrolled), 0 for any other even size.
-// Lean: fewer loads in flight (no early first key, value batches of 4, keys read 4 chunks at a time), for a caller with few registers to spare (a
-// persistent kernel sized for its GEMV); the same arithmetic in the same order, so the same bits.
+// Lean: fewer loads in flight (no early first key, value batches of 4, keys read 4 chunks at a time), for a caller
+// with few registers to spare (a persistent kernel sized for its GEMV); the same arithmetic in the same order, so the
+// same bits.
 template <bool DECODE, int D, int Threads, bool Lean = false, class Sync, class Wait>
 __device__ __forceinline__ void attention_block(int tid, std::int64_t row, int h, const __half* __restrict__ qrow,
                                                 const __half* __restrict__ krow, const __half* __restrict__ vrow,

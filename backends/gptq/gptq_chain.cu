@@ -213,8 +213,13 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         return static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas) - t0;
     };
 
-    if (w == k_consumer_warps) {  // the producer: one thread, every linear phase's stages in order
-        if (lane != 0) return;
+    if (w == k_consumer_warps) {
+        // The producer warp, every linear phase's stages in order: lane k (< 16) copies consumer warp k's chunks, lane
+        // 16 + k its k-block records; lane 0 waits for each stage to be free and announces its bytes. (One thread
+        // issuing all 32 copies of a stage, address arithmetic included, streamed the 7B step at ~0.6 TB/s on the H100
+        // whatever the width: the producer, not the memory, was the limit.)
+        const int k = lane & (k_consumer_warps - 1);
+        const bool records = lane >= k_consumer_warps;
         std::uint32_t i = 0;
         for (int p = 0; p < count; ++p) {
             const chain_phase& e = table[p];
@@ -224,30 +229,28 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
             const int kb = e.kblocks, lo = kb / k_consumer_warps, wide = kb % k_consumer_warps;
             // Warps own lo or lo + 1 k-blocks (`wide` of them lo + 1): runs of lo * CPB or (lo + 1) * CPB chunks a tile.
             const int units_lo = lo * CPB * tiles, units_hi = (lo + (wide > 0 ? 1 : 0)) * CPB * tiles;
-            // The parts in registers: the copies below are issued back to back, not behind table loads.
             const chain_part p0 = e.part[0], p1 = e.part[1], p2 = e.part[2];
             const bool paired = e.paired != 0;
+            const int kb0 = kslice0(kb, k), nkb = kslice0(kb, k + 1) - kb0, run = nkb * CPB, units = run * tiles;
+            int tile = 0, c = 0;  // warp k's next chunk: chunk c of its run of tile `tile`
             for (int u = 0; u < units_hi; ++u, ++i) {
                 const bool ends_block = u % CPB == CPB - 1;
                 const int copies = u < units_lo ? k_consumer_warps : wide;
                 const std::uint32_t bytes = static_cast<std::uint32_t>(copies) * (chunk_bytes + (ends_block ? k_record_bytes : 0u));
-                const int tile_lo = lo > 0 ? u / (lo * CPB) : 0, tile_hi = u / ((lo + 1) * CPB);
-                ring.produce_pieces(i, bytes, [&](unsigned char* stage, std::uint64_t* bar) {
-                    for (int k = 0; k < k_consumer_warps; ++k) {
-                        const int kb0 = kslice0(kb, k), nkb = kslice0(kb, k + 1) - kb0;
-                        if (u >= nkb * CPB * tiles) continue;  // warp k's run of this phase is done
-                        const int tile = nkb == lo ? tile_lo : tile_hi, c = u - tile * nkb * CPB;
-                        const int gt = t0 + tile;
-                        const chain_part pt = paired ? (tile < ntl ? p0 : p1) : gt >= p2.tile0 ? p2 : gt >= p1.tile0 ? p1 : p0;
-                        const int lt = paired ? t0 + (tile < ntl ? tile : tile - ntl) : gt - pt.tile0;
-                        // warp k's run of the part: chunks (mtiles * kb0 + tile * nkb) * CPB .., records .. (v3's)
-                        const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(lt) * nkb;
-                        bulk_copy_to_shared(stage + k * chunk_bytes, pt.qweight + (first * CPB + c) * CV, chunk_bytes, bar);
-                        if (ends_block)
-                            bulk_copy_to_shared(stage + k_consumer_warps * chunk_bytes + k * k_record_bytes,
-                                                pt.meta + (first + c / CPB) * 8, k_record_bytes, bar);
-                    }
-                });
+                std::uint64_t* bar = nullptr;
+                unsigned char* stage = ring.produce_warp(i, bytes, lane, bar);
+                if (u >= units) continue;  // warp k's run of this phase is done
+                const int gt = t0 + tile;
+                const chain_part pt = paired ? (tile < ntl ? p0 : p1) : gt >= p2.tile0 ? p2 : gt >= p1.tile0 ? p1 : p0;
+                const int lt = paired ? t0 + (tile < ntl ? tile : tile - ntl) : gt - pt.tile0;
+                // warp k's run of the part: chunks (mtiles * kb0 + lt * nkb) * CPB .., records .. (v3's)
+                const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(lt) * nkb;
+                if (!records)
+                    bulk_copy_to_shared(stage + k * chunk_bytes, pt.qweight + (first * CPB + c) * CV, chunk_bytes, bar);
+                else if (ends_block)
+                    bulk_copy_to_shared(stage + k_consumer_warps * chunk_bytes + k * k_record_bytes,
+                                        pt.meta + (first + c / CPB) * 8, k_record_bytes, bar);
+                if (++c == run) c = 0, ++tile;
             }
         }
         return;

@@ -150,6 +150,18 @@ struct bulk_ring {
         mbarrier_arrive_expect_tx(&full[s], bytes);
         issue(reinterpret_cast<unsigned char*>(stages + s * stage_vecs), &full[s]);
     }
+    /// The i-th copy by a whole producer warp: lane 0 waits for the stage to be free and announces `bytes`; then every
+    /// lane gets the stage and its barrier, to issue its own bulk_copy_to_shared pieces (exactly `bytes` in all).
+    __device__ unsigned char* produce_warp(std::uint32_t i, std::uint32_t bytes, int lane, std::uint64_t*& bar) const {
+        const std::uint32_t s = i % Stages, round = i / Stages;
+        if (lane == 0) {
+            if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
+            mbarrier_arrive_expect_tx(&full[s], bytes);
+        }
+        __syncwarp();
+        bar = &full[s];
+        return reinterpret_cast<unsigned char*>(stages + s * stage_vecs);
+    }
     /// A consumer warp's wait for the i-th copy: the stage holding it.
     __device__ const uint4* acquire(std::uint32_t i) const {
         mbarrier_wait(&full[i % Stages], (i / Stages) & 1);

@@ -35,7 +35,7 @@ bool early_trigger_from_env() {
 
 bool decode_stack_from_env() {
     const char* env = std::getenv("QBENCH_DECODE_STACK");
-    return env == nullptr || std::atoi(env) != 0;
+    return env != nullptr && std::atoi(env) != 0;
 }
 
 }  // namespace qbench::executor_detail

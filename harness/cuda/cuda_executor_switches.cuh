@@ -26,8 +26,9 @@ std::string ablate_suffix(unsigned bits);
 // generate) restores the trigger after the wait, for A/B runs (bench_decode variant "graph+pdl-late-trigger").
 bool early_trigger_from_env();
 
-// Decode steps at one row run the backend's persistent layer stack where it offers one (decode_stack.hpp);
-// QBENCH_DECODE_STACK=0 (read at each generate) launches the layers kernel by kernel instead, for A/B runs.
+// QBENCH_DECODE_STACK=1 (read at each generate): decode steps at one row run the backend's persistent layer stack where
+// it offers one (decode_stack.hpp). Off by default: the GPTQ stack is bit-identical to the launched layers but measured
+// 1.8x slower on the H100 (backends/gptq/PERF_NOTES.md, sixteenth session), so it is for measurement until it wins.
 bool decode_stack_from_env();
 
 }  // namespace qbench::executor_detail

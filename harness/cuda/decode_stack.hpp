@@ -1,8 +1,9 @@
 #pragma once
 /// An optional capability of a backend's linears: a decode step's whole layer stack, at one row, as one persistent
 /// kernel (the GPTQ backend's: backends/gptq/gptq_chain.cuh). The executor asks the first layer's q projection for one
-/// (dynamic_cast) once its buffers are sized, and enqueues the layers kernel by kernel where the backend has none, or
-/// declines, or QBENCH_DECODE_STACK=0 says not to. A stack's outputs must be bit-identical to the launched layers'.
+/// (dynamic_cast) once its buffers are sized, when QBENCH_DECODE_STACK=1 asks for it (off by default: the GPTQ stack
+/// still loses to the launched layers, PERF_NOTES.md), and enqueues the layers kernel by kernel where the backend has
+/// none or declines. A stack's outputs must be bit-identical to the launched layers'.
 ///
 /// Why: at one row every kernel of a step streams a few megabytes at most, and the 224 launches of a 7B step (with
 /// their ramps, tails and the gaps between them) cost a third of a 4-bit step's time on an H200; one persistent grid

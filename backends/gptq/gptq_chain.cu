@@ -32,15 +32,18 @@ constexpr int k_attention_threads = 256;            // the attention kernel's CT
 constexpr int k_attention_head_dim = 128;           // the unrolled instance the stack runs
 constexpr std::uint32_t k_record_bytes = k_a_record_words * 4;  // 64: an (mtile, k-block) record
 
-/// The ring of a width. A stage holds every consumer warp's chunk (warp w's at w * chunk_bytes), then their records
-/// (warp w's at 16 * chunk_bytes + w * 64; only with a chunk that ends a k-block). 3 bits: 768-byte chunks and 6 stages,
-/// so that two CTAs still fit an SM.
+/// The rings of a width: one per consumer warp (warp_rings), fed by lane w of the producer warp. A slot holds up to
+/// `kps` k-blocks of one tile of the warp's run, chunks then records, each a contiguous piece of v3's layout (a warp's
+/// chunks of a tile lie back to back, and so do its records): two copies of ~2 KB and a few records where a stage
+/// shared by all warps took 32 copies of 512 and 64 bytes. 3 bits: 768-byte chunks, three slots a warp.
 template <int Bits>
 struct ring_of {
+    static constexpr int kps = Bits == 2 ? 4 : Bits == 8 ? 1 : 2;  // k-blocks a slot holds at most
     static constexpr std::uint32_t chunk_bytes = a_chunk_words(Bits) * 4;
-    static constexpr std::uint32_t stage_bytes = k_consumer_warps * (chunk_bytes + k_record_bytes);
-    static constexpr int stages = Bits == 3 ? 6 : 8;
-    using type = bulk_ring<stages, stage_bytes>;
+    static constexpr std::uint32_t chunks_bytes = kps * a_chunks_per_block(Bits) * chunk_bytes;  // 2 KB (1.5 KB at 3 bits)
+    static constexpr std::uint32_t slot_bytes = chunks_bytes + kps * k_record_bytes;
+    static constexpr int slots = Bits == 3 ? 3 : 2;
+    using type = warp_rings<k_consumer_warps, slots, slot_bytes>;
 };
 
 enum : int { k_input_plain = 0, k_input_norm = 1 };
@@ -192,17 +195,18 @@ template <int Bits>
 __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const chain_phase* table, int count, int max_kb,
                                                                         unsigned* counter) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    using ring_t = typename ring_of<Bits>::type;
-    constexpr std::uint32_t chunk_bytes = ring_of<Bits>::chunk_bytes;
+    using rings_t = typename ring_of<Bits>::type;
+    constexpr std::uint32_t chunk_bytes = ring_of<Bits>::chunk_bytes, chunks_bytes = ring_of<Bits>::chunks_bytes;
+    constexpr int KPS = ring_of<Bits>::kps;
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;                // 16-byte activation vectors per lane per chunk
     constexpr int CV = a_chunk_words(Bits) / 4;  // 16-byte vectors per chunk (48 at 3 bits: the high bits follow)
-    constexpr int stages_n = ring_of<Bits>::stages;
+    constexpr int bars = k_consumer_warps * ring_of<Bits>::slots;
     extern __shared__ uint4 smem[];
-    __shared__ std::uint64_t full_bars[stages_n], empty_bars[stages_n];
+    __shared__ std::uint64_t full_bars[bars], empty_bars[bars];
     __shared__ double warp_sums[32];
-    const ring_t ring = ring_t::make(smem, full_bars, empty_bars, k_consumer_warps);
-    __half* xs = reinterpret_cast<__half*>(smem + stages_n * ring_t::stage_vecs);
+    const rings_t rings = rings_t::make(smem, full_bars, empty_bars);
+    __half* xs = reinterpret_cast<__half*>(reinterpret_cast<unsigned char*>(smem) + rings_t::bytes);
     float* xsum = reinterpret_cast<float*>(xs + static_cast<std::size_t>(max_kb) * k_block_rows);
     float* red = xsum + static_cast<std::size_t>(max_kb) * 8;
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
@@ -214,50 +218,37 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     };
 
     if (w == k_consumer_warps) {
-        // The producer warp, every linear phase's stages in order: lane k (< 16) copies consumer warp k's chunks, lane
-        // 16 + k its k-block records; lane 0 waits for each stage to be free and announces its bytes. (One thread
-        // issuing all 32 copies of a stage, address arithmetic included, streamed the 7B step at ~0.6 TB/s on the H100
-        // whatever the width: the producer, not the memory, was the limit.)
-        const int k = lane & (k_consumer_warps - 1);
-        const bool records = lane >= k_consumer_warps;
-        std::uint32_t i = 0;
+        // The producer warp: lane k (< 16) fills consumer warp k's ring, every linear phase's slots in order, each slot
+        // up to KPS k-blocks of one tile of warp k's run (chunks, then their records: two copies).
+        if (lane >= k_consumer_warps) return;
+        const int k = lane;
+        std::uint32_t i = 0;  // ring k's slot index
         for (int p = 0; p < count; ++p) {
             const chain_phase& e = table[p];
             if (e.attention != 0) continue;
             int t0 = 0;
             const int ntl = tiles_of(e.mtiles, t0), tiles = e.paired != 0 ? 2 * ntl : ntl;
-            const int kb = e.kblocks, lo = kb / k_consumer_warps, wide = kb % k_consumer_warps;
-            // Warps own lo or lo + 1 k-blocks (`wide` of them lo + 1): runs of lo * CPB or (lo + 1) * CPB chunks a tile.
-            const int units_lo = lo * CPB * tiles, units_hi = (lo + (wide > 0 ? 1 : 0)) * CPB * tiles;
-            const chain_part p0 = e.part[0], p1 = e.part[1], p2 = e.part[2];
-            const bool paired = e.paired != 0;
-            const int kb0 = kslice0(kb, k), nkb = kslice0(kb, k + 1) - kb0, run = nkb * CPB, units = run * tiles;
-            int tile = 0, c = 0;  // warp k's next chunk: chunk c of its run of tile `tile`
-            for (int u = 0; u < units_hi; ++u, ++i) {
-                const bool ends_block = u % CPB == CPB - 1;
-                const int copies = u < units_lo ? k_consumer_warps : wide;
-                const std::uint32_t bytes = static_cast<std::uint32_t>(copies) * (chunk_bytes + (ends_block ? k_record_bytes : 0u));
-                std::uint64_t* bar = nullptr;
-                unsigned char* stage = ring.produce_warp(i, bytes, lane, bar);
-                if (u >= units) continue;  // warp k's run of this phase is done
-                const int gt = t0 + tile;
-                const chain_part pt = paired ? (tile < ntl ? p0 : p1) : gt >= p2.tile0 ? p2 : gt >= p1.tile0 ? p1 : p0;
-                const int lt = paired ? t0 + (tile < ntl ? tile : tile - ntl) : gt - pt.tile0;
-                // warp k's run of the part: chunks (mtiles * kb0 + lt * nkb) * CPB .., records .. (v3's)
+            const int kb0 = kslice0(e.kblocks, k), nkb = kslice0(e.kblocks, k + 1) - kb0;
+            for (int tl = 0; tl < tiles && nkb > 0; ++tl) {
+                int lt = 0;
+                const chain_part& pt = e.part[part_index(e, t0, ntl, tl, lt)];
+                // warp k's run of the part for mtile lt: chunks (mtiles * kb0 + lt * nkb) * CPB .., records .. (v3's)
                 const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(lt) * nkb;
-                if (!records)
-                    bulk_copy_to_shared(stage + k * chunk_bytes, pt.qweight + (first * CPB + c) * CV, chunk_bytes, bar);
-                else if (ends_block)
-                    bulk_copy_to_shared(stage + k_consumer_warps * chunk_bytes + k * k_record_bytes,
-                                        pt.meta + (first + c / CPB) * 8, k_record_bytes, bar);
-                if (++c == run) c = 0, ++tile;
+                for (int kb = 0; kb < nkb; kb += KPS, ++i) {
+                    const int n = min(KPS, nkb - kb);
+                    const std::uint32_t cbytes = static_cast<std::uint32_t>(n * CPB) * chunk_bytes, rbytes = static_cast<std::uint32_t>(n) * k_record_bytes;
+                    std::uint64_t* bar = rings.produce(k, i, cbytes + rbytes);
+                    unsigned char* slot = rings.slot(k, i);
+                    bulk_copy_to_shared(slot, pt.qweight + (first + kb) * CPB * CV, cbytes, bar);
+                    bulk_copy_to_shared(slot + chunks_bytes, pt.meta + (first + kb) * 8, rbytes, bar);
+                }
             }
         }
         return;
     }
 
     unsigned hints = 0;
-    std::uint32_t i = 0;  // the ring's copy index, as the producer's
+    std::uint32_t i = 0;  // this warp's slot index, as its producer lane's
     for (int p = 0; p < count; ++p) {
         const chain_phase& e = table[p];
         // The input: written by other CTAs in the phases before. The hint says when it probably is; the words say when
@@ -276,58 +267,45 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         stage_input(e, tid, xs, xsum, warp_sums);
         consumers_sync();
 
-        // v3's main loop (gptq_gemm_a.cu, a_gemm_kernel's consume) at one row, the chunk and its record read from the
-        // stage instead of the register ring. Every warp takes every stage (releasing it) so that the empty
-        // barriers' phases stay in step, whether or not the stage holds a chunk of its own.
+        // v3's main loop (gptq_gemm_a.cu, a_gemm_kernel's consume) at one row, per tile of the CTA: the warp's k-blocks
+        // of its slice in order, its chunks and records read from its own ring's slots instead of v3's register ring.
         const int kb0 = kslice0(e.kblocks, w), nkb = kslice0(e.kblocks, w + 1) - kb0;
-        const int most = (e.kblocks + k_consumer_warps - 1) / k_consumer_warps;
-        const int units = nkb * CPB * tiles, stages = most * CPB * tiles;
         const __half* xbase = xs + static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
         const float* sbase = xsum + kb0 * 8 + 2 * t;
-        const __half* xp = xbase;
-        const float* sp = sbase;
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, out[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        int blocks_left = nkb, tl = 0;
-        for (int u = 0; u < stages; ++u, ++i) {
-            const uint4* stage = ring.acquire(i);
-            const bool mine = u < units;
-            std::uint32_t wq[a_lane_words(Bits)];
-            uint2 md = make_uint2(0u, 0u);
-            if (mine) {
-                const uint4 wv = stage[w * CV + lane];
-                wq[0] = wv.x, wq[1] = wv.y, wq[2] = wv.z, wq[3] = wv.w;
-                if constexpr (Bits == 3) {
-                    const uint2 hv = reinterpret_cast<const uint2*>(stage + w * CV + 32)[lane];
-                    wq[4] = hv.x, wq[5] = hv.y;
-                }
-                if (u % CPB == CPB - 1)
-                    md = reinterpret_cast<const uint2*>(stage + k_consumer_warps * CV)[w * 8 + g];
-            }
-            ring.release(i, lane);
-            if (!mine) continue;
-            std::uint32_t xw[4 * XV];
-            a_ops::load_x_words<XV>(xp, xw);
-            xp += CR;
-            if (u % CPB == 0) {
+        for (int tl = 0; tl < tiles && nkb > 0; ++tl) {
+            const __half* xp = xbase;
+            const float* sp = sbase;
+            float out[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int kb = 0; kb < nkb; kb += KPS, ++i) {
+                const int n = min(KPS, nkb - kb);
+                const uint4* slot = rings.acquire(w, i);
+                const uint2* records = reinterpret_cast<const uint2*>(slot + chunks_bytes / 16);
+                for (int j = 0; j < n; ++j) {
+                    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-                for (int q = 0; q < 4; ++q) acc[q] = 0.0f;
-            }
-            a_ops::chunk_mmas<Bits, XV, MMAS>(wq, xw, acc);
-            if (u % CPB == CPB - 1) {
-                a_ops::correct_block<Bits>(out, acc, md, sp);
-                if (--blocks_left == 0) {  // this warp's slice of the mtile is done: park its partial sums (row 0)
-                    float* slot = red + static_cast<std::size_t>(tl * k_consumer_warps + w) * k_a_tile_cols;
-                    if (t == 0) {
-                        slot[g] = out[0];
-                        slot[g + 8] = out[2];
+                    for (int c = 0; c < CPB; ++c) {
+                        const uint4* chunk = slot + (j * CPB + c) * CV;
+                        const uint4 wv = chunk[lane];
+                        std::uint32_t wq[a_lane_words(Bits)];
+                        wq[0] = wv.x, wq[1] = wv.y, wq[2] = wv.z, wq[3] = wv.w;
+                        if constexpr (Bits == 3) {
+                            const uint2 hv = reinterpret_cast<const uint2*>(chunk + 32)[lane];
+                            wq[4] = hv.x, wq[5] = hv.y;
+                        }
+                        std::uint32_t xw[4 * XV];
+                        a_ops::load_x_words<XV>(xp, xw);
+                        xp += CR;
+                        a_ops::chunk_mmas<Bits, XV, MMAS>(wq, xw, acc);
                     }
-#pragma unroll
-                    for (int q = 0; q < 4; ++q) out[q] = 0.0f;
-                    blocks_left = nkb;
-                    ++tl;
-                    xp = xbase;
-                    sp = sbase;
+                    a_ops::correct_block<Bits>(out, acc, records[j * 8 + g], sp);
                 }
+                rings.release(w, i, lane);
+            }
+            // this warp's slice of the tile is done: park its partial sums (row 0)
+            float* park = red + static_cast<std::size_t>(tl * k_consumer_warps + w) * k_a_tile_cols;
+            if (t == 0) {
+                park[g] = out[0];
+                park[g + 8] = out[2];
             }
         }
         // The residual's word of this thread's outputs (ntl * 8 <= 48 threads have one pair each), requested before
@@ -388,7 +366,7 @@ int resident_per_sm(std::size_t smem) {
 /// The ring's bytes of a width.
 std::size_t ring_bytes(int bits) {
     std::size_t bytes = 0;
-    a_with_bits(bits, [&](auto b) { bytes = static_cast<std::size_t>(ring_of<decltype(b)::value>::stages) * ring_of<decltype(b)::value>::stage_bytes; });
+    a_with_bits(bits, [&](auto b) { bytes = ring_of<decltype(b)::value>::type::bytes; });
     return bytes;
 }
 

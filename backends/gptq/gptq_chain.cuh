@@ -20,13 +20,15 @@
 /// ctas) of the phase (the mtiles of its parts, q then k then v, or gate then up, back to back) and all of K; consumer
 /// warp w owns k-slice w; an output is the sum of the 16 warps' partials in warp order, each accumulated over its
 /// k-blocks in order, so the bits do not depend on which CTA owns the mtile.
-/// Per CTA: 16 consumer warps and one producer warp. The producer's first thread copies, stage by stage, each consumer
-/// warp's next chunk of its run (v3's layout: one contiguous run per warp and part) and, with a chunk that ends a
-/// k-block, that k-block's 64-byte record, into a ring of shared-memory stages (harness/cuda/bulk_ring.cuh): it runs
+/// Per CTA: 16 consumer warps and one producer warp whose lane w fills consumer warp w's own ring of shared-memory
+/// slots (harness/cuda/bulk_ring.cuh, warp_rings): a slot is up to 2 KB of one tile of the warp's run (v3's layout puts a
+/// warp's chunks of a tile, and its records, back to back), copied in two pieces, chunks and records; the lane runs
 /// ahead across the phases (attention included), bounded by the ring only. The consumers, per phase: the relaxed grid
-/// hint, the input staged with load_written into shared memory (normed there, with its sums per k-block),
-/// v3's decode and mma per chunk, v3's epilogue, the outputs stored once each (store_once of fp16 pairs). An attention
+/// hint, the input staged with load_written into shared memory (normed there, with its sums per k-block), v3's decode
+/// and mma per chunk, v3's epilogue, the outputs stored once each (store_once of fp16 pairs). An attention
 /// phase runs on the first 8 warps of the CTAs that own a head.
+/// (The first form shared each ring stage among the 16 warps, 32 copies of 512 and 64 bytes a stage: bit-identical, but
+/// the copies, not the bytes, set its time; PERF_NOTES.md, sixteenth session.)
 ///
 /// Limits: 2, 3, 4 or 8 bits (one width per grid), v3 layouts without act-order, one row, every K a multiple of 128
 /// (whole k-blocks), every N a multiple of 16, and what one CTA's shared memory holds (k_chain_max_kblocks,

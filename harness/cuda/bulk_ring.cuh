@@ -150,18 +150,6 @@ struct bulk_ring {
         mbarrier_arrive_expect_tx(&full[s], bytes);
         issue(reinterpret_cast<unsigned char*>(stages + s * stage_vecs), &full[s]);
     }
-    /// The i-th copy by a whole producer warp: lane 0 waits for the stage to be free and announces `bytes`; then every
-    /// lane gets the stage and its barrier, to issue its own bulk_copy_to_shared pieces (exactly `bytes` in all).
-    __device__ unsigned char* produce_warp(std::uint32_t i, std::uint32_t bytes, int lane, std::uint64_t*& bar) const {
-        const std::uint32_t s = i % Stages, round = i / Stages;
-        if (lane == 0) {
-            if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
-            mbarrier_arrive_expect_tx(&full[s], bytes);
-        }
-        __syncwarp();
-        bar = &full[s];
-        return reinterpret_cast<unsigned char*>(stages + s * stage_vecs);
-    }
     /// A consumer warp's wait for the i-th copy: the stage holding it.
     __device__ const uint4* acquire(std::uint32_t i) const {
         mbarrier_wait(&full[i % Stages], (i / Stages) & 1);
@@ -171,6 +159,57 @@ struct bulk_ring {
     __device__ void release(std::uint32_t i, int lane) const {
         __syncwarp();
         if (lane == 0) mbarrier_arrive(&empty[i % Stages]);
+    }
+};
+
+/// One ring per consumer warp: ring w has Slots slots of SlotBytes, filled by its own producer thread (one lane of a
+/// producer warp, say) and read by consumer warp w alone, each at its own pace. Why: a stage shared by every warp must
+/// gather one small piece per warp, and the bulk copy engine costs about the same per copy whatever its size (~80
+/// cycles an SM on the H100: backends/gptq/PERF_NOTES.md, sixteenth session); a warp's own slot can be one large
+/// piece of its own contiguous run.
+template <int Warps, int Slots, std::uint32_t SlotBytes>
+struct warp_rings {
+    static_assert(Warps >= 1 && Slots >= 1 && SlotBytes % 16 == 0, "whole 16-byte vectors per slot");
+    static constexpr std::uint32_t slot_vecs = SlotBytes / 16;
+    static constexpr std::size_t bytes = static_cast<std::size_t>(Warps) * Slots * SlotBytes;
+    uint4* slots;          // Warps x Slots x SlotBytes, 16-byte aligned
+    std::uint64_t* full;   // Warps x Slots
+    std::uint64_t* empty;  // Warps x Slots
+
+    /// Every thread of the CTA calls it: thread 0 initialises the barriers (one arrival each: the ring's producer
+    /// thread for full, its consumer warp for empty), then the whole CTA synchronises.
+    __device__ static warp_rings make(uint4* slots, std::uint64_t* full, std::uint64_t* empty) {
+        if (threadIdx.x == 0) {
+            for (int s = 0; s < Warps * Slots; ++s) {
+                mbarrier_init(&full[s], 1);
+                mbarrier_init(&empty[s], 1);
+            }
+            mbarrier_init_fence();
+        }
+        __syncthreads();
+        return warp_rings{slots, full, empty};
+    }
+    __device__ unsigned char* slot(int w, std::uint32_t i) const {
+        return reinterpret_cast<unsigned char*>(slots + (static_cast<std::size_t>(w) * Slots + i % Slots) * slot_vecs);
+    }
+    /// Ring w's producer, for its i-th slot (i = 0, 1, ...): waits until the slot's last use is released, announces
+    /// `bytes` (at most SlotBytes), and returns the barrier its bulk_copy_to_shared copies into slot(w, i) complete on.
+    __device__ std::uint64_t* produce(int w, std::uint32_t i, std::uint32_t bytes) const {
+        const int s = w * Slots + static_cast<int>(i % Slots);
+        const std::uint32_t round = i / Slots;
+        if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
+        mbarrier_arrive_expect_tx(&full[s], bytes);
+        return &full[s];
+    }
+    /// Consumer warp w's wait for its i-th slot.
+    __device__ const uint4* acquire(int w, std::uint32_t i) const {
+        mbarrier_wait(&full[w * Slots + static_cast<int>(i % Slots)], (i / Slots) & 1);
+        return reinterpret_cast<const uint4*>(slot(w, i));
+    }
+    /// Consumer warp w is done reading its i-th slot (every lane calls it; one arrival).
+    __device__ void release(int w, std::uint32_t i, int lane) const {
+        __syncwarp();
+        if (lane == 0) mbarrier_arrive(&empty[w * Slots + static_cast<int>(i % Slots)]);
     }
 };
 

@@ -6,9 +6,11 @@
 # Logs under $OUT: build.log, bench-ring.txt, tests.log (every test's output, one after another: $OUT returns 8 files).
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/ring_probe.sh
-# QBENCH_PROBE_FILTER overrides the benchmark filter (default BM_gptq_chain; the phase probe's schedules are
-# BM_phase_stream/..., backends/gptq/PERF_NOTES.md, fourteenth and fifteenth sessions); QBENCH_PROBE_SECONDS bounds
-# the benchmark (default 60), QBENCH_PROBE_TEST_TIMEOUT each test (default 90).
+# QBENCH_PROBE_FILTER overrides the benchmark filter (default: the phase probe's schedules at 2 / 4 / 8 bits, one
+# kernel per phase, no barrier, release barriers and the hinted flags, the last two with one 8 KB copy a stage (shape
+# 0) and gathered from 16 copies of 512 bytes (shape 2: what the stack's first form did, which the copies held back:
+# backends/gptq/PERF_NOTES.md, sixteenth session), and BM_gptq_chain); QBENCH_PROBE_SECONDS bounds the benchmark
+# (default 100), QBENCH_PROBE_TEST_TIMEOUT each test (default 90).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
@@ -23,9 +25,9 @@ grep '^build_on_device' "$out/build.log"
 export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin=$root/.device-bundle-built/bin
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv
-filter=${QBENCH_PROBE_FILTER:-'BM_gptq_chain'}
+filter=${QBENCH_PROBE_FILTER:-'BM_phase_stream/[248]/((0|3|4|8)/1/0|(7|14)/1/[02])/|BM_gptq_chain'}
 # Line-buffered, so that a run cut by the timeout keeps the benchmarks it finished.
-timeout "${QBENCH_PROBE_SECONDS:-60}" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-ring.txt" 2>&1
+timeout "${QBENCH_PROBE_SECONDS:-100}" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="$filter" > "$out/bench-ring.txt" 2>&1
 echo "bench_gptq: exit $?"
 grep -E '^BM_' "$out/bench-ring.txt" | awk '{print $1, $2, $NF}' | cut -c1-120
 sed -n '/bulk copy/,$p' "$out/bench-ring.txt"

@@ -118,8 +118,10 @@ __device__ __forceinline__ int part_index(const chain_phase& e, int t0, int ntl,
 }
 
 /// The input of a linear phase into shared memory (xs, fp16) with its sums per k-block (xsum), from write-once words:
-/// as it is, or normed (rms_norm.cuh's contract, as v3's stage_normed_x: bit-identical to launch_rms_norm).
-__device__ __forceinline__ void stage_input(const chain_phase& e, int tid, __half* xs, float* xsum, double* warp_sums) {
+/// as it is, or normed (rms_norm.cuh's contract, as v3's stage_normed_x: bit-identical to launch_rms_norm). norm_w0:
+/// the norm weights' vector `tid` (the first round's), requested by the caller before the phase's hint.
+__device__ __forceinline__ void stage_input(const chain_phase& e, int tid, __half* xs, float* xsum, double* warp_sums,
+                                            uint4 norm_w0) {
     const int vecs = e.kblocks * static_cast<int>(k_block_rows) / 8;  // a multiple of 16: whole half-warps are valid or not
     uint4* xs4 = reinterpret_cast<uint4*>(xs);
     const uint4* x4 = reinterpret_cast<const uint4*>(e.x);
@@ -140,7 +142,7 @@ __device__ __forceinline__ void stage_input(const chain_phase& e, int tid, __hal
         for (int base = 0; base < vecs; base += k_consumers) {
             const int c = base + tid;
             const bool ok = c < vecs;
-            const uint4 nv = ok ? reinterpret_cast<const uint4*>(e.norm_weight)[c] : make_uint4(0u, 0u, 0u, 0u);
+            const uint4 nv = base == 0 ? norm_w0 : ok ? reinterpret_cast<const uint4*>(e.norm_weight)[c] : make_uint4(0u, 0u, 0u, 0u);
             const uint4 v = ok ? rms_norm_chunk(xs4[c], inv, nv) : make_uint4(0u, 0u, 0u, 0u);
             if (ok) xs4[c] = v;
             sum_group16(v, ok, 0, ok ? c : 0, xsum);
@@ -251,6 +253,10 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     std::uint32_t i = 0;  // this warp's slot index, as its producer lane's
     for (int p = 0; p < count; ++p) {
         const chain_phase& e = table[p];
+        // The norm weights are constant: requested before the hint, their round trip overlaps the wait.
+        uint4 norm_w0 = make_uint4(0u, 0u, 0u, 0u);
+        if (e.input == k_input_norm && tid < e.kblocks * static_cast<int>(k_block_rows) / 8)
+            norm_w0 = reinterpret_cast<const uint4*>(e.norm_weight)[tid];
         // The input: written by other CTAs in the phases before. The hint says when it probably is; the words say when
         // it is (load_written), so nothing here needs a fence.
         if (p > 0) grid_hint_among<1, k_consumers>(counter, ++hints * static_cast<unsigned>(ctas));
@@ -264,7 +270,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         for (int j = tid; j < e.kblocks * 8; j += k_consumers) xsum[j] = 0.0f;
         for (int j = tid; j < tiles * k_consumer_warps * static_cast<int>(k_a_tile_cols); j += k_consumers) red[j] = 0.0f;
         consumers_sync();
-        stage_input(e, tid, xs, xsum, warp_sums);
+        stage_input(e, tid, xs, xsum, warp_sums, norm_w0);
         consumers_sync();
 
         // v3's main loop (gptq_gemm_a.cu, a_gemm_kernel's consume) at one row, per tile of the CTA: the warp's k-blocks

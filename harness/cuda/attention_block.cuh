@@ -221,16 +221,18 @@ __device__ __forceinline__ void attention_block(int tid, std::int64_t row, int h
         local_max = fmaxf(local_max, s);
     }
 
+    // Softmax numerators and their sum (both value passes below).
+    const float mx = group_max(local_max, scratch, tid, Threads / 32, sync);
+    float local_sum = 0.0f;
+    for (std::int64_t p = tid; p <= pos; p += Threads) {
+        const float e = expf(scores[p] - mx);
+        scores[p] = e;
+        local_sum += e;
+    }
+    const float sum = group_sum(local_sum, scratch, tid, Threads / 32, sync);  // its barriers also publish scores[]
+
     if constexpr (D > 0) {
         const int c = vc, gi = vgi;
-        const float mx = group_max(local_max, scratch, tid, Threads / 32, sync);
-        float local_sum = 0.0f;
-        for (std::int64_t p = tid; p <= pos; p += Threads) {
-            const float e = expf(scores[p] - mx);
-            scores[p] = e;
-            local_sum += e;
-        }
-        const float sum = group_sum(local_sum, scratch, tid, Threads / 32, sync);  // its barriers also publish scores[]
         float acc[8];
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[j] = 0.0f;
@@ -273,14 +275,6 @@ __device__ __forceinline__ void attention_block(int tid, std::int64_t row, int h
             orow[i] = __float2half_rn(a / sum);
         }
     } else {
-        const float mx = group_max(local_max, scratch, tid, Threads / 32, sync);
-        float local_sum = 0.0f;
-        for (std::int64_t p = tid; p <= pos; p += Threads) {
-            const float e = expf(scores[p] - mx);
-            scores[p] = e;
-            local_sum += e;
-        }
-        const float sum = group_sum(local_sum, scratch, tid, Threads / 32, sync);  // its barriers also publish scores[]
 
         // Weighted sum of values: thread = (pair j, group gi); the groups split the positions, four positions per
         // iteration so four independent loads are in flight.

@@ -190,7 +190,7 @@ __device__ __noinline__ void attention_phase(const chain_phase& e, int tid, floa
     }
 }
 
-/// Dynamic shared memory: the ring's stages, then the linear phases' region: the input x [max_kb * 128] (fp16), its
+/// Dynamic shared memory: the warps' rings, then the linear phases' region: the input x [max_kb * 128] (fp16), its
 /// sums [k-block][8 rows] (fp32; rows past the first stay zero), the partial outputs [mtile of the CTA][warp][16]
 /// (fp32); an attention phase uses the region as its own shared memory.
 template <int Bits>
@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         }
         int t0 = 0;
         const int ntl = tiles_of(e.mtiles, t0), tiles = e.paired != 0 ? 2 * ntl : ntl;
-        if (ntl == 0) continue;  // no mtiles of this phase here (and so no stages)
+        if (ntl == 0) continue;  // no mtiles of this phase here (and so no slots)
         for (int j = tid; j < e.kblocks * 8; j += k_consumers) xsum[j] = 0.0f;
         for (int j = tid; j < tiles * k_consumer_warps * static_cast<int>(k_a_tile_cols); j += k_consumers) red[j] = 0.0f;
         consumers_sync();

@@ -456,12 +456,18 @@ chain_phase linear_phase(std::initializer_list<std::pair<chain_linear, std::uint
     return e;
 }
 
-void check_linear(const chain_linear& l, const std::string& which) {
-    if (l.qweight == nullptr || l.meta == nullptr) throw error(which + " has no weights");
-    if (l.n <= 0 || l.n % static_cast<int>(k_a_tile_cols) != 0) throw error(which + ": n = " + std::to_string(l.n) + " is not a multiple of 16");
+/// Why a linear cannot be a part of a phase (empty: it can), worded to follow the linear's name.
+std::string linear_refusal(const chain_linear& l) {
+    if (l.qweight == nullptr || l.meta == nullptr) return " has no weights";
+    if (l.n <= 0 || l.n % static_cast<int>(k_a_tile_cols) != 0) return ": n = " + std::to_string(l.n) + " is not a multiple of 16";
     if (l.kblocks < 1 || l.kblocks > k_chain_max_kblocks)
-        throw error(which + ": K = " + std::to_string(l.kblocks * k_block_rows) + " is outside 128 .. " +
-                    std::to_string(k_chain_max_kblocks * k_block_rows));
+        return ": K = " + std::to_string(l.kblocks * k_block_rows) + " is outside 128 .. " +
+               std::to_string(k_chain_max_kblocks * k_block_rows);
+    return {};
+}
+
+void check_linear(const chain_linear& l, const std::string& which) {
+    if (const std::string why = linear_refusal(l); !why.empty()) throw error(which + why);
 }
 
 void note_sizes(phase_list& list, const chain_phase& e) {
@@ -520,7 +526,7 @@ std::string gptq_stack_refusal(const stack_shape& s, const std::vector<stack_lay
         return "hidden size " + std::to_string(s.hidden) + " (the folded norm needs a multiple of 128, at most 8192)";
     for (const stack_layer& l : layers) {
         for (const chain_linear* c : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
-            if (c->qweight == nullptr || c->n % static_cast<int>(k_a_tile_cols) != 0 || c->kblocks < 1 || c->kblocks > k_chain_max_kblocks)
+            if (!linear_refusal(*c).empty())
                 return "a linear outside the v3 layout's whole k-blocks and mtiles";
         if (l.gate.n != l.up.n || l.q.n != s.heads * s.head_dim || l.k.n != s.kv_heads * s.head_dim || l.v.n != l.k.n ||
             l.o.n != s.hidden || l.down.n != s.hidden)

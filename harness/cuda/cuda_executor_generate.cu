@@ -51,10 +51,7 @@ bool cuda_executor_impl::ensure_stack() {
     if (m_stack_tried) return m_stack != nullptr;
     m_stack_tried = true;
     auto* provider = dynamic_cast<decode_stack_provider*>(m_layers.at(0).linear[0].get());
-    if (provider == nullptr) {
-        m_stack_why = "the backend has no persistent layer stack";
-        return false;
-    }
+    if (provider == nullptr) return false;
     const attention_shape a = attn_shape();
     decode_stack_desc d;
     d.hidden = static_cast<int>(m_model.hidden_size);
@@ -76,7 +73,8 @@ bool cuda_executor_impl::ensure_stack() {
         s.v_cache = vcache(l);
         d.layers.push_back(s);
     }
-    m_stack = provider->make_decode_stack(m_context, d, m_stack_why);
+    std::string why;  // the launched layers run instead, whatever the reason
+    m_stack = provider->make_decode_stack(m_context, d, why);
     return m_stack != nullptr;
 }
 

@@ -157,12 +157,10 @@ private:
     unsigned m_ablate = 0;  // ablate_bits, decode steps only (measurement only: ablate_from_env)
     bool m_delta_pending = false;
     // The backend's persistent layer stack for one-row decode steps (decode_stack.hpp), built at the first generate
-    // after the buffers were sized (it holds their addresses; ensure_buffers drops it). m_stack_why: why there is
-    // none. m_use_stack: this generate's steps run it (one row, QBENCH_DECODE_STACK=1, nothing ablated);
+    // after the buffers were sized (it holds their addresses; ensure_buffers drops it). m_use_stack: this generate's steps run it (one row, QBENCH_DECODE_STACK=1, nothing ablated);
     // m_stack_used: the last generate's did (the kernel path says so).
     std::unique_ptr<decode_stack> m_stack;
     bool m_stack_tried = false;
-    std::string m_stack_why;
     bool m_use_stack = false;
     bool m_stack_used = false;
     cudaStream_t m_side[2] = {nullptr, nullptr};

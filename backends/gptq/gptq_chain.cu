@@ -104,6 +104,20 @@ __device__ __forceinline__ int head_owner(int h, int heads, int ctas) {
     return heads <= ctas ? h * (ctas / heads) : h % ctas;
 }
 
+/// CTA b's mtiles of a phase: [t0, t0 + the count returned).
+__device__ __forceinline__ int cta_tiles(int mtiles, int b, int ctas, int& t0) {
+    t0 = static_cast<int>(static_cast<long long>(mtiles) * b / ctas);
+    return static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas) - t0;
+}
+
+/// The trace's clocks (chain_tuning::trace): the SM's cycle counter and the GPU's nanosecond timer.
+__device__ __forceinline__ unsigned long long trace_clock() { return static_cast<unsigned long long>(clock64()); }
+__device__ __forceinline__ unsigned long long trace_ns() {
+    unsigned long long t = 0;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 /// The CTA's tile tl of a phase (of its ntl mtiles from t0; paired: 2 ntl tiles, the gate's then the up's): which part,
 /// and which mtile of that part.
 __device__ __forceinline__ int part_index(const chain_phase& e, int t0, int ntl, int tl, int& lt) {
@@ -190,15 +204,100 @@ __device__ __noinline__ void attention_phase(const chain_phase& e, int tid, floa
     }
 }
 
+/// Producer lane k's walk over ring k's slots, every linear phase in order: which tile and k-blocks of warp k's run
+/// each slot holds, and where its chunks and records lie (v3's layout: warp k's chunks of a part's mtile lt start at
+/// chunk (mtiles * kb0 + lt * nkb) * CPB, its records at the same (mtile, k-block) index).
+template <int Bits>
+struct slot_walk {
+    static constexpr int KPS = ring_of<Bits>::kps, CPB = a_chunks_per_block(Bits);
+    const chain_phase* table;
+    int count, k, b, ctas;
+    int p = -1, t0 = 0, ntl = 0, tiles = 0, kb0 = 0, nkb = 0, tl = 0, kb = 0;
+
+    __device__ bool valid() const { return p < count; }
+    __device__ bool phase_start() const { return tl == 0 && kb == 0; }
+    /// To the first slot of the next phase that gives ring k any (attention phases and empty shares give none).
+    __device__ void next_phase() {
+        for (++p; p < count; ++p) {
+            const chain_phase& e = table[p];
+            if (e.attention != 0) continue;
+            ntl = cta_tiles(e.mtiles, b, ctas, t0);
+            tiles = e.paired != 0 ? 2 * ntl : ntl;
+            kb0 = kslice0(e.kblocks, k);
+            nkb = kslice0(e.kblocks, k + 1) - kb0;
+            tl = 0, kb = 0;
+            if (tiles > 0 && nkb > 0) return;
+        }
+    }
+    __device__ void advance() {
+        kb += KPS;
+        if (kb < nkb) return;
+        kb = 0;
+        if (++tl == tiles) next_phase();
+    }
+    __device__ int blocks() const { return min(KPS, nkb - kb); }
+    __device__ std::uint32_t chunk_bytes() const { return static_cast<std::uint32_t>(blocks() * CPB) * ring_of<Bits>::chunk_bytes; }
+    __device__ std::uint32_t record_bytes() const { return static_cast<std::uint32_t>(blocks()) * k_record_bytes; }
+    /// The slot's first (mtile, k-block) index in its part's layout, and the part.
+    __device__ std::size_t first(const chain_part*& part) const {
+        const chain_phase& e = table[p];
+        int lt = 0;
+        part = &e.part[part_index(e, t0, ntl, tl, lt)];
+        return static_cast<std::size_t>(part->mtiles) * kb0 + static_cast<std::size_t>(lt) * nkb + kb;
+    }
+};
+
+/// The producer warp's work: lane k (< 16) fills consumer warp k's ring, every linear phase's slots in order, each
+/// slot up to KPS k-blocks of one tile of warp k's run (chunks, then their records: two copies). Out of line, so that
+/// its walk's registers do not weigh on the consumers' main loop.
+template <int Bits>
+__device__ __noinline__ void produce_slots(const typename ring_of<Bits>::type& rings, const chain_phase* table, int count,
+                                           int lane, int producer, unsigned long long* my_trace) {
+    constexpr int CPB = a_chunks_per_block(Bits), CV = a_chunk_words(Bits) / 4;
+    slot_walk<Bits> walk{table, count, lane, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x)};
+    walk.next_phase();
+    std::uint32_t i = 0;  // ring k's slot index
+    auto issue = [&](std::uint64_t* bar) {
+        if (my_trace != nullptr && lane == 0) {
+            unsigned long long* at = my_trace + (walk.p + 1) * k_trace_fields;
+            if (walk.phase_start()) at[k_trace_producer_first] = trace_clock();
+            at[k_trace_producer_last] = trace_clock();
+        }
+        const chain_part* part = nullptr;
+        const std::size_t at = walk.first(part);
+        unsigned char* slot = rings.slot(lane, i);
+        bulk_copy_to_shared(slot, part->qweight + at * CPB * CV, walk.chunk_bytes(), bar);
+        bulk_copy_to_shared(slot + ring_of<Bits>::chunks_bytes, part->meta + at * 8, walk.record_bytes(), bar);
+        walk.advance();
+        ++i;
+    };
+    if (producer == k_producer_blocking) {
+        while (walk.valid()) issue(rings.produce(lane, i, walk.chunk_bytes() + walk.record_bytes()));
+        return;
+    }
+    // k_producer_polling: each lane issues whenever its own ring has a free slot, the 16 lanes converged.
+    constexpr unsigned lanes = (1u << k_consumer_warps) - 1u;
+    bool live = walk.valid();
+    while (__any_sync(lanes, live)) {
+        std::uint64_t* bar = live ? rings.try_produce(lane, i, walk.chunk_bytes() + walk.record_bytes()) : nullptr;
+        if (bar != nullptr) {
+            issue(bar);
+            live = walk.valid();
+        }
+        if (!__any_sync(lanes, bar != nullptr)) __nanosleep(64);
+    }
+}
+
 /// Dynamic shared memory: the warps' rings, then the linear phases' region: the input x [max_kb * 128] (fp16), its
 /// sums [k-block][8 rows] (fp32; rows past the first stay zero), the partial outputs [mtile of the CTA][warp][16]
 /// (fp32); an attention phase uses the region as its own shared memory.
 template <int Bits>
 __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const chain_phase* table, int count, int max_kb,
-                                                                        unsigned* counter) {
+                                                                        unsigned* counter, int producer,
+                                                                        unsigned long long* trace) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     using rings_t = typename ring_of<Bits>::type;
-    constexpr std::uint32_t chunk_bytes = ring_of<Bits>::chunk_bytes, chunks_bytes = ring_of<Bits>::chunks_bytes;
+    constexpr std::uint32_t chunks_bytes = ring_of<Bits>::chunks_bytes;
     constexpr int KPS = ring_of<Bits>::kps;
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;                // 16-byte activation vectors per lane per chunk
@@ -214,38 +313,16 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     const int tid = static_cast<int>(threadIdx.x), w = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int b = static_cast<int>(blockIdx.x), ctas = static_cast<int>(gridDim.x);
-    auto tiles_of = [&](int mtiles, int& t0) {
-        t0 = static_cast<int>(static_cast<long long>(mtiles) * b / ctas);
-        return static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas) - t0;
+    // The trace (chain_tuning::trace): per CTA a header (clock and ns at the start and the end), then k_trace_fields
+    // per phase.
+    unsigned long long* const my_trace = trace != nullptr ? trace + static_cast<std::size_t>(b) * (count + 1) * k_trace_fields : nullptr;
+    auto stamp = [&](int p, int field) {
+        if (my_trace != nullptr) my_trace[(p + 1) * k_trace_fields + field] = trace_clock();
     };
+    if (my_trace != nullptr && tid == 0) my_trace[0] = trace_clock(), my_trace[1] = trace_ns();
 
     if (w == k_consumer_warps) {
-        // The producer warp: lane k (< 16) fills consumer warp k's ring, every linear phase's slots in order, each slot
-        // up to KPS k-blocks of one tile of warp k's run (chunks, then their records: two copies).
-        if (lane >= k_consumer_warps) return;
-        const int k = lane;
-        std::uint32_t i = 0;  // ring k's slot index
-        for (int p = 0; p < count; ++p) {
-            const chain_phase& e = table[p];
-            if (e.attention != 0) continue;
-            int t0 = 0;
-            const int ntl = tiles_of(e.mtiles, t0), tiles = e.paired != 0 ? 2 * ntl : ntl;
-            const int kb0 = kslice0(e.kblocks, k), nkb = kslice0(e.kblocks, k + 1) - kb0;
-            for (int tl = 0; tl < tiles && nkb > 0; ++tl) {
-                int lt = 0;
-                const chain_part& pt = e.part[part_index(e, t0, ntl, tl, lt)];
-                // warp k's run of the part for mtile lt: chunks (mtiles * kb0 + lt * nkb) * CPB .., records .. (v3's)
-                const std::size_t first = static_cast<std::size_t>(pt.mtiles) * kb0 + static_cast<std::size_t>(lt) * nkb;
-                for (int kb = 0; kb < nkb; kb += KPS, ++i) {
-                    const int n = min(KPS, nkb - kb);
-                    const std::uint32_t cbytes = static_cast<std::uint32_t>(n * CPB) * chunk_bytes, rbytes = static_cast<std::uint32_t>(n) * k_record_bytes;
-                    std::uint64_t* bar = rings.produce(k, i, cbytes + rbytes);
-                    unsigned char* slot = rings.slot(k, i);
-                    bulk_copy_to_shared(slot, pt.qweight + (first + kb) * CPB * CV, cbytes, bar);
-                    bulk_copy_to_shared(slot + chunks_bytes, pt.meta + (first + kb) * 8, rbytes, bar);
-                }
-            }
-        }
+        if (lane < k_consumer_warps) produce_slots<Bits>(rings, table, count, lane, producer, my_trace);
         return;
     }
 
@@ -260,24 +337,34 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         // The input: written by other CTAs in the phases before. The hint says when it probably is; the words say when
         // it is (load_written), so nothing here needs a fence.
         if (p > 0) grid_hint_among<1, k_consumers>(counter, ++hints * static_cast<unsigned>(ctas));
+        if (tid == 0) stamp(p, k_trace_hint);
         if (e.attention != 0) {
             if (w < k_attention_threads / 32) attention_phase(e, tid, reinterpret_cast<float*>(xs));
+            if (tid == 0) stamp(p, k_trace_stored);
             continue;
         }
         int t0 = 0;
-        const int ntl = tiles_of(e.mtiles, t0), tiles = e.paired != 0 ? 2 * ntl : ntl;
-        if (ntl == 0) continue;  // no mtiles of this phase here (and so no slots)
+        const int ntl = cta_tiles(e.mtiles, b, ctas, t0), tiles = e.paired != 0 ? 2 * ntl : ntl;
+        if (ntl == 0) {  // no mtiles of this phase here (and so no slots)
+            if (tid == 0) stamp(p, k_trace_stored);
+            continue;
+        }
         for (int j = tid; j < e.kblocks * 8; j += k_consumers) xsum[j] = 0.0f;
         for (int j = tid; j < tiles * k_consumer_warps * static_cast<int>(k_a_tile_cols); j += k_consumers) red[j] = 0.0f;
         consumers_sync();
         stage_input(e, tid, xs, xsum, warp_sums, norm_w0);
         consumers_sync();
+        if (tid == 0) stamp(p, k_trace_staged);
 
         // v3's main loop (gptq_gemm_a.cu, a_gemm_kernel's consume) at one row, per tile of the CTA: the warp's k-blocks
         // of its slice in order, its chunks and records read from its own ring's slots instead of v3's register ring.
         const int kb0 = kslice0(e.kblocks, w), nkb = kslice0(e.kblocks, w + 1) - kb0;
         const __half* xbase = xs + static_cast<std::size_t>(kb0) * k_block_rows + t * (CR / 4);
         const float* sbase = xsum + kb0 * 8 + 2 * t;
+        if (my_trace != nullptr && tid == 0 && nkb > 0) {  // (the wait again in the loop returns at once)
+            (void)rings.acquire(w, i);
+            stamp(p, k_trace_first_slot);
+        }
         for (int tl = 0; tl < tiles && nkb > 0; ++tl) {
             const __half* xp = xbase;
             const float* sp = sbase;
@@ -314,12 +401,14 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
                 park[g + 8] = out[2];
             }
         }
+        if (tid == 0) stamp(p, k_trace_warp0_done);
         // The residual's word of this thread's outputs (ntl * 8 <= 48 threads have one pair each), requested before
         // the barrier so that its round trip overlaps the slowest warp's last chunks (written phases ago).
         const bool outputs = tid < ntl * 8;
         std::uint32_t prior = 0;
         if (outputs && e.residual != 0) prior = load_written(e.res + ((t0 + tid / 8) * static_cast<int>(k_a_tile_cols) + 2 * (tid % 8)) / 2);
         consumers_sync();
+        if (tid == 0) stamp(p, k_trace_loop_done);
         // v3's epilogue: the 16 warps' partials of an output added in warp order, rounded to fp16 (plus the residual,
         // as forward_residual adds it; paired: the SwiGLU product of the gate's and the up's, as v3's gate/up kernel
         // forms it); here two adjacent outputs per thread, stored once as one word.
@@ -350,9 +439,11 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
             store_once(e.part[pi].y + (lt * static_cast<int>(k_a_tile_cols) + col) / 2, written_word(word));
         }
         consumers_sync();  // the partials and x are rewritten by the next phase
+        if (tid == 0) stamp(p, k_trace_stored);
     }
+    if (my_trace != nullptr && tid == 0) my_trace[2] = trace_clock(), my_trace[3] = trace_ns();
 #else
-    (void)table, (void)count, (void)max_kb, (void)counter;
+    (void)table, (void)count, (void)max_kb, (void)counter, (void)producer, (void)trace;
     __trap();
 #endif
 }
@@ -429,7 +520,8 @@ void upload_table(const std::vector<chain_phase>& phases, void* scratch, cudaStr
 }
 
 /// The outputs re-armed (write_once.cuh), the counter zeroed, the cooperative launch.
-void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t output_words, void* scratch, cudaStream_t stream) {
+void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t output_words, void* scratch, cudaStream_t stream,
+                   const chain_tuning& tuning) {
     auto* counter = static_cast<unsigned*>(scratch);
     QB_CUDA_CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned), stream));
     QB_CUDA_CHECK(cudaMemsetAsync(outputs, 0xff, output_words * 4, stream));
@@ -438,7 +530,7 @@ void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t o
     const auto* table = reinterpret_cast<const chain_phase*>(static_cast<const unsigned char*>(scratch) + k_table_offset);
     a_with_bits(plan.bits, [&](auto b) {
         launch_kernel(gptq_chain_kernel<decltype(b)::value>, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_chain_threads), plan.smem, o,
-                      table, plan.linears, plan.max_kblocks, counter);
+                      table, plan.linears, plan.max_kblocks, counter, tuning.producer, tuning.trace);
     });
 }
 
@@ -513,8 +605,8 @@ void upload_gptq_chain(const chain_plan& plan, const std::vector<chain_linear>& 
     upload_table(phases, scratch, stream);
 }
 
-void enqueue_gptq_chain(const chain_plan& plan, std::uint32_t* y, void* scratch, cudaStream_t stream) {
-    launch_phases(plan, y, plan.y_words, scratch, stream);
+void enqueue_gptq_chain(const chain_plan& plan, std::uint32_t* y, void* scratch, cudaStream_t stream, const chain_tuning& tuning) {
+    launch_phases(plan, y, plan.y_words, scratch, stream, tuning);
 }
 
 std::string gptq_stack_refusal(const stack_shape& s, const std::vector<stack_layer>& layers) {
@@ -590,8 +682,8 @@ gptq_decode_stack::gptq_decode_stack(device_context& context, const stack_shape&
     upload_table(list.phases, m_scratch.get(), context.stream());
 }
 
-void gptq_decode_stack::enqueue(cudaStream_t stream) {
-    launch_phases(m_plan, m_acts.as<std::uint32_t>(), m_plan.y_words, m_scratch.get(), stream);
+void gptq_decode_stack::enqueue(cudaStream_t stream, const chain_tuning& tuning) {
+    launch_phases(m_plan, m_acts.as<std::uint32_t>(), m_plan.y_words, m_scratch.get(), stream, tuning);
 }
 
 }  // namespace qbench::gptq

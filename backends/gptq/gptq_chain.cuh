@@ -68,6 +68,39 @@ struct chain_plan {
     std::size_t scratch_bytes = 0;
 };
 
+/// How the producer warp's 16 lanes fill their rings (chain_tuning::producer).
+enum chain_producer : int {
+    /// Each lane waits (mbarrier try_wait) for its ring's next free slot. The lanes' waits reconverge, so in effect each
+    /// slot is issued once the slowest ring has freed one.
+    k_producer_blocking = 0,
+    /// The 16 lanes poll together (mbarrier test_wait) and each issues whenever its own ring has a free slot.
+    k_producer_polling = 1,
+};
+
+/// The trace's fields per (CTA, phase), SM clock cycles (clock64) at: the hint passed, the input staged, every warp's
+/// k-slice done (after the barrier before the epilogue), the outputs stored; the producer's lane 0 issuing its first
+/// and its last slot of the phase; consumer warp 0's first slot acquired and its k-slice done. An attention phase, or
+/// one with no mtiles on the CTA, has only the hint and the stored stamp. Before a CTA's phases its header: the clock
+/// and %globaltimer (ns) at the start, then at the end.
+enum chain_trace_field : int {
+    k_trace_hint = 0,
+    k_trace_staged,
+    k_trace_loop_done,
+    k_trace_stored,
+    k_trace_producer_first,
+    k_trace_producer_last,
+    k_trace_first_slot,
+    k_trace_warp0_done,
+    k_trace_fields
+};
+
+/// Switches for measurement (bench_gptq's BM_gptq_chain / BM_gptq_stack); the executor runs the defaults.
+struct chain_tuning {
+    int producer = k_producer_blocking;
+    /// When set, ctas * (phases + 1) * k_trace_fields words the launch fills (every field it stamps; others untouched).
+    unsigned long long* trace = nullptr;
+};
+
 /// Checks the chain against the kernel's limits (throws qbench::error naming the linear) and sizes its grid for this
 /// device.
 chain_plan plan_gptq_chain(const std::vector<chain_linear>& linears, int bits = 4);
@@ -80,7 +113,8 @@ void upload_gptq_chain(const chain_plan& plan, const std::vector<chain_linear>& 
 
 /// Enqueues one run of the uploaded chain on `stream`: y re-armed (set unwritten), the hint counter zeroed, the
 /// cooperative launch. Capturable in a CUDA graph.
-void enqueue_gptq_chain(const chain_plan& plan, std::uint32_t* y, void* scratch, cudaStream_t stream);
+void enqueue_gptq_chain(const chain_plan& plan, std::uint32_t* y, void* scratch, cudaStream_t stream,
+                        const chain_tuning& tuning = {});
 
 /// One Llama layer's linears and what the stack's phases read besides them.
 struct stack_layer {
@@ -115,7 +149,8 @@ public:
     gptq_decode_stack(device_context& context, const stack_shape& shape, const std::vector<stack_layer>& layers);
     /// One run on `stream`: the write-once buffers re-armed, the counter zeroed, the launch. shape.x in, shape.x out.
     /// Capturable in a CUDA graph.
-    void enqueue(cudaStream_t stream);
+    void enqueue(cudaStream_t stream, const chain_tuning& tuning = {});
+    const chain_plan& plan() const { return m_plan; }
 
 private:
     chain_plan m_plan;

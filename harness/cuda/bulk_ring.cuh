@@ -86,6 +86,24 @@ __device__ __forceinline__ void mbarrier_wait(std::uint64_t* bar, std::uint32_t 
 #endif
 }
 
+/// Whether the phase of parity `parity` has completed, without waiting (acquire when it has): for a thread that serves
+/// several barriers and must not block on one of them while another is ready.
+__device__ __forceinline__ bool mbarrier_test(std::uint64_t* bar, std::uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    std::uint32_t done = 0;
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(shared_address(bar)), "r"(parity)
+        : "memory");
+    return done != 0;
+#else
+    (void)bar, (void)parity;
+    __trap();
+    return false;
+#endif
+}
+
 /// `bytes` (a multiple of 16; both addresses 16-byte aligned) from global memory into this CTA's shared memory by the
 /// bulk copy engine; their arrival counts towards `bar`'s expected transaction bytes. Streaming data: the copy asks
 /// L2 to evict the lines first (evict_first), as ld.global.cs does for register loads.
@@ -198,6 +216,16 @@ struct warp_rings {
         const int s = w * Slots + static_cast<int>(i % Slots);
         const std::uint32_t round = i / Slots;
         if (round > 0) mbarrier_wait(&empty[s], (round - 1) & 1);
+        mbarrier_arrive_expect_tx(&full[s], bytes);
+        return &full[s];
+    }
+    /// The same without waiting: the barrier when the slot is free (its bytes announced), else nullptr and nothing done.
+    /// Why: one thread serving several rings would otherwise wait on one ring while another has a free slot (and
+    /// lanes of one warp that wait in turn reconverge, so each waits for the slowest ring).
+    __device__ std::uint64_t* try_produce(int w, std::uint32_t i, std::uint32_t bytes) const {
+        const int s = w * Slots + static_cast<int>(i % Slots);
+        const std::uint32_t round = i / Slots;
+        if (round > 0 && !mbarrier_test(&empty[s], (round - 1) & 1)) return nullptr;
         mbarrier_arrive_expect_tx(&full[s], bytes);
         return &full[s];
     }

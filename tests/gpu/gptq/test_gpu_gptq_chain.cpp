@@ -80,8 +80,15 @@ std::int64_t chain_mismatches(const std::vector<std::int64_t>& widths, std::uint
     std::int64_t bad = 0;
     REQUIRE(plan.y_words * 2 == static_cast<std::size_t>(outputs));
     upload_gptq_chain(plan, links, x0.as<const std::uint32_t>(), y_chain.as<std::uint32_t>(), scratch.get(), ctx.stream());
+    // Launch 0 as the executor runs it; launch 1 with the polling producer and the trace (measurement switches: the
+    // same bits, and a trace whose stamps are in order).
+    const std::size_t trace_words = static_cast<std::size_t>(plan.ctas) * (plan.linears + 1) * k_trace_fields;
+    device_buffer trace = ctx.allocate(trace_words * 8, "chain trace");
+    QB_CUDA_CHECK(cudaMemsetAsync(trace.get(), 0, trace.size(), ctx.stream()));
     for (int launch = 0; launch < 2; ++launch) {
-        enqueue_gptq_chain(plan, y_chain.as<std::uint32_t>(), scratch.get(), ctx.stream());
+        chain_tuning tuning;
+        if (launch == 1) tuning.producer = k_producer_polling, tuning.trace = trace.as<unsigned long long>();
+        enqueue_gptq_chain(plan, y_chain.as<std::uint32_t>(), scratch.get(), ctx.stream(), tuning);
         const __half* x = x0.as<const __half>();
         std::int64_t at = 0;
         for (const device_v3_linear& l : linears) {
@@ -97,6 +104,23 @@ std::int64_t chain_mismatches(const std::vector<std::int64_t>& widths, std::uint
         INFO("launch " << launch);
         CHECK(std::count(got.begin(), got.end(), std::uint16_t{0xffff}) == 0);  // every output written
     }
+    const auto t = download<unsigned long long>(trace.get(), trace_words);
+    std::int64_t out_of_order = 0;
+    for (int b = 0; b < plan.ctas; ++b) {
+        const unsigned long long* h = t.data() + static_cast<std::size_t>(b) * (plan.linears + 1) * k_trace_fields;
+        out_of_order += !(h[0] < h[2] && h[1] < h[3]);  // the header: clock and ns, start before end
+        unsigned long long last = h[0];
+        for (int p = 0; p < plan.linears; ++p) {
+            const unsigned long long* f = h + (p + 1) * k_trace_fields;
+            out_of_order += !(last <= f[k_trace_hint] && f[k_trace_hint] <= f[k_trace_stored]);
+            if (f[k_trace_staged] != 0)
+                out_of_order += !(f[k_trace_hint] <= f[k_trace_staged] && f[k_trace_staged] <= f[k_trace_loop_done] &&
+                                  f[k_trace_loop_done] <= f[k_trace_stored]);
+            last = f[k_trace_stored];
+        }
+        out_of_order += !(last <= h[2]);
+    }
+    CHECK(out_of_order == 0);
     return bad;
 }
 

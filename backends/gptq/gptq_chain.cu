@@ -7,6 +7,7 @@
 #include "cuda/attention_block.cuh"
 #include "cuda/bulk_ring.cuh"
 #include "cuda/cuda_check.cuh"
+#include "cuda/l2_prefetch.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
@@ -252,12 +253,21 @@ struct slot_walk {
 /// its walk's registers do not weigh on the consumers' main loop.
 template <int Bits>
 __device__ __noinline__ void produce_slots(const typename ring_of<Bits>::type& rings, const chain_phase* table, int count,
-                                           int lane, int producer, unsigned long long* my_trace) {
+                                           int lane, int producer, int l2_ahead, unsigned long long* my_trace) {
     constexpr int CPB = a_chunks_per_block(Bits), CV = a_chunk_words(Bits) / 4;
     slot_walk<Bits> walk{table, count, lane, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x)};
     walk.next_phase();
+    slot_walk<Bits> ahead = walk;  // chain_tuning::l2_ahead slots on: what each issue asks L2 for
+    for (int j = 0; j < l2_ahead && ahead.valid(); ++j) ahead.advance();
     std::uint32_t i = 0;  // ring k's slot index
     auto issue = [&](std::uint64_t* bar) {
+        if (l2_ahead > 0 && ahead.valid()) {
+            const chain_part* part = nullptr;
+            const std::size_t at = ahead.first(part);
+            prefetch_l2(part->qweight + at * CPB * CV, ahead.chunk_bytes());
+            prefetch_l2(part->meta + at * 8, ahead.record_bytes());
+            ahead.advance();
+        }
         if (my_trace != nullptr && lane == 0) {
             unsigned long long* at = my_trace + (walk.p + 1) * k_trace_fields;
             if (walk.phase_start()) at[k_trace_producer_first] = trace_clock();
@@ -293,7 +303,7 @@ __device__ __noinline__ void produce_slots(const typename ring_of<Bits>::type& r
 /// (fp32); an attention phase uses the region as its own shared memory.
 template <int Bits>
 __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const chain_phase* table, int count, int max_kb,
-                                                                        unsigned* counter, int producer,
+                                                                        unsigned* counter, int producer, int l2_ahead,
                                                                         unsigned long long* trace) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     using rings_t = typename ring_of<Bits>::type;
@@ -322,7 +332,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     if (my_trace != nullptr && tid == 0) my_trace[0] = trace_clock(), my_trace[1] = trace_ns();
 
     if (w == k_consumer_warps) {
-        if (lane < k_consumer_warps) produce_slots<Bits>(rings, table, count, lane, producer, my_trace);
+        if (lane < k_consumer_warps) produce_slots<Bits>(rings, table, count, lane, producer, l2_ahead, my_trace);
         return;
     }
 
@@ -443,7 +453,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     }
     if (my_trace != nullptr && tid == 0) my_trace[2] = trace_clock(), my_trace[3] = trace_ns();
 #else
-    (void)table, (void)count, (void)max_kb, (void)counter, (void)producer, (void)trace;
+    (void)table, (void)count, (void)max_kb, (void)counter, (void)producer, (void)l2_ahead, (void)trace;
     __trap();
 #endif
 }
@@ -530,7 +540,7 @@ void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t o
     const auto* table = reinterpret_cast<const chain_phase*>(static_cast<const unsigned char*>(scratch) + k_table_offset);
     a_with_bits(plan.bits, [&](auto b) {
         launch_kernel(gptq_chain_kernel<decltype(b)::value>, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_chain_threads), plan.smem, o,
-                      table, plan.linears, plan.max_kblocks, counter, tuning.producer, tuning.trace);
+                      table, plan.linears, plan.max_kblocks, counter, tuning.producer, tuning.l2_ahead, tuning.trace);
     });
 }
 

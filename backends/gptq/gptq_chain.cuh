@@ -97,6 +97,9 @@ enum chain_trace_field : int {
 /// Switches for measurement (bench_gptq's BM_gptq_chain / BM_gptq_stack); the executor runs the defaults.
 struct chain_tuning {
     int producer = k_producer_blocking;
+    /// When > 0, each slot the producer issues also asks L2 (cp.async.bulk.prefetch.L2) for the slot that many further
+    /// on in its ring's walk, so that the stream runs ahead of the rings across phase boundaries.
+    int l2_ahead = 0;
     /// When set, ctas * (phases + 1) * k_trace_fields words the launch fills (every field it stamps; others untouched).
     unsigned long long* trace = nullptr;
 };

@@ -16,7 +16,7 @@
 
 namespace qbench::gptq::test {
 
-/// Runs `launch(tuning)` once with a trace buffer and prints, per class of phase (class_of(p)), in microseconds (SM
+/// Runs `launch(tuning)` once with a trace buffer (tuning's other switches as given) and prints, per class of phase (class_of(p)), in microseconds (SM
 /// cycles converted by the clock rate the headers give):
 /// - span: a CTA's time from the previous phase's stored stamp to this one's (mean over CTAs), the phase's cost;
 /// - wait: from the previous phase stored to this one's hint passed (the grid hint: the slowest CTA, the sync);
@@ -26,12 +26,10 @@ namespace qbench::gptq::test {
 /// - issue: lane 0's first to last slot of the phase.
 /// Linear-phase columns average over the CTAs that own mtiles of the phase.
 inline void print_chain_trace(device_context& ctx, int ctas, int phases, const std::function<std::string(int)>& class_of,
-                              const std::function<void(const chain_tuning&)>& launch, int producer) {
+                              const std::function<void(const chain_tuning&)>& launch, chain_tuning tuning) {
     const std::size_t words = static_cast<std::size_t>(ctas) * (phases + 1) * k_trace_fields;
     device_buffer buf = ctx.allocate(words * 8, "chain trace");
     QB_CUDA_CHECK(cudaMemsetAsync(buf.get(), 0, buf.size(), ctx.stream()));
-    chain_tuning tuning;
-    tuning.producer = producer;
     tuning.trace = buf.as<unsigned long long>();
     launch(tuning);
     QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
@@ -79,8 +77,8 @@ inline void print_chain_trace(device_context& ctx, int ctas, int phases, const s
         }
         s.loop_max += loop_max;
     }
-    std::printf("chain trace (producer %d, %d CTAs, %d phases, %.0f MHz): us per phase, mean over phases and CTAs\n", producer,
-                ctas, phases, per_us);
+    std::printf("chain trace (producer %d, L2 look-ahead %d, %d CTAs, %d phases, %.0f MHz): us per phase, mean over phases and CTAs\n",
+                tuning.producer, tuning.l2_ahead, ctas, phases, per_us);
     std::printf("| phase | n | span | wait | stage | slot0 | loop | loop max | w0 | epi | lead | issue |\n");
     std::printf("| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n");
     double total = 0;

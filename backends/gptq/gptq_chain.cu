@@ -253,21 +253,12 @@ struct slot_walk {
 /// its walk's registers do not weigh on the consumers' main loop.
 template <int Bits>
 __device__ __noinline__ void produce_slots(const typename ring_of<Bits>::type& rings, const chain_phase* table, int count,
-                                           int lane, int producer, int l2_ahead, unsigned long long* my_trace) {
+                                           int lane, int producer, unsigned long long* my_trace) {
     constexpr int CPB = a_chunks_per_block(Bits), CV = a_chunk_words(Bits) / 4;
     slot_walk<Bits> walk{table, count, lane, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x)};
     walk.next_phase();
-    slot_walk<Bits> ahead = walk;  // chain_tuning::l2_ahead slots on: what each issue asks L2 for
-    for (int j = 0; j < l2_ahead && ahead.valid(); ++j) ahead.advance();
     std::uint32_t i = 0;  // ring k's slot index
     auto issue = [&](std::uint64_t* bar) {
-        if (l2_ahead > 0 && ahead.valid()) {
-            const chain_part* part = nullptr;
-            const std::size_t at = ahead.first(part);
-            prefetch_l2(part->qweight + at * CPB * CV, ahead.chunk_bytes());
-            prefetch_l2(part->meta + at * 8, ahead.record_bytes());
-            ahead.advance();
-        }
         if (my_trace != nullptr && lane == 0) {
             unsigned long long* at = my_trace + (walk.p + 1) * k_trace_fields;
             if (walk.phase_start()) at[k_trace_producer_first] = trace_clock();
@@ -298,13 +289,34 @@ __device__ __noinline__ void produce_slots(const typename ring_of<Bits>::type& r
     }
 }
 
+/// Asks L2 for the key and value rows an attention phase will read on this CTA: positions [0, pos) of each head it
+/// owns (the phase appends pos itself). Why: those rows lie in DRAM, and the phase reads them on 8 warps with few loads
+/// in flight while every other CTA streams weights, so each round trip is a loaded DRAM latency: the 7B stack's
+/// attention took ~17 us a layer on the H100 (the trace, PERF_NOTES.md, seventeenth session). Called by the phase
+/// before (q/k/v), before its hint: the rows arrive while q/k/v streams. One line (half a row) per thread and round.
+__device__ __noinline__ void prefetch_attention_rows(const chain_phase& a, int tid, int b, int ctas) {
+    constexpr int D = k_attention_head_dim;
+    constexpr int lines_per_row = D * 2 / 128;
+    const int pos = *a.pos;
+    for (int h = 0; h < a.heads; ++h) {
+        if (head_owner(h, a.heads, ctas) != b) continue;
+        const int g = h / (a.heads / a.kv_heads);
+        for (int j = tid; j < pos * 2 * lines_per_row; j += k_consumers) {
+            const int p = j / (2 * lines_per_row), line = j % (2 * lines_per_row);
+            const __half* cache = line < lines_per_row ? a.k_cache : a.v_cache;
+            const std::int64_t slot = a.slot_table[p];
+            prefetch_l2_line(cache + ((slot * a.max_len + p) * a.kv_heads + g) * D + (line % lines_per_row) * 64);
+        }
+    }
+}
+
 /// Dynamic shared memory: the warps' rings, then the linear phases' region: the input x [max_kb * 128] (fp16), its
 /// sums [k-block][8 rows] (fp32; rows past the first stay zero), the partial outputs [mtile of the CTA][warp][16]
 /// (fp32); an attention phase uses the region as its own shared memory.
 template <int Bits>
 __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const chain_phase* table, int count, int max_kb,
-                                                                        unsigned* counter, int producer, int l2_ahead,
-                                                                        unsigned long long* trace) {
+                                                                        unsigned* counter, int producer,
+                                                                        int prefetch_attention, unsigned long long* trace) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     using rings_t = typename ring_of<Bits>::type;
     constexpr std::uint32_t chunks_bytes = ring_of<Bits>::chunks_bytes;
@@ -332,7 +344,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     if (my_trace != nullptr && tid == 0) my_trace[0] = trace_clock(), my_trace[1] = trace_ns();
 
     if (w == k_consumer_warps) {
-        if (lane < k_consumer_warps) produce_slots<Bits>(rings, table, count, lane, producer, l2_ahead, my_trace);
+        if (lane < k_consumer_warps) produce_slots<Bits>(rings, table, count, lane, producer, my_trace);
         return;
     }
 
@@ -344,6 +356,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         uint4 norm_w0 = make_uint4(0u, 0u, 0u, 0u);
         if (e.input == k_input_norm && tid < e.kblocks * static_cast<int>(k_block_rows) / 8)
             norm_w0 = reinterpret_cast<const uint4*>(e.norm_weight)[tid];
+        if (prefetch_attention != 0 && p + 1 < count && table[p + 1].attention != 0) prefetch_attention_rows(table[p + 1], tid, b, ctas);
         // The input: written by other CTAs in the phases before. The hint says when it probably is; the words say when
         // it is (load_written), so nothing here needs a fence.
         if (p > 0) grid_hint_among<1, k_consumers>(counter, ++hints * static_cast<unsigned>(ctas));
@@ -453,7 +466,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     }
     if (my_trace != nullptr && tid == 0) my_trace[2] = trace_clock(), my_trace[3] = trace_ns();
 #else
-    (void)table, (void)count, (void)max_kb, (void)counter, (void)producer, (void)l2_ahead, (void)trace;
+    (void)table, (void)count, (void)max_kb, (void)counter, (void)producer, (void)prefetch_attention, (void)trace;
     __trap();
 #endif
 }
@@ -540,7 +553,7 @@ void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t o
     const auto* table = reinterpret_cast<const chain_phase*>(static_cast<const unsigned char*>(scratch) + k_table_offset);
     a_with_bits(plan.bits, [&](auto b) {
         launch_kernel(gptq_chain_kernel<decltype(b)::value>, dim3(static_cast<unsigned>(plan.ctas)), dim3(k_chain_threads), plan.smem, o,
-                      table, plan.linears, plan.max_kblocks, counter, tuning.producer, tuning.l2_ahead, tuning.trace);
+                      table, plan.linears, plan.max_kblocks, counter, tuning.producer, tuning.prefetch_attention ? 1 : 0, tuning.trace);
     });
 }
 

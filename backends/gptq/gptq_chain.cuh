@@ -94,12 +94,13 @@ enum chain_trace_field : int {
     k_trace_fields
 };
 
-/// Switches for measurement (bench_gptq's BM_gptq_chain / BM_gptq_stack); the executor runs the defaults.
+/// Switches for measurement (bench_gptq's BM_gptq_chain / BM_gptq_stack); the executor runs the defaults. (An L2
+/// look-ahead, each slot issued also asking L2 for the slot three further on, measured 4-11% slower at every width:
+/// PERF_NOTES.md, seventeenth session; removed.)
 struct chain_tuning {
-    int producer = k_producer_blocking;
-    /// When > 0, each slot the producer issues also asks L2 (cp.async.bulk.prefetch.L2) for the slot that many further
-    /// on in its ring's walk, so that the stream runs ahead of the rings across phase boundaries.
-    int l2_ahead = 0;
+    int producer = k_producer_polling;
+    /// The phase before an attention phase asks L2 for the key and value rows the attention will read (prefetch.L2).
+    bool prefetch_attention = true;
     /// When set, ctas * (phases + 1) * k_trace_fields words the launch fills (every field it stamps; others untouched).
     unsigned long long* trace = nullptr;
 };

@@ -10,6 +10,16 @@
 namespace qbench {
 
 #if defined(__CUDACC__)
+/// The same for the one L2 line holding `p`, as an ordinary instruction (prefetch.global.L2): for scattered rows, a
+/// thread each, where a bulk prefetch would need one request per row.
+__device__ __forceinline__ void prefetch_l2_line(const void* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+    (void)p;
+#endif
+}
+
 __device__ __forceinline__ void prefetch_l2(const void* p, unsigned bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");

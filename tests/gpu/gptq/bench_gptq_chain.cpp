@@ -29,7 +29,7 @@ namespace {
 /// twice), so 32 layers stream the step's 4-bit weight bytes in 224 linears. Weights are fill patterns (timing only).
 /// Arg 0: kernel v3 per linear (PDL, one graph), as the executor launches it; 1: the persistent chain (one
 /// cooperative launch, the weights through bulk-copy rings, the phases synchronised by write-once activations). Arg 1:
-/// the chain's producer (chain_producer); arg 2: its L2 look-ahead in slots (chain_tuning::l2_ahead).
+/// the chain's producer (chain_producer).
 void BM_gptq_chain(benchmark::State& state) {
     env& e = the_env();
     if (e.ctx.properties().major < 9) {
@@ -38,7 +38,6 @@ void BM_gptq_chain(benchmark::State& state) {
     }
     const bool persistent = state.range(0) != 0;
     const int producer = static_cast<int>(state.range(1));
-    const int l2_ahead = static_cast<int>(state.range(2));
     struct chain_weights {
         std::vector<device_buffer> buffers;
         std::vector<chain_linear> links;
@@ -84,7 +83,7 @@ void BM_gptq_chain(benchmark::State& state) {
     const auto body = [&](cudaStream_t st) {
         if (persistent) {
             chain_tuning tuning;
-            tuning.producer = producer, tuning.l2_ahead = l2_ahead;
+            tuning.producer = producer;
             enqueue_gptq_chain(plan, y.as<std::uint32_t>(), scratch.get(), st, tuning);
             return;
         }
@@ -122,15 +121,15 @@ void BM_gptq_chain(benchmark::State& state) {
         };
         print_chain_trace(e.ctx, plan.ctas, plan.linears, class_of, [&](const chain_tuning& tuning) {
             enqueue_gptq_chain(plan, y.as<std::uint32_t>(), scratch.get(), e.ctx.stream(), tuning);
-        }, chain_tuning{producer, l2_ahead, nullptr});
+        }, chain_tuning{producer, true, nullptr});
     }
 }
 
 /// A decode step's layer stack at Llama-7B's shapes (32 layers, hidden 4096, 32 heads of 128, intermediate 11008) as
 /// one persistent grid, at one width, from fill patterns (timing only): the caches hold `context` positions, the row
 /// attends at position context - 1 (MiniGPT-4's image and prompt plus the answer so far: ~100 to ~200). The input x is
-/// restored before every step (a copy node), so values stay where the patterns put them. Args: bits, producer, L2
-/// look-ahead in slots.
+/// restored before every step (a copy node), so values stay where the patterns put them. Args: bits, producer, whether
+/// the attention rows are prefetched (chain_tuning).
 void BM_gptq_stack(benchmark::State& state) {
     env& e = the_env();
     if (e.ctx.properties().major < 9) {
@@ -139,7 +138,7 @@ void BM_gptq_stack(benchmark::State& state) {
     }
     const int bits = static_cast<int>(state.range(0));
     const int producer = static_cast<int>(state.range(1));
-    const int l2_ahead = static_cast<int>(state.range(2));
+    const bool prefetch_attention = state.range(2) != 0;
     constexpr int hidden = 4096, inter = 11008, heads = 32, head_dim = 128, layers = 32;
     constexpr std::int64_t max_len = 256, context = 160;
     std::vector<device_buffer> keep;
@@ -195,7 +194,7 @@ void BM_gptq_stack(benchmark::State& state) {
         QB_CUDA_CHECK(cudaMemcpyAsync(shape.x, x0, hidden * 2, cudaMemcpyDeviceToDevice, st));
         stack.enqueue(st, tuning);
     };
-    const chain_tuning tuning{producer, l2_ahead, nullptr};
+    const chain_tuning tuning{producer, prefetch_attention, nullptr};
     double t = 0;
     for (auto _ : state) {
         t = time_graph(e.ctx, [&](cudaStream_t st) { run(st, tuning); }, 1);
@@ -214,9 +213,9 @@ void BM_gptq_stack(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_gptq_chain)->Args({0, 0, 0})->Args({1, 0, 0})->Args({1, 1, 0})->Args({1, 1, 3})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_gptq_chain)->Args({0, 0})->Args({1, 0})->Args({1, 1})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_gptq_stack)
-    ->ArgsProduct({{4, 2, 8, 3}, {0, 1}, {0, 3}})
+    ->ArgsProduct({{4, 2, 8, 3}, {1}, {1, 0}})
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);

@@ -77,8 +77,8 @@ inline void print_chain_trace(device_context& ctx, int ctas, int phases, const s
         }
         s.loop_max += loop_max;
     }
-    std::printf("chain trace (producer %d, L2 look-ahead %d, %d CTAs, %d phases, %.0f MHz): us per phase, mean over phases and CTAs\n",
-                tuning.producer, tuning.l2_ahead, ctas, phases, per_us);
+    std::printf("chain trace (producer %d, attention rows prefetched %d, %d CTAs, %d phases, %.0f MHz): us per phase, mean over phases and CTAs\n",
+                tuning.producer, tuning.prefetch_attention ? 1 : 0, ctas, phases, per_us);
     std::printf("| phase | n | span | wait | stage | slot0 | loop | loop max | w0 | epi | lead | issue |\n");
     std::printf("| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n");
     double total = 0;

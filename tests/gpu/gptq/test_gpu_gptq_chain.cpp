@@ -80,14 +80,14 @@ std::int64_t chain_mismatches(const std::vector<std::int64_t>& widths, std::uint
     std::int64_t bad = 0;
     REQUIRE(plan.y_words * 2 == static_cast<std::size_t>(outputs));
     upload_gptq_chain(plan, links, x0.as<const std::uint32_t>(), y_chain.as<std::uint32_t>(), scratch.get(), ctx.stream());
-    // Launch 0 as the executor runs it; launch 1 with the polling producer and the trace (measurement switches: the
+    // Launch 0 as the executor runs it; launch 1 with the blocking producer and the trace (measurement switches: the
     // same bits, and a trace whose stamps are in order).
     const std::size_t trace_words = static_cast<std::size_t>(plan.ctas) * (plan.linears + 1) * k_trace_fields;
     device_buffer trace = ctx.allocate(trace_words * 8, "chain trace");
     QB_CUDA_CHECK(cudaMemsetAsync(trace.get(), 0, trace.size(), ctx.stream()));
     for (int launch = 0; launch < 2; ++launch) {
         chain_tuning tuning;
-        if (launch == 1) tuning.producer = k_producer_polling, tuning.trace = trace.as<unsigned long long>();
+        if (launch == 1) tuning.producer = k_producer_blocking, tuning.trace = trace.as<unsigned long long>();
         enqueue_gptq_chain(plan, y_chain.as<std::uint32_t>(), scratch.get(), ctx.stream(), tuning);
         const __half* x = x0.as<const __half>();
         std::int64_t at = 0;

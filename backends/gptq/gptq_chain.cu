@@ -65,12 +65,16 @@ struct chain_phase {
     int attention = 0;  // 0: linears (parts), 1: attention
     int input = k_input_plain;
     int mtiles = 0, kblocks = 0, residual = 0, paired = 0;
+    /// A linear phase before an attention phase: asks L2 for the rows that attention will read (the fields below, the
+    /// attention phase's; prefetch_attention_rows), read from this entry so that no CTA loads the next one early.
+    int prefetch_rows = 0;
     chain_part part[3];
     const std::uint32_t* x = nullptr;  // plain: the input; norm: the residual stream
     const __half* norm_weight = nullptr;
     double eps = 0;
     const std::uint32_t* res = nullptr;  // residual: the outputs are fp16(res + fp16(sum)), as forward_residual's
-    // attention: the q, k and v rows the phase before wrote, the output row, and the decode state
+    // attention: the q, k and v rows the phase before wrote, the output row, and the decode state (prefetch_rows:
+    // the caches, pos, slot_table, max_len, heads and kv_heads of the attention phase after)
     const std::uint32_t* q = nullptr;
     const std::uint32_t* k = nullptr;
     const std::uint32_t* v = nullptr;
@@ -290,10 +294,11 @@ __device__ __noinline__ void produce_slots(const typename ring_of<Bits>::type& r
 }
 
 /// Asks L2 for the key and value rows an attention phase will read on this CTA: positions [0, pos) of each head it
-/// owns (the phase appends pos itself). Why: those rows lie in DRAM, and the phase reads them on 8 warps with few loads
-/// in flight while every other CTA streams weights, so each round trip is a loaded DRAM latency: the 7B stack's
-/// attention took ~17 us a layer on the H100 (the trace, PERF_NOTES.md, seventeenth session). Called by the phase
-/// before (q/k/v), before its hint: the rows arrive while q/k/v streams. One line (half a row) per thread and round.
+/// owns (the phase appends pos itself); `a` carries the attention phase's decode state (chain_phase::prefetch_rows).
+/// Why: those rows lie in DRAM, and the phase reads them on 8 warps with few loads in flight while every other CTA
+/// streams weights, so each round trip is a loaded DRAM latency: the 7B stack's attention took ~17 us a layer on the
+/// H100 (the trace, PERF_NOTES.md, seventeenth session). Called by the phase before (q/k/v), before its hint, on the
+/// 32 CTAs that own a head: the rows arrive while q/k/v streams. One line (half a row) per thread and round.
 __device__ __noinline__ void prefetch_attention_rows(const chain_phase& a, int tid, int b, int ctas) {
     constexpr int D = k_attention_head_dim;
     constexpr int lines_per_row = D * 2 / 128;
@@ -356,7 +361,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         uint4 norm_w0 = make_uint4(0u, 0u, 0u, 0u);
         if (e.input == k_input_norm && tid < e.kblocks * static_cast<int>(k_block_rows) / 8)
             norm_w0 = reinterpret_cast<const uint4*>(e.norm_weight)[tid];
-        if (prefetch_attention != 0 && p + 1 < count && table[p + 1].attention != 0) prefetch_attention_rows(table[p + 1], tid, b, ctas);
+        if (prefetch_attention != 0 && e.prefetch_rows != 0) prefetch_attention_rows(e, tid, b, ctas);
         // The input: written by other CTAs in the phases before. The hint says when it probably is; the words say when
         // it is (load_written), so nothing here needs a fence.
         if (p > 0) grid_hint_among<1, k_consumers>(counter, ++hints * static_cast<unsigned>(ctas));
@@ -681,6 +686,9 @@ gptq_decode_stack::gptq_decode_stack(device_context& context, const stack_shape&
 
         chain_phase qkv = linear_phase({{L.q, q}, {L.k, k}, {L.v, v}});
         qkv.input = k_input_norm, qkv.x = stream_in, qkv.norm_weight = L.input_norm, qkv.eps = s.eps;
+        qkv.prefetch_rows = 1;  // the attention's rows (below), asked of L2 while q/k/v streams
+        qkv.k_cache = L.k_cache, qkv.v_cache = L.v_cache, qkv.pos = s.pos, qkv.slot_table = s.slot_table;
+        qkv.max_len = s.max_len, qkv.heads = s.heads, qkv.kv_heads = s.kv_heads;
         chain_phase att;
         att.attention = 1;
         att.q = q, att.k = k, att.v = v, att.out = attn;

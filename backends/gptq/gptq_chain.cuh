@@ -26,7 +26,10 @@
 /// ahead across the phases (attention included), bounded by the ring only. The consumers, per phase: the relaxed grid
 /// hint, the input staged with load_written into shared memory (normed there, with its sums per k-block), v3's decode
 /// and mma per chunk, v3's epilogue, the outputs stored once each (store_once of fp16 pairs). An attention
-/// phase runs on the first 8 warps of the CTAs that own a head.
+/// phase runs on the first 8 warps of the CTAs that own a head; in the q/k/v phase before it, those CTAs ask L2 for
+/// the key and value rows it will read (chain_tuning::prefetch_attention).
+/// The producer lanes poll their rings together (chain_tuning::producer), and a launch can stamp where each phase's
+/// time goes (chain_tuning::trace, read by bench_gptq's chain_trace.hpp).
 /// (The first form shared each ring stage among the 16 warps, 32 copies of 512 and 64 bytes a stage: bit-identical, but
 /// the copies, not the bytes, set its time; PERF_NOTES.md, sixteenth session.)
 ///

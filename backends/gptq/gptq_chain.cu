@@ -1,6 +1,7 @@
 // The persistent GPTQ chain and decode stack (gptq_chain.cuh): v3's arithmetic fed by a bulk-copy ring, the attention
 // kernel's code as a phase, phases synchronised by write-once activations.
 #include "backends/gptq/gptq_chain.cuh"
+#include "backends/gptq/gptq_chain_table.cuh"
 
 #include "backends/gptq/gptq_a_layout.hpp"
 #include "backends/gptq/gptq_a_ops.cuh"
@@ -30,7 +31,6 @@ constexpr int k_consumer_warps = k_a_kslices;       // one k-slice per consumer 
 constexpr int k_consumers = k_consumer_warps * 32;  // the threads of the named barrier 1 and of the hint
 constexpr int k_chain_threads = k_consumers + 32;   // and the producer warp
 constexpr int k_attention_threads = 256;            // the attention kernel's CTA (attention.cu): the same bits
-constexpr int k_attention_head_dim = 128;           // the unrolled instance the stack runs
 constexpr std::uint32_t k_record_bytes = k_a_record_words * 4;  // 64: an (mtile, k-block) record
 
 /// The rings of a width: one per consumer warp (warp_rings), fed by lane w of the producer warp. A slot holds up to
@@ -45,48 +45,6 @@ struct ring_of {
     static constexpr std::uint32_t slot_bytes = chunks_bytes + kps * k_record_bytes;
     static constexpr int slots = Bits == 3 ? 3 : 2;
     using type = warp_rings<k_consumer_warps, slots, slot_bytes>;
-};
-
-enum : int { k_input_plain = 0, k_input_norm = 1 };
-
-/// One linear of a phase: its mtiles are the phase's [tile0, tile0 + mtiles).
-struct chain_part {
-    const uint4* qweight = nullptr;
-    const uint2* meta = nullptr;
-    std::uint32_t* y = nullptr;  // output words
-    int mtiles = 0;
-    int tile0 = INT_MAX;  // INT_MAX: no such part
-};
-
-/// One phase as the kernel reads it (the table in the scratch). A paired phase (gate and up): part 0 and part 1 have
-/// the same mtiles, a CTA owns the same mtiles of both (mtiles counts them once) and stores the SwiGLU product of each
-/// pair into part 0's y, as v3's gate/up kernel does (each product formed once, by the CTA that owns it).
-struct chain_phase {
-    int attention = 0;  // 0: linears (parts), 1: attention
-    int input = k_input_plain;
-    int mtiles = 0, kblocks = 0, residual = 0, paired = 0;
-    /// A linear phase before an attention phase: asks L2 for the rows that attention will read (the fields below, the
-    /// attention phase's; prefetch_attention_rows), read from this entry so that no CTA loads the next one early.
-    int prefetch_rows = 0;
-    chain_part part[3];
-    const std::uint32_t* x = nullptr;  // plain: the input; norm: the residual stream
-    const __half* norm_weight = nullptr;
-    double eps = 0;
-    const std::uint32_t* res = nullptr;  // residual: the outputs are fp16(res + fp16(sum)), as forward_residual's
-    // attention: the q, k and v rows the phase before wrote, the output row, and the decode state (prefetch_rows:
-    // the caches, pos, slot_table, max_len, heads and kv_heads of the attention phase after)
-    const std::uint32_t* q = nullptr;
-    const std::uint32_t* k = nullptr;
-    const std::uint32_t* v = nullptr;
-    std::uint32_t* out = nullptr;
-    __half* k_cache = nullptr;
-    __half* v_cache = nullptr;
-    const float* inv_freq = nullptr;
-    const std::int32_t* pos = nullptr;
-    const std::int32_t* slot_table = nullptr;
-    long long max_len = 0;
-    int heads = 0, kv_heads = 0;
-    float scale = 0;
 };
 
 constexpr std::size_t k_table_offset = 256;  // in the scratch: the hint counter, then the table
@@ -121,6 +79,11 @@ __device__ __forceinline__ unsigned long long trace_ns() {
     unsigned long long t = 0;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
+}
+
+/// A CTA's trace entry of phase p (its header is entry -1).
+__device__ __forceinline__ unsigned long long* trace_entry(unsigned long long* cta_trace, int p) {
+    return cta_trace + static_cast<std::size_t>(p + 1) * k_trace_fields;
 }
 
 /// The CTA's tile tl of a phase (of its ntl mtiles from t0; paired: 2 ntl tiles, the gate's then the up's): which part,
@@ -264,7 +227,7 @@ __device__ __noinline__ void produce_slots(const typename ring_of<Bits>::type& r
     std::uint32_t i = 0;  // ring k's slot index
     auto issue = [&](std::uint64_t* bar) {
         if (my_trace != nullptr && lane == 0) {
-            unsigned long long* at = my_trace + (walk.p + 1) * k_trace_fields;
+            unsigned long long* at = trace_entry(my_trace, walk.p);
             if (walk.phase_start()) at[k_trace_producer_first] = trace_clock();
             at[k_trace_producer_last] = trace_clock();
         }
@@ -344,7 +307,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     // per phase.
     unsigned long long* const my_trace = trace != nullptr ? trace + static_cast<std::size_t>(b) * (count + 1) * k_trace_fields : nullptr;
     auto stamp = [&](int p, int field) {
-        if (my_trace != nullptr) my_trace[(p + 1) * k_trace_fields + field] = trace_clock();
+        if (my_trace != nullptr) trace_entry(my_trace, p)[field] = trace_clock();
     };
     if (my_trace != nullptr && tid == 0) my_trace[0] = trace_clock(), my_trace[1] = trace_ns();
 
@@ -495,23 +458,16 @@ std::size_t ring_bytes(int bits) {
     return bytes;
 }
 
-/// The host's view of a phase list: the phases, the words of every output the launch writes (re-armed before it), and
-/// what sizes the grid.
-struct phase_list {
-    std::vector<chain_phase> phases;
-    int max_kblocks = 0;
-    int max_mtiles = 0;         // of unpaired phases
-    int max_paired_mtiles = 0;  // of paired ones (a CTA takes twice its share of these)
-    std::int64_t max_len = 0;  // the attention phases' context (0: none)
-};
-
 std::size_t attention_bytes(std::int64_t max_len) {
     if (max_len <= 0) return 0;
     return ((attention_smem_floats(k_attention_threads, k_attention_head_dim, max_len) + 3) / 4 * 4 + 32) * sizeof(float) +
            4 * k_attention_head_dim * sizeof(__half);
 }
 
-/// Sizes the grid for a phase list on this device (throws qbench::error when it cannot run).
+}  // namespace
+
+// The phase table's host side (gptq_chain_table.cuh), shared with the decode stack's builder (gptq_decode_stack.cu).
+
 chain_plan plan_phases(const phase_list& list, int bits) {
     if (!a_with_bits(bits, [](auto) {})) throw error("gptq chain: " + std::to_string(bits) + "-bit layers have no persistent kernel");
     chain_plan plan;
@@ -547,7 +503,6 @@ void upload_table(const std::vector<chain_phase>& phases, void* scratch, cudaStr
     QB_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host table must outlive the copy
 }
 
-/// The outputs re-armed (write_once.cuh), the counter zeroed, the cooperative launch.
 void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t output_words, void* scratch, cudaStream_t stream,
                    const chain_tuning& tuning) {
     auto* counter = static_cast<unsigned*>(scratch);
@@ -562,7 +517,6 @@ void launch_phases(const chain_plan& plan, std::uint32_t* outputs, std::size_t o
     });
 }
 
-/// A phase of linears reading one input (their outputs at ys).
 chain_phase linear_phase(std::initializer_list<std::pair<chain_linear, std::uint32_t*>> parts) {
     chain_phase e;
     int i = 0;
@@ -576,7 +530,6 @@ chain_phase linear_phase(std::initializer_list<std::pair<chain_linear, std::uint
     return e;
 }
 
-/// Why a linear cannot be a part of a phase (empty: it can), worded to follow the linear's name.
 std::string linear_refusal(const chain_linear& l) {
     if (l.qweight == nullptr || l.meta == nullptr) return " has no weights";
     if (l.n <= 0 || l.n % static_cast<int>(k_a_tile_cols) != 0) return ": n = " + std::to_string(l.n) + " is not a multiple of 16";
@@ -586,14 +539,16 @@ std::string linear_refusal(const chain_linear& l) {
     return {};
 }
 
-void check_linear(const chain_linear& l, const std::string& which) {
-    if (const std::string why = linear_refusal(l); !why.empty()) throw error(which + why);
-}
-
 void note_sizes(phase_list& list, const chain_phase& e) {
     list.max_kblocks = std::max(list.max_kblocks, e.kblocks);
     int& most = e.paired != 0 ? list.max_paired_mtiles : list.max_mtiles;
     most = std::max(most, e.mtiles);
+}
+
+namespace {
+
+void check_linear(const chain_linear& l, const std::string& which) {
+    if (const std::string why = linear_refusal(l); !why.empty()) throw error(which + why);
 }
 
 }  // namespace
@@ -635,86 +590,6 @@ void upload_gptq_chain(const chain_plan& plan, const std::vector<chain_linear>& 
 
 void enqueue_gptq_chain(const chain_plan& plan, std::uint32_t* y, void* scratch, cudaStream_t stream, const chain_tuning& tuning) {
     launch_phases(plan, y, plan.y_words, scratch, stream, tuning);
-}
-
-std::string gptq_stack_refusal(const stack_shape& s, const std::vector<stack_layer>& layers) {
-    if (layers.empty()) return "no layers";
-    if (!a_with_bits(s.bits, [](auto) {})) return std::to_string(s.bits) + "-bit layers";
-    if (s.head_dim != k_attention_head_dim) return "head_dim " + std::to_string(s.head_dim) + " (the stack's attention is compiled for 128)";
-    if (s.kv_heads <= 0 || s.heads % s.kv_heads != 0) return "heads not grouped evenly";
-    if (s.hidden % static_cast<int>(k_block_rows) != 0 || s.hidden / 8 > 32 * 32)
-        return "hidden size " + std::to_string(s.hidden) + " (the folded norm needs a multiple of 128, at most 8192)";
-    for (const stack_layer& l : layers) {
-        for (const chain_linear* c : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
-            if (!linear_refusal(*c).empty())
-                return "a linear outside the v3 layout's whole k-blocks and mtiles";
-        if (l.gate.n != l.up.n || l.q.n != s.heads * s.head_dim || l.k.n != s.kv_heads * s.head_dim || l.v.n != l.k.n ||
-            l.o.n != s.hidden || l.down.n != s.hidden)
-            return "linears whose shapes are not a Llama layer's";
-    }
-    return {};
-}
-
-gptq_decode_stack::gptq_decode_stack(device_context& context, const stack_shape& s, const std::vector<stack_layer>& layers) {
-    if (const std::string why = gptq_stack_refusal(s, layers); !why.empty()) throw unsupported_error("gptq decode stack: " + why);
-    const int H = s.hidden;
-    // The write-once buffers of each layer (words): q | k | v, the attention output, the stream after o, the SwiGLU
-    // product, and (but for the last layer, which writes x itself) the stream after down.
-    std::size_t words = 0;
-    std::vector<std::size_t> at;
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-        const stack_layer& L = layers[l];
-        at.push_back(words);
-        words += static_cast<std::size_t>(L.q.n + L.k.n + L.v.n + H + H + L.gate.n) / 2;
-        if (l + 1 < layers.size()) words += static_cast<std::size_t>(H) / 2;
-    }
-    m_acts = context.allocate(words * 4, "gptq decode stack activations");
-    auto* acts = m_acts.as<std::uint32_t>();
-    auto* x = reinterpret_cast<std::uint32_t*>(s.x);
-    phase_list list;
-    list.max_len = s.max_len;
-    const std::uint32_t* stream_in = x;
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-        const stack_layer& L = layers[l];
-        std::uint32_t* q = acts + at[l];
-        std::uint32_t* k = q + L.q.n / 2;
-        std::uint32_t* v = k + L.k.n / 2;
-        std::uint32_t* attn = v + L.v.n / 2;
-        std::uint32_t* xa = attn + H / 2;
-        std::uint32_t* act = xa + H / 2;
-        std::uint32_t* stream_out = l + 1 < layers.size() ? act + L.gate.n / 2 : x;
-
-        chain_phase qkv = linear_phase({{L.q, q}, {L.k, k}, {L.v, v}});
-        qkv.input = k_input_norm, qkv.x = stream_in, qkv.norm_weight = L.input_norm, qkv.eps = s.eps;
-        qkv.prefetch_rows = 1;  // the attention's rows (below), asked of L2 while q/k/v streams
-        qkv.k_cache = L.k_cache, qkv.v_cache = L.v_cache, qkv.pos = s.pos, qkv.slot_table = s.slot_table;
-        qkv.max_len = s.max_len, qkv.heads = s.heads, qkv.kv_heads = s.kv_heads;
-        chain_phase att;
-        att.attention = 1;
-        att.q = q, att.k = k, att.v = v, att.out = attn;
-        att.k_cache = L.k_cache, att.v_cache = L.v_cache, att.inv_freq = s.inv_freq, att.pos = s.pos, att.slot_table = s.slot_table;
-        att.max_len = s.max_len, att.heads = s.heads, att.kv_heads = s.kv_heads, att.scale = s.scale;
-        chain_phase o = linear_phase({{L.o, xa}});
-        o.x = attn, o.residual = 1, o.res = stream_in;
-        chain_phase gu = linear_phase({{L.gate, act}, {L.up, nullptr}});
-        gu.paired = 1, gu.mtiles = L.gate.n / static_cast<int>(k_a_tile_cols);
-        gu.input = k_input_norm, gu.x = xa, gu.norm_weight = L.post_norm, gu.eps = s.eps;
-        chain_phase down = linear_phase({{L.down, stream_out}});
-        down.x = act, down.residual = 1, down.res = xa;
-        for (const chain_phase& e : {qkv, att, o, gu, down}) {
-            list.phases.push_back(e);
-            if (e.attention == 0) note_sizes(list, e);
-        }
-        stream_in = stream_out;
-    }
-    m_plan = plan_phases(list, s.bits);
-    m_plan.y_words = words;
-    m_scratch = context.allocate(m_plan.scratch_bytes, "gptq decode stack table");
-    upload_table(list.phases, m_scratch.get(), context.stream());
-}
-
-void gptq_decode_stack::enqueue(cudaStream_t stream, const chain_tuning& tuning) {
-    launch_phases(m_plan, m_acts.as<std::uint32_t>(), m_plan.y_words, m_scratch.get(), stream, tuning);
 }
 
 }  // namespace qbench::gptq

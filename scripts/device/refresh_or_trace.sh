@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call, whichever card comes: builds qbench, bench_gptq and the stack's test, then
+# - on an H200: first qbench on a matrix of the launched (default) kernels, to refresh the H200 figures the issues
+#   name (default configs/gptq-widths-quick.yaml: fp16 and GPTQ 2/3/4/8-bit at beam 1), then the stack's check;
+# - on any other card: the stack's check first (test_gpu_gptq_stack, bit for bit against the launched layers), the
+#   stack's trace (BM_gptq_stack with its switches), then the same matrix with the stack on (QBENCH_DECODE_STACK=1).
+# Logs and results under $OUT: build.log, tests.log, bench-trace.txt, the results files and reports, reference logs.
+#
+#   device run: carry [".device-deps"], command: bash scripts/device/refresh_or_trace.sh
+# QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml), QBENCH_TRACE_FILTER (default
+# 'BM_gptq_stack/(4|2|8)/1/': polling producer, attention prefetch on and off), QBENCH_CHECK_SECONDS (default 570).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 1
+out=${OUT:-$root/out}
+mkdir -p "$out"
+deadline=$(( $(date +%s) + ${QBENCH_CHECK_SECONDS:-570} ))
+if ! bash scripts/device/build_on_device.sh qbench bench_gptq test_gpu_gptq_stack > "$out/build.log" 2>&1; then
+  tail -n 40 "$out/build.log"; echo "refresh_or_trace.sh: the build failed" >&2; exit 1
+fi
+grep '^build_on_device' "$out/build.log"
+export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+bin=$root/.device-bundle-built/bin
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -d '\r')
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+matrix=${QBENCH_REFRESH_MATRIX:-configs/gptq-widths-quick.yaml}
+left() { echo $(( deadline - $(date +%s) - ${1:-0} )); }
+
+run_matrix() {  # stack switch (0 or 1), seconds
+  [ "$2" -gt 90 ] || { echo "no time left for $matrix (stack $1)"; return; }
+  QBENCH_DECODE_STACK=$1 QBENCH_BUNDLE=.device-bundle-built QBENCH_CALL_SECONDS=$2 \
+    bash scripts/device/reference_run.sh "$matrix" > "$out/reference-stack$1.log" 2>&1
+  grep '^|' "$out/reference-stack$1.log" | tail -n 8
+}
+stack_test() {
+  local t; t=$(left 10); [ "$t" -gt 150 ] && t=150
+  [ "$t" -gt 20 ] || { echo "test_gpu_gptq_stack: no time left"; return; }
+  timeout "$t" "$bin/test_gpu_gptq_stack" > "$out/tests.log" 2>&1
+  echo "test_gpu_gptq_stack: exit $? $(tail -n 2 "$out/tests.log" | tr '\n' ' ')"
+}
+stack_trace() {
+  local t; t=$(left 10); [ "$t" -gt 90 ] && t=90
+  [ "$t" -gt 20 ] || { echo "bench_gptq: no time left"; return; }
+  timeout "$t" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="${QBENCH_TRACE_FILTER:-BM_gptq_stack/(4|2|8)/1/}" \
+    > "$out/bench-trace.txt" 2>&1
+  echo "bench_gptq: exit $?"
+  grep -E '^BM_' "$out/bench-trace.txt" | awk '{print $1, $2, $NF}' | cut -c1-100
+  grep -E '^\| (q/k/v|attention|o|gate/up|down) ' "$out/bench-trace.txt" | head -n 30
+}
+
+if [[ "$gpu" == *H200* ]]; then
+  run_matrix 0 "$(left 200)"
+  stack_test
+  stack_trace
+else
+  stack_test
+  stack_trace
+  run_matrix 1 "$(left 15)"
+fi

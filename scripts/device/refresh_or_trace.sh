@@ -7,8 +7,9 @@
 # Logs and results under $OUT: build.log, tests.log, bench-trace.txt, the results files and reports, reference logs.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/refresh_or_trace.sh
-# QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml), QBENCH_TRACE_FILTER (default
-# 'BM_gptq_stack/(4|2|8)/1/': polling producer, attention prefetch on and off), QBENCH_CHECK_SECONDS (default 570).
+# QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml), QBENCH_TRACE_FILTER (default: v3 per linear at batch
+# 1 from DRAM and from L2 at 4 and 8 bits, then the stack with its attention prefetch on and off at 4, 2 and 8 bits),
+# QBENCH_CHECK_SECONDS (default 570).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
@@ -39,12 +40,12 @@ stack_test() {
   echo "test_gpu_gptq_stack: exit $? $(tail -n 2 "$out/tests.log" | tr '\n' ' ')"
 }
 stack_trace() {
-  local t; t=$(left 10); [ "$t" -gt 90 ] && t=90
+  local t; t=$(left 10); [ "$t" -gt 150 ] && t=150
   [ "$t" -gt 20 ] || { echo "bench_gptq: no time left"; return; }
-  timeout "$t" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="${QBENCH_TRACE_FILTER:-BM_gptq_stack/(4|2|8)/1/}" \
+  timeout "$t" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="${QBENCH_TRACE_FILTER:-BM_gptq_linear(_l2)?/[012]/1/[48]/|BM_gptq_stack/(4|2|8)/1/}" \
     > "$out/bench-trace.txt" 2>&1
   echo "bench_gptq: exit $?"
-  grep -E '^BM_' "$out/bench-trace.txt" | awk '{print $1, $2, $NF}' | cut -c1-100
+  grep -E '^BM_' "$out/bench-trace.txt" | cut -c1-200
   grep -E '^\| (q/k/v|attention|o|gate/up|down) ' "$out/bench-trace.txt" | head -n 30
 }
 

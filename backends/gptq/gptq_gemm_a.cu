@@ -14,6 +14,8 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace qbench::gptq {
 
@@ -117,6 +119,24 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
 
 /// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
 /// make the compiler copy the whole array to local memory.
+/// Thread 0's stamp of a trace field (a_args::trace; measurement only). The address is formed here, not kept live.
+/// Single CTAs only: in the paired kernels the stamps cost 4 bytes more of spills, so those are never stamped (trace
+/// 2 and 3 bits with QBENCH_GPTQ_PAIR=0).
+template <int Pairs>
+__device__ __forceinline__ void trace_stamp(const a_args& a, int field) {
+    if constexpr (Pairs != 1) return;
+    if (a.trace == nullptr || threadIdx.x != 0) return;
+    unsigned long long* at = a.trace + static_cast<std::size_t>(blockIdx.x) * k_a_trace_fields;
+    unsigned long long t = 0;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    at[field] = t;
+    if (field == a_trace_entry) {
+        unsigned sm = 0;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        at[a_trace_sm] = sm;
+    }
+}
+
 template <class F>
 __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
     return mi == 0 ? f(a.m[0]) : mi == 1 ? f(a.m[1]) : f(a.m[2]);
@@ -143,6 +163,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
     // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32 (paired:
     // [mtile][half][warp][row][16], so that a warp's slot follows from its warp index in the CTA as unpaired).
+    trace_stamp<Pairs>(a, a_trace_entry);
     extern __shared__ uint4 smem[];
     const int kpad = a.kblocks * static_cast<int>(k_block_rows);
     const int xstride = a_x_stride(a.kblocks);
@@ -266,6 +287,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
 
     pdl_wait();  // x and y belong to the previous kernels
     pdl_trigger();
+    trace_stamp<Pairs>(a, a_trace_waited);
 
     // The activations into shared memory and their sums per (row, k-block) (the zero correction's sum_k x): a
     // (row, k-block) is 16 vectors = 16 consecutive threads of a half-warp (kpad/8 is a multiple of 16), which add
@@ -319,6 +341,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
         else rounds(std::integral_constant<int, 1>{});
     }
     __syncthreads();
+    trace_stamp<Pairs>(a, a_trace_staged);
 
     // The lane's B column is batch row g, rows p .. of each chunk; the pointers return to the slice start at each
     // mtile. A lane whose column g is past the batch reads row 0 instead: mma column g only reaches outputs of column g,
@@ -416,6 +439,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
         if (ohalf == 0) asm volatile("bar.sync 1, %0;" ::"n"(k_a_threads) : "memory");
         else asm volatile("bar.sync 2, %0;" ::"n"(k_a_threads) : "memory");
     }
+    trace_stamp<Pairs>(a, a_trace_loop_done);
     // The 16 warps' partials of an output, added in warp order whatever the launch (bit-identical outputs).
     auto output_sum = [&](int tile, int r, int col) {
         float s = 0.0f;
@@ -442,6 +466,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
             out = a.residual_add ? rms_residual_add(i == otid ? prior : out, sum) : sum;
         }
     }
+    trace_stamp<Pairs>(a, a_trace_end);
 }
 
 /// One thread per (mtile, chunk, lane): gathers the lane's codes from AutoGPTQ's stream (a_gather_lane).
@@ -563,6 +588,29 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
     return reinterpret_cast<const void*>(k);
 }
 
+namespace {
+/// The open launch trace (a_trace_open): the stamps, their room, and the launches stamped so far.
+struct a_trace_state {
+    unsigned long long* stamps = nullptr;
+    std::size_t capacity = 0, used = 0;
+    std::vector<a_trace_launch> launches;
+};
+a_trace_state& trace_state() {
+    static a_trace_state s;
+    return s;
+}
+}  // namespace
+
+void a_trace_open(unsigned long long* stamps, std::size_t capacity_ctas) {
+    trace_state() = a_trace_state{stamps, capacity_ctas, 0, {}};
+}
+
+std::vector<a_trace_launch> a_trace_close() {
+    std::vector<a_trace_launch> launches = std::move(trace_state().launches);
+    trace_state() = a_trace_state{};
+    return launches;
+}
+
 void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o) {
     const bool norm = args.norm_weight != nullptr;
     const a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, norm);
@@ -596,6 +644,13 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
     la.pair_spread = pairs == 2 && a_pair_spread_from_env();
     const std::size_t smem = a_smem_bytes(max_tiles, args.rows, args.kblocks, pairs);  // <= pairs * k_a_max_smem
     const int grid = (a_grid(mode, args) + pairs - 1) / pairs;
+    if (a_trace_state& tr = trace_state(); tr.stamps != nullptr && tr.used + grid <= tr.capacity) {
+        la.trace = tr.stamps + tr.used * k_a_trace_fields;
+        int mtiles = 0;
+        for (int i = 0; i < (mode == a_mode::swiglu ? 1 : members); ++i) mtiles += args.m[i].mtiles;
+        tr.launches.push_back(a_trace_launch{grid, mode, members, args.kblocks, mtiles, tr.used});
+        tr.used += static_cast<std::size_t>(grid);
+    }
     launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, false, true) : k, dim3(static_cast<unsigned>(grid)),
                   dim3(static_cast<unsigned>(k_a_threads * pairs)), smem, o, la);
 }

@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace qbench::gptq {
 
@@ -99,7 +100,33 @@ struct a_args {
     /// Measured on the H200: +35% per 7B step at 4 KB and at whole runs alike (PERF_NOTES.md, eleventh session).
     int l2_prefetch_bytes = 0;
     int red_floats = 0;  ///< set by launch_a_gemm: one half's partial outputs (floats)
+    /// Measurement only (bench_gptq's launch trace, a_trace_open): k_a_trace_fields stamps per CTA of this launch,
+    /// written by thread 0 (set by launch_a_gemm while a trace is open; null otherwise, and then nothing is stamped).
+    unsigned long long* trace = nullptr;
 };
+
+/// The launch trace's stamps per CTA (a_args::trace), in order: the GPU's nanosecond timer (%globaltimer, common to
+/// all SMs, so launches and CTAs compare) when thread 0 starts, when its PDL wait returns (the previous kernels are
+/// done), when x is staged (after the CTA barrier), when every warp's main loop is done (after the output barrier)
+/// and when thread 0's outputs are stored; then the SM the CTA ran on.
+enum a_trace_field : int { a_trace_entry, a_trace_waited, a_trace_staged, a_trace_loop_done, a_trace_end, a_trace_sm };
+inline constexpr int k_a_trace_fields = 6;
+
+/// What the trace knows of each launch it stamped, in launch order: its CTAs and what it computes.
+struct a_trace_launch {
+    int grid = 0;
+    a_mode mode = a_mode::group;
+    int members = 1;
+    int kblocks = 0;
+    int mtiles = 0;  ///< all members' together (swiglu: the gate's)
+    std::size_t first = 0;  ///< its first CTA's index in the stamps
+};
+/// Measurement only: while open, each v3 launch gets the next grid's worth of stamps (k_a_trace_fields per CTA) of
+/// `stamps` (device memory, room for `capacity_ctas` CTAs); a launch past the room is not stamped. Host state of this
+/// process; a graph captured while open keeps the addresses, so each replay stamps again. Not thread-safe: one bench.
+void a_trace_open(unsigned long long* stamps, std::size_t capacity_ctas);
+/// Closes the trace and returns the launches it stamped.
+std::vector<a_trace_launch> a_trace_close();
 
 /// When the v3 launches of a layer pair their CTAs (a_args::paired): never (QBENCH_GPTQ_PAIR=0), at batches of 2 rows
 /// and more (`beams`), always (`1`), or by width (unset or `auto`): at 2 and 3 bits always, at 4 bits from 4 rows,

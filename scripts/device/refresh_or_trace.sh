@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call, whichever card comes: builds qbench, bench_gptq and the stack's test, then
 # - on an H200: first qbench on a matrix of the launched (default) kernels, to refresh the H200 figures the issues
-#   name (default configs/gptq-widths-quick.yaml: fp16 and GPTQ 2/3/4/8-bit at beam 1), then the stack's check;
+#   name (default configs/gptq-widths-quick.yaml: fp16 and GPTQ 2/3/4/8-bit at beam 1), then the benchmarks and
+#   traces (below), then the stack's check;
 # - on any other card: the stack's check first (test_gpu_gptq_stack, bit for bit against the launched layers), the
-#   stack's trace (BM_gptq_stack with its switches), then the same matrix with the stack on (QBENCH_DECODE_STACK=1).
+#   benchmarks and traces (v3 from DRAM and from L2, the launched step's launch trace, the stack's phase trace), then
+#   the same matrix with the stack on (QBENCH_DECODE_STACK=1).
 # Logs and results under $OUT: build.log, tests.log, bench-trace.txt, the results files and reports, reference logs.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/refresh_or_trace.sh
 # QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml), QBENCH_TRACE_FILTER (default: v3 per linear at batch
-# 1 from DRAM and from L2 at 4 and 8 bits, then the stack with its attention prefetch on and off at 4, 2 and 8 bits),
+# 1 from DRAM and from L2 at 4 and 8 bits, the launched 7B step at 4 and 8 bits with its launch trace, then the stack
+# with its attention prefetch on and off at 4, 2 and 8 bits),
 # QBENCH_CHECK_SECONDS (default 570).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,19 +43,19 @@ stack_test() {
   echo "test_gpu_gptq_stack: exit $? $(tail -n 2 "$out/tests.log" | tr '\n' ' ')"
 }
 stack_trace() {
-  local t; t=$(left 10); [ "$t" -gt 150 ] && t=150
+  local t; t=$(left 10); [ "$t" -gt 220 ] && t=220
   [ "$t" -gt 20 ] || { echo "bench_gptq: no time left"; return; }
-  timeout "$t" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="${QBENCH_TRACE_FILTER:-BM_gptq_linear(_l2)?/[012]/1/[48]/|BM_gptq_stack/(4|2|8)/1/}" \
+  timeout "$t" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="${QBENCH_TRACE_FILTER:-BM_gptq_linear(_l2)?/[012]/1/[48]/|BM_decode_7b_fused/(4|8)/2/|BM_gptq_stack/(4|2|8)/1/}" \
     > "$out/bench-trace.txt" 2>&1
   echo "bench_gptq: exit $?"
   grep -E '^BM_' "$out/bench-trace.txt" | cut -c1-200
-  grep -E '^\| (q/k/v|attention|o|gate/up|down) ' "$out/bench-trace.txt" | head -n 30
+  grep -E '^\| (q/k/v|attention|o|gate/up|down) |^launch trace|^chain trace' "$out/bench-trace.txt" | head -n 60
 }
 
 if [[ "$gpu" == *H200* ]]; then
-  run_matrix 0 "$(left 200)"
-  stack_test
+  run_matrix 0 "$(left 230)"
   stack_trace
+  stack_test
 else
   stack_test
   stack_trace

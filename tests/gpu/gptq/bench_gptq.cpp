@@ -16,7 +16,8 @@
 //                    4 launches), args (bits, mode): mode 0 separate, 1 fused, 2 fused + the two RMSNorm kernels
 //                    per layer (residual adds included), 3 the norms folded (normed q/k/v and gate/up, o and down
 //                    adding into the residual: 4 launches), 4 only the residual adds folded (norm kernels kept);
-//                    tables at the end compare 0 with 1, 2 with 3 and 2 with 4.
+//                    tables at the end compare 0 with 1, 2 with 3 and 2 with 4; mode 2 at beam 1 also prints the
+//                    trace of its v3 launches (launch_trace.hpp: boundary, staging, loop, epilogue and tail per launch).
 //   BM_phase_stream  the memory side of a 7B step's linears without their arithmetic (phase_stream.cuh), args (bits,
 //                    schedule, norms, shape, work): one kernel per linear vs one persistent kernel with grid barriers
 //                    (with and without the next phase's loads in flight across the barrier) vs no boundaries at all,
@@ -29,6 +30,7 @@
 //                    per linear (arg 0) vs the persistent chain prototype (arg 1, gptq_chain.cuh).
 #include "bench_gptq_env.hpp"
 #include "gptq_gpu_test_util.hpp"
+#include "launch_trace.hpp"
 #include "phase_stream.cuh"
 #include "stream_pattern.cuh"
 
@@ -467,6 +469,11 @@ void BM_decode_7b_fused(benchmark::State& state) {
         };
         const double t = time_graph(e.ctx, body, 1, 30);
         g_decode_fused[{bits, mode, rows}] = {t, static_cast<double>(bytes)};
+        // The executor's configuration (fused, the norm kernels) at one row: where each v3 launch's time goes.
+        if (mode == 2 && rows == 1 && bits != 16) {
+            std::printf("\nBM_decode_7b_fused/%lld/2, beam 1: ", static_cast<long long>(bits));
+            print_launch_trace(e.ctx, body, t);
+        }
     }
     const auto& r = g_decode_fused[{bits, mode, 1}];
     for (auto _ : state) state.SetIterationTime(r.step_s);

@@ -26,8 +26,8 @@
 /// ahead across the phases (attention included), bounded by the ring only. The consumers, per phase: the relaxed grid
 /// hint, the input staged with load_written into shared memory (normed there, with its sums per k-block), v3's decode
 /// and mma per chunk, v3's epilogue, the outputs stored once each (store_once of fp16 pairs). An attention
-/// phase runs on the first 8 warps of the CTAs that own a head; in the q/k/v phase before it, those CTAs ask L2 for
-/// the key and value rows it will read (chain_tuning::prefetch_attention).
+/// phase runs on the first 8 warps of the CTAs that own a head; in the q/k/v phase before it, those CTAs can ask L2
+/// for the key and value rows it will read (chain_tuning::prefetch_attention, off: measured slower).
 /// The producer lanes poll their rings together (chain_tuning::producer), and a launch can stamp where each phase's
 /// time goes (chain_tuning::trace, read by bench_gptq's chain_trace.hpp).
 /// (The first form shared each ring stage among the 16 warps, 32 copies of 512 and 64 bytes a stage: bit-identical, but
@@ -103,7 +103,10 @@ enum chain_trace_field : int {
 struct chain_tuning {
     int producer = k_producer_polling;
     /// The phase before an attention phase asks L2 for the key and value rows the attention will read (prefetch.L2).
-    bool prefetch_attention = true;
+    /// Off: measured on the H100 it sped the attention up by ~3 us a layer but delayed the q/k/v phase's hint by ~8 us
+    /// (the owners of a head arrive late, reading the decode state and issuing the prefetches first), so the 4-bit
+    /// stack took 2.93 ms against 2.79 without it (PERF_NOTES.md, eighteenth session).
+    bool prefetch_attention = false;
     /// When set, ctas * (phases + 1) * k_trace_fields words the launch fills (every field it stamps; others untouched).
     unsigned long long* trace = nullptr;
 };

@@ -149,9 +149,7 @@ __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
 /// Pairs (2): a CTA of 1024 threads hosts two of these CTAs (logical CTAs 2 * blockIdx.x and 2 * blockIdx.x + 1, one
 /// per 16-warp half, each with its own partial sums and output barrier) that share one copy of the activations: half
 /// the L2 -> SM traffic of staging x per SM (gptq_gemm_a.cuh, a_args::paired).
-/// Slices: each warp stages its own k-slice of x only (a_x_copy::slices; single CTAs without the folded norm). A
-/// kernel of its own: in the others its code made ptxas spill (4-bit, at 64 registers).
-template <int Bits, bool NoAlloc, bool Swiglu, bool Norm, int Pairs, bool Slices = false>
+template <int Bits, bool NoAlloc, bool Swiglu, bool Norm, int Pairs>
 __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
@@ -161,7 +159,6 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     static_assert(k_a_warps == k_a_kslices, "one k-slice per warp");
     static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
     static_assert(Pairs == 1 || (Pairs == 2 && !Norm), "paired CTAs stage x as it is (no folded norm)");
-    static_assert(!Slices || (Pairs == 1 && !Norm), "warp slices: single CTAs, x as it is");
     constexpr int T = k_a_threads * Pairs;  // threads of the CTA (both halves): they stage x together
     // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
     // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32 (paired:
@@ -310,20 +307,6 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     };
     if constexpr (Norm) {
         stage_normed_x(a.x, a.ldx, a.rows, vecs, a.norm_weight, a.norm_eps, norm_w, xs, xstride, xsum, a.norm_probe);
-    } else if constexpr (Slices) {
-        // Each warp stages only its own k-slice of every row (all its main loop reads) and its k-blocks' sums, so it
-        // starts as soon as its own vectors are in, with no CTA barrier. Vector i of the warp's share is row i / nv,
-        // vector v0 + i % nv; 16 consecutive lanes hold one (row, k-block) (nv is whole k-blocks of 16 vectors), as
-        // sum_group16 asks. One vector per lane a round: at beam 1 a warp's share is 32 vectors at K = 4096 (one
-        // round) and 80-96 at K = 11008 (three).
-        const int v0 = kb0 * 16, nv = nkb * 16, share = a.rows * nv;
-        for (int i = lane; i - lane < share; i += 32) {
-            const bool valid = i < share;  // whole half-warps are valid or not (share is a multiple of 16)
-            const int r = valid ? i / nv : 0, v = valid ? v0 + i % nv : 0;
-            const uint4 u = valid ? *x_vec(r, v) : make_uint4(0u, 0u, 0u, 0u);
-            if (valid) *xs_vec(r, v) = u;
-            sum_group16(u, valid, r, v, xsum);
-        }
     } else if (a.x_copy == a_x_copy::async) {  // (the Norm kernels never get here)
         // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
         for (int i = tid; i < total; i += T) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
@@ -357,8 +340,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
         else if (a.x_copy == a_x_copy::pairs) rounds(std::integral_constant<int, 2>{});
         else rounds(std::integral_constant<int, 1>{});
     }
-    if constexpr (Slices) __syncwarp();
-    else __syncthreads();
+    __syncthreads();
     trace_stamp<Pairs>(a, a_trace_staged);
 
     // The lane's B column is batch row g, rows p .. of each chunk; the pointers return to the slice start at each
@@ -549,21 +531,20 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 
 using a_kernel_ptr = void (*)(a_args);
 template <bool Swiglu>
-a_kernel_ptr kernel_of(int bits, bool na, bool norm, bool paired, bool slices) {
+a_kernel_ptr kernel_of(int bits, bool na, bool norm, bool paired) {
     // The folded-norm kernels exist for the default load policy and single CTAs only (the caller declines the fold
-    // otherwise; launch_a_gemm never pairs a normed launch); the warp-slices kernels for single CTAs without it.
+    // otherwise; launch_a_gemm never pairs a normed launch).
     a_kernel_ptr k = nullptr;
     a_with_bits(bits, [&](auto b) {
         constexpr int B = decltype(b)::value;
-        if (norm) k = na || paired || slices ? nullptr : &a_gemm_kernel<B, false, Swiglu, true, 1>;
-        else if (paired) k = slices ? nullptr : na ? &a_gemm_kernel<B, true, Swiglu, false, 2> : &a_gemm_kernel<B, false, Swiglu, false, 2>;
-        else if (slices) k = na ? &a_gemm_kernel<B, true, Swiglu, false, 1, true> : &a_gemm_kernel<B, false, Swiglu, false, 1, true>;
+        if (norm) k = na || paired ? nullptr : &a_gemm_kernel<B, false, Swiglu, true, 1>;
+        else if (paired) k = na ? &a_gemm_kernel<B, true, Swiglu, false, 2> : &a_gemm_kernel<B, false, Swiglu, false, 2>;
         else k = na ? &a_gemm_kernel<B, true, Swiglu, false, 1> : &a_gemm_kernel<B, false, Swiglu, false, 1>;
     });
     return k;
 }
-a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm, bool paired = false, bool slices = false) {
-    return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm, paired, slices) : kernel_of<false>(bits, na, norm, paired, slices);
+a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm, bool paired = false) {
+    return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm, paired) : kernel_of<false>(bits, na, norm, paired);
 }
 }  // namespace
 
@@ -595,8 +576,7 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
                     for (bool nrm : {false, true})
                         for (int pairs : {1, 2})
-                            for (bool sl : {false, true})
-                            if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2, sl)) {
+                            if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2)) {
                                 QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                                    static_cast<int>(pairs * k_a_max_smem)));
                                 if (carveout >= 0)
@@ -671,10 +651,7 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
         tr.launches.push_back(a_trace_launch{grid, mode, members, args.kblocks, mtiles, tr.used});
         tr.used += static_cast<std::size_t>(grid);
     }
-    // Warp slices (a_x_copy::slices) where the launch is single and not normed; paired launches stage with quads.
-    const bool slices = pairs == 1 && !norm && args.x_copy == a_x_copy::slices;
-    launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, false, true) : slices ? kernel_of(bits, bypass_l1, mode, false, false, true) : k,
-                  dim3(static_cast<unsigned>(grid)),
+    launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, false, true) : k, dim3(static_cast<unsigned>(grid)),
                   dim3(static_cast<unsigned>(k_a_threads * pairs)), smem, o, la);
 }
 

@@ -64,10 +64,7 @@ enum class a_mode : int { group = 0, swiglu = 1 };
 /// flight at once (async; sm_80+, a plain copy before). Measured on the H100 (PERF_NOTES.md, seventh session), 7B step
 /// linears at beam 1 / 2 / 4, one call: plain 1.730 / 1.862 / 2.156 ms, pairs 1.713 / 1.787 / 2.022, async 1.762 /
 /// 2.104 / 2.502; another call, fused launches: pairs 1.610 / 1.692 / 1.911, quads 1.594 / 1.676 / 1.891.
-/// slices: each warp stages only its own k-slice of x (what its main loop reads) and starts without a CTA barrier;
-/// the launch trace put staging at 1.25-2.5 us of a launch on the H100 (PERF_NOTES.md, eighteenth session). Single
-/// CTAs only (paired launches take quads; the folded norm stages all of x). The same bits as the others.
-enum class a_x_copy : int { plain = 0, pairs = 1, async = 2, quads = 3, slices = 4 };
+enum class a_x_copy : int { plain = 0, pairs = 1, async = 2, quads = 3 };
 
 struct a_args {
     a_member m[k_a_max_members];
@@ -150,7 +147,7 @@ bool a_pair_spread_from_env();
 /// layer loads.
 int a_l2_prefetch_from_env();
 
-/// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async|slices (unset: quads).
+/// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();
 /// QBENCH_GPTQ_NORM_PROBE=0..3 (a_args::norm_probe; unset: 0), read when a layer loads. Measurement only.
 int a_norm_probe_from_env();

@@ -14,7 +14,6 @@ a_x_copy chosen_x_copy() {
     if (choice == "plain") return a_x_copy::plain;
     if (choice == "async") return a_x_copy::async;
     if (choice == "pairs") return a_x_copy::pairs;
-    if (choice == "slices") return a_x_copy::slices;
     return a_x_copy::quads;
 }
 

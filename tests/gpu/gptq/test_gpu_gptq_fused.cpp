@@ -138,20 +138,17 @@ void check_swiglu(device_context& ctx, device_linear& gate, device_linear& up, c
 /// Every test runs with the layers loaded for kernel v2 and for v3 (layers v3 cannot take, groups smaller than a
 /// k-block, load for v2 either way), most also for v3 with paired CTAs (`v3-paired`: QBENCH_GPTQ_PAIR=1) and for v3
 /// with the weights' L2 prefetch before the PDL wait (`v3-l2pre`: QBENCH_GPTQ_L2PRE=16, which covers every warp's run
-/// of these shapes, gate's and up's) and for v3 with each warp staging its own k-slice of x (`v3-slices`:
-/// QBENCH_GPTQ_XCOPY=slices).
+/// of these shapes, gate's and up's).
 struct kernel_under_test {
     explicit kernel_under_test(const std::string& name)
         : choice("QBENCH_GPTQ_KERNEL", name == "v2" ? "v2" : "v3"), pairing("QBENCH_GPTQ_PAIR", name == "v3-paired" ? "1" : "0"),
-          l2_prefetch("QBENCH_GPTQ_L2PRE", name == "v3-l2pre" ? "16" : "0"),
-          x_copy("QBENCH_GPTQ_XCOPY", name == "v3-slices" ? "slices" : "quads"), v3(name != "v2"), paired(name == "v3-paired"),
+          l2_prefetch("QBENCH_GPTQ_L2PRE", name == "v3-l2pre" ? "16" : "0"), v3(name != "v2"), paired(name == "v3-paired"),
           suffix(paired ? "-paired" : name == "v3-l2pre" ? "-l2pre16" : "") {
         std::printf("kernel %s\n", name.c_str());
     }
     env_choice choice;
     env_choice pairing;
     env_choice l2_prefetch;
-    env_choice x_copy;
     bool v3;
     bool paired;
     std::string suffix;  ///< what kernel_path appends for this kernel
@@ -194,7 +191,7 @@ TEST_CASE("forward_group equals the separate forwards bit for bit (Llama-7B q/k/
 }
 
 TEST_CASE("forward_group equals the separate forwards on every width and awkward shapes", "[gpu][gptq][fused]") {
-    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre", "v3-slices"));
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre"));
     device_context ctx;
     std::uint64_t seed = 200;
     const variant variants[] = {{128, false, "g128"}, {128, true, "g128-act"}, {32, true, "g32-act (per-slab)"}, {64, false, "g64 (per-slab)"}};
@@ -234,7 +231,7 @@ TEST_CASE("forward_group equals the separate forwards on every width and awkward
 }
 
 TEST_CASE("forward_group with a threshold above 8 runs chunks of 8 rows and stays bit-identical", "[gpu][gptq][fused]") {
-    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre", "v3-slices"));
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre"));
     device_context ctx;
     const auto q = member(512, 256, 4, 64, true, 300);
     std::vector<quantized_linear> qs = {q, member(512, 256, 4, 64, true, 301, &q), member(512, 72, 4, 64, true, 302, &q)};
@@ -247,7 +244,7 @@ TEST_CASE("forward_group with a threshold above 8 runs chunks of 8 rows and stay
 }
 
 TEST_CASE("forward_swiglu equals forward(gate), forward(up) and launch_swiglu bit for bit", "[gpu][gptq][fused]") {
-    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre", "v3-slices"));
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre"));
     device_context ctx;
     std::uint64_t seed = 400;
     for (std::int64_t bits : {4, 2, 3, 8}) {
@@ -467,7 +464,7 @@ TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the se
 }
 
 TEST_CASE("the fused calls can be captured in a CUDA graph and replay identically", "[gpu][gptq][fused][graph]") {
-    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre", "v3-slices"));
+    const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre"));
     device_context ctx;
     const auto q = member(4096, 4096, 4, 128, false, 700);
     const auto qkv = upload_all(ctx, {q, member(4096, 4096, 4, 128, false, 701), member(4096, 4096, 4, 128, false, 702)});

@@ -12,20 +12,22 @@
 # QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml), QBENCH_TRACE_FILTER (default: v3 per linear at batch
 # 1 from DRAM and from L2 at 4 and 8 bits, the launched 7B step at 4 and 8 bits with its launch trace, then the stack
 # with its attention prefetch on and off at 4, 2 and 8 bits),
-# QBENCH_CHECK_SECONDS (default 570).
+# QBENCH_CHECK_SECONDS (default 570), QBENCH_ONLY_H200=1 (on another card, stop before the build).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 out=${OUT:-$root/out}
 mkdir -p "$out"
 deadline=$(( $(date +%s) + ${QBENCH_CHECK_SECONDS:-570} ))
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -d '\r')
+# QBENCH_ONLY_H200=1: on any other card stop here, before the build (a call that only wants the H200's figures).
+if [ -n "${QBENCH_ONLY_H200:-}" ] && [[ "$gpu" != *H200* ]]; then echo "refresh_or_trace.sh: $gpu is not an H200; nothing run"; exit 0; fi
 if ! bash scripts/device/build_on_device.sh qbench bench_gptq test_gpu_gptq_stack > "$out/build.log" 2>&1; then
   tail -n 40 "$out/build.log"; echo "refresh_or_trace.sh: the build failed" >&2; exit 1
 fi
 grep '^build_on_device' "$out/build.log"
 export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 bin=$root/.device-bundle-built/bin
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -d '\r')
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 matrix=${QBENCH_REFRESH_MATRIX:-configs/gptq-widths-quick.yaml}
 left() { echo $(( deadline - $(date +%s) - ${1:-0} )); }

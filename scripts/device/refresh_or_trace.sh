@@ -12,7 +12,8 @@
 # QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml), QBENCH_TRACE_FILTER (default: v3 per linear at batch
 # 1 from DRAM and from L2 at 4 and 8 bits, the launched 7B step at 4 and 8 bits with its launch trace, then the stack
 # with its attention prefetch on and off at 4, 2 and 8 bits),
-# QBENCH_CHECK_SECONDS (default 570), QBENCH_ONLY_H200=1 (on another card, stop before the build).
+# QBENCH_CHECK_SECONDS (default 570), QBENCH_ONLY_H200=1 (on another card, stop before the build),
+# QBENCH_BENCH_RESERVE (on an H200, the seconds the matrix leaves for the benchmarks and the test; default 230).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
@@ -55,7 +56,7 @@ stack_trace() {
 }
 
 if [[ "$gpu" == *H200* ]]; then
-  run_matrix 0 "$(left 230)"
+  run_matrix 0 "$(left "${QBENCH_BENCH_RESERVE:-230}")"
   stack_trace
   stack_test
 else

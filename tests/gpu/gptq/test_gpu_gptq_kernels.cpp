@@ -350,3 +350,49 @@ TEST_CASE("the fused forward can be captured in a CUDA graph and replays identic
         cudaGraphDestroy(graph);
     }
 }
+
+TEST_CASE("v3's launch trace stamps every CTA in order and leaves the outputs as they were", "[gpu][gptq][kernels]") {
+    device_context ctx;
+    const env_choice single("QBENCH_GPTQ_PAIR", "0");  // paired launches are not stamped
+    const std::int64_t K = 4096, N = 4096;
+    const quantized_linear q = random_layer(K, N, 4, 128, false, 5151);
+    const auto lin = make_gptq_device_linear(ctx, pack(q), 8);
+    REQUIRE(lin->kernel_path(1).rfind("gptq-fused-v3", 0) == 0);
+    const device_buffer xd = upload(ctx, to_half_bits(random_inputs(2, K, 5152)));
+    device_buffer plain = ctx.allocate(2 * N * 2, "y untraced"), traced = ctx.allocate(2 * N * 2, "y traced");
+    constexpr std::size_t capacity = 4096;
+    device_buffer stamps = ctx.allocate(capacity * k_a_trace_fields * 8, "stamps");
+    int sms = 0;
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    for (std::int64_t rows : {1, 2}) {
+        QB_CUDA_CHECK(cudaMemsetAsync(stamps.get(), 0, stamps.size(), ctx.stream()));
+        QB_CUDA_CHECK(cudaMemsetAsync(traced.get(), 0xff, traced.size(), ctx.stream()));
+        lin->forward(xd.get(), rows, plain.get(), ctx.stream());
+        a_trace_open(stamps.as<unsigned long long>(), capacity);
+        lin->forward(xd.get(), rows, traced.get(), ctx.stream());
+        const std::vector<a_trace_launch> launches = a_trace_close();
+        QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+        INFO("rows " << rows);
+        CHECK(download<std::uint16_t>(plain.get(), static_cast<std::size_t>(rows * N)) ==
+              download<std::uint16_t>(traced.get(), static_cast<std::size_t>(rows * N)));
+        REQUIRE(launches.size() == 1);
+        const a_trace_launch& l = launches[0];
+        CHECK(l.mode == a_mode::group);
+        CHECK(l.kblocks == K / 128);
+        CHECK(l.mtiles == N / 16);
+        REQUIRE(l.grid > 0);
+        const auto t = download<unsigned long long>(stamps.get(), capacity * k_a_trace_fields);
+        int ordered = 0;
+        for (int b = 0; b < l.grid; ++b) {
+            const unsigned long long* c = &t[(l.first + static_cast<std::size_t>(b)) * k_a_trace_fields];
+            ordered += c[a_trace_entry] > 0 && c[a_trace_entry] <= c[a_trace_waited] && c[a_trace_waited] <= c[a_trace_staged] &&
+                               c[a_trace_staged] <= c[a_trace_loop_done] && c[a_trace_loop_done] <= c[a_trace_end] &&
+                               c[a_trace_sm] < static_cast<unsigned long long>(sms)
+                           ? 1
+                           : 0;
+        }
+        CHECK(ordered == l.grid);
+        // Nothing past the launch's CTAs was written.
+        CHECK(t[(l.first + static_cast<std::size_t>(l.grid)) * k_a_trace_fields + a_trace_entry] == 0);
+    }
+}

@@ -173,6 +173,10 @@ public:
             m_counters = context.allocate(static_cast<std::uint64_t>(m_plan.tiles) * sizeof(unsigned), "gptq split-K counters");
             QB_CUDA_CHECK(cudaMemsetAsync(m_counters.get(), 0, m_counters.size(), context.stream()));
         }
+        if (m_version == kernel_version::v3) {  // forward_residual_normed's arrival counter (its last CTA re-arms it)
+            m_counters = context.allocate(sizeof(unsigned), "gptq v3 arrival counter");
+            QB_CUDA_CHECK(cudaMemsetAsync(m_counters.get(), 0, m_counters.size(), context.stream()));
+        }
         QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));  // the repack read `src`, freed on return
 
         m_fused_rows = m_plan.fused_ok ? std::max<std::int64_t>(0, recons_threshold) : 0;
@@ -368,6 +372,18 @@ public:
         return run_fused_a(a_mode::group, members, 1, x, rows, outs, stream, nullptr, true);
     }
 
+    bool forward_residual_normed(const void* x, std::int64_t rows, void* residual, const normed_output& out,
+                                 CUstream_st* stream) override {
+        if (m_version != kernel_version::v3 || residual == nullptr || rows < 1 || rows > m_fused_rows) return false;
+        const std::int64_t n = m_plan.out_features;
+        auto aligned = [](const void* p) { return p != nullptr && reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+        if (n % 8 != 0 || n / 8 > 2 * k_a_warps * 32 || !aligned(residual) || !aligned(out.h) || !aligned(out.norm_weight))
+            return false;
+        const gptq_device_linear* members[1] = {this};
+        __half* outs[1] = {static_cast<__half*>(residual)};
+        return run_fused_a(a_mode::group, members, 1, x, rows, outs, stream, nullptr, true, &out);
+    }
+
 private:
     /// Whether `o` can share a fused launch with this linear: the same kernel (v2 at the default variant, or v3 with
     /// the same weight load policy), the same K, width and row order (g_idx), so the kernel reads one x; v2 also
@@ -465,10 +481,11 @@ private:
     /// One v3 launch per chunk of rows (members already checked with fusable_with); false, enqueuing nothing, where
     /// the single forwards would not run the v3 kernel (rows above the fused threshold).
     /// `norm`: x_ptr is the residual stream and the kernel forms rms_norm(x) * weight itself (folds_norm checked);
-    /// `residual_add`: outs[0] is the residual stream, updated in place (forward_residual).
+    /// `residual_add`: outs[0] is the residual stream, updated in place (forward_residual); `out_norm`: and its RMSNorm
+    /// written by the launch's last CTA (forward_residual_normed; those launches are never paired).
     bool run_fused_a(a_mode mode, const gptq_device_linear* const* members, int count, const void* x_ptr,
                      std::int64_t rows, __half* const* outs, CUstream_st* stream, const normed_input* norm = nullptr,
-                     bool residual_add = false) {
+                     bool residual_add = false, const normed_output* out_norm = nullptr) {
         if (rows <= 0 || x_ptr == nullptr || count < 1 || count > k_a_max_members) return false;
         for (int i = 0; i < count; ++i)
             if (rows > members[i]->m_fused_rows) return false;
@@ -504,6 +521,14 @@ private:
                 a_share_ctas(resident, rr, kblocks, a);
             }
             choose_pairing(mode, a);
+            if (out_norm != nullptr) {
+                const std::int64_t n = m_plan.out_features;
+                a.norm_out = static_cast<__half*>(out_norm->h) + r0 * n;
+                a.out_norm_weight = static_cast<const __half*>(out_norm->norm_weight);
+                a.out_norm_eps = out_norm->eps;
+                a.arrivals = m_counters.as<unsigned>();
+                a.paired = false;
+            }
             launch_a_gemm(bits, m_bypass_l1, mode, a, lo);
         }
         return true;

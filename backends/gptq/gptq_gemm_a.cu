@@ -137,6 +137,51 @@ __device__ __forceinline__ void trace_stamp(const a_args& a, int field) {
     }
 }
 
+/// a_args::norm_out: called by every thread of every CTA once its outputs are stored. The CTAs arrive on a counter,
+/// each after a fence over its threads' stores; the last to arrive reads the whole updated rows and writes their RMSNorm
+/// with rms_norm.cuh's reduction (the kernel's warp w stands for the norm kernel's warps w and w + 16, so rows of up to
+/// 1024 chunks reduce in the same order), then re-arms the counter. Out of line: the main loop keeps its registers.
+__device__ __noinline__ void last_cta_norm(const __half* y, int hidden, int rows, __half* out, const __half* weight,
+                                           double eps, unsigned* arrivals) {
+    __shared__ unsigned last;
+    __shared__ double warp_sums[32];
+    __threadfence();  // this thread's outputs, before its CTA's arrival
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(arrivals, 1u) == gridDim.x - 1 ? 1u : 0u;
+    __syncthreads();
+    if (last == 0) return;
+    __threadfence();  // every other CTA arrived after its own fence: their outputs are visible from here
+    const int chunks = hidden / 8, warps = (chunks + 31) / 32;
+    const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+    constexpr int per = 2;  // virtual warps per warp: 16 warps x 2 x 32 lanes = 1024 chunks
+    for (int r = 0; r < rows; ++r) {
+        const uint4* row = reinterpret_cast<const uint4*>(y + static_cast<std::size_t>(r) * hidden);
+        uint4 xv[per];
+#pragma unroll
+        for (int j = 0; j < per; ++j) {
+            const int c = (warp + k_a_warps * j) * 32 + lane;
+            xv[j] = c < chunks ? __ldcg(row + c) : make_uint4(0u, 0u, 0u, 0u);  // past L1: other SMs wrote them
+        }
+#pragma unroll
+        for (int j = 0; j < per; ++j) {
+            const int vw = warp + k_a_warps * j, c = vw * 32 + lane;
+            if (vw >= warps) continue;  // warp-uniform
+            const double s = rms_butterfly(c < chunks ? rms_chunk_sumsq(xv[j]) : 0.0);
+            if (lane == 0) warp_sums[vw] = s;
+        }
+        __syncthreads();
+        const float inv = rms_inv(rms_butterfly(lane < warps ? warp_sums[lane] : 0.0), hidden, eps);
+        uint4* orow = reinterpret_cast<uint4*>(out + static_cast<std::size_t>(r) * hidden);
+#pragma unroll
+        for (int j = 0; j < per; ++j) {
+            const int c = (warp + k_a_warps * j) * 32 + lane;
+            if (c < chunks) orow[c] = rms_norm_chunk(xv[j], inv, reinterpret_cast<const uint4*>(weight)[c]);
+        }
+        __syncthreads();  // warp_sums is the next row's
+    }
+    if (threadIdx.x == 0) atomicExch(arrivals, 0u);  // for the next launch (it arrives only after this one completes)
+}
+
 template <class F>
 __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
     return mi == 0 ? f(a.m[0]) : mi == 1 ? f(a.m[1]) : f(a.m[2]);
@@ -466,6 +511,9 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
             out = a.residual_add ? rms_residual_add(i == otid ? prior : out, sum) : sum;
         }
     }
+    if constexpr (!Swiglu && !Norm && Pairs == 1) {
+        if (a.norm_out != nullptr) last_cta_norm(y, n_out, a.rows, a.norm_out, a.out_norm_weight, a.out_norm_eps, a.arrivals);
+    }
     trace_stamp<Pairs>(a, a_trace_end);
 }
 
@@ -637,6 +685,13 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
         throw error("gptq v3: " + std::to_string(args.rows) + " rows of K = " + std::to_string(args.kblocks * k_block_rows) +
                     " need " + std::to_string(a_smem_bytes(max_tiles, args.rows, args.kblocks)) +
                     " bytes of shared memory (a_rows_per_launch says how many fit)");
+    if (args.norm_out != nullptr) {
+        const int n = args.m[0].n;
+        if (mode != a_mode::group || members != 1 || !args.residual_add || norm || args.paired || args.arrivals == nullptr ||
+            args.out_norm_weight == nullptr || n % 8 != 0 || n / 8 > 2 * k_a_warps * 32)
+            throw error("gptq v3: the RMSNorm of the outputs needs one unpaired member adding into the residual, a counter, "
+                        "its weights and N % 8 == 0 with N <= 8192, not N = " + std::to_string(n));
+    }
     // Paired: two logical CTAs per 1024-thread CTA, one copy of x for both (never with the folded norm).
     const int pairs = args.paired && !norm ? 2 : 1;
     a_args la = args;

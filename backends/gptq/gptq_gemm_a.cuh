@@ -81,6 +81,15 @@ struct a_args {
     double norm_eps = 0;
     /// group mode: y is the residual stream, y = fp16(y + fp16(x . W^T)) (forward_residual; launch_rms_norm's add).
     bool residual_add = false;
+    /// With residual_add, one member and a single (unpaired) launch (forward_residual_normed): the launch's last CTA to
+    /// finish also writes norm_out[r] = rms_norm(y[r]) * out_norm_weight for its rows, by rms_norm.cuh's contract
+    /// (bit-identical to launch_rms_norm of the updated stream), so no RMSNorm kernel follows o_proj / down_proj.
+    /// The last CTA is found by `arrivals` (a device counter at zero, re-armed by that CTA); the row is N outputs,
+    /// N % 8 == 0 and N / 8 <= 1024, rows 16-byte aligned (the caller checks).
+    __half* norm_out = nullptr;
+    const __half* out_norm_weight = nullptr;
+    double out_norm_eps = 0;
+    unsigned* arrivals = nullptr;
     /// Measurement only (QBENCH_GPTQ_NORM_PROBE, a_norm_probe_from_env; wrong outputs): the Norm kernels leave out the
     /// sums of squares (bit 1) and / or the row sums and inverse RMS (bit 2), so timing them apart says what each costs.
     int norm_probe = 0;

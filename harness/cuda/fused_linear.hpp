@@ -68,6 +68,19 @@ public:
         (void)x, (void)rows, (void)residual, (void)stream;
         return false;
     }
+    /// Where forward_residual's output goes next: h[rows, out] = rms_norm(residual) * norm_weight.
+    struct normed_output {
+        void* h = nullptr;                  ///< [rows, out] fp16
+        const void* norm_weight = nullptr;  ///< [out] fp16
+        double eps = 0;
+    };
+    /// forward_residual, then h = rms_norm(residual) as launch_rms_norm forms it from the updated stream (bit-identical),
+    /// in the same launch: so the RMSNorm kernel after o_proj / down_proj is not needed. False as above.
+    virtual bool forward_residual_normed(const void* x, std::int64_t rows, void* residual, const normed_output& out,
+                                         CUstream_st* stream) {
+        (void)x, (void)rows, (void)residual, (void)out, (void)stream;
+        return false;
+    }
 };
 
 }  // namespace qbench

@@ -16,8 +16,10 @@
 //                    4 launches), args (bits, mode): mode 0 separate, 1 fused, 2 fused + the two RMSNorm kernels
 //                    per layer (residual adds included), 3 the norms folded (normed q/k/v and gate/up, o and down
 //                    adding into the residual: 4 launches), 4 only the residual adds folded (norm kernels kept);
-//                    tables at the end compare 0 with 1, 2 with 3 and 2 with 4; mode 2 at beam 1 also prints the
-//                    trace of its v3 launches (launch_trace.hpp: boundary, staging, loop, epilogue and tail per launch).
+//                    5 as 4 with the next RMSNorm formed by o/down's last CTA (forward_residual_normed: no norm kernels
+//                    but the first); tables at the end compare 0 with 1, 2 with 3, 2 with 4 and 2 with 5; modes 2 and 5
+//                    at beam 1 also print the trace of their v3 launches (launch_trace.hpp: boundary, staging, loop,
+//                    epilogue and tail per launch).
 //   BM_phase_stream  the memory side of a 7B step's linears without their arithmetic (phase_stream.cuh), args (bits,
 //                    schedule, norms, shape, work): one kernel per linear vs one persistent kernel with grid barriers
 //                    (with and without the next phase's loads in flight across the barrier) vs no boundaries at all,
@@ -397,8 +399,11 @@ void BM_decode_7b_fused(benchmark::State& state) {
     // 0 separate, 1 fused, 2 fused + RMSNorm kernels, 3 norms and residual adds folded, 4 only the residual adds folded
     // (o/down add into the residual stream; the RMSNorm kernels then have no delta to add): 3 - 4 is the normed
     // prologue's cost net of the kernels it replaces, 4 - 2 the residual epilogue's.
+    // 5: as 4, and o/down also write the next RMSNorm in their last CTA (forward_residual_normed): no norm kernels but
+    // the first layer's.
     const int mode = static_cast<int>(state.range(1));
     const bool fuse = mode != 0, with_norms = mode >= 2, fold_norm = mode == 3, fold_residual = mode >= 3;
+    const bool norm_in_epilogue = mode == 5;
     const model_config m = llama7b();
     std::vector<std::unique_ptr<device_linear>> linears;
     std::uint64_t bytes = 0;
@@ -434,44 +439,56 @@ void BM_decode_7b_fused(benchmark::State& state) {
                                 1e-6, rows, H, h.as<__half>(), lo_norm);
             };
             const void* in = with_norms ? h.get() : x.get();
+            const fused_linear::normed_output next_norm{h.get(), norm_w.get(), 1e-6};
+            // Adds into the residual (modes 3-5), in mode 5 also forming h; says what it did: 0 nothing, 1 the add,
+            // 2 the add and h.
+            const auto residual_call = [&](device_linear* lin, const void* act) {
+                auto* f = fold_residual ? dynamic_cast<fused_linear*>(lin) : nullptr;
+                if (f == nullptr) return 0;
+                if (norm_in_epilogue && f->forward_residual_normed(act, rows, res.get(), next_norm, st)) return 2;
+                return f->forward_residual(act, rows, res.get(), st) ? 1 : 0;
+            };
+            bool h_ready = false;  // mode 5: the last residual call formed h
             for (std::int64_t l = 0; l < m.num_layers; ++l) {
                 auto* L = &linears[static_cast<std::size_t>(l * 7)];
                 device_linear* kv[2] = {L[1].get(), L[2].get()};
                 void* qkv[3] = {yq.get(), yk.get(), yv.get()};
                 auto* fq = fuse ? dynamic_cast<fused_linear*>(L[0].get()) : nullptr;
                 bool qkv_fused = fold_norm && fq != nullptr && fq->forward_group_normed(kv, 2, normed, rows, qkv, st);
-                if (!qkv_fused && with_norms) norm_kernel(l == 0 || fold_residual ? nullptr : &yd);
+                if (!qkv_fused && with_norms && !h_ready) norm_kernel(l == 0 || fold_residual ? nullptr : &yd);
                 qkv_fused = qkv_fused || (fq != nullptr && fq->forward_group(kv, 2, in, rows, qkv, st));
                 if (!qkv_fused) {
                     L[0]->forward(in, rows, yq.get(), st);
                     L[1]->forward(in, rows, yk.get(), st);
                     L[2]->forward(in, rows, yv.get(), st);
                 }
-                auto* fo = fold_residual ? dynamic_cast<fused_linear*>(L[3].get()) : nullptr;
-                const bool o_added = fo != nullptr && fo->forward_residual(x.get(), rows, res.get(), st);
+                const int o_call = residual_call(L[3].get(), x.get());
+                const bool o_added = o_call > 0;
+                h_ready = o_call == 2;
                 if (!o_added) L[3]->forward(x.get(), rows, yo.get(), st);
                 auto* fg = fuse ? dynamic_cast<fused_linear*>(L[4].get()) : nullptr;
                 bool mlp_fused = fold_norm && fg != nullptr && fg->forward_swiglu_normed(*L[5], normed, rows, yg.get(), st);
-                if (!mlp_fused && with_norms) norm_kernel(o_added ? nullptr : &yo);
+                if (!mlp_fused && with_norms && !h_ready) norm_kernel(o_added ? nullptr : &yo);
                 mlp_fused = mlp_fused || (fg != nullptr && fg->forward_swiglu(*L[5], in, rows, yg.get(), st));
                 if (!mlp_fused) {
                     L[4]->forward(in, rows, yg.get(), st);
                     L[5]->forward(in, rows, yu.get(), st);
                     launch_swiglu(yg.as<const __half>(), yu.as<const __half>(), rows * I, yg.as<__half>(), lo);
                 }
-                auto* fdn = fold_residual ? dynamic_cast<fused_linear*>(L[6].get()) : nullptr;
-                if (fdn == nullptr || !fdn->forward_residual(yg.get(), rows, res.get(), st)) L[6]->forward(x.get(), rows, yd.get(), st);
+                const int down_call = residual_call(L[6].get(), yg.get());
+                h_ready = down_call == 2;
+                if (down_call == 0) L[6]->forward(x.get(), rows, yd.get(), st);
                 fused_calls += 2;
                 fused_ran += (qkv_fused ? 1 : 0) + (mlp_fused ? 1 : 0);
             }
-            if (with_norms) norm_kernel(fold_residual ? nullptr : &yd);  // the final norm (the LM head does not fold here)
+            if (with_norms && !h_ready) norm_kernel(fold_residual ? nullptr : &yd);  // the final norm (the LM head does not fold here)
             linears.back()->forward(in, rows, yl.get(), st);
         };
         const double t = time_graph(e.ctx, body, 1, 30);
         g_decode_fused[{bits, mode, rows}] = {t, static_cast<double>(bytes)};
         // The executor's configuration (fused, the norm kernels) at one row: where each v3 launch's time goes.
-        if (mode == 2 && rows == 1 && bits != 16) {
-            std::printf("\nBM_decode_7b_fused/%lld/2, beam 1: ", static_cast<long long>(bits));
+        if ((mode == 2 || mode == 5) && rows == 1 && bits != 16) {
+            std::printf("\nBM_decode_7b_fused/%lld/%d, beam 1: ", static_cast<long long>(bits), mode);
             print_launch_trace(e.ctx, body, t);
         }
     }
@@ -481,7 +498,7 @@ void BM_decode_7b_fused(benchmark::State& state) {
     state.counters["bw_util"] = r.bytes / r.step_s * 1e-9 / e.stream_gbs;
     state.counters["fused_frac"] = fused_calls > 0 ? static_cast<double>(fused_ran) / fused_calls : 0.0;
     static const char* const mode_names[] = {" separate", " fused", " fused + norm kernels", " fused, norms folded",
-                                             " fused, residual adds folded"};
+                                             " fused, residual adds folded", " fused, adds and norms in o/down's last CTA"};
     state.SetLabel(std::string(bits == 16 ? "fp16" : "gptq-int" + std::to_string(bits) + "-g128") + mode_names[mode]);
 }
 
@@ -503,7 +520,7 @@ BENCHMARK(BM_stream_pattern)->Args({1, 8, 2})->Args({16, 8, 2})->Args({1, 16, 2}
     ->Args({1, 16, 4})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_f16_linear)->Apply([](benchmark::internal::Benchmark* b) { linear_args(b, false); })->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_gptq_fused_layer)->ArgsProduct({{4, 8, 2}, {0, 1}, {1, 4}, {0, 1}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_decode_7b_fused)->ArgsProduct({{4, 16, 8, 3, 2}, {0, 1, 2, 3, 4, 5}})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_phase_stream)->ArgsProduct({{4, 8, 2}, {0, 1, 2, 3}, {0, 1}, {0}, {0}})->ArgsProduct({{4, 8, 2}, {0}, {0, 1}, {1, 2, 3}, {0}})
     ->ArgsProduct({{4, 8, 2}, {4, 5, 6}, {0, 1}, {0, 1}, {0, 48}})->ArgsProduct({{4, 8, 2}, {0, 3}, {0, 1}, {0}, {48}})
     ->ArgsProduct({{4, 8, 2}, {7, 8}, {0, 1}, {0}, {0, 48}})->ArgsProduct({{4, 8, 2}, {9, 10, 11, 12, 13, 14}, {0, 1}, {0}, {0, 48}})
@@ -547,6 +564,8 @@ int main(int argc, char** argv) {
               "norm kernels", "folded ms", 2, 3);
         table("The RMSNorm kernels with the residual adds in them, vs the adds in the o/down epilogues (forward_residual)",
               "norm kernels", "adds folded", 2, 4);
+        table("The RMSNorm kernels, vs the adds and the norms in o/down's launches (forward_residual_normed: last CTA)",
+              "norm kernels", "in o/down", 2, 5);
     }
     if (!g_phase.empty()) {
         const env& e = the_env();

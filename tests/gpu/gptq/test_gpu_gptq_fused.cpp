@@ -380,7 +380,7 @@ TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do
     }
 }
 
-TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the separate launches bit for bit",
+TEST_CASE("v3's folded RMSNorm, residual add and norm in the last CTA equal launch_rms_norm and the separate launches bit for bit",
           "[gpu][gptq][fused][norm]") {
     const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
     device_context ctx;
@@ -434,7 +434,27 @@ TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the se
                 launch_rms_norm(x_sep.as<__half>(), delta.as<const __half>(), norm_w.as<const __half>(), eps, rows, H,
                                 h2.as<__half>(), launch_options{ctx.stream(), false});
                 REQUIRE(fd->forward_residual(act.get(), rows, x_fold.get(), ctx.stream()));
+                // And the next norm in the same launch (its last CTA), against launch_rms_norm of the updated stream:
+                // twice, so the arrival counter is seen re-armed.
+                const device_buffer x_norm = upload(ctx, residual_host);
+                device_buffer h3 = poisoned(ctx, R * H);
+                const fused_linear::normed_output next{h3.get(), norm_w.get(), eps};
+                REQUIRE(fd->forward_residual_normed(act.get(), rows, x_norm.get(), next, ctx.stream()));
+                const device_buffer x_norm2 = upload(ctx, residual_host);
+                device_buffer h4 = poisoned(ctx, R * H);
+                REQUIRE(fd->forward_residual_normed(act.get(), rows, x_norm2.get(), fused_linear::normed_output{h4.get(), norm_w.get(), eps},
+                                                    ctx.stream()));
                 QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+                {
+                    const std::size_t used = static_cast<std::size_t>(rows * H);
+                    const auto h_sep = download<std::uint16_t>(h2.get(), used);
+                    INFO("the norm in down's last CTA");
+                    CHECK(download<std::uint16_t>(x_norm.get(), static_cast<std::size_t>(R * H)) ==
+                          download<std::uint16_t>(x_sep.get(), static_cast<std::size_t>(R * H)));
+                    CHECK(download<std::uint16_t>(h3.get(), used) == h_sep);
+                    CHECK(download<std::uint16_t>(h4.get(), used) == h_sep);
+                    CHECK(std::none_of(h_sep.begin(), h_sep.end(), [](std::uint16_t v) { return (v & 0x7c00) == 0x7c00; }));
+                }
                 const char* names[4] = {"q", "k", "v", "swiglu act"};
                 for (std::size_t i = 0; i < 4; ++i) {
                     const std::size_t n = static_cast<std::size_t>(R * (i == 0 ? H : i == 3 ? I : d.n_kv));
@@ -461,6 +481,7 @@ TEST_CASE("v3's folded RMSNorm and residual add equal launch_rms_norm and the se
         CHECK_FALSE(f->folds_norm(1));
     }
     CHECK_FALSE(dynamic_cast<fused_linear*>(a.get())->forward_residual(nullptr, 1, nullptr, ctx.stream()));
+    CHECK_FALSE(dynamic_cast<fused_linear*>(a.get())->forward_residual_normed(nullptr, 1, nullptr, {}, ctx.stream()));
 }
 
 TEST_CASE("the fused calls can be captured in a CUDA graph and replay identically", "[gpu][gptq][fused][graph]") {

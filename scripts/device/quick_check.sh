@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# On the GPU machine, the shortest useful call: builds only the named targets, runs the named GPU tests (each with an
+# optional Catch2 filter), then bench_gptq with a filter. For a change that touches one kernel, when device time is
+# short. Logs under $OUT: build.log, tests.log, bench.txt.
+#
+#   device run: carry [".device-deps"], command:
+#     QBENCH_QC_TESTS="test_gpu_gptq_fused:[norm]" QBENCH_QC_BENCH='BM_decode_7b_fused/4/(2|5)/' bash scripts/device/quick_check.sh
+# QBENCH_QC_TESTS: "target[:filter] ..." (default none); QBENCH_QC_BENCH: bench_gptq's filter (default none: no bench);
+# QBENCH_QC_SECONDS bounds the whole script (default 300).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 1
+out=${OUT:-$root/out}
+mkdir -p "$out"
+deadline=$(( $(date +%s) + ${QBENCH_QC_SECONDS:-300} ))
+targets=()
+for spec in ${QBENCH_QC_TESTS:-}; do targets+=("${spec%%:*}"); done
+[ -z "${QBENCH_QC_BENCH:-}" ] || targets+=(bench_gptq)
+[ ${#targets[@]} -gt 0 ] || { echo "quick_check.sh: nothing to do (QBENCH_QC_TESTS, QBENCH_QC_BENCH)"; exit 2; }
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+if ! bash scripts/device/build_on_device.sh "${targets[@]}" > "$out/build.log" 2>&1; then
+  tail -n 40 "$out/build.log"; echo "quick_check.sh: the build failed" >&2; exit 1
+fi
+grep '^build_on_device' "$out/build.log"
+export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+bin=$root/.device-bundle-built/bin
+: > "$out/tests.log"
+for spec in ${QBENCH_QC_TESTS:-}; do
+  t=${spec%%:*}; filter=""; [ "$spec" = "$t" ] || filter=${spec#*:}
+  left=$(( deadline - $(date +%s) - 10 ))
+  [ "$left" -gt 10 ] || { echo "$t: no time left"; continue; }
+  start=$(date +%s)
+  echo "===== $t $filter" >> "$out/tests.log"
+  if [ -n "$filter" ]; then timeout "$left" "$bin/$t" "$filter" >> "$out/tests.log" 2>&1; else timeout "$left" "$bin/$t" >> "$out/tests.log" 2>&1; fi
+  echo "$t $filter: exit $? ($(( $(date +%s) - start )) s) $(grep -E '^(All tests passed|test cases:)' "$out/tests.log" | tail -1)"
+done
+grep -E -B2 -A6 'FAILED' "$out/tests.log" | head -n 40
+if [ -n "${QBENCH_QC_BENCH:-}" ]; then
+  left=$(( deadline - $(date +%s) - 5 ))
+  if [ "$left" -gt 15 ]; then
+    timeout "$left" stdbuf -oL "$bin/bench_gptq" --benchmark_filter="$QBENCH_QC_BENCH" > "$out/bench.txt" 2>&1
+    echo "bench_gptq: exit $?"
+    grep -E '^BM_|^\| |^launch trace|^The |^[0-9]' "$out/bench.txt" | cut -c1-180 | tail -n 40
+  else
+    echo "bench_gptq: no time left"
+  fi
+fi

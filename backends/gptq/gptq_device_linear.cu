@@ -372,13 +372,15 @@ public:
         return run_fused_a(a_mode::group, members, 1, x, rows, outs, stream, nullptr, true);
     }
 
+    bool norms_in_epilogue(std::int64_t rows) const override {
+        const std::int64_t n = m_plan.out_features;
+        return m_version == kernel_version::v3 && rows >= 1 && rows <= m_fused_rows && n % 8 == 0 && n / 8 <= 2 * k_a_warps * 32;
+    }
+
     bool forward_residual_normed(const void* x, std::int64_t rows, void* residual, const normed_output& out,
                                  CUstream_st* stream) override {
-        if (m_version != kernel_version::v3 || residual == nullptr || rows < 1 || rows > m_fused_rows) return false;
-        const std::int64_t n = m_plan.out_features;
         auto aligned = [](const void* p) { return p != nullptr && reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-        if (n % 8 != 0 || n / 8 > 2 * k_a_warps * 32 || !aligned(residual) || !aligned(out.h) || !aligned(out.norm_weight))
-            return false;
+        if (!norms_in_epilogue(rows) || !aligned(residual) || !aligned(out.h) || !aligned(out.norm_weight)) return false;
         const gptq_device_linear* members[1] = {this};
         __half* outs[1] = {static_cast<__half*>(residual)};
         return run_fused_a(a_mode::group, members, 1, x, rows, outs, stream, nullptr, true, &out);

@@ -20,10 +20,16 @@
 // eighth session). QBENCH_FP16_FOLD_NORM=1 / 0 (read at each generate) folds wherever possible / nowhere; the kernel
 // path string says which ran ("+fold-norm" / "+norm-kernel").
 //
+// Norm in the epilogue (QBENCH_NORM_IN_EPILOGUE=1, read at each generate; off by default until measured end to end):
+// o_proj and down_proj add into x and their launch's last CTA writes h = rms_norm(x) with the next norm's weights
+// (fused_linear::forward_residual_normed; GPTQ kernel v3), so the RMSNorm kernel between them and the next linears
+// does not run; bit-identical too. m_h_ready tracks that h is already formed. Path suffix "+norm-in-epilogue".
+//
 // The files: cuda_executor_impl.cuh declares the class; this file loads the weights, sizes the buffers and enqueues a
 // layer, the head and the prefill; cuda_executor_generate.cu enqueues the decode step, captures and replays it as a
 // CUDA graph and runs the host side of generate and teacher_forced_logits; cuda_executor_switches.cu reads the
-// measurement-only environment switches (QBENCH_FP16_FOLD_NORM, QBENCH_DECODE_ABLATE, QBENCH_PDL_EARLY_TRIGGER).
+// measurement-only environment switches (QBENCH_FP16_FOLD_NORM, QBENCH_DECODE_ABLATE, QBENCH_PDL_EARLY_TRIGGER,
+// QBENCH_DECODE_STACK, QBENCH_NORM_IN_EPILOGUE).
 #include "cuda/attention.cuh"
 #include "cuda/cuda_check.cuh"
 #include "cuda/cuda_executor_impl.cuh"
@@ -277,15 +283,17 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     const bool branches = decode && m_parallel;
     device_linear* const kv[2] = {layer.linear[1].get(), layer.linear[2].get()};
     void* const qkv_out[3] = {m_q.get(), m_k.get(), m_v.get()};
-    // Folded: q/k/v form rms_norm(x) themselves (x must be up to date: no block output pending).
-    const bool qkv_folded = m_fuse && !m_delta_pending && fold(layer.fused_q) &&
+    // Folded: q/k/v form rms_norm(x) themselves (x must be up to date: no block output pending). m_h_ready: the last
+    // down_proj's launch already wrote h (QBENCH_NORM_IN_EPILOGUE).
+    const bool qkv_folded = !m_h_ready && m_fuse && !m_delta_pending && fold(layer.fused_q) &&
                             layer.fused_q->forward_group_normed(
                                 kv, 2, fused_linear::normed_input{x, layer.input_norm.get(), eps}, rows, qkv_out, st);
     const bool skip_norm = decode && (m_ablate & k_ablate_norm) != 0;  // measurement only (ablate_from_env)
     if (!qkv_folded) {
-        if (!skip_norm)
+        if (!skip_norm && !m_h_ready)
             launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.input_norm.as<__half>(), eps, rows, H, h, o);
         m_delta_pending = false;
+        m_h_ready = false;
         if (!(m_fuse && layer.fused_q != nullptr && layer.fused_q->forward_group(kv, 2, h, rows, qkv_out, st))) {
             if (branches) fork(2);
             layer.linear[0]->forward(h, rows, m_q.get(), st);
@@ -306,8 +314,14 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
                            shape.heads, shape.kv_heads, shape.head_dim, kcache(l), vcache(l), o);
         launch_attention_prefill(m_q.as<__half>(), kcache(l), vcache(l), rows, 0, shape, m_attn.as<__half>(), o);
     }
-    // Folded: x += o_proj(attn) in the GEMV's epilogue; otherwise the block output waits in m_o for the next norm.
-    if (fold(layer.fused_o) && layer.fused_o->forward_residual(m_attn.get(), rows, x, st)) {
+    // Folded: x += o_proj(attn) in the GEMV's epilogue (and, QBENCH_NORM_IN_EPILOGUE, h = the post-attention norm of x
+    // by the same launch, where gate/up do not fold it); otherwise the block output waits in m_o for the next norm.
+    if (m_norm_epilogue && !fold(layer.fused_gate) && layer.fused_o != nullptr &&
+        layer.fused_o->forward_residual_normed(m_attn.get(), rows, x,
+                                               fused_linear::normed_output{h, layer.post_norm.get(), eps}, st)) {
+        m_delta_pending = false;
+        m_h_ready = true;
+    } else if (fold(layer.fused_o) && layer.fused_o->forward_residual(m_attn.get(), rows, x, st)) {
         m_delta_pending = false;
     } else {
         layer.linear[3]->forward(m_attn.get(), rows, out, st);
@@ -315,13 +329,14 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     }
     // act lands in m_gate either way (the fused kernels write only the product; the unfused SwiGLU runs in place).
     const bool gate_folded =
-        m_fuse && !m_delta_pending && fold(layer.fused_gate) &&
+        !m_h_ready && m_fuse && !m_delta_pending && fold(layer.fused_gate) &&
         layer.fused_gate->forward_swiglu_normed(
             *layer.linear[5], fused_linear::normed_input{x, layer.post_norm.get(), eps}, rows, m_gate.get(), st);
     if (!gate_folded) {
-        if (!skip_norm)
+        if (!skip_norm && !m_h_ready)
             launch_rms_norm(x, m_delta_pending ? out : nullptr, layer.post_norm.as<__half>(), eps, rows, H, h, o);
         m_delta_pending = false;
+        m_h_ready = false;
         if (!(m_fuse && layer.fused_gate != nullptr &&
               layer.fused_gate->forward_swiglu(*layer.linear[5], h, rows, m_gate.get(), st))) {
             if (branches) fork(1);
@@ -331,7 +346,15 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
             launch_swiglu(m_gate.as<__half>(), m_up.as<__half>(), rows * I, m_gate.as<__half>(), o);  // in place
         }
     }
-    if (fold(layer.fused_down) && layer.fused_down->forward_residual(m_gate.get(), rows, x, st)) {
+    // The next norm's weights: the next layer's input norm, or the final norm before the LM head.
+    const bool last = l + 1 == m_model.num_layers;
+    const fused_linear* next_reader = last ? m_fused_head : m_layers[static_cast<std::size_t>(l + 1)].fused_q;
+    const void* next_norm = last ? m_final_norm.get() : m_layers[static_cast<std::size_t>(l + 1)].input_norm.get();
+    if (m_norm_epilogue && !fold(next_reader) && layer.fused_down != nullptr &&
+        layer.fused_down->forward_residual_normed(m_gate.get(), rows, x, fused_linear::normed_output{h, next_norm, eps}, st)) {
+        m_delta_pending = false;
+        m_h_ready = true;
+    } else if (fold(layer.fused_down) && layer.fused_down->forward_residual(m_gate.get(), rows, x, st)) {
         m_delta_pending = false;
     } else {
         layer.linear[6]->forward(m_gate.get(), rows, out, st);
@@ -344,6 +367,11 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
 void cuda_executor_impl::enqueue_head(std::int64_t first, std::int64_t logit_rows) {
     const std::int64_t H = m_model.hidden_size;
     __half* x = m_x.as<__half>() + first * H;
+    if (m_h_ready) {  // the last down_proj's launch wrote the final norm of every row (QBENCH_NORM_IN_EPILOGUE)
+        m_h_ready = false;
+        m_lm_head->forward(m_h.as<__half>() + first * H, logit_rows, m_logits.get(), m_context.stream());
+        return;
+    }
     if (!m_delta_pending && fold(m_fused_head) &&
         m_fused_head->forward_normed(fused_linear::normed_input{x, m_final_norm.get(), m_model.rms_norm_eps},
                                      logit_rows, m_logits.get(), m_context.stream()))
@@ -361,6 +389,7 @@ void cuda_executor_impl::enqueue_prefill(const prompt& p, std::int64_t rows, std
                         p.image_offset, p.image_tokens, stream_key(p.image_seed, hash_string("image")),
                         m_x.as<__half>(), o);
     m_delta_pending = false;  // x is the embedding: nothing to add before the first norm
+    m_h_ready = false;
     for (std::int64_t l = 0; l < m_model.num_layers; ++l) enqueue_layer(l, rows, false);
     // Only the rows whose logits are wanted need the last residual add, the final norm and the LM head.
     enqueue_head(rows - logit_rows, logit_rows);

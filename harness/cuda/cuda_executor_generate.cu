@@ -38,6 +38,7 @@ void cuda_executor_impl::enqueue_decode_step(const generation_config& g) {
     const std::int64_t B = m_beams, H = m_model.hidden_size;
     launch_embed_tokens(m_embed.as<__half>(), m_model.vocab_size, H, m_state.tokens, B, m_x.as<__half>(), o);
     m_delta_pending = false;
+    m_h_ready = false;
     if (m_use_stack) {
         m_stack->enqueue(m_context.stream());
     } else {
@@ -142,6 +143,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
     if (g.mode == decode_mode::sample && !(g.temperature > 0)) throw error("generate: temperature must be > 0");
     check_prompt(p);
     m_fold = fold_norm_from_env();
+    m_norm_epilogue = norm_in_epilogue_from_env();
     m_ablate = ablate_from_env();
     m_early_trigger = early_trigger_from_env();
     const bool beam = g.mode == decode_mode::beam && g.beam_width > 1;
@@ -203,7 +205,7 @@ generation_output cuda_executor_impl::generate(const prompt& p, const generation
 
     const bool graphs = m_graphs_enabled && m_capturable && !m_capture_failed;
     const graph_key key{B, beam ? decode_mode::beam : g.mode, g.temperature, g.top_p, g.top_k, g.seed,
-                        m_context.pdl_enabled(), m_fold, m_ablate, m_early_trigger, m_use_stack};
+                        m_context.pdl_enabled(), m_fold, m_ablate, m_early_trigger, m_use_stack, m_norm_epilogue};
     for (std::int64_t s = 1; s < N; ++s) {
         QB_CUDA_CHECK(cudaEventRecord(event(static_cast<std::size_t>(s + 1)), st));
         if (graphs && !m_capture_failed) {
@@ -255,6 +257,7 @@ std::vector<std::vector<float>> cuda_executor_impl::teacher_forced_logits(const 
     if (forced.empty()) return {};
     check_prompt(p);
     m_fold = fold_norm_from_env();
+    m_norm_epilogue = norm_in_epilogue_from_env();
     m_ablate = 0;  // teacher forcing is for quality figures: never ablated
     m_early_trigger = early_trigger_from_env();
     const auto n = static_cast<std::int64_t>(forced.size());

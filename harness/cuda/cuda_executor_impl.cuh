@@ -58,6 +58,7 @@ struct graph_key {
     unsigned ablate = 0;  // ablate_bits left out (measurement only)
     bool early_trigger = true;  // RMSNorm / attention trigger their successor before their wait
     bool stack = false;  // the layers as the backend's persistent stack (decode_stack.hpp)
+    bool norm_in_epilogue = false;  // o/down form the next RMSNorm in their launch (norm_in_epilogue_from_env)
     bool operator==(const graph_key&) const = default;
 };
 
@@ -84,7 +85,10 @@ public:
         std::string path = m_layers.at(0).linear[0]->kernel_path(rows);
         if (rows == 1 && m_stack_used) return path + "+persistent-stack";
         const fused_linear* f = m_layers.at(0).fused_q;
-        if (f != nullptr && m_fuse && f->folds_norm(rows))
+        const fused_linear* fo = m_layers.at(0).fused_o;
+        if (norm_in_epilogue_from_env() && fo != nullptr && fo->norms_in_epilogue(rows) && !folds(fold_norm_from_env(), f))
+            path += "+norm-in-epilogue";
+        else if (f != nullptr && m_fuse && f->folds_norm(rows))
             path += folds(fold_norm_from_env(), f) ? "+fold-norm" : "+norm-kernel";
         return path + (early_trigger_from_env() ? "" : "+late-trigger") + ablate_suffix(ablate_from_env());
     }
@@ -156,6 +160,10 @@ private:
     bool m_early_trigger = true;  // early_trigger_from_env(), refreshed at each generate
     unsigned m_ablate = 0;  // ablate_bits, decode steps only (measurement only: ablate_from_env)
     bool m_delta_pending = false;
+    // QBENCH_NORM_IN_EPILOGUE (refreshed at each generate): o/down form the next RMSNorm in their own launch where the
+    // backend offers it. m_h_ready: while enqueuing, whether m_h already holds the norm the next linear reads.
+    bool m_norm_epilogue = false;
+    bool m_h_ready = false;
     // The backend's persistent layer stack for one-row decode steps (decode_stack.hpp), built at the first generate
     // after the buffers were sized (it holds their addresses; ensure_buffers drops it). m_use_stack: this generate's steps run it (one row, QBENCH_DECODE_STACK=1, nothing ablated);
     // m_stack_used: the last generate's did (the kernel path says so).

@@ -33,6 +33,11 @@ bool early_trigger_from_env() {
     return env == nullptr || std::atoi(env) != 0;
 }
 
+bool norm_in_epilogue_from_env() {
+    const char* env = std::getenv("QBENCH_NORM_IN_EPILOGUE");
+    return env != nullptr && std::atoi(env) != 0;
+}
+
 bool decode_stack_from_env() {
     const char* env = std::getenv("QBENCH_DECODE_STACK");
     return env != nullptr && std::atoi(env) != 0;

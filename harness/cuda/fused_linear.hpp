@@ -74,6 +74,11 @@ public:
         const void* norm_weight = nullptr;  ///< [out] fp16
         double eps = 0;
     };
+    /// Whether forward_residual_normed would accept `rows` rows (the executor's kernel path string says so).
+    virtual bool norms_in_epilogue(std::int64_t rows) const {
+        (void)rows;
+        return false;
+    }
     /// forward_residual, then h = rms_norm(residual) as launch_rms_norm forms it from the updated stream (bit-identical),
     /// in the same launch: so the RMSNorm kernel after o_proj / down_proj is not needed. False as above.
     virtual bool forward_residual_normed(const void* x, std::int64_t rows, void* residual, const normed_output& out,

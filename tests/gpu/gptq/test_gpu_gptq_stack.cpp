@@ -57,8 +57,9 @@ struct run_result {
     std::string path;
 };
 
-run_result run(cuda_executor& gpu, const prompt& p, const char* stack) {
-    ::setenv("QBENCH_DECODE_STACK", stack, 1);
+/// Greedy and sampled generations (an eager step, then the graph) with the environment switch `name` at `value`.
+run_result run(cuda_executor& gpu, const prompt& p, const char* stack, const char* name = "QBENCH_DECODE_STACK") {
+    ::setenv(name, stack, 1);
     generation_config greedy;
     greedy.max_new_tokens = 24;
     generation_config sample = greedy;
@@ -73,12 +74,12 @@ run_result run(cuda_executor& gpu, const prompt& p, const char* stack) {
         r.sample = gpu.generate(p, sample);
     }
     r.path = gpu.kernel_path(1);
-    ::unsetenv("QBENCH_DECODE_STACK");
+    ::unsetenv(name);
     return r;
 }
 
-void check_stack_matches_launches(const model_config& m, int bits, const fs::path& cache) {
-    CAPTURE(m.name, bits);
+/// A GPTQ executor of model m at `bits` (quantized into the cache from a synthetic checkpoint).
+std::unique_ptr<cuda_executor> gptq_executor(const model_config& m, int bits, const fs::path& cache) {
     const fs::path fp16_dir = ensure_synthetic_checkpoint(m, 21, cache / "checkpoints");
     gptq::gptq_quantize_options o;
     o.bits = bits;
@@ -99,13 +100,21 @@ void check_stack_matches_launches(const model_config& m, int bits, const fs::pat
     cell.bits = bits;
     cell.gptq = o.gptq;
     cell.seed = 21;
-    const auto backend = make_gptq_backend();
-    auto gpu = make_cuda_executor(m, *art, *backend, cell, context());
+    static const auto backend = make_gptq_backend();
+    return make_cuda_executor(m, *art, *backend, cell, context());
+}
+
+prompt test_prompt(const model_config& m) {
     generation_options go;
     go.prompt_tokens = 9;
     go.image_tokens = 0;
-    const prompt p = make_prompt(m, go, 21);
+    return make_prompt(m, go, 21);
+}
 
+void check_stack_matches_launches(const model_config& m, int bits, const fs::path& cache) {
+    CAPTURE(m.name, bits);
+    auto gpu = gptq_executor(m, bits, cache);
+    const prompt p = test_prompt(m);
     const run_result off = run(*gpu, p, "0");
     const run_result on = run(*gpu, p, "1");
     CAPTURE(off.path, on.path);
@@ -125,11 +134,45 @@ void check_stack_matches_launches(const model_config& m, int bits, const fs::pat
     CHECK(gpu->kernel_path(1).find("persistent") == std::string::npos);
 }
 
+/// QBENCH_NORM_IN_EPILOGUE: o/down form the next RMSNorm in their launch; the same tokens, scores and beams as with
+/// the RMSNorm kernels.
+void check_norm_in_epilogue(const model_config& m, int bits, const fs::path& cache) {
+    CAPTURE(m.name, bits);
+    auto gpu = gptq_executor(m, bits, cache);
+    const prompt p = test_prompt(m);
+    const run_result off = run(*gpu, p, "0", "QBENCH_NORM_IN_EPILOGUE");
+    const run_result on = run(*gpu, p, "1", "QBENCH_NORM_IN_EPILOGUE");
+    CAPTURE(off.path, on.path);
+    CHECK(on.path.ends_with("+norm-in-epilogue"));
+    CHECK(off.path.find("epilogue") == std::string::npos);
+    CHECK(on.greedy.tokens == off.greedy.tokens);
+    CHECK(on.greedy.beam_scores == off.greedy.beam_scores);
+    CHECK(on.sample.tokens == off.sample.tokens);
+    CHECK(on.sample.beam_scores == off.sample.beam_scores);
+    generation_config beam;  // two rows a step
+    beam.max_new_tokens = 8;
+    beam.mode = decode_mode::beam;
+    beam.beam_width = 2;
+    ::setenv("QBENCH_NORM_IN_EPILOGUE", "1", 1);
+    const generation_output b_on = gpu->generate(p, beam);
+    ::unsetenv("QBENCH_NORM_IN_EPILOGUE");
+    const generation_output b_off = gpu->generate(p, beam);
+    CHECK(b_on.beams == b_off.beams);
+    CHECK(b_on.beam_scores == b_off.beam_scores);
+}
+
 }  // namespace
 
 TEST_CASE("the persistent GPTQ stack decodes bit-identically to the launched layers", "[gpu][gptq][stack]") {
     const fs::path cache = fs::temp_directory_path() / ("qbench-gptq-stack-" + std::to_string(::getpid()));
     fs::remove_all(cache);
     for (int bits : {4, 2, 3, 8}) check_stack_matches_launches(awkward_model(), bits, cache);
+    fs::remove_all(cache);
+}
+
+TEST_CASE("o/down forming the next RMSNorm in their launch decode bit-identically to the norm kernels", "[gpu][gptq][norm]") {
+    const fs::path cache = fs::temp_directory_path() / ("qbench-gptq-normepi-" + std::to_string(::getpid()));
+    fs::remove_all(cache);
+    for (int bits : {4, 2, 3, 8}) check_norm_in_epilogue(awkward_model(), bits, cache);
     fs::remove_all(cache);
 }

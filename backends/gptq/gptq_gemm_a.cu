@@ -141,15 +141,17 @@ __device__ __forceinline__ void trace_stamp(const a_args& a, int field) {
 /// each after a fence over its threads' stores; the last to arrive reads the whole updated rows and writes their RMSNorm
 /// with rms_norm.cuh's reduction (the kernel's warp w stands for the norm kernel's warps w and w + 16, so rows of up to
 /// 1024 chunks reduce in the same order), then re-arms the counter. Out of line: the main loop keeps its registers.
+/// scratch: 33 doubles of shared memory no thread reads any more (the staged x; no static shared memory, which would
+/// cost the largest launches their second CTA per SM).
 __device__ __noinline__ void last_cta_norm(const __half* y, int hidden, int rows, __half* out, const __half* weight,
-                                           double eps, unsigned* arrivals) {
-    __shared__ unsigned last;
-    __shared__ double warp_sums[32];
+                                           double eps, unsigned* arrivals, double* scratch) {
+    double* warp_sums = scratch;  // [32]
+    unsigned* last = reinterpret_cast<unsigned*>(scratch + 32);
     __threadfence();  // this thread's outputs, before its CTA's arrival
     __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(arrivals, 1u) == gridDim.x - 1 ? 1u : 0u;
+    if (threadIdx.x == 0) *last = atomicAdd(arrivals, 1u) == gridDim.x - 1 ? 1u : 0u;
     __syncthreads();
-    if (last == 0) return;
+    if (*last == 0) return;
     __threadfence();  // every other CTA arrived after its own fence: their outputs are visible from here
     const int chunks = hidden / 8, warps = (chunks + 31) / 32;
     const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
@@ -512,7 +514,9 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
         }
     }
     if constexpr (!Swiglu && !Norm && Pairs == 1) {
-        if (a.norm_out != nullptr) last_cta_norm(y, n_out, a.rows, a.norm_out, a.out_norm_weight, a.out_norm_eps, a.arrivals);
+        // (x's staging is free now: every warp's loop is done, and the outputs above read only the partials)
+        if (a.norm_out != nullptr)
+            last_cta_norm(y, n_out, a.rows, a.norm_out, a.out_norm_weight, a.out_norm_eps, a.arrivals, reinterpret_cast<double*>(smem));
     }
     trace_stamp<Pairs>(a, a_trace_end);
 }

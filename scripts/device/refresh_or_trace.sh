@@ -9,9 +9,9 @@
 # Logs and results under $OUT: build.log, tests.log, bench-trace.txt, the results files and reports, reference logs.
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/refresh_or_trace.sh
-# QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml), QBENCH_TRACE_FILTER (default: v3 per linear at batch
-# 1 from DRAM and from L2 at 4 and 8 bits, the launched 7B step at 4 and 8 bits with its launch trace, then the stack
-# with its attention prefetch on and off at 4, 2 and 8 bits),
+# QBENCH_REFRESH_MATRIX (default configs/gptq-widths-quick.yaml; several, space-separated, run in order),
+# QBENCH_TRACE_FILTER (default: v3 per linear at batch 1 from DRAM and from L2 at 4 and 8 bits, the launched 7B step at
+# 4 and 8 bits with its launch trace, then the stack with its attention prefetch on and off at 4, 2 and 8 bits),
 # QBENCH_CHECK_SECONDS (default 570), QBENCH_ONLY_H200=1 (on another card, stop before the build),
 # QBENCH_BENCH_RESERVE (on an H200, the seconds the matrix leaves for the benchmarks and the test; default 230).
 set -uo pipefail
@@ -36,7 +36,7 @@ left() { echo $(( deadline - $(date +%s) - ${1:-0} )); }
 run_matrix() {  # stack switch (0 or 1), seconds
   [ "$2" -gt 90 ] || { echo "no time left for $matrix (stack $1)"; return; }
   QBENCH_DECODE_STACK=$1 QBENCH_BUNDLE=.device-bundle-built QBENCH_CALL_SECONDS=$2 \
-    bash scripts/device/reference_run.sh "$matrix" > "$out/reference-stack$1.log" 2>&1
+    bash scripts/device/reference_run.sh $matrix > "$out/reference-stack$1.log" 2>&1  # (a list: word-split on purpose)
   grep '^|' "$out/reference-stack$1.log" | tail -n 8
 }
 stack_test() {

@@ -6,7 +6,10 @@
 #   device run: carry [".device-deps"], command:
 #     QBENCH_QC_TESTS="test_gpu_gptq_fused:[norm]" QBENCH_QC_BENCH='BM_decode_7b_fused/4/(2|5)/' bash scripts/device/quick_check.sh
 # QBENCH_QC_TESTS: "target[:filter] ..." (default none); QBENCH_QC_BENCH: bench_gptq's filter (default none: no bench);
-# QBENCH_QC_SECONDS bounds the whole script (default 300).
+# QBENCH_QC_MATRIX: a matrix qbench then runs once per setting of QBENCH_QC_ENVS ("VAR=VALUE ...", e.g.
+# "QBENCH_NORM_IN_EPILOGUE=0 QBENCH_NORM_IN_EPILOGUE=1"; default one run as is), each into its own results file, the
+# GPTQ artifacts shared through the cache (an end-to-end A/B on one machine); QBENCH_QC_SECONDS bounds the whole script
+# (default 300).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
@@ -16,6 +19,7 @@ deadline=$(( $(date +%s) + ${QBENCH_QC_SECONDS:-300} ))
 targets=()
 for spec in ${QBENCH_QC_TESTS:-}; do targets+=("${spec%%:*}"); done
 [ -z "${QBENCH_QC_BENCH:-}" ] || targets+=(bench_gptq)
+[ -z "${QBENCH_QC_MATRIX:-}" ] || targets+=(qbench)
 [ ${#targets[@]} -gt 0 ] || { echo "quick_check.sh: nothing to do (QBENCH_QC_TESTS, QBENCH_QC_BENCH)"; exit 2; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 if ! bash scripts/device/build_on_device.sh "${targets[@]}" > "$out/build.log" 2>&1; then
@@ -44,4 +48,19 @@ if [ -n "${QBENCH_QC_BENCH:-}" ]; then
   else
     echo "bench_gptq: no time left"
   fi
+fi
+if [ -n "${QBENCH_QC_MATRIX:-}" ]; then
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -d '\r')
+  name=$(basename "$QBENCH_QC_MATRIX" .yaml)
+  for setting in ${QBENCH_QC_ENVS:-as-is}; do
+    left=$(( deadline - $(date +%s) - 5 ))
+    [ "$left" -gt 30 ] || { echo "qbench $setting: no time left"; continue; }
+    tag=$(printf '%s' "$setting" | tr -c 'A-Za-z0-9=\n' '_' | sed -E 's/QBENCH_//')
+    envs=(); [ "$setting" = as-is ] || envs=("$setting")
+    env "${envs[@]}" QBENCH_CACHE_DIR=${QBENCH_CACHE_DIR:-/tmp/qbench-cache} timeout --signal=TERM --kill-after=10 "$left" \
+      "$bin/qbench" run "$QBENCH_QC_MATRIX" --configs configs --device cuda -o "$out/$gpu-$name-$tag.json" \
+      --work-dir "/tmp/qc-$tag" > "$out/qbench-$tag.log" 2>&1
+    echo "qbench $setting: exit $?"
+    grep '^|' "$out/qbench-$tag.log" | tail -n 8
+  done
 fi

@@ -8,6 +8,7 @@
 #include "cuda/attention_block.cuh"
 #include "cuda/bulk_ring.cuh"
 #include "cuda/cuda_check.cuh"
+#include "cuda/gpu_clock.cuh"
 #include "cuda/l2_prefetch.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/rms_norm.cuh"
@@ -73,13 +74,8 @@ __device__ __forceinline__ int cta_tiles(int mtiles, int b, int ctas, int& t0) {
     return static_cast<int>(static_cast<long long>(mtiles) * (b + 1) / ctas) - t0;
 }
 
-/// The trace's clocks (chain_tuning::trace): the SM's cycle counter and the GPU's nanosecond timer.
+/// The trace's clock (chain_tuning::trace): the SM's cycle counter (gpu_clock.cuh has the GPU's nanosecond timer).
 __device__ __forceinline__ unsigned long long trace_clock() { return static_cast<unsigned long long>(clock64()); }
-__device__ __forceinline__ unsigned long long trace_ns() {
-    unsigned long long t = 0;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 /// A CTA's trace entry of phase p (its header is entry -1).
 __device__ __forceinline__ unsigned long long* trace_entry(unsigned long long* cta_trace, int p) {
@@ -309,7 +305,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
     auto stamp = [&](int p, int field) {
         if (my_trace != nullptr) trace_entry(my_trace, p)[field] = trace_clock();
     };
-    if (my_trace != nullptr && tid == 0) my_trace[0] = trace_clock(), my_trace[1] = trace_ns();
+    if (my_trace != nullptr && tid == 0) my_trace[0] = trace_clock(), my_trace[1] = gpu_time_ns();
 
     if (w == k_consumer_warps) {
         if (lane < k_consumer_warps) produce_slots<Bits>(rings, table, count, lane, producer, my_trace);
@@ -432,7 +428,7 @@ __global__ void __launch_bounds__(k_chain_threads, 2) gptq_chain_kernel(const ch
         consumers_sync();  // the partials and x are rewritten by the next phase
         if (tid == 0) stamp(p, k_trace_stored);
     }
-    if (my_trace != nullptr && tid == 0) my_trace[2] = trace_clock(), my_trace[3] = trace_ns();
+    if (my_trace != nullptr && tid == 0) my_trace[2] = trace_clock(), my_trace[3] = gpu_time_ns();
 #else
     (void)table, (void)count, (void)max_kb, (void)counter, (void)producer, (void)prefetch_attention, (void)trace;
     __trap();

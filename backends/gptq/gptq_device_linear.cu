@@ -373,8 +373,7 @@ public:
     }
 
     bool norms_in_epilogue(std::int64_t rows) const override {
-        const std::int64_t n = m_plan.out_features;
-        return m_version == kernel_version::v3 && rows >= 1 && rows <= m_fused_rows && n % 8 == 0 && n / 8 <= 2 * k_a_warps * 32;
+        return m_version == kernel_version::v3 && rows >= 1 && rows <= m_fused_rows && a_norms_rows_of(m_plan.out_features);
     }
 
     bool forward_residual_normed(const void* x, std::int64_t rows, void* residual, const normed_output& out,

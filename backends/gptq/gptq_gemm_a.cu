@@ -5,6 +5,7 @@
 #include "backends/gptq/gptq_stream_load.cuh"
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/gpu_clock.cuh"
 #include "cuda/l2_prefetch.cuh"
 #include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
@@ -14,8 +15,6 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
-#include <utility>
-#include <vector>
 
 namespace qbench::gptq {
 
@@ -127,25 +126,17 @@ __device__ __forceinline__ void trace_stamp(const a_args& a, int field) {
     if constexpr (Pairs != 1) return;
     if (a.trace == nullptr || threadIdx.x != 0) return;
     unsigned long long* at = a.trace + static_cast<std::size_t>(blockIdx.x) * k_a_trace_fields;
-    unsigned long long t = 0;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    at[field] = t;
-    if (field == a_trace_entry) {
-        unsigned sm = 0;
-        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-        at[a_trace_sm] = sm;
-    }
+    at[field] = gpu_time_ns();
+    if (field == a_trace_entry) at[a_trace_sm] = sm_index();
 }
 
 /// a_args::norm_out: called by every thread of every CTA once its outputs are stored. The CTAs arrive on a counter,
-/// each after a fence over its threads' stores; the last to arrive reads the whole updated rows and writes their RMSNorm
-/// with rms_norm.cuh's reduction (the kernel's warp w stands for the norm kernel's warps w and w + 16, so rows of up to
-/// 1024 chunks reduce in the same order), then re-arms the counter. Out of line: the main loop keeps its registers.
-/// scratch: 33 doubles of shared memory no thread reads any more (the staged x; no static shared memory, which would
-/// cost the largest launches their second CTA per SM).
+/// each after a fence over its threads' stores; the last to arrive normalizes the updated rows (rms_norm_row_by_block:
+/// launch_rms_norm's bits), then re-arms the counter. Out of line: the main loop keeps its registers. scratch: 33
+/// doubles of shared memory no thread reads any more (the staged x; no static shared memory, which would cost the
+/// largest launches their second CTA per SM).
 __device__ __noinline__ void last_cta_norm(const __half* y, int hidden, int rows, __half* out, const __half* weight,
                                            double eps, unsigned* arrivals, double* scratch) {
-    double* warp_sums = scratch;  // [32]
     unsigned* last = reinterpret_cast<unsigned*>(scratch + 32);
     __threadfence();  // this thread's outputs, before its CTA's arrival
     __syncthreads();
@@ -153,34 +144,9 @@ __device__ __noinline__ void last_cta_norm(const __half* y, int hidden, int rows
     __syncthreads();
     if (*last == 0) return;
     __threadfence();  // every other CTA arrived after its own fence: their outputs are visible from here
-    const int chunks = hidden / 8, warps = (chunks + 31) / 32;
-    const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
-    constexpr int per = 2;  // virtual warps per warp: 16 warps x 2 x 32 lanes = 1024 chunks
-    for (int r = 0; r < rows; ++r) {
-        const uint4* row = reinterpret_cast<const uint4*>(y + static_cast<std::size_t>(r) * hidden);
-        uint4 xv[per];
-#pragma unroll
-        for (int j = 0; j < per; ++j) {
-            const int c = (warp + k_a_warps * j) * 32 + lane;
-            xv[j] = c < chunks ? __ldcg(row + c) : make_uint4(0u, 0u, 0u, 0u);  // past L1: other SMs wrote them
-        }
-#pragma unroll
-        for (int j = 0; j < per; ++j) {
-            const int vw = warp + k_a_warps * j, c = vw * 32 + lane;
-            if (vw >= warps) continue;  // warp-uniform
-            const double s = rms_butterfly(c < chunks ? rms_chunk_sumsq(xv[j]) : 0.0);
-            if (lane == 0) warp_sums[vw] = s;
-        }
-        __syncthreads();
-        const float inv = rms_inv(rms_butterfly(lane < warps ? warp_sums[lane] : 0.0), hidden, eps);
-        uint4* orow = reinterpret_cast<uint4*>(out + static_cast<std::size_t>(r) * hidden);
-#pragma unroll
-        for (int j = 0; j < per; ++j) {
-            const int c = (warp + k_a_warps * j) * 32 + lane;
-            if (c < chunks) orow[c] = rms_norm_chunk(xv[j], inv, reinterpret_cast<const uint4*>(weight)[c]);
-        }
-        __syncthreads();  // warp_sums is the next row's
-    }
+    for (int r = 0; r < rows; ++r)
+        rms_norm_row_by_block<k_a_warps>(y + static_cast<std::size_t>(r) * hidden, hidden, weight, eps,
+                                         out + static_cast<std::size_t>(r) * hidden, scratch);
     if (threadIdx.x == 0) atomicExch(arrivals, 0u);  // for the next launch (it arrives only after this one completes)
 }
 
@@ -640,29 +606,6 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
     return reinterpret_cast<const void*>(k);
 }
 
-namespace {
-/// The open launch trace (a_trace_open): the stamps, their room, and the launches stamped so far.
-struct a_trace_state {
-    unsigned long long* stamps = nullptr;
-    std::size_t capacity = 0, used = 0;
-    std::vector<a_trace_launch> launches;
-};
-a_trace_state& trace_state() {
-    static a_trace_state s;
-    return s;
-}
-}  // namespace
-
-void a_trace_open(unsigned long long* stamps, std::size_t capacity_ctas) {
-    trace_state() = a_trace_state{stamps, capacity_ctas, 0, {}};
-}
-
-std::vector<a_trace_launch> a_trace_close() {
-    std::vector<a_trace_launch> launches = std::move(trace_state().launches);
-    trace_state() = a_trace_state{};
-    return launches;
-}
-
 void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o) {
     const bool norm = args.norm_weight != nullptr;
     const a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, norm);
@@ -692,7 +635,7 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
     if (args.norm_out != nullptr) {
         const int n = args.m[0].n;
         if (mode != a_mode::group || members != 1 || !args.residual_add || norm || args.paired || args.arrivals == nullptr ||
-            args.out_norm_weight == nullptr || n % 8 != 0 || n / 8 > 2 * k_a_warps * 32)
+            args.out_norm_weight == nullptr || !a_norms_rows_of(n))
             throw error("gptq v3: the RMSNorm of the outputs needs one unpaired member adding into the residual, a counter, "
                         "its weights and N % 8 == 0 with N <= 8192, not N = " + std::to_string(n));
     }
@@ -703,13 +646,9 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
     la.pair_spread = pairs == 2 && a_pair_spread_from_env();
     const std::size_t smem = a_smem_bytes(max_tiles, args.rows, args.kblocks, pairs);  // <= pairs * k_a_max_smem
     const int grid = (a_grid(mode, args) + pairs - 1) / pairs;
-    if (a_trace_state& tr = trace_state(); tr.stamps != nullptr && tr.used + grid <= tr.capacity) {
-        la.trace = tr.stamps + tr.used * k_a_trace_fields;
-        int mtiles = 0;
-        for (int i = 0; i < (mode == a_mode::swiglu ? 1 : members); ++i) mtiles += args.m[i].mtiles;
-        tr.launches.push_back(a_trace_launch{grid, mode, members, args.kblocks, mtiles, tr.used});
-        tr.used += static_cast<std::size_t>(grid);
-    }
+    int mtiles = 0;
+    for (int i = 0; i < (mode == a_mode::swiglu ? 1 : members); ++i) mtiles += args.m[i].mtiles;
+    la.trace = a_trace_claim(a_trace_launch{grid, mode, members, args.kblocks, mtiles, 0});
     launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, false, true) : k, dim3(static_cast<unsigned>(grid)),
                   dim3(static_cast<unsigned>(k_a_threads * pairs)), smem, o, la);
 }

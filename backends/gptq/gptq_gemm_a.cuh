@@ -29,6 +29,7 @@
 ///   launch_swiglu would (the same sums in the same order, then silu_times).
 #include "backends/gptq/gptq_a_layout.hpp"
 #include "cuda/launch.cuh"
+#include "cuda/rms_norm.cuh"
 
 #include <cuda_fp16.h>
 
@@ -84,8 +85,8 @@ struct a_args {
     /// With residual_add, one member and a single (unpaired) launch (forward_residual_normed): the launch's last CTA to
     /// finish also writes norm_out[r] = rms_norm(y[r]) * out_norm_weight for its rows, by rms_norm.cuh's contract
     /// (bit-identical to launch_rms_norm of the updated stream), so no RMSNorm kernel follows o_proj / down_proj.
-    /// The last CTA is found by `arrivals` (a device counter at zero, re-armed by that CTA); the row is N outputs,
-    /// N % 8 == 0 and N / 8 <= 1024, rows 16-byte aligned (the caller checks).
+    /// The last CTA is found by `arrivals` (a device counter at zero, re-armed by that CTA); rows of N outputs with
+    /// a_norms_rows_of(N), 16-byte aligned (the caller checks).
     __half* norm_out = nullptr;
     const __half* out_norm_weight = nullptr;
     double out_norm_eps = 0;
@@ -114,6 +115,9 @@ struct a_args {
     unsigned long long* trace = nullptr;
 };
 
+/// Whether a_args::norm_out can cover rows of n outputs: launch_rms_norm's fast path, whose reduction order it keeps.
+inline bool a_norms_rows_of(std::int64_t n) { return n > 0 && n % 8 == 0 && n / 8 <= k_rms_norm_max_chunks; }
+
 /// The launch trace's stamps per CTA (a_args::trace), in order: the GPU's nanosecond timer (%globaltimer, common to
 /// all SMs, so launches and CTAs compare) when thread 0 starts, when its PDL wait returns (the previous kernels are
 /// done), when x is staged (after the CTA barrier), when every warp's main loop is done (after the output barrier)
@@ -136,6 +140,9 @@ struct a_trace_launch {
 void a_trace_open(unsigned long long* stamps, std::size_t capacity_ctas);
 /// Closes the trace and returns the launches it stamped.
 std::vector<a_trace_launch> a_trace_close();
+/// launch_a_gemm's side: records `launch` (its `first` set here) and returns its stamps, or null when no trace is open
+/// or no room is left.
+unsigned long long* a_trace_claim(a_trace_launch launch);
 
 /// When the v3 launches of a layer pair their CTAs (a_args::paired): never (QBENCH_GPTQ_PAIR=0), at batches of 2 rows
 /// and more (`beams`), always (`1`), or by width (unset or `auto`): at 2 and 3 bits always, at 4 bits from 4 rows,

@@ -83,6 +83,41 @@ __device__ __forceinline__ uint4 rms_norm_chunk(const uint4& x, float inv, const
     for (int j = 0; j < 8; ++j) oh[j] = rms_norm_out(__half2float(xh[j]), inv, wh[j]);
     return out;
 }
+
+/// out = the contract's RMSNorm of one row x (already updated; read past L1, since other SMs may have written it),
+/// by a block of Warps warps, each standing for the fast kernel's warps w, w + Warps, ... so that rows of up to
+/// k_rms_norm_max_chunks chunks reduce in its order (bit-identical to launch_rms_norm). warp_sums: 32 doubles of
+/// shared memory. Every thread of the block calls it; it ends with a barrier (warp_sums may be reused).
+template <int Warps>
+__device__ __forceinline__ void rms_norm_row_by_block(const __half* x, int hidden, const __half* weight, double eps,
+                                                      __half* out, double* warp_sums) {
+    constexpr int per = static_cast<int>(k_rms_norm_max_chunks) / (32 * Warps);  // the fast kernel's warps per warp
+    static_assert(per * 32 * Warps == k_rms_norm_max_chunks, "Warps must divide the fast kernel's 32 warps");
+    const int chunks = hidden / 8, warps = (chunks + 31) / 32;
+    const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+    const uint4* row = reinterpret_cast<const uint4*>(x);
+    uint4 xv[per];
+#pragma unroll
+    for (int j = 0; j < per; ++j) {
+        const int c = (warp + Warps * j) * 32 + lane;
+        xv[j] = c < chunks ? __ldcg(row + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int j = 0; j < per; ++j) {
+        const int vw = warp + Warps * j, c = vw * 32 + lane;
+        if (vw >= warps) continue;  // warp-uniform
+        const double s = rms_butterfly(c < chunks ? rms_chunk_sumsq(xv[j]) : 0.0);
+        if (lane == 0) warp_sums[vw] = s;
+    }
+    __syncthreads();
+    const float inv = rms_inv(rms_butterfly(lane < warps ? warp_sums[lane] : 0.0), hidden, eps);
+#pragma unroll
+    for (int j = 0; j < per; ++j) {
+        const int c = (warp + Warps * j) * 32 + lane;
+        if (c < chunks) reinterpret_cast<uint4*>(out)[c] = rms_norm_chunk(xv[j], inv, reinterpret_cast<const uint4*>(weight)[c]);
+    }
+    __syncthreads();
+}
 #endif  // __CUDACC__
 
 }  // namespace qbench

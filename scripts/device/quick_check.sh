@@ -10,12 +10,7 @@
 # "QBENCH_NORM_IN_EPILOGUE=0 QBENCH_NORM_IN_EPILOGUE=1"; default one run as is), each into its own results file, the
 # GPTQ artifacts shared through the cache (an end-to-end A/B on one machine); QBENCH_QC_SECONDS bounds the whole script
 # (default 300).
-set -uo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root" || exit 1
-out=${OUT:-$root/out}
-mkdir -p "$out"
-deadline=$(( $(date +%s) + ${QBENCH_QC_SECONDS:-300} ))
+source "$(dirname "$0")/call_setup.sh" "${QBENCH_QC_SECONDS:-300}"
 targets=()
 for spec in ${QBENCH_QC_TESTS:-}; do targets+=("${spec%%:*}"); done
 [ -z "${QBENCH_QC_BENCH:-}" ] || targets+=(bench_gptq)
@@ -26,8 +21,7 @@ if ! bash scripts/device/build_on_device.sh "${targets[@]}" > "$out/build.log" 2
   tail -n 40 "$out/build.log"; echo "quick_check.sh: the build failed" >&2; exit 1
 fi
 grep '^build_on_device' "$out/build.log"
-export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-bin=$root/.device-bundle-built/bin
+use_built_bundle
 : > "$out/tests.log"
 for spec in ${QBENCH_QC_TESTS:-}; do
   t=${spec%%:*}; filter=""; [ "$spec" = "$t" ] || filter=${spec#*:}

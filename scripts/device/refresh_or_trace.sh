@@ -14,12 +14,7 @@
 # 4 and 8 bits with its launch trace, then the stack with its attention prefetch on and off at 4, 2 and 8 bits),
 # QBENCH_CHECK_SECONDS (default 570), QBENCH_ONLY_H200=1 (on another card, stop before the build),
 # QBENCH_BENCH_RESERVE (on an H200, the seconds the matrix leaves for the benchmarks and the test; default 230).
-set -uo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root" || exit 1
-out=${OUT:-$root/out}
-mkdir -p "$out"
-deadline=$(( $(date +%s) + ${QBENCH_CHECK_SECONDS:-570} ))
+source "$(dirname "$0")/call_setup.sh" "${QBENCH_CHECK_SECONDS:-570}"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr -d '\r')
 # QBENCH_ONLY_H200=1: on any other card stop here, before the build (a call that only wants the H200's figures).
 if [ -n "${QBENCH_ONLY_H200:-}" ] && [[ "$gpu" != *H200* ]]; then echo "refresh_or_trace.sh: $gpu is not an H200; nothing run"; exit 0; fi
@@ -27,8 +22,7 @@ if ! bash scripts/device/build_on_device.sh qbench bench_gptq test_gpu_gptq_stac
   tail -n 40 "$out/build.log"; echo "refresh_or_trace.sh: the build failed" >&2; exit 1
 fi
 grep '^build_on_device' "$out/build.log"
-export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-bin=$root/.device-bundle-built/bin
+use_built_bundle
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 matrix=${QBENCH_REFRESH_MATRIX:-configs/gptq-widths-quick.yaml}
 left() { echo $(( deadline - $(date +%s) - ${1:-0} )); }

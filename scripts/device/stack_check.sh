@@ -7,18 +7,12 @@
 #
 #   device run: carry [".device-deps"], command: bash scripts/device/stack_check.sh
 # QBENCH_CHECK_SECONDS: the whole script's budget (default 570); QBENCH_STACK_MATRIX: the matrix to run instead.
-set -uo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root" || exit 1
-out=${OUT:-$root/out}
-mkdir -p "$out"
-deadline=$(( $(date +%s) + ${QBENCH_CHECK_SECONDS:-570} ))
+source "$(dirname "$0")/call_setup.sh" "${QBENCH_CHECK_SECONDS:-570}"
 if ! bash scripts/device/build_on_device.sh qbench test_gpu_gptq_stack test_gpu_gptq_chain test_gpu_executor > "$out/build.log" 2>&1; then
   tail -n 40 "$out/build.log"; echo "stack_check.sh: the build failed" >&2; exit 1
 fi
 grep '^build_on_device' "$out/build.log"
-export LD_LIBRARY_PATH=$root/.device-bundle-built/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-bin=$root/.device-bundle-built/bin
+use_built_bundle
 : > "$out/tests.log"
 run_test() {  # name, timeout
   local start rc; start=$(date +%s)

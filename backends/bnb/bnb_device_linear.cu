@@ -38,8 +38,9 @@ public:
         : m_context(context), m_ws(std::move(ws)), m_type(type), m_fused_batches(fused_batches) {}
 
     // Set by the loaders. nested_code stays empty when the map is the workspace's shared copy (workspace::nested_map).
+    // arrivals: forward_residual_normed's counter (zeroed by the loader; the launch's last CTA re-arms it).
     device_4bit_view view;
-    device_buffer packed, absmax, codes, nested_absmax, nested_code;
+    device_buffer packed, absmax, codes, nested_absmax, nested_code, arrivals;
     std::uint64_t bytes = 0;
 
     std::int64_t in_features() const override { return view.cols; }
@@ -120,6 +121,31 @@ public:
         launch_gemv_4bit_team_swiglu(view, other->view, static_cast<const __half*>(x), static_cast<__half*>(act),
                                      options(m_context, stream));
         m_ran_fused.store(true, std::memory_order_relaxed);
+        return true;
+    }
+
+    // o_proj / down_proj at batch 1: the residual add in the team kernel's epilogue (rounded as launch_rms_norm's add).
+    bool forward_residual(const void* x, std::int64_t rows, void* residual, CUstream_st* stream) override {
+        if (rows != 1 || !team_path() || !aligned(x, 16) || !aligned(residual, alignof(__half))) return false;
+        launch_gemv_4bit_team_residual(view, static_cast<const __half*>(x), static_cast<__half*>(residual), {},
+                                       options(m_context, stream));
+        return true;
+    }
+
+    bool norms_in_epilogue(std::int64_t rows) const override {
+        return rows == 1 && team_path() && gemv_4bit_team_norms_rows(view);
+    }
+
+    // And the next RMSNorm by the launch's last CTA (bit-identical to launch_rms_norm of the updated stream).
+    bool forward_residual_normed(const void* x, std::int64_t rows, void* residual, const normed_output& out,
+                                 CUstream_st* stream) override {
+        if (!norms_in_epilogue(rows) || !aligned(x, 16) || !aligned(residual, 16) || !aligned(out.h, 16) ||
+            !aligned(out.norm_weight, 16))
+            return false;
+        const residual_norm norm{static_cast<__half*>(out.h), static_cast<const __half*>(out.norm_weight), out.eps,
+                                 arrivals.as<unsigned>()};
+        launch_gemv_4bit_team_residual(view, static_cast<const __half*>(x), static_cast<__half*>(residual), norm,
+                                       options(m_context, stream));
         return true;
     }
 
@@ -314,6 +340,10 @@ std::unique_ptr<device_linear> load_4bit_device_linear(const linear_request& req
     v.nested_absmax = linear->nested_absmax ? linear->nested_absmax.as<float>() : nullptr;
     if (linear->nested_code) v.nested_code = linear->nested_code.as<float>();
     linear->bytes = linear->packed.size() + linear->absmax.size() + linear->codes.size() + linear->nested_absmax.size();
+    // forward_residual_normed's arrival counter, at zero before any launch can use it (not weight bytes).
+    linear->arrivals = context.allocate(sizeof(unsigned), "bnb arrival counter " + name);
+    QB_CUDA_CHECK(cudaMemsetAsync(linear->arrivals.get(), 0, sizeof(unsigned), context.stream()));
+    QB_CUDA_CHECK(cudaStreamSynchronize(context.stream()));
     // The batch > 1 path needs room for this layer's fp16 weight (shared by all layers).
     ws->reserve_dequant(static_cast<std::uint64_t>(n));
     return linear;

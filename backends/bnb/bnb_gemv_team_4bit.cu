@@ -125,13 +125,14 @@ __device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, uns
     return c;
 }
 
-// Swiglu: members 0 (gate) and 1 (up) paired row by row, fp16(silu(g) * u) written to member 0's y. A template
-// parameter, not a flag: the double-precision SiLU of the epilogue needs ~20 registers while the whole ring and the
-// activations are live, which pushed the <= 64-register kernels into spilling (ptxas: 116 bytes at U = 4, against
-// 4 without it), and groups and single linears need none of it.
-template <int U, bool Nested, bool Swiglu, int Regs>
+// E (team_epilogue): store; swiglu: members 0 (gate) and 1 (up) paired row by row, fp16(silu(g) * u) written to
+// member 0's y; residual: member 0's y is the residual stream (team_residual). A template parameter, not a flag: the
+// double-precision SiLU of the epilogue needs ~20 registers while the whole ring and the activations are live, which
+// pushed the <= 64-register kernels into spilling (ptxas: 116 bytes at U = 4, against 4 without it), and groups and
+// single linears need none of it.
+template <int U, bool Nested, team_epilogue E, int Regs>
 __global__ void QB_TEAM_BOUNDS(Regs)
-    gemv_4bit_team_kernel(team_4bit_group q, const __half* x, team_args p) {
+    gemv_4bit_team_kernel(team_4bit_group q, const __half* x, team_args p, team_residual r) {
     extern __shared__ __align__(16) unsigned char smem[];
     const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5, warps = blockDim.x >> 5;
     const unsigned team_threads = static_cast<unsigned>(p.team_threads);
@@ -146,7 +147,8 @@ __global__ void QB_TEAM_BOUNDS(Regs)
     const unsigned col0 = tc * 32u;
     const unsigned log2bs = static_cast<unsigned>(q.blocksize_log2);
     const std::uint32_t lane4 = lane * 4u;
-    constexpr bool swiglu = Swiglu;
+    constexpr bool swiglu = E == team_epilogue::swiglu;
+    constexpr bool residual = E == team_epilogue::residual;
     const team_work share = work_of(p, q.m[0].rows, q.m[1].rows, q.m[2].rows, g);
     // The nested code book of the team's member (SwiGLU: the slot's member, gate 0 or up 1).
     const std::uint32_t team_book = k_spare_nested + share.m * 256u;
@@ -275,6 +277,9 @@ __global__ void QB_TEAM_BOUNDS(Regs)
         const std::uint32_t part = k_spare_partial + static_cast<std::uint32_t>((b & 1) * U) * warps;
         const bool more = b + 1 < p.batches;
         if (p.prefetch > 0 && b + 1 + p.prefetch < p.batches) prefetch(b + 1 + p.prefetch);
+        [[maybe_unused]] __half prior;
+        if constexpr (residual)
+            if (t < 32) prior = residual_prior<U>(q.m[0].y, place_of<U>(false, static_cast<unsigned>(b), t, share), t);
         float sums[U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
@@ -301,21 +306,39 @@ __global__ void QB_TEAM_BOUNDS(Regs)
                 for (unsigned i = 0; i < team_warps; ++i) sum += spare_float(smem, part + t * warps + team * team_warps + i);
                 h = __float2half_rn(sum);
             }
-            store_slot<U>(q.m[0].y, q.m[1].y, q.m[2].y, swiglu, sp, t, h);
+            if constexpr (residual)
+                add_slot<U>(q.m[0].y, sp, t, prior, h);
+            else
+                store_slot<U>(q.m[0].y, q.m[1].y, q.m[2].y, swiglu, sp, t, h);
         }
         // The partial buffer alternates between batches: the next batch writes the other half, and the one after it
         // comes behind the next barrier, which every reader of this batch has passed.
     }
+    // The next RMSNorm by the last CTA; its scratch is the byte table's first entries, which no thread reads any more
+    // once every thread of the CTA has arrived (the function's first barrier).
+    if constexpr (residual)
+        if (r.norm_out != nullptr)
+            last_block_rms_norm<k_team_norm_per>(q.m[0].y, static_cast<int>(q.m[0].rows), 1, r.norm_out, r.norm_weight,
+                                                 r.eps, r.arrivals, reinterpret_cast<double*>(smem));
 }
 
-using kernel_4bit_t = void (*)(team_4bit_group, const __half*, team_args);
+using kernel_4bit_t = void (*)(team_4bit_group, const __half*, team_args, team_residual);
+
+template <int U, bool Nested, int Regs>
+kernel_4bit_t kernel_4bit_of(team_epilogue e) {
+    switch (e) {
+    case team_epilogue::swiglu: return gemv_4bit_team_kernel<U, Nested, team_epilogue::swiglu, Regs>;
+    case team_epilogue::residual: return gemv_4bit_team_kernel<U, Nested, team_epilogue::residual, Regs>;
+    default: return gemv_4bit_team_kernel<U, Nested, team_epilogue::store, Regs>;
+    }
+}
 
 template <int U, int Regs>
-void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, bool swiglu,
-                        const __half* x, const launch_options& o, team_config c, const team_geometry& gm) {
-    const kernel_4bit_t kernel =
-        nested ? (swiglu ? gemv_4bit_team_kernel<U, true, true, Regs> : gemv_4bit_team_kernel<U, true, false, Regs>)
-               : (swiglu ? gemv_4bit_team_kernel<U, false, true, Regs> : gemv_4bit_team_kernel<U, false, false, Regs>);
+void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, team_epilogue e,
+                        const team_residual& r, const __half* x, const launch_options& o, team_config c,
+                        const team_geometry& gm) {
+    const kernel_4bit_t kernel = nested ? kernel_4bit_of<U, true, Regs>(e) : kernel_4bit_of<U, false, Regs>(e);
+    const bool swiglu = e == team_epilogue::swiglu;
     team_args a;
     a.nested_log2 = nested_log2;
     if (swiglu) c.rows_in_flight = U / 2;
@@ -324,11 +347,11 @@ void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, 
     const int members = member_rows_of(q, swiglu, rows);
     finish(rows, members, c, occupancy(kernel, gm.cta_threads, k_team_lut_bytes), gm, grid, a);
     launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(gm.cta_threads)),
-                  k_team_lut_bytes, o, q, x, a);
+                  k_team_lut_bytes, o, q, x, a, r);
 }
 
-using launch_4bit_t = void (*)(const team_4bit_group&, bool, int, bool, const __half*, const launch_options&,
-                               team_config, const team_geometry&);
+using launch_4bit_t = void (*)(const team_4bit_group&, bool, int, team_epilogue, const team_residual&, const __half*,
+                               const launch_options&, team_config, const team_geometry&);
 constexpr team_instance<launch_4bit_t> k_4bit_instances[] = {
     {8, 128, launch_4bit_config<8, 128>},
     {8, 80, launch_4bit_config<8, 80>},
@@ -338,18 +361,28 @@ constexpr team_instance<launch_4bit_t> k_4bit_instances[] = {
 };
 static_assert(every_config_instantiated(k_4bit_instances, k_configs), "a 4-bit config has no kernel");
 
-void run_4bit(const team_4bit_group& q, bool nested, int nested_log2, std::int64_t work_rows, bool swiglu,
-              const __half* x, const launch_options& o, int config) {
+team_geometry geometry_of(std::int64_t cols, const team_config& c) {
+    return shape_of(cols / 32, c.cta_target, budget_of(c.regs).max_threads);
+}
+
+void check_config(int config, const char* who) {
     if (config < 0 || config >= k_config_count)
-        throw std::invalid_argument("launch_gemv_4bit_team: config " + std::to_string(config) + " does not exist");
+        throw std::invalid_argument(std::string(who) + ": config " + std::to_string(config) + " does not exist");
+}
+
+void run_4bit(const team_4bit_group& q, bool nested, int nested_log2, std::int64_t work_rows, team_epilogue e,
+              const team_residual& r, const __half* x, const launch_options& o, int config) {
+    check_config(config, "launch_gemv_4bit_team");
     if (work_rows <= 0) return;
     team_config c = k_configs[config];
-    const team_geometry gm = shape_of(q.cols / 32, c.cta_target, budget_of(c.regs).max_threads);
+    const team_geometry gm = geometry_of(q.cols, c);
     c.regs = regs_for(c, gm);
-    instance_of(k_4bit_instances, c.rows_in_flight, c.regs)->launch(q, nested, nested_log2, swiglu, x, o, c, gm);
+    instance_of(k_4bit_instances, c.rows_in_flight, c.regs)->launch(q, nested, nested_log2, e, r, x, o, c, gm);
 }
 
 // The group of `count` 4-bit weights (checked by gemv_4bit_team_groupable), outputs ys (may be null in SwiGLU mode).
+int nested_log2_of(const device_4bit_view& w) { return w.nested() ? log2_exact(w.nested_blocksize) : 8; }
+
 team_4bit_group group_4bit(const device_4bit_view* ws, int count, __half* const* ys) {
     team_4bit_group q;
     q.cols = static_cast<unsigned>(ws[0].cols);
@@ -405,8 +438,7 @@ void launch_gemv_4bit_team(const device_4bit_view& w, const __half* x, __half* y
                                     std::to_string(w.cols) + ")");
     if (w.rows <= 0) return;
     __half* const ys[1] = {y};
-    run_4bit(group_4bit(&w, 1, ys), w.nested(), w.nested() ? log2_exact(w.nested_blocksize) : 8, w.rows, false, x, o,
-             config);
+    run_4bit(group_4bit(&w, 1, ys), w.nested(), nested_log2_of(w), w.rows, team_epilogue::store, {}, x, o, config);
 }
 
 void launch_gemv_4bit_team_group(const device_4bit_view* ws, int count, const __half* x, __half* const* ys,
@@ -415,8 +447,7 @@ void launch_gemv_4bit_team_group(const device_4bit_view* ws, int count, const __
         throw std::invalid_argument("launch_gemv_4bit_team_group: the weights do not form a group");
     std::int64_t total = 0;
     for (int i = 0; i < count; ++i) total += ws[i].rows;
-    const bool nested = ws[0].nested();
-    run_4bit(group_4bit(ws, count, ys), nested, nested ? log2_exact(ws[0].nested_blocksize) : 8, total, false, x, o,
+    run_4bit(group_4bit(ws, count, ys), ws[0].nested(), nested_log2_of(ws[0]), total, team_epilogue::store, {}, x, o,
              config);
 }
 
@@ -426,9 +457,33 @@ void launch_gemv_4bit_team_swiglu(const device_4bit_view& gate, const device_4bi
     if (!gemv_4bit_team_groupable(ws, 2) || gate.rows != up.rows)
         throw std::invalid_argument("launch_gemv_4bit_team_swiglu: gate and up do not pair");
     __half* const ys[2] = {act, nullptr};
-    const bool nested = gate.nested();
-    run_4bit(group_4bit(ws, 2, ys), nested, nested ? log2_exact(gate.nested_blocksize) : 8, gate.rows, true, x, o,
+    run_4bit(group_4bit(ws, 2, ys), gate.nested(), nested_log2_of(gate), gate.rows, team_epilogue::swiglu, {}, x, o,
              config);
+}
+
+bool gemv_4bit_team_norms_rows(const device_4bit_view& w, int config) {
+    check_config(config, "gemv_4bit_team_norms_rows");
+    const std::int64_t n = w.rows;
+    return gemv_4bit_team_supported(w) && n > 0 && n % 8 == 0 && n / 8 <= k_rms_norm_max_chunks &&
+           rms_norm_warps_fit(n, geometry_of(w.cols, k_configs[config]).cta_threads / 32, k_team_norm_per);
+}
+
+void launch_gemv_4bit_team_residual(const device_4bit_view& w, const __half* x, __half* residual,
+                                    const residual_norm& norm, const launch_options& o, int config) {
+    if (!gemv_4bit_team_supported(w))
+        throw std::invalid_argument("launch_gemv_4bit_team_residual: needs K % 32 == 0 and K <= 16384 (K " +
+                                    std::to_string(w.cols) + ")");
+    team_residual r;
+    if (norm.out != nullptr) {
+        if (!gemv_4bit_team_norms_rows(w, config) || norm.weight == nullptr || norm.arrivals == nullptr)
+            throw std::invalid_argument("launch_gemv_4bit_team_residual: the next RMSNorm needs N % 8 == 0, N <= " +
+                                        std::to_string(8 * k_rms_norm_max_chunks) + ", its weight and a counter (N " +
+                                        std::to_string(w.rows) + ")");
+        r = team_residual{norm.out, norm.weight, norm.eps, norm.arrivals};
+    }
+    if (w.rows <= 0) return;
+    __half* const ys[1] = {residual};
+    run_4bit(group_4bit(&w, 1, ys), w.nested(), nested_log2_of(w), w.rows, team_epilogue::residual, r, x, o, config);
 }
 
 }  // namespace qbench::bnb

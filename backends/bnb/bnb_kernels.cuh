@@ -97,6 +97,22 @@ void launch_gemv_4bit_team_group(const device_4bit_view* ws, int count, const __
 /// rows r are reduced in one team and paired in its epilogue. gate and up must be groupable with equal N.
 void launch_gemv_4bit_team_swiglu(const device_4bit_view& gate, const device_4bit_view& up, const __half* x,
                                   __half* act, const launch_options& o, int config = 0);
+/// The residual add in the epilogue (fused_linear::forward_residual, o_proj / down_proj): residual[N] =
+/// fp16(residual + fp16(x . W^T)), rounded as launch_rms_norm's add, so bit-identical to launch_gemv_4bit_team into a
+/// delta followed by that add. With `out` set, the launch's last CTA also writes out[N] = rms_norm(residual) * weight
+/// of the updated stream, bit-identical to launch_rms_norm (forward_residual_normed): `arrivals` is a device counter
+/// at zero that the launch leaves at zero again (one per weight; launches sharing one must not overlap).
+struct residual_norm {
+    __half* out = nullptr;
+    const __half* weight = nullptr;
+    double eps = 0;
+    unsigned* arrivals = nullptr;
+};
+/// Whether launch_gemv_4bit_team_residual can form the next RMSNorm for this weight (N % 8 == 0, N <= 8192, the
+/// config's CTA wide enough; throws std::invalid_argument for a config that does not exist).
+bool gemv_4bit_team_norms_rows(const device_4bit_view& w, int config = 0);
+void launch_gemv_4bit_team_residual(const device_4bit_view& w, const __half* x, __half* residual,
+                                    const residual_norm& norm, const launch_options& o, int config = 0);
 /// Launch shapes of the fused int8 GEMV (gemv_team_configs() of them; 0 is the default).
 const char* gemv_int8_fused_config_name(int config);
 /// Whether the fused int8 GEMV handles k: k % 32 == 0 and k <= 16384.

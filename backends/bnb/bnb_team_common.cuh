@@ -27,6 +27,7 @@
 // at a fixed distance from the gate row) and writes fp16(silu(g) * u) from the team's first warp.
 #include "backends/bnb/bnb_device_common.cuh"
 #include "cuda/l2_prefetch.cuh"
+#include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 
 #include <cstdint>
@@ -93,6 +94,25 @@ struct team_args {
     unsigned team_begin[4] = {0, 0, 0, 0};
 };
 
+/// What a launch does with a team's sums: store them (groups, single linears), pair gate and up into the SwiGLU
+/// product, or add them into the residual stream (o_proj, down_proj: fused_linear::forward_residual[_normed]). A
+/// template parameter of the kernels: each mode's epilogue costs registers the others should not pay.
+enum class team_epilogue { store, swiglu, residual };
+
+/// team_epilogue::residual: y (member 0's output, one member) is the residual stream, y = fp16(y + fp16(sum)) as
+/// launch_rms_norm's add rounds it; with norm_out, the launch's last CTA then writes norm_out = rms_norm(y) *
+/// norm_weight by rms_norm.cuh's contract (last_block_rms_norm), so no RMSNorm kernel follows. arrivals: a device
+/// counter at zero, re-armed by that CTA.
+struct team_residual {
+    __half* norm_out = nullptr;
+    const __half* norm_weight = nullptr;
+    double eps = 0;
+    unsigned* arrivals = nullptr;
+};
+/// The fast RMSNorm kernel's warps each CTA warp stands for in the last CTA's norm (rms_norm_row_by_warps): hidden
+/// <= 8192 in CTAs of at least 4 warps (the host checks rms_norm_warps_fit).
+inline constexpr int k_team_norm_per = 8;
+
 /// A team's share: member m, its rows [r0, r1).
 struct team_work {
     unsigned m = 0, r0 = 0, r1 = 0;
@@ -155,6 +175,18 @@ __device__ __forceinline__ slot_place place_of(bool swiglu, unsigned b, unsigned
 
 // The epilogue of slot t (run by the team's whole first warp; lanes t >= U carry nothing): store h, or in SwiGLU mode
 // fetch the up value from lane t + 1 and store fp16(silu(g) * u) exactly as launch_swiglu rounds it.
+/// team_epilogue::residual: the stream's value at slot t's row, requested at the top of the batch so that its round
+/// trip hides behind the batch (read past L1: the previous kernel wrote it).
+template <int U>
+__device__ __forceinline__ __half residual_prior(const __half* y, const slot_place& s, unsigned t) {
+    return t < U && s.valid ? __ldcg(y + s.row) : __float2half_rn(0.0f);
+}
+/// team_epilogue::residual: slot t's row of the stream, updated.
+template <int U>
+__device__ __forceinline__ void add_slot(__half* y, const slot_place& s, unsigned t, __half prior, __half h) {
+    if (t < U && s.valid) y[s.row] = rms_residual_add(prior, h);
+}
+
 template <int U>
 __device__ __forceinline__ void store_slot(__half* y0, __half* y1, __half* y2, bool swiglu, const slot_place& s,
                                            unsigned t, __half h) {

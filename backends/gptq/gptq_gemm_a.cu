@@ -130,25 +130,10 @@ __device__ __forceinline__ void trace_stamp(const a_args& a, int field) {
     if (field == a_trace_entry) at[a_trace_sm] = sm_index();
 }
 
-/// a_args::norm_out: called by every thread of every CTA once its outputs are stored. The CTAs arrive on a counter,
-/// each after a fence over its threads' stores; the last to arrive normalizes the updated rows (rms_norm_row_by_block:
-/// launch_rms_norm's bits), then re-arms the counter. Out of line: the main loop keeps its registers. scratch: 33
-/// doubles of shared memory no thread reads any more (the staged x; no static shared memory, which would cost the
-/// largest launches their second CTA per SM).
-__device__ __noinline__ void last_cta_norm(const __half* y, int hidden, int rows, __half* out, const __half* weight,
-                                           double eps, unsigned* arrivals, double* scratch) {
-    unsigned* last = reinterpret_cast<unsigned*>(scratch + 32);
-    __threadfence();  // this thread's outputs, before its CTA's arrival
-    __syncthreads();
-    if (threadIdx.x == 0) *last = atomicAdd(arrivals, 1u) == gridDim.x - 1 ? 1u : 0u;
-    __syncthreads();
-    if (*last == 0) return;
-    __threadfence();  // every other CTA arrived after its own fence: their outputs are visible from here
-    for (int r = 0; r < rows; ++r)
-        rms_norm_row_by_block<k_a_warps>(y + static_cast<std::size_t>(r) * hidden, hidden, weight, eps,
-                                         out + static_cast<std::size_t>(r) * hidden, scratch);
-    if (threadIdx.x == 0) atomicExch(arrivals, 0u);  // for the next launch (it arrives only after this one completes)
-}
+/// a_args::norm_out: the launch's last CTA forms the next RMSNorm (rms_norm.cuh, last_block_rms_norm), each warp of
+/// the k_a_warps standing for the fast kernel's warps w, w + k_a_warps, ...; its scratch is the staged x's shared
+/// memory (no static shared memory, which would cost the largest launches their second CTA per SM).
+inline constexpr int k_a_norm_per = static_cast<int>(k_rms_norm_max_chunks) / (32 * k_a_warps);
 
 template <class F>
 __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
@@ -482,7 +467,8 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     if constexpr (!Swiglu && !Norm && Pairs == 1) {
         // (x's staging is free now: every warp's loop is done, and the outputs above read only the partials)
         if (a.norm_out != nullptr)
-            last_cta_norm(y, n_out, a.rows, a.norm_out, a.out_norm_weight, a.out_norm_eps, a.arrivals, reinterpret_cast<double*>(smem));
+            last_block_rms_norm<k_a_norm_per>(y, n_out, a.rows, a.norm_out, a.out_norm_weight, a.out_norm_eps, a.arrivals,
+                                              reinterpret_cast<double*>(smem));
     }
     trace_stamp<Pairs>(a, a_trace_end);
 }

@@ -22,9 +22,9 @@
 //
 // Norm in the epilogue (QBENCH_NORM_IN_EPILOGUE=1, read at each generate; off by default until measured end to end):
 // o_proj and down_proj add into x and their launch's last CTA writes h = rms_norm(x) with the next norm's weights
-// (fused_linear::forward_residual_normed; GPTQ kernel v3), so the RMSNorm kernel between them and the next linears
-// does not run; bit-identical by construction (test_gpu_gptq_stack checks it). m_h_ready tracks that h is already
-// formed. Path suffix "+norm-in-epilogue".
+// (fused_linear::forward_residual_normed; GPTQ kernel v3, the bnb 4-bit team kernel), so the RMSNorm kernel between
+// them and the next linears does not run; bit-identical by construction (test_gpu_gptq_stack and test_gpu_bnb_executor
+// check it). m_h_ready tracks that h is already formed. Path suffix "+norm-in-epilogue".
 //
 // The files: cuda_executor_impl.cuh declares the class; this file loads the weights, sizes the buffers and enqueues a
 // layer, the head and the prefill; cuda_executor_generate.cu enqueues the decode step, captures and replays it as a

@@ -34,6 +34,13 @@ void launch_rms_norm(__half* x, const __half* delta, const __half* weight, doubl
 /// path whose reduction order a folded GEMV prologue reproduces.
 bool rms_norm_fast_path(const void* x, const void* delta, const void* weight, const void* out, std::int64_t hidden);
 
+/// Whether a block of `block_warps` whole warps can form the RMSNorm of rows of `hidden` with
+/// rms_norm_row_by_warps<max_per> (each warp standing for at most max_per of the fast kernel's warps).
+inline bool rms_norm_warps_fit(std::int64_t hidden, int block_warps, int max_per) {
+    const std::int64_t warps = (hidden / 8 + 31) / 32;
+    return block_warps > 0 && (warps + block_warps - 1) / block_warps <= max_per;
+}
+
 #if defined(__CUDACC__)
 /// fp16(x + delta) as the residual add rounds it (one fp32 add, one rounding).
 __device__ __forceinline__ __half rms_residual_add(__half x, __half delta) {
@@ -85,26 +92,25 @@ __device__ __forceinline__ uint4 rms_norm_chunk(const uint4& x, float inv, const
 }
 
 /// out = the contract's RMSNorm of one row x (already updated; read past L1, since other SMs may have written it),
-/// by a block of Warps warps, each standing for the fast kernel's warps w, w + Warps, ... so that rows of up to
-/// k_rms_norm_max_chunks chunks reduce in its order (bit-identical to launch_rms_norm). warp_sums: 32 doubles of
-/// shared memory. Every thread of the block calls it; it ends with a barrier (warp_sums may be reused).
-template <int Warps>
-__device__ __forceinline__ void rms_norm_row_by_block(const __half* x, int hidden, const __half* weight, double eps,
-                                                      __half* out, double* warp_sums) {
-    constexpr int per = static_cast<int>(k_rms_norm_max_chunks) / (32 * Warps);  // the fast kernel's warps per warp
-    static_assert(per * 32 * Warps == k_rms_norm_max_chunks, "Warps must divide the fast kernel's 32 warps");
+/// by a block of `block_warps` warps, each standing for the fast kernel's warps w, w + block_warps, ... so that rows of
+/// up to k_rms_norm_max_chunks chunks reduce in its order (bit-identical to launch_rms_norm). MaxPer bounds the fast
+/// kernel's warps per warp (rms_norm_warps_fit). warp_sums: 32 doubles of shared memory. Every thread of the block
+/// calls it; it ends with a barrier (warp_sums may be reused).
+template <int MaxPer>
+__device__ __forceinline__ void rms_norm_row_by_warps(const __half* x, int hidden, const __half* weight, double eps,
+                                                      __half* out, double* warp_sums, int block_warps) {
     const int chunks = hidden / 8, warps = (chunks + 31) / 32;
     const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
     const uint4* row = reinterpret_cast<const uint4*>(x);
-    uint4 xv[per];
+    uint4 xv[MaxPer];
 #pragma unroll
-    for (int j = 0; j < per; ++j) {
-        const int c = (warp + Warps * j) * 32 + lane;
+    for (int j = 0; j < MaxPer; ++j) {
+        const int c = (warp + block_warps * j) * 32 + lane;
         xv[j] = c < chunks ? __ldcg(row + c) : make_uint4(0u, 0u, 0u, 0u);
     }
 #pragma unroll
-    for (int j = 0; j < per; ++j) {
-        const int vw = warp + Warps * j, c = vw * 32 + lane;
+    for (int j = 0; j < MaxPer; ++j) {
+        const int vw = warp + block_warps * j, c = vw * 32 + lane;
         if (vw >= warps) continue;  // warp-uniform
         const double s = rms_butterfly(c < chunks ? rms_chunk_sumsq(xv[j]) : 0.0);
         if (lane == 0) warp_sums[vw] = s;
@@ -112,11 +118,44 @@ __device__ __forceinline__ void rms_norm_row_by_block(const __half* x, int hidde
     __syncthreads();
     const float inv = rms_inv(rms_butterfly(lane < warps ? warp_sums[lane] : 0.0), hidden, eps);
 #pragma unroll
-    for (int j = 0; j < per; ++j) {
-        const int c = (warp + Warps * j) * 32 + lane;
+    for (int j = 0; j < MaxPer; ++j) {
+        const int c = (warp + block_warps * j) * 32 + lane;
         if (c < chunks) reinterpret_cast<uint4*>(out)[c] = rms_norm_chunk(xv[j], inv, reinterpret_cast<const uint4*>(weight)[c]);
     }
     __syncthreads();
+}
+
+/// rms_norm_row_by_warps for a block of exactly Warps warps (a divisor of the fast kernel's 32).
+template <int Warps>
+__device__ __forceinline__ void rms_norm_row_by_block(const __half* x, int hidden, const __half* weight, double eps,
+                                                      __half* out, double* warp_sums) {
+    constexpr int per = static_cast<int>(k_rms_norm_max_chunks) / (32 * Warps);  // the fast kernel's warps per warp
+    static_assert(per * 32 * Warps == k_rms_norm_max_chunks, "Warps must divide the fast kernel's 32 warps");
+    rms_norm_row_by_warps<per>(x, hidden, weight, eps, out, warp_sums, Warps);
+}
+
+/// The next RMSNorm in the epilogue of the launch that updates the residual stream (fused_linear::
+/// forward_residual_normed): called by every thread of every CTA once its outputs are stored. Each CTA arrives on a
+/// counter after a fence over its threads' stores; the last to arrive forms out[r] = rms_norm(y[r]) * weight for the
+/// `rows` rows of `hidden` (rms_norm_row_by_warps: launch_rms_norm's bits), then re-arms the counter for the next
+/// launch (which arrives only after this one completes). scratch: 33 doubles of shared memory no thread reads any more.
+/// Out of line: the caller's main loop keeps its registers.
+template <int MaxPer>
+__device__ __noinline__ void last_block_rms_norm(const __half* y, int hidden, int rows, __half* out,
+                                                    const __half* weight, double eps, unsigned* arrivals,
+                                                    double* scratch) {
+    unsigned* last = reinterpret_cast<unsigned*>(scratch + 32);
+    __threadfence();  // this thread's outputs, before its CTA's arrival
+    __syncthreads();
+    if (threadIdx.x == 0) *last = atomicAdd(arrivals, 1u) == gridDim.x - 1 ? 1u : 0u;
+    __syncthreads();
+    if (*last == 0) return;
+    __threadfence();  // every other CTA arrived after its own fence: their outputs are visible from here
+    const int block_warps = static_cast<int>(blockDim.x) >> 5;
+    for (int r = 0; r < rows; ++r)
+        rms_norm_row_by_warps<MaxPer>(y + static_cast<std::size_t>(r) * hidden, hidden, weight, eps,
+                                      out + static_cast<std::size_t>(r) * hidden, scratch, block_warps);
+    if (threadIdx.x == 0) atomicExch(arrivals, 0u);
 }
 #endif  // __CUDACC__
 

@@ -3,12 +3,14 @@
 // launch_swiglu), checked on raw fp16 bits for NF4, FP4 (plain and double-quantized, several block sizes) and
 // LLM.int8() at thresholds 6 and 0, on Llama-7B shapes and awkward ones; the separate forwards are also checked against
 // the CPU linears on the small shapes (the int8 threshold-6 outlier pick is exercised with many outliers per thread).
-// Every case where fusion does not apply must return false and enqueue nothing.
+// Every case where fusion does not apply must return false and enqueue nothing. o_proj / down_proj's residual add and
+// the next RMSNorm in their epilogue are checked against forward() then launch_rms_norm, bit for bit.
 #include "backends/bnb/bnb_backend.hpp"
 #include "backends/bnb/bnb_kernels.cuh"
 #include "backends/bnb/bnb_quant_ref.hpp"
 #include "cuda/device_context.cuh"
 #include "cuda/fused_linear.hpp"
+#include "cuda/rms_norm.cuh"
 #include "cuda/swiglu.cuh"
 #include "gpu_bnb_util.hpp"
 #include "gpu_bnb_weight.hpp"
@@ -443,4 +445,129 @@ TEST_CASE("gpu bnb fused: group and SwiGLU launchers equal single launches in ev
             CHECK(half_bits(act) == half_bits(want));
         }
     }
+}
+
+namespace {
+
+// The separate path of o_proj / down_proj and the norm after it: y = W x into a delta, then launch_rms_norm's add into
+// the residual stream and the norm of the updated stream.
+struct residual_reference {
+    std::vector<std::uint16_t> stream, normed;
+};
+residual_reference separate_residual(const std::vector<float>& residual, const dev<__half>& delta,
+                                      const dev<__half>& norm_weight, double eps, cudaStream_t stream) {
+    const std::int64_t n = static_cast<std::int64_t>(residual.size());
+    dev<__half> x = to_device_half(residual), h(static_cast<std::size_t>(n));
+    h.poison();
+    launch_rms_norm(x.get(), delta.get(), norm_weight.get(), eps, 1, n, h.get(), launch_options{stream, false});
+    return {half_bits(x), half_bits(h)};
+}
+
+bool any_inf_or_nan(const std::vector<std::uint16_t>& bits) {
+    for (std::uint16_t v : bits)
+        if ((v & 0x7c00) == 0x7c00) return true;
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("gpu bnb fused: the residual add and the next RMSNorm in the epilogue equal forward then launch_rms_norm",
+          "[gpu][bnb][fused][norm]") {
+    const launch_options plain{nullptr, false};
+    const double eps = 1e-6;
+    // Launcher level, every launch shape: 1024 x 1024 (plain and double-quantized), twice each so the arrival counter is
+    // seen re-armed; and a width the norm cannot take (N % 8 != 0: the add alone).
+    for (const std::int64_t n : {std::int64_t{1024}, std::int64_t{300}}) {
+        const std::int64_t k = 1024;
+        const std::vector<float> xv = random_activations(1500 + n, 1, k, 7);
+        const dev<__half> x = to_device_half(xv);
+        const std::vector<float> residual = random_activations(1501 + n, 1, n, 0);
+        const dev<__half> norm_w = to_device_half(random_weights(1502, n, 1.0f));
+        const std::vector<float> values = random_weights(1503, n * k, 0.03f);
+        dev<unsigned> arrivals(1);
+        cuda_ok(cudaMemset(arrivals.get(), 0, sizeof(unsigned)), "counter");
+        for (int config = 0; config < gemv_team_configs(); ++config) {
+            for (const bool nested : {false, true}) {
+                const device_4bit w(quantize_4bit_ref(values, n, k, {quant_type::nf4, 64, nested}));
+                dev<__half> delta(static_cast<std::size_t>(n));
+                delta.poison();
+                launch_gemv_4bit_team(w.view, x.get(), delta.get(), plain, config);
+                const residual_reference want = separate_residual(residual, delta, norm_w, eps, nullptr);
+                const bool norms = gemv_4bit_team_norms_rows(w.view, config);
+                INFO("N " << n << " config " << gemv_team_config_name(config) << (nested ? " dq" : " plain"));
+                CHECK(norms == (n % 8 == 0));
+                for (int repeat = 0; repeat < 2; ++repeat) {
+                    dev<__half> stream = to_device_half(residual), h(static_cast<std::size_t>(n));
+                    h.poison();
+                    const residual_norm norm = norms ? residual_norm{h.get(), norm_w.get(), eps, arrivals.get()}
+                                                     : residual_norm{};
+                    launch_gemv_4bit_team_residual(w.view, x.get(), stream.get(), norm, plain, config);
+                    INFO("repeat " << repeat);
+                    CHECK(half_bits(stream) == want.stream);
+                    if (norms) CHECK(half_bits(h) == want.normed);
+                }
+                CHECK(arrivals.download()[0] == 0u);
+                CHECK(want.stream != to_half_bits(residual));  // the add changed the stream
+                CHECK_FALSE(any_inf_or_nan(want.normed));
+            }
+        }
+        if (n % 8 != 0) {
+            const device_4bit w(quantize_4bit_ref(values, n, k, {quant_type::nf4, 64, false}));
+            dev<__half> stream = to_device_half(residual), h(static_cast<std::size_t>(n));
+            CHECK_THROWS_AS(launch_gemv_4bit_team_residual(w.view, x.get(), stream.get(),
+                                                           residual_norm{h.get(), norm_w.get(), eps, arrivals.get()},
+                                                           plain, 0),
+                            std::invalid_argument);
+        }
+    }
+
+    // Through the device linears at the 7B o_proj and down_proj shapes, every 4-bit cell.
+    device_context context;
+    const auto backend = make_bnb_backend();
+    cudaStream_t stream = context.stream();
+    std::vector<std::unique_ptr<weight_set>> sets;
+    sets.push_back(make_set(4096, {4096}, 1600));
+    sets.push_back(make_set(11008, {4096}, 1700));
+    const dev<__half> norm_w = to_device_half(random_weights(1800, 4096, 1.0f));
+    const std::vector<float> residual = random_activations(1801, 1, 4096, 0);
+    for (const cell_spec& cell : all_cells()) {
+        if (cell.bits != 4) continue;
+        for (const auto& set : sets) {
+            const auto lin = load(*backend, *set, 0, cell, context);
+            auto* fused = dynamic_cast<fused_linear*>(lin.get());
+            REQUIRE(fused != nullptr);
+            const dev<__half> x = to_device_half(random_activations(static_cast<std::uint64_t>(set->in), 1, set->in, 53));
+            const dev<__half> delta = separate(*lin, x, stream);
+            const residual_reference want = separate_residual(residual, delta, norm_w, eps, stream);
+            INFO(describe(cell) << " [4096, " << set->in << "]");
+            REQUIRE(fused->norms_in_epilogue(1));
+            CHECK_FALSE(fused->norms_in_epilogue(2));
+            dev<__half> added = to_device_half(residual);
+            REQUIRE(fused->forward_residual(x.get(), 1, added.get(), stream));
+            CHECK(half_bits(added) == want.stream);
+            for (int repeat = 0; repeat < 2; ++repeat) {
+                dev<__half> s = to_device_half(residual), h(4096);
+                h.poison();
+                REQUIRE(fused->forward_residual_normed(x.get(), 1, s.get(), fused_linear::normed_output{h.get(), norm_w.get(), eps},
+                                                       stream));
+                INFO("repeat " << repeat);
+                CHECK(half_bits(s) == want.stream);
+                CHECK(half_bits(h) == want.normed);
+            }
+            // Declines: two rows, an unaligned stream or output; nothing is written.
+            dev<__half> s = to_device_half(residual), h(4096 + 8);
+            h.poison();
+            const std::vector<std::uint16_t> before = half_bits(s), h_before = half_bits(h);
+            CHECK_FALSE(fused->forward_residual(x.get(), 2, s.get(), stream));
+            CHECK_FALSE(fused->forward_residual_normed(x.get(), 2, s.get(), {h.get(), norm_w.get(), eps}, stream));
+            CHECK_FALSE(fused->forward_residual_normed(x.get(), 1, s.get(), {h.get() + 1, norm_w.get(), eps}, stream));
+            CHECK_FALSE(fused->forward_residual_normed(x.get(), 1, s.get() + 1, {h.get(), norm_w.get(), eps}, stream));
+            CHECK(half_bits(s) == before);
+            CHECK(half_bits(h) == h_before);
+        }
+    }
+    // LLM.int8() does not offer it (the executor then runs the RMSNorm kernel).
+    const auto set = make_set(512, {64}, 1900);
+    const auto i8 = load(*backend, *set, 0, cell_of(8, "nf4", false, 64, 6), context);
+    CHECK_FALSE(dynamic_cast<fused_linear&>(*i8).norms_in_epilogue(1));
 }

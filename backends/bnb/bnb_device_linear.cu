@@ -63,6 +63,10 @@ public:
         return std::string("bnb-gemv-4bit") + dq + (m_ran_fused.load(std::memory_order_relaxed) ? "+fused" : "");
     }
 
+    // The dequantize + cuBLAS path writes the workspace's one fp16 weight buffer: two of them at once on different
+    // streams would overwrite each other's weights (bitsandbytes runs one at a time, on one stream).
+    bool concurrent_forwards(std::int64_t rows) const override { return fused(rows); }
+
     void forward(const void* x, std::int64_t rows, void* y, CUstream_st* stream) override {
         if (rows <= 0) return;
         const auto* xh = static_cast<const __half*>(x);
@@ -178,6 +182,10 @@ public:
         if (gemv(rows)) return "bnb-int8-quant+gemv";
         return m_cols % 4 == 0 ? "bnb-int8-quant+cublaslt+epilogue" : "bnb-int8-quant+plain+epilogue";
     }
+
+    // Only the fused batch-1 GEMV uses no workspace; the other paths quantize x into (and multiply out of) the
+    // workspace's shared activation buffers and product.
+    bool concurrent_forwards(std::int64_t rows) const override { return rows == 1 && gemv_int8_fused_supported(m_cols); }
 
     void forward(const void* x, std::int64_t rows, void* y, CUstream_st* stream) override {
         if (rows <= 0) return;

@@ -56,6 +56,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -280,8 +281,14 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
     auto* x = m_x.as<__half>();
     auto* h = m_h.as<__half>();
     auto* out = m_o.as<__half>();
-    // Branches only in decode steps: the prefill's GEMMs are long enough to fill the GPU on their own.
-    const bool branches = decode && m_parallel;
+    // Branches only in decode steps (the prefill's GEMMs are long enough to fill the GPU on their own), and only for
+    // linears whose forwards may overlap (device_linear::concurrent_forwards).
+    auto branches_for = [&](std::initializer_list<int> members) {
+        if (!decode || !m_parallel) return false;
+        for (int i : members)
+            if (!layer.linear[static_cast<std::size_t>(i)]->concurrent_forwards(rows)) return false;
+        return true;
+    };
     device_linear* const kv[2] = {layer.linear[1].get(), layer.linear[2].get()};
     void* const qkv_out[3] = {m_q.get(), m_k.get(), m_v.get()};
     // Folded: q/k/v form rms_norm(x) themselves (x must be up to date: no block output pending). m_h_ready: the last
@@ -296,6 +303,7 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
         m_delta_pending = false;
         m_h_ready = false;
         if (!(m_fuse && layer.fused_q != nullptr && layer.fused_q->forward_group(kv, 2, h, rows, qkv_out, st))) {
+            const bool branches = branches_for({0, 1, 2});
             if (branches) fork(2);
             layer.linear[0]->forward(h, rows, m_q.get(), st);
             layer.linear[1]->forward(h, rows, m_k.get(), branches ? m_side[0] : st);
@@ -340,6 +348,7 @@ void cuda_executor_impl::enqueue_layer(std::int64_t l, std::int64_t rows, bool d
         m_h_ready = false;
         if (!(m_fuse && layer.fused_gate != nullptr &&
               layer.fused_gate->forward_swiglu(*layer.linear[5], h, rows, m_gate.get(), st))) {
+            const bool branches = branches_for({4, 5});
             if (branches) fork(1);
             layer.linear[4]->forward(h, rows, m_gate.get(), st);
             layer.linear[5]->forward(h, rows, m_up.get(), branches ? m_side[0] : st);

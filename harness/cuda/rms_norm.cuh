@@ -91,13 +91,27 @@ __device__ __forceinline__ uint4 rms_norm_chunk(const uint4& x, float inv, const
     return out;
 }
 
+/// The norm weights thread (warp, lane) of a block of `block_warps` warps applies in rms_norm_row_by_warps: chunk
+/// (warp + block_warps * j) * 32 + lane for j < MaxPer (zero past the row).
+template <int MaxPer>
+__device__ __forceinline__ void rms_norm_weights_by_warps(const __half* weight, int hidden, int block_warps,
+                                                          uint4 (&w)[MaxPer]) {
+    const int chunks = hidden / 8;
+    const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+#pragma unroll
+    for (int j = 0; j < MaxPer; ++j) {
+        const int c = (warp + block_warps * j) * 32 + lane;
+        w[j] = c < chunks ? __ldg(reinterpret_cast<const uint4*>(weight) + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+}
+
 /// out = the contract's RMSNorm of one row x (already updated; read past L1, since other SMs may have written it),
 /// by a block of `block_warps` warps, each standing for the fast kernel's warps w, w + block_warps, ... so that rows of
 /// up to k_rms_norm_max_chunks chunks reduce in its order (bit-identical to launch_rms_norm). MaxPer bounds the fast
-/// kernel's warps per warp (rms_norm_warps_fit). warp_sums: 32 doubles of shared memory. Every thread of the block
-/// calls it; it ends with a barrier (warp_sums may be reused).
+/// kernel's warps per warp (rms_norm_warps_fit); w: the weights from rms_norm_weights_by_warps. warp_sums: 32 doubles
+/// of shared memory. Every thread of the block calls it; it ends with a barrier (warp_sums may be reused).
 template <int MaxPer>
-__device__ __forceinline__ void rms_norm_row_by_warps(const __half* x, int hidden, const __half* weight, double eps,
+__device__ __forceinline__ void rms_norm_row_by_warps(const __half* x, int hidden, const uint4 (&w)[MaxPer], double eps,
                                                       __half* out, double* warp_sums, int block_warps) {
     const int chunks = hidden / 8, warps = (chunks + 31) / 32;
     const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
@@ -120,30 +134,26 @@ __device__ __forceinline__ void rms_norm_row_by_warps(const __half* x, int hidde
 #pragma unroll
     for (int j = 0; j < MaxPer; ++j) {
         const int c = (warp + block_warps * j) * 32 + lane;
-        if (c < chunks) reinterpret_cast<uint4*>(out)[c] = rms_norm_chunk(xv[j], inv, reinterpret_cast<const uint4*>(weight)[c]);
+        if (c < chunks) reinterpret_cast<uint4*>(out)[c] = rms_norm_chunk(xv[j], inv, w[j]);
     }
     __syncthreads();
-}
-
-/// rms_norm_row_by_warps for a block of exactly Warps warps (a divisor of the fast kernel's 32).
-template <int Warps>
-__device__ __forceinline__ void rms_norm_row_by_block(const __half* x, int hidden, const __half* weight, double eps,
-                                                      __half* out, double* warp_sums) {
-    constexpr int per = static_cast<int>(k_rms_norm_max_chunks) / (32 * Warps);  // the fast kernel's warps per warp
-    static_assert(per * 32 * Warps == k_rms_norm_max_chunks, "Warps must divide the fast kernel's 32 warps");
-    rms_norm_row_by_warps<per>(x, hidden, weight, eps, out, warp_sums, Warps);
 }
 
 /// The next RMSNorm in the epilogue of the launch that updates the residual stream (fused_linear::
 /// forward_residual_normed): called by every thread of every CTA once its outputs are stored. Each CTA arrives on a
 /// counter after a fence over its threads' stores; the last to arrive forms out[r] = rms_norm(y[r]) * weight for the
 /// `rows` rows of `hidden` (rms_norm_row_by_warps: launch_rms_norm's bits), then re-arms the counter for the next
-/// launch (which arrives only after this one completes). scratch: 33 doubles of shared memory no thread reads any more.
-/// Out of line: the caller's main loop keeps its registers.
+/// launch (which arrives only after this one completes). Every CTA requests its share of the norm weights before it
+/// arrives, so the last one does not wait for them (DRAM: the weight stream evicts them from L2) after the arrivals.
+/// scratch: 33 doubles of shared memory no thread reads any more. Out of line: the caller's main loop keeps its
+/// registers.
 template <int MaxPer>
 __device__ __noinline__ void last_block_rms_norm(const __half* y, int hidden, int rows, __half* out,
-                                                    const __half* weight, double eps, unsigned* arrivals,
-                                                    double* scratch) {
+                                                 const __half* weight, double eps, unsigned* arrivals,
+                                                 double* scratch) {
+    const int block_warps = static_cast<int>(blockDim.x) >> 5;
+    uint4 w[MaxPer];
+    rms_norm_weights_by_warps<MaxPer>(weight, hidden, block_warps, w);
     unsigned* last = reinterpret_cast<unsigned*>(scratch + 32);
     __threadfence();  // this thread's outputs, before its CTA's arrival
     __syncthreads();
@@ -151,9 +161,8 @@ __device__ __noinline__ void last_block_rms_norm(const __half* y, int hidden, in
     __syncthreads();
     if (*last == 0) return;
     __threadfence();  // every other CTA arrived after its own fence: their outputs are visible from here
-    const int block_warps = static_cast<int>(blockDim.x) >> 5;
     for (int r = 0; r < rows; ++r)
-        rms_norm_row_by_warps<MaxPer>(y + static_cast<std::size_t>(r) * hidden, hidden, weight, eps,
+        rms_norm_row_by_warps<MaxPer>(y + static_cast<std::size_t>(r) * hidden, hidden, w, eps,
                                       out + static_cast<std::size_t>(r) * hidden, scratch, block_warps);
     if (threadIdx.x == 0) atomicExch(arrivals, 0u);
 }

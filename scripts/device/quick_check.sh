@@ -49,7 +49,8 @@ if [ -n "${QBENCH_QC_MATRIX:-}" ]; then
   for setting in ${QBENCH_QC_ENVS:-as-is}; do
     left=$(( deadline - $(date +%s) - 5 ))
     [ "$left" -gt 30 ] || { echo "qbench $setting: no time left"; continue; }
-    tag=$(printf '%s' "$setting" | tr -c 'A-Za-z0-9=\n' '_' | sed -E 's/QBENCH_//')
+    # Only [A-Za-z0-9._-] in file names: the device tool does not bring back names with '=' in them.
+    tag=$(printf '%s' "$setting" | sed -E 's/^QBENCH_//' | tr -c 'A-Za-z0-9\n' '-')
     envs=(); [ "$setting" = as-is ] || envs=("$setting")
     env "${envs[@]}" QBENCH_CACHE_DIR=${QBENCH_CACHE_DIR:-/tmp/qbench-cache} timeout --signal=TERM --kill-after=10 "$left" \
       "$bin/qbench" run "$QBENCH_QC_MATRIX" --configs configs --device cuda -o "$out/$gpu-$name-$tag.json" \

@@ -19,6 +19,13 @@ public:
     /// Bytes of weights plus metadata a forward reads (for bandwidth_utilization).
     virtual std::uint64_t weight_bytes() const = 0;
     virtual bool graph_capturable() const { return true; }
+    /// Whether a forward of this linear at `rows` rows may run at the same time as other linears' forwards on other
+    /// streams (the executor's parallel q/k/v and gate/up branches in decode steps): false where the backend's linears
+    /// share per-call scratch memory across streams (bnb's dequantized fp16 weight, LLM.int8()'s activation buffers).
+    virtual bool concurrent_forwards(std::int64_t rows) const {
+        (void)rows;
+        return true;
+    }
     /// Which kernel path serves `rows` rows, e.g. "gemv-f16", "cublas-hgemm", "gptq-fused-4b", "recons+cublas".
     virtual std::string kernel_path(std::int64_t rows) const = 0;
     /// Format name, as cpu_linear::format_name().

@@ -155,12 +155,18 @@ __device__ __noinline__ void last_block_rms_norm(const __half* y, int hidden, in
     uint4 w[MaxPer];
     rms_norm_weights_by_warps<MaxPer>(weight, hidden, block_warps, w);
     unsigned* last = reinterpret_cast<unsigned*>(scratch + 32);
-    __threadfence();  // this thread's outputs, before its CTA's arrival
+    // The arrival as cooperative groups' grid barrier makes it: the CTA's barrier, then one thread's fence (cumulative
+    // over the CTA's stores the barrier ordered before it) and atomic; after the last arrival, that thread's fence
+    // and the barrier order every other CTA's outputs before this CTA's reads.
     __syncthreads();
-    if (threadIdx.x == 0) *last = atomicAdd(arrivals, 1u) == gridDim.x - 1 ? 1u : 0u;
+    if (threadIdx.x == 0) {
+        __threadfence();
+        const bool is_last = atomicAdd(arrivals, 1u) == gridDim.x - 1;
+        if (is_last) __threadfence();
+        *last = is_last ? 1u : 0u;
+    }
     __syncthreads();
     if (*last == 0) return;
-    __threadfence();  // every other CTA arrived after its own fence: their outputs are visible from here
     for (int r = 0; r < rows; ++r)
         rms_norm_row_by_warps<MaxPer>(y + static_cast<std::size_t>(r) * hidden, hidden, w, eps,
                                       out + static_cast<std::size_t>(r) * hidden, scratch, block_warps);

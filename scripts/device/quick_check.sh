@@ -8,8 +8,8 @@
 # QBENCH_QC_TESTS: "target[:filter] ..." (default none); QBENCH_QC_BENCH: bench_gptq's filter (default none: no bench);
 # QBENCH_QC_MATRIX: a matrix qbench then runs once per setting of QBENCH_QC_ENVS ("VAR=VALUE ...", e.g.
 # "QBENCH_NORM_IN_EPILOGUE=0 QBENCH_NORM_IN_EPILOGUE=1"; default one run as is), each into its own results file, the
-# GPTQ artifacts shared through the cache (an end-to-end A/B on one machine); QBENCH_QC_SECONDS bounds the whole script
-# (default 300).
+# GPTQ artifacts shared through the cache (an end-to-end A/B on one machine); QBENCH_QC_FILTER: qbench's --filter
+# values ("framework=fp16,bnb ..."; default none); QBENCH_QC_SECONDS bounds the whole script (default 300).
 source "$(dirname "$0")/call_setup.sh" "${QBENCH_QC_SECONDS:-300}"
 targets=()
 for spec in ${QBENCH_QC_TESTS:-}; do targets+=("${spec%%:*}"); done
@@ -46,6 +46,8 @@ fi
 if [ -n "${QBENCH_QC_MATRIX:-}" ]; then
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -d '\r')
   name=$(basename "$QBENCH_QC_MATRIX" .yaml)
+  filters=()
+  for f in ${QBENCH_QC_FILTER:-}; do filters+=(--filter "$f"); done
   for setting in ${QBENCH_QC_ENVS:-as-is}; do
     left=$(( deadline - $(date +%s) - 5 ))
     [ "$left" -gt 30 ] || { echo "qbench $setting: no time left"; continue; }
@@ -53,7 +55,7 @@ if [ -n "${QBENCH_QC_MATRIX:-}" ]; then
     tag=$(printf '%s' "$setting" | sed -E 's/^QBENCH_//' | tr -c 'A-Za-z0-9\n' '-')
     envs=(); [ "$setting" = as-is ] || envs=("$setting")
     env "${envs[@]}" QBENCH_CACHE_DIR=${QBENCH_CACHE_DIR:-/tmp/qbench-cache} timeout --signal=TERM --kill-after=10 "$left" \
-      "$bin/qbench" run "$QBENCH_QC_MATRIX" --configs configs --device cuda -o "$out/$gpu-$name-$tag.json" \
+      "$bin/qbench" run "$QBENCH_QC_MATRIX" --configs configs --device cuda "${filters[@]}" -o "$out/$gpu-$name-$tag.json" \
       --work-dir "/tmp/qc-$tag" > "$out/qbench-$tag.log" 2>&1
     echo "qbench $setting: exit $?"
     grep '^|' "$out/qbench-$tag.log" | tail -n 8

@@ -20,7 +20,7 @@
 // eighth session). QBENCH_FP16_FOLD_NORM=1 / 0 (read at each generate) folds wherever possible / nowhere; the kernel
 // path string says which ran ("+fold-norm" / "+norm-kernel").
 //
-// Norm in the epilogue (QBENCH_NORM_IN_EPILOGUE=1, read at each generate; off by default until measured end to end):
+// Norm in the epilogue (QBENCH_NORM_IN_EPILOGUE=1, read at each generate; off by default: measured slower on the H100):
 // o_proj and down_proj add into x and their launch's last CTA writes h = rms_norm(x) with the next norm's weights
 // (fused_linear::forward_residual_normed; GPTQ kernel v3, the bnb 4-bit team kernel), so the RMSNorm kernel between
 // them and the next linears does not run; bit-identical by construction (test_gpu_gptq_stack and test_gpu_bnb_executor

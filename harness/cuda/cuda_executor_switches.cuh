@@ -33,9 +33,8 @@ bool decode_stack_from_env();
 
 // QBENCH_NORM_IN_EPILOGUE=1 (read at each generate): o_proj and down_proj add into the residual stream and form the
 // next RMSNorm in their own launch where the backend offers it (fused_linear::forward_residual_normed: the launch's
-// last CTA), so no RMSNorm kernel runs between them and the next linears. Off by default until measured end to end
-// (bit-identical by construction; its GPU tests and timing await a device call: backends/gptq/PERF_NOTES.md,
-// eighteenth session).
+// last CTA), so no RMSNorm kernel runs between them and the next linears. Off by default: bit-identical (its GPU
+// tests pass) but measured slower end to end on the H100 (backends/gptq/PERF_NOTES.md, nineteenth session).
 bool norm_in_epilogue_from_env();
 
 }  // namespace qbench::executor_detail

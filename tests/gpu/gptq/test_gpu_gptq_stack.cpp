@@ -6,6 +6,7 @@
 // that is not positive definite in its second layer, so it is not used here.)
 #include "backends/gptq/gptq_backend.hpp"
 #include "backends/gptq/gptq_quantize.hpp"
+#include "../executor_switch_ab.hpp"
 
 #include "cuda/device_context.cuh"
 
@@ -26,57 +27,10 @@
 #include <string>
 
 using namespace qbench;
+using namespace qbench::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-device_context& context() {
-    static device_context* ctx = new device_context();
-    return *ctx;
-}
-
-/// Hidden 1024 (8 k-blocks: half the k-slices empty), intermediate 2816 (22 k-blocks: uneven slices), head_dim 128,
-/// 8 query heads over 4 kv heads, three layers.
-model_config awkward_model() {
-    model_config m;
-    m.name = "stack-awkward";
-    m.hf_name = "qbench/stack-awkward";
-    m.hidden_size = 1024;
-    m.intermediate_size = 2816;
-    m.num_layers = 3;
-    m.num_heads = 8;
-    m.num_kv_heads = 4;
-    m.vocab_size = 512;
-    m.max_position = 256;
-    m.rms_norm_eps = 1e-5;
-    return m;
-}
-
-struct run_result {
-    generation_output greedy, sample;
-    std::string path;
-};
-
-/// Greedy and sampled generations (an eager step, then the graph) with the environment switch `name` at `value`.
-run_result run(cuda_executor& gpu, const prompt& p, const char* stack, const char* name = "QBENCH_DECODE_STACK") {
-    ::setenv(name, stack, 1);
-    generation_config greedy;
-    greedy.max_new_tokens = 24;
-    generation_config sample = greedy;
-    sample.mode = decode_mode::sample;
-    sample.temperature = 0.9;
-    sample.top_k = 40;
-    sample.top_p = 0.95;
-    sample.seed = 11;
-    run_result r;
-    for (int rep = 0; rep < 2; ++rep) {  // an eager warm-up step, then the captured graph
-        r.greedy = gpu.generate(p, greedy);
-        r.sample = gpu.generate(p, sample);
-    }
-    r.path = gpu.kernel_path(1);
-    ::unsetenv(name);
-    return r;
-}
 
 /// A GPTQ executor of model m at `bits` (quantized into the cache from a synthetic checkpoint).
 std::unique_ptr<cuda_executor> gptq_executor(const model_config& m, int bits, const fs::path& cache) {
@@ -101,22 +55,15 @@ std::unique_ptr<cuda_executor> gptq_executor(const model_config& m, int bits, co
     cell.gptq = o.gptq;
     cell.seed = 21;
     static const auto backend = make_gptq_backend();
-    return make_cuda_executor(m, *art, *backend, cell, context());
-}
-
-prompt test_prompt(const model_config& m) {
-    generation_options go;
-    go.prompt_tokens = 9;
-    go.image_tokens = 0;
-    return make_prompt(m, go, 21);
+    return make_cuda_executor(m, *art, *backend, cell, shared_context());
 }
 
 void check_stack_matches_launches(const model_config& m, int bits, const fs::path& cache) {
     CAPTURE(m.name, bits);
     auto gpu = gptq_executor(m, bits, cache);
-    const prompt p = test_prompt(m);
-    const run_result off = run(*gpu, p, "0");
-    const run_result on = run(*gpu, p, "1");
+    const prompt p = short_prompt(m, 21);
+    const switch_run off = run_with_switch(*gpu, p, "QBENCH_DECODE_STACK", "0");
+    const switch_run on = run_with_switch(*gpu, p, "QBENCH_DECODE_STACK", "1");
     CAPTURE(off.path, on.path);
     CHECK(on.path.ends_with("+persistent-stack"));
     CHECK(off.path.find("persistent") == std::string::npos);
@@ -139,9 +86,9 @@ void check_stack_matches_launches(const model_config& m, int bits, const fs::pat
 void check_norm_in_epilogue(const model_config& m, int bits, const fs::path& cache) {
     CAPTURE(m.name, bits);
     auto gpu = gptq_executor(m, bits, cache);
-    const prompt p = test_prompt(m);
-    const run_result off = run(*gpu, p, "0", "QBENCH_NORM_IN_EPILOGUE");
-    const run_result on = run(*gpu, p, "1", "QBENCH_NORM_IN_EPILOGUE");
+    const prompt p = short_prompt(m, 21);
+    const switch_run off = run_with_switch(*gpu, p, "QBENCH_NORM_IN_EPILOGUE", "0", 2);
+    const switch_run on = run_with_switch(*gpu, p, "QBENCH_NORM_IN_EPILOGUE", "1", 2);
     CAPTURE(off.path, on.path);
     CHECK(on.path.ends_with("+norm-in-epilogue"));
     CHECK(off.path.find("epilogue") == std::string::npos);
@@ -149,16 +96,8 @@ void check_norm_in_epilogue(const model_config& m, int bits, const fs::path& cac
     CHECK(on.greedy.beam_scores == off.greedy.beam_scores);
     CHECK(on.sample.tokens == off.sample.tokens);
     CHECK(on.sample.beam_scores == off.sample.beam_scores);
-    generation_config beam;  // two rows a step
-    beam.max_new_tokens = 8;
-    beam.mode = decode_mode::beam;
-    beam.beam_width = 2;
-    ::setenv("QBENCH_NORM_IN_EPILOGUE", "1", 1);
-    const generation_output b_on = gpu->generate(p, beam);
-    ::unsetenv("QBENCH_NORM_IN_EPILOGUE");
-    const generation_output b_off = gpu->generate(p, beam);
-    CHECK(b_on.beams == b_off.beams);
-    CHECK(b_on.beam_scores == b_off.beam_scores);
+    CHECK(on.beam.beams == off.beam.beams);  // two rows a step
+    CHECK(on.beam.beam_scores == off.beam.beam_scores);
 }
 
 }  // namespace
@@ -166,13 +105,13 @@ void check_norm_in_epilogue(const model_config& m, int bits, const fs::path& cac
 TEST_CASE("the persistent GPTQ stack decodes bit-identically to the launched layers", "[gpu][gptq][stack]") {
     const fs::path cache = fs::temp_directory_path() / ("qbench-gptq-stack-" + std::to_string(::getpid()));
     fs::remove_all(cache);
-    for (int bits : {4, 2, 3, 8}) check_stack_matches_launches(awkward_model(), bits, cache);
+    for (int bits : {4, 2, 3, 8}) check_stack_matches_launches(awkward_model("stack-awkward"), bits, cache);
     fs::remove_all(cache);
 }
 
 TEST_CASE("o/down forming the next RMSNorm in their launch decode bit-identically to the norm kernels", "[gpu][gptq][norm]") {
     const fs::path cache = fs::temp_directory_path() / ("qbench-gptq-normepi-" + std::to_string(::getpid()));
     fs::remove_all(cache);
-    for (int bits : {4, 2, 3, 8}) check_norm_in_epilogue(awkward_model(), bits, cache);
+    for (int bits : {4, 2, 3, 8}) check_norm_in_epilogue(awkward_model("stack-awkward"), bits, cache);
     fs::remove_all(cache);
 }

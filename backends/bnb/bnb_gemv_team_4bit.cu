@@ -380,9 +380,9 @@ void run_4bit(const team_4bit_group& q, bool nested, int nested_log2, std::int64
     instance_of(k_4bit_instances, c.rows_in_flight, c.regs)->launch(q, nested, nested_log2, e, r, x, o, c, gm);
 }
 
-// The group of `count` 4-bit weights (checked by gemv_4bit_team_groupable), outputs ys (may be null in SwiGLU mode).
 int nested_log2_of(const device_4bit_view& w) { return w.nested() ? log2_exact(w.nested_blocksize) : 8; }
 
+// The group of `count` 4-bit weights (checked by gemv_4bit_team_groupable), outputs ys (may be null in SwiGLU mode).
 team_4bit_group group_4bit(const device_4bit_view* ws, int count, __half* const* ys) {
     team_4bit_group q;
     q.cols = static_cast<unsigned>(ws[0].cols);

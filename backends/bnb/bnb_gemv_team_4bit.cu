@@ -126,13 +126,13 @@ __device__ __forceinline__ stream_4bit stream_of(const Group& q, unsigned m, uns
 }
 
 // E (team_epilogue): store; swiglu: members 0 (gate) and 1 (up) paired row by row, fp16(silu(g) * u) written to
-// member 0's y; residual: member 0's y is the residual stream (team_residual). A template parameter, not a flag: the
+// member 0's y; residual: member 0's y is the residual stream (residual_norm). A template parameter, not a flag: the
 // double-precision SiLU of the epilogue needs ~20 registers while the whole ring and the activations are live, which
 // pushed the <= 64-register kernels into spilling (ptxas: 116 bytes at U = 4, against 4 without it), and groups and
 // single linears need none of it.
 template <int U, bool Nested, team_epilogue E, int Regs>
 __global__ void QB_TEAM_BOUNDS(Regs)
-    gemv_4bit_team_kernel(team_4bit_group q, const __half* x, team_args p, team_residual r) {
+    gemv_4bit_team_kernel(team_4bit_group q, const __half* x, team_args p, residual_norm r) {
     extern __shared__ __align__(16) unsigned char smem[];
     const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5, warps = blockDim.x >> 5;
     const unsigned team_threads = static_cast<unsigned>(p.team_threads);
@@ -317,12 +317,12 @@ __global__ void QB_TEAM_BOUNDS(Regs)
     // The next RMSNorm by the last CTA; its scratch is the byte table's first entries, which no thread reads any more
     // once every thread of the CTA has arrived (the function's first barrier).
     if constexpr (residual)
-        if (r.norm_out != nullptr)
-            last_block_rms_norm<k_team_norm_per>(q.m[0].y, static_cast<int>(q.m[0].rows), 1, r.norm_out, r.norm_weight,
-                                                 r.eps, r.arrivals, reinterpret_cast<double*>(smem));
+        if (r.out != nullptr)
+            last_block_rms_norm<k_team_norm_per>(q.m[0].y, static_cast<int>(q.m[0].rows), 1, r.out, r.weight, r.eps,
+                                                 r.arrivals, reinterpret_cast<double*>(smem));
 }
 
-using kernel_4bit_t = void (*)(team_4bit_group, const __half*, team_args, team_residual);
+using kernel_4bit_t = void (*)(team_4bit_group, const __half*, team_args, residual_norm);
 
 template <int U, bool Nested, int Regs>
 kernel_4bit_t kernel_4bit_of(team_epilogue e) {
@@ -335,7 +335,7 @@ kernel_4bit_t kernel_4bit_of(team_epilogue e) {
 
 template <int U, int Regs>
 void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, team_epilogue e,
-                        const team_residual& r, const __half* x, const launch_options& o, team_config c,
+                        const residual_norm& r, const __half* x, const launch_options& o, team_config c,
                         const team_geometry& gm) {
     const kernel_4bit_t kernel = nested ? kernel_4bit_of<U, true, Regs>(e) : kernel_4bit_of<U, false, Regs>(e);
     const bool swiglu = e == team_epilogue::swiglu;
@@ -350,7 +350,7 @@ void launch_4bit_config(const team_4bit_group& q, bool nested, int nested_log2, 
                   k_team_lut_bytes, o, q, x, a, r);
 }
 
-using launch_4bit_t = void (*)(const team_4bit_group&, bool, int, team_epilogue, const team_residual&, const __half*,
+using launch_4bit_t = void (*)(const team_4bit_group&, bool, int, team_epilogue, const residual_norm&, const __half*,
                                const launch_options&, team_config, const team_geometry&);
 constexpr team_instance<launch_4bit_t> k_4bit_instances[] = {
     {8, 128, launch_4bit_config<8, 128>},
@@ -371,7 +371,7 @@ void check_config(int config, const char* who) {
 }
 
 void run_4bit(const team_4bit_group& q, bool nested, int nested_log2, std::int64_t work_rows, team_epilogue e,
-              const team_residual& r, const __half* x, const launch_options& o, int config) {
+              const residual_norm& r, const __half* x, const launch_options& o, int config) {
     check_config(config, "launch_gemv_4bit_team");
     if (work_rows <= 0) return;
     team_config c = k_configs[config];
@@ -473,17 +473,14 @@ void launch_gemv_4bit_team_residual(const device_4bit_view& w, const __half* x, 
     if (!gemv_4bit_team_supported(w))
         throw std::invalid_argument("launch_gemv_4bit_team_residual: needs K % 32 == 0 and K <= 16384 (K " +
                                     std::to_string(w.cols) + ")");
-    team_residual r;
-    if (norm.out != nullptr) {
-        if (!gemv_4bit_team_norms_rows(w, config) || norm.weight == nullptr || norm.arrivals == nullptr)
-            throw std::invalid_argument("launch_gemv_4bit_team_residual: the next RMSNorm needs N % 8 == 0, N <= " +
-                                        std::to_string(8 * k_rms_norm_max_chunks) + ", its weight and a counter (N " +
-                                        std::to_string(w.rows) + ")");
-        r = team_residual{norm.out, norm.weight, norm.eps, norm.arrivals};
-    }
+    if (norm.out != nullptr &&
+        (!gemv_4bit_team_norms_rows(w, config) || norm.weight == nullptr || norm.arrivals == nullptr))
+        throw std::invalid_argument("launch_gemv_4bit_team_residual: the next RMSNorm needs N % 8 == 0, N <= " +
+                                    std::to_string(8 * k_rms_norm_max_chunks) + ", its weight and a counter (N " +
+                                    std::to_string(w.rows) + ")");
     if (w.rows <= 0) return;
     __half* const ys[1] = {residual};
-    run_4bit(group_4bit(&w, 1, ys), w.nested(), nested_log2_of(w), w.rows, team_epilogue::residual, r, x, o, config);
+    run_4bit(group_4bit(&w, 1, ys), w.nested(), nested_log2_of(w), w.rows, team_epilogue::residual, norm, x, o, config);
 }
 
 }  // namespace qbench::bnb

@@ -100,15 +100,8 @@ struct team_args {
 enum class team_epilogue { store, swiglu, residual };
 
 /// team_epilogue::residual: y (member 0's output, one member) is the residual stream, y = fp16(y + fp16(sum)) as
-/// launch_rms_norm's add rounds it; with norm_out, the launch's last CTA then writes norm_out = rms_norm(y) *
-/// norm_weight by rms_norm.cuh's contract (last_block_rms_norm), so no RMSNorm kernel follows. arrivals: a device
-/// counter at zero, re-armed by that CTA.
-struct team_residual {
-    __half* norm_out = nullptr;
-    const __half* norm_weight = nullptr;
-    double eps = 0;
-    unsigned* arrivals = nullptr;
-};
+/// launch_rms_norm's add rounds it; with residual_norm::out set (bnb_kernels.cuh), the launch's last CTA then forms
+/// the next RMSNorm by rms_norm.cuh's contract (last_block_rms_norm), so no RMSNorm kernel follows.
 /// The fast RMSNorm kernel's warps each CTA warp stands for in the last CTA's norm (rms_norm_row_by_warps): hidden
 /// <= 8192 in CTAs of at least 4 warps (the host checks rms_norm_warps_fit).
 inline constexpr int k_team_norm_per = 8;

@@ -17,6 +17,12 @@ __device__ __forceinline__ half2 as_half2(std::uint32_t v) {
     return h;
 }
 
+__device__ __forceinline__ std::uint32_t as_u32(half2 h) {
+    std::uint32_t v;
+    std::memcpy(&v, &h, sizeof(v));
+    return v;
+}
+
 /// d += A * B, fp32 accumulators (sm_75: the same fragments as two m16n8k8, k positions 0..7 then 8..15).
 __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

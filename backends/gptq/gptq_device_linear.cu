@@ -126,6 +126,7 @@ public:
         m_pairing = a_pairing_from_env();
         m_l2_prefetch_bytes = a_l2_prefetch_from_env();
         m_norm_probe = a_norm_probe_from_env();
+        m_norm_scaled = a_norm_scaled_from_env();
         m_mma = m_version != kernel_version::v1;
         m_variant = chosen_mma_variant();
         // qweight: AutoGPTQ's layout uploaded as is, rearranged on the GPU (exllama's make_sequential + our shuffle).
@@ -212,7 +213,7 @@ public:
         if (rows <= m_fused_rows)
             return std::string(m_version == kernel_version::v3 ? "gptq-fused-v3-" : m_mma ? "gptq-fused-mma-" : "gptq-fused-") +
                    std::to_string(m_plan.bits) + "b" + (m_plan.sequential ? "" : "-perm") + (pairs_at(rows) ? "-paired" : "") +
-                   l2_prefetch_suffix();
+                   l2_prefetch_suffix() + (prefers_folded_norm() && folds_norm(rows) ? "-norm-scaled" : "");
         return "recons+cublas";
     }
     /// A v3 layer whose L2 prefetch (QBENCH_GPTQ_L2PRE) is not the default says so: "-l2pre<KB per warp>".
@@ -340,6 +341,15 @@ public:
     // (eighth session, H100: bench 1.802 / 1.908 / 2.171 ms at beams 1 / 2 / 4 against 1.715 / 1.795 / 2.002 with
     // the norm kernels; qbench 531.4 against 539.9 tok/s at beam 1), so the executor does not fold by default
     // (prefers_folded_norm keeps fused_linear's false); QBENCH_FP16_FOLD_NORM=1 folds.
+    // The scaled form (QBENCH_GPTQ_NORM_FOLD=scaled, a_args::norm_scaled; twentieth session) stages x * w in the plain
+    // copy's one pass and applies the inverse RMS to the outputs, so it costs a launch about what the plain staging
+    // does; it is not bit-identical to the RMSNorm kernel's h (fp16 rounding), so it is asked for, never a default,
+    // and a layer that takes it asks the executor to fold (prefers_folded_norm) and names it in its kernel path.
+
+    bool prefers_folded_norm() const override { return m_version == kernel_version::v3 && m_norm_scaled; }
+    a_norm_form norm_form(bool normed) const {
+        return !normed ? a_norm_form::none : m_norm_scaled ? a_norm_form::scaled : a_norm_form::exact;
+    }
 
     bool folds_norm(std::int64_t rows) const override {
         const std::int64_t K = m_plan.in_features;
@@ -498,7 +508,7 @@ private:
         // Rows per launch: what fits beside the most mtiles a fused CTA may own.
         const int chunk = a_rows_per_launch(kblocks, k_a_max_tiles);
         // One wave at the occupancy of the largest share (the chunk's rows fit it beside k_a_max_tiles mtiles).
-        const int resident = a_resident(m_context, a_kernel_for(bits, m_bypass_l1, mode, norm != nullptr),
+        const int resident = a_resident(m_context, a_kernel_for(bits, m_bypass_l1, mode, norm_form(norm != nullptr)),
                                         a_smem_bytes(k_a_max_tiles, chunk, kblocks));
         for (std::int64_t r0 = 0; r0 < rows; r0 += chunk) {
             const int rr = static_cast<int>(std::min<std::int64_t>(chunk, rows - r0));
@@ -509,6 +519,7 @@ private:
                 a.norm_weight = static_cast<const __half*>(norm->norm_weight);
                 a.norm_eps = norm->eps;
                 a.norm_probe = m_norm_probe;  // measurement only (0 unless set)
+                a.norm_scaled = m_norm_scaled;
             }
             for (int i = 0; i < count; ++i)
                 a.m[i] = members[i]->a_member_of(outs[i] == nullptr ? nullptr : outs[i] + r0 * members[i]->m_plan.out_features, 0);
@@ -645,6 +656,7 @@ private:
     a_pairing m_pairing = a_pairing::by_width;  ///< v3: when launches pair their CTAs (QBENCH_GPTQ_PAIR), decided at load
     int m_l2_prefetch_bytes = 0;  ///< v3: L2 prefetch per warp before the PDL wait (QBENCH_GPTQ_L2PRE), decided at load
     int m_norm_probe = 0;  ///< v3 folded norm: QBENCH_GPTQ_NORM_PROBE (measurement only), read at load
+    bool m_norm_scaled = false;  ///< v3 folded norm in the scaled form (QBENCH_GPTQ_NORM_FOLD=scaled), read at load
     bool m_mma = true;          ///< v2 or v3: k-blocks of 128 rows (staging pads x to whole blocks)
     bool m_block_path = false;  ///< v2 scales per k-block (every block in one group, group = kb >> group_shift)
     mma_variant m_variant = mma_variant::occ2;

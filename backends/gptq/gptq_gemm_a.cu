@@ -116,6 +116,66 @@ __device__ __forceinline__ void stage_normed_x(const __half* x, std::int64_t ldx
     }
 }
 
+/// The scaled form's per-warp sums of squares W_w of each row (rms_norm.cuh's contract), written while x is staged
+/// and read by the epilogue. Shared memory of the scaled kernels only (a static array in the kernel would also cost
+/// the others' largest launches their second CTA per SM).
+__device__ __forceinline__ double (*scaled_norm_sums())[32] {
+    __shared__ double sums[k_a_max_rows][32];
+    return sums;
+}
+
+/// The activations of a scaled-form kernel (a_args::norm_scaled): fp16(x * norm_weight) into shared memory with their
+/// sums per (row, k-block), and each row's W_w (scaled_norm_sums) from x itself, in one pass and under the plain
+/// copy's one barrier. Chunk c = vector c of a row is thread c % 512's in round c / 512 (rms_norm.cuh's chunks, so
+/// warp w of round j forms the contract's W_{16j + w}); the weights are in L2 by then (prefetched before the PDL wait)
+/// and load beside x.
+__device__ __forceinline__ void stage_scaled_x(const __half* x, std::int64_t ldx, int rows, int vecs,
+                                               const __half* norm_weight, __half* xs, int xstride, float* xsum) {
+    double (*warp_sums)[32] = scaled_norm_sums();
+    const int tid = static_cast<int>(threadIdx.x), warp = tid >> 5, lane = tid & 31;
+    auto x_vec = [&](int r, int v) { return reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(r) * ldx) + v; };
+    auto xs_vec = [&](int r, int v) { return reinterpret_cast<uint4*>(xs + static_cast<std::size_t>(r) * xstride) + v; };
+    for (int base = 0; base < vecs; base += k_a_threads) {
+        if (base + 32 * warp >= vecs) continue;  // warp-uniform: no chunk of this warp is in the row
+        const int c = base + tid;
+        const bool ok = c < vecs;
+        const uint4 nv = ok ? reinterpret_cast<const uint4*>(norm_weight)[c] : make_uint4(0u, 0u, 0u, 0u);
+        for (int r = 0; r < rows; ++r) {  // one row at a time: the ring's first chunks are in registers already
+            const uint4 u = ok ? *x_vec(r, c) : make_uint4(0u, 0u, 0u, 0u);
+            uint4 p;
+            p.x = a_ops::as_u32(__hmul2(a_ops::as_half2(u.x), a_ops::as_half2(nv.x)));
+            p.y = a_ops::as_u32(__hmul2(a_ops::as_half2(u.y), a_ops::as_half2(nv.y)));
+            p.z = a_ops::as_u32(__hmul2(a_ops::as_half2(u.z), a_ops::as_half2(nv.z)));
+            p.w = a_ops::as_u32(__hmul2(a_ops::as_half2(u.w), a_ops::as_half2(nv.w)));
+            if (ok) *xs_vec(r, c) = p;
+            sum_group16(p, ok, r, c, xsum);
+            const double w_sum = rms_butterfly(ok ? rms_chunk_sumsq(u) : 0.0);
+            if (lane == 0) warp_sums[r][(base >> 5) + warp] = w_sum;
+        }
+    }
+}
+
+/// The inverse RMS of row r of a scaled-form launch (after the barrier that follows the staging): the contract's row
+/// butterfly over W_0 .. W_31 formed by one thread (every lane of a xor butterfly ends with the same sum, so this is
+/// its tree: the leaves in bit-reversed order, added pairwise through a stack of 5 partial sums), then rms_inv; the
+/// same float as the RMSNorm kernel's.
+__device__ __forceinline__ float scaled_row_inv(int r, int vecs, double eps) {
+    const double* w = scaled_norm_sums()[r];
+    const int used = (vecs + 31) / 32;  // W_w past the row were never written: zero, as the butterfly takes them
+    double partial[5] = {0.0, 0.0, 0.0, 0.0, 0.0}, sum = 0.0;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+        const int i = ((j & 1) << 4) | ((j & 2) << 2) | (j & 4) | ((j & 8) >> 2) | ((j & 16) >> 4);
+        double v = i < used ? w[i] : 0.0;
+        int level = 0;
+#pragma unroll
+        for (; level < 5 && ((j >> level) & 1) != 0; ++level) v = __dadd_rn(partial[level], v);
+        if (level < 5) partial[level] = v;
+        else sum = v;
+    }
+    return rms_inv(sum, static_cast<std::int64_t>(vecs) * 8, eps);
+}
+
 /// A field of member `mi` of the kernel parameters, by selects: indexing the parameter array with a register would
 /// make the compiler copy the whole array to local memory.
 /// Thread 0's stamp of a trace field (a_args::trace; measurement only). The address is formed here, not kept live.
@@ -147,7 +207,7 @@ __device__ __forceinline__ auto member_field(const a_args& a, int mi, F f) {
 /// Pairs (2): a CTA of 1024 threads hosts two of these CTAs (logical CTAs 2 * blockIdx.x and 2 * blockIdx.x + 1, one
 /// per 16-warp half, each with its own partial sums and output barrier) that share one copy of the activations: half
 /// the L2 -> SM traffic of staging x per SM (gptq_gemm_a.cuh, a_args::paired).
-template <int Bits, bool NoAlloc, bool Swiglu, bool Norm, int Pairs>
+template <int Bits, bool NoAlloc, bool Swiglu, a_norm_form Norm, int Pairs>
 __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(const a_args a) {
     constexpr int CR = a_chunk_rows(Bits), CPB = a_chunks_per_block(Bits), MMAS = a_mmas_per_chunk(Bits);
     constexpr int XV = CR / 32;  // 16-byte activation vectors per lane per chunk
@@ -156,7 +216,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     constexpr int RUNS = Swiglu ? 2 : 1;  // member runs a CTA streams: swiglu, gate then up over the same mtiles
     static_assert(k_a_warps == k_a_kslices, "one k-slice per warp");
     static_assert(D % CPB == 0, "a k-block's chunks fill whole ring slots from a multiple of CPB");
-    static_assert(Pairs == 1 || (Pairs == 2 && !Norm), "paired CTAs stage x as it is (no folded norm)");
+    static_assert(Pairs == 1 || (Pairs == 2 && Norm == a_norm_form::none), "paired CTAs stage x as it is (no folded norm)");
     constexpr int T = k_a_threads * Pairs;  // threads of the CTA (both halves): they stage x together
     // Dynamic shared memory (a_smem_bytes): activations [rows][a_x_stride] fp16 (zero past K, as x is), their sums
     // [k-block][8 rows] fp32 (zero past the batch), the partial outputs [mtile of the CTA][warp][row][16] fp32 (paired:
@@ -277,10 +337,14 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
 
     // Norm: this thread's norm weights of the first round (chunk tid): constants, so requested before the wait (a
     // second round, K > 4096, loads its own after the wait).
+    // The scaled form only asks L2 for them (no registers held across the wait: with them its SwiGLU kernel spilled).
     [[maybe_unused]] uint4 norm_w = make_uint4(0u, 0u, 0u, 0u);
-    if constexpr (Norm) {
+    if constexpr (Norm == a_norm_form::exact) {
         if (tid < a.kblocks * static_cast<int>(k_block_rows) / 8)
             norm_w = reinterpret_cast<const uint4*>(a.norm_weight)[tid];
+    } else if constexpr (Norm == a_norm_form::scaled) {
+        if (tid < a.kblocks * static_cast<int>(k_block_rows) / 8)
+            prefetch_l2_line(reinterpret_cast<const uint4*>(a.norm_weight) + tid);
     }
 
     pdl_wait();  // x and y belong to the previous kernels
@@ -303,8 +367,10 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
             sum_group16(valid ? *xs_vec(r, v) : make_uint4(0u, 0u, 0u, 0u), valid, r, v, xsum);
         }
     };
-    if constexpr (Norm) {
+    if constexpr (Norm == a_norm_form::exact) {
         stage_normed_x(a.x, a.ldx, a.rows, vecs, a.norm_weight, a.norm_eps, norm_w, xs, xstride, xsum, a.norm_probe);
+    } else if constexpr (Norm == a_norm_form::scaled) {
+        stage_scaled_x(a.x, a.ldx, a.rows, vecs, a.norm_weight, xs, xstride, xsum);
     } else if (a.x_copy == a_x_copy::async) {  // (the Norm kernels never get here)
         // Every vector in flight at once without registers (cp.async), then the sums from shared memory.
         for (int i = tid; i < total; i += T) copy_16_async(xs_vec(i / vecs, i % vecs), x_vec(i / vecs, i % vecs));
@@ -426,7 +492,7 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
     // trip overlaps the slowest warp's last chunks instead of following them (no one else writes it: the previous
     // kernels are done, and every output belongs to one CTA).
     __half prior = __ushort_as_half(0);
-    if (!Swiglu && !Norm && a.residual_add && otid < ntl * per) {  // (the normed forwards never add)
+    if (!Swiglu && Norm == a_norm_form::none && a.residual_add && otid < ntl * per) {  // (the normed forwards never add)
         const int yi = y_index(otid);
         if (yi >= 0) prior = y[yi];
     }
@@ -451,20 +517,27 @@ __global__ void __launch_bounds__(k_a_threads * Pairs, 2 / Pairs) a_gemm_kernel(
         const int r = rem / static_cast<int>(k_a_tile_cols), col = rem % static_cast<int>(k_a_tile_cols);
         const int n = (t0 + tile) * static_cast<int>(k_a_tile_cols) + col;
         if (n >= n_out) continue;
+        // The sum of an output of tile `tl_`; the scaled form's still lacks the row's inverse RMS (a_args::norm_scaled),
+        // applied here, before any rounding.
+        auto sum_of = [&](int tl_) {
+            float s = output_sum(tl_, r, col);
+            if constexpr (Norm == a_norm_form::scaled) s = __fmul_rn(s, scaled_row_inv(r, vecs, a.norm_eps));
+            return s;
+        };
         if constexpr (Swiglu) {
             // gate tile `tile`, up tile ntl + tile; each rounded to fp16 as the separate linears store it, then the
             // product exactly as launch_swiglu forms it.
-            const float gs = __half2float(__float2half_rn(output_sum(tile, r, col)));
-            const float us = __half2float(__float2half_rn(output_sum(ntl + tile, r, col)));
+            const float gs = __half2float(__float2half_rn(sum_of(tile)));
+            const float us = __half2float(__float2half_rn(sum_of(ntl + tile)));
             y[static_cast<std::size_t>(r) * n_out + n] = __float2half_rn(silu_times(gs, us));
         } else {
             // residual_add: y is the residual stream, updated as launch_rms_norm's add would (fp16(y + fp16(sum))).
             __half& out = y[static_cast<std::size_t>(r) * n_out + n];
-            const __half sum = __float2half_rn(output_sum(tile, r, col));
+            const __half sum = __float2half_rn(sum_of(tile));
             out = a.residual_add ? rms_residual_add(i == otid ? prior : out, sum) : sum;
         }
     }
-    if constexpr (!Swiglu && !Norm && Pairs == 1) {
+    if constexpr (!Swiglu && Norm == a_norm_form::none && Pairs == 1) {
         // (x's staging is free now: every warp's loop is done, and the outputs above read only the partials)
         if (a.norm_out != nullptr)
             last_block_rms_norm<k_a_norm_per>(y, n_out, a.rows, a.norm_out, a.out_norm_weight, a.out_norm_eps, a.arrivals,
@@ -535,19 +608,20 @@ unsigned blocks_for(std::int64_t threads, int per_block) {
 
 using a_kernel_ptr = void (*)(a_args);
 template <bool Swiglu>
-a_kernel_ptr kernel_of(int bits, bool na, bool norm, bool paired) {
+a_kernel_ptr kernel_of(int bits, bool na, a_norm_form norm, bool paired) {
     // The folded-norm kernels exist for the default load policy and single CTAs only (the caller declines the fold
     // otherwise; launch_a_gemm never pairs a normed launch).
+    constexpr a_norm_form none = a_norm_form::none, exact = a_norm_form::exact, scaled = a_norm_form::scaled;
     a_kernel_ptr k = nullptr;
     a_with_bits(bits, [&](auto b) {
         constexpr int B = decltype(b)::value;
-        if (norm) k = na || paired ? nullptr : &a_gemm_kernel<B, false, Swiglu, true, 1>;
-        else if (paired) k = na ? &a_gemm_kernel<B, true, Swiglu, false, 2> : &a_gemm_kernel<B, false, Swiglu, false, 2>;
-        else k = na ? &a_gemm_kernel<B, true, Swiglu, false, 1> : &a_gemm_kernel<B, false, Swiglu, false, 1>;
+        if (norm != none) k = na || paired ? nullptr : norm == exact ? &a_gemm_kernel<B, false, Swiglu, exact, 1> : &a_gemm_kernel<B, false, Swiglu, scaled, 1>;
+        else if (paired) k = na ? &a_gemm_kernel<B, true, Swiglu, none, 2> : &a_gemm_kernel<B, false, Swiglu, none, 2>;
+        else k = na ? &a_gemm_kernel<B, true, Swiglu, none, 1> : &a_gemm_kernel<B, false, Swiglu, none, 1>;
     });
     return k;
 }
-a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, bool norm, bool paired = false) {
+a_kernel_ptr kernel_of(int bits, bool na, a_mode mode, a_norm_form norm, bool paired = false) {
     return mode == a_mode::swiglu ? kernel_of<true>(bits, na, norm, paired) : kernel_of<false>(bits, na, norm, paired);
 }
 }  // namespace
@@ -567,7 +641,7 @@ int a_grid(a_mode mode, const a_args& args) {
     return ctas;
 }
 
-const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
+const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, a_norm_form norm) {
     a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, norm);
     if (k == nullptr) return nullptr;
     // Each kernel may take up to k_a_max_smem of dynamic shared memory (above the default 48 KB): set before use, for
@@ -578,7 +652,7 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
         for (int bits_ = 1; bits_ <= 8; ++bits_)
             for (bool na : {false, true})
                 for (a_mode m : {a_mode::group, a_mode::swiglu})
-                    for (bool nrm : {false, true})
+                    for (a_norm_form nrm : {a_norm_form::none, a_norm_form::exact, a_norm_form::scaled})
                         for (int pairs : {1, 2})
                             if (const a_kernel_ptr f = kernel_of(bits_, na, m, nrm, pairs == 2)) {
                                 QB_CUDA_CHECK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -594,7 +668,8 @@ const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode, bool norm) {
 
 void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o) {
     const bool norm = args.norm_weight != nullptr;
-    const a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, norm);
+    const a_norm_form form = a_norm_form_of(args);
+    const a_kernel_ptr k = kernel_of(bits, bypass_l1, mode, form);
     if (k == nullptr)
         throw error("gptq v3: no kernel for " + std::to_string(bits) + " bits" + (norm && bypass_l1 ? " with the folded norm past L1" : ""));
     if (norm && (args.kblocks * static_cast<int>(k_block_rows) > k_a_max_norm_k || args.ldx != args.kblocks * static_cast<std::int64_t>(k_block_rows)))
@@ -609,7 +684,7 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
         if (mode == a_mode::swiglu && m.mtiles != args.m[0].mtiles)
             throw error("gptq v3: gate and up of different widths in one SwiGLU launch");
     }
-    (void)a_kernel_for(bits, bypass_l1, mode, norm);  // raises the shared-memory limit before the first launch
+    (void)a_kernel_for(bits, bypass_l1, mode, form);  // raises the shared-memory limit before the first launch
     const int max_tiles = a_max_tiles_per_cta(mode, args);
     if (max_tiles > k_a_max_tiles || args.rows < 1 || args.rows > k_a_max_rows)
         throw error("gptq v3: " + std::to_string(max_tiles) + " mtiles per CTA at " + std::to_string(args.rows) +
@@ -635,7 +710,7 @@ void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, co
     int mtiles = 0;
     for (int i = 0; i < (mode == a_mode::swiglu ? 1 : members); ++i) mtiles += args.m[i].mtiles;
     la.trace = a_trace_claim(a_trace_launch{grid, mode, members, args.kblocks, mtiles, 0});
-    launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, false, true) : k, dim3(static_cast<unsigned>(grid)),
+    launch_kernel(pairs == 2 ? kernel_of(bits, bypass_l1, mode, a_norm_form::none, true) : k, dim3(static_cast<unsigned>(grid)),
                   dim3(static_cast<unsigned>(k_a_threads * pairs)), smem, o, la);
 }
 

@@ -80,6 +80,12 @@ struct a_args {
     /// unpermuted, K = kblocks * 128 <= 8 * 1024 and 16-byte aligned rows (the caller checks).
     const __half* norm_weight = nullptr;
     double norm_eps = 0;
+    /// With norm_weight, the scaled form (QBENCH_GPTQ_NORM_FOLD=scaled; not bit-identical): the kernel stages
+    /// fp16(x * norm_weight) as it copies x, with each row's sum of squares in the contract's order, and multiplies
+    /// the row's outputs by its inverse RMS before they are rounded, since rms_norm(x) * w . W^T = inv * ((x * w) . W^T).
+    /// So no normalize pass and no barrier beyond the plain copy's before the first product; the outputs differ from
+    /// the exact form's by fp16 rounding (x * w rounded once instead of x * inv, then * w).
+    bool norm_scaled = false;
     /// group mode: y is the residual stream, y = fp16(y + fp16(x . W^T)) (forward_residual; launch_rms_norm's add).
     bool residual_add = false;
     /// With residual_add, one member and a single (unpaired) launch (forward_residual_normed): the launch's last CTA to
@@ -165,6 +171,9 @@ int a_l2_prefetch_from_env();
 
 /// QBENCH_GPTQ_XCOPY=plain|pairs|quads|async (unset: quads).
 a_x_copy chosen_x_copy();
+/// QBENCH_GPTQ_NORM_FOLD=scaled (a_args::norm_scaled; unset or `exact`: the bit-identical fold), read when a layer
+/// loads; a layer that takes it also asks the executor to fold (fused_linear::prefers_folded_norm).
+bool a_norm_scaled_from_env();
 /// QBENCH_GPTQ_NORM_PROBE=0..3 (a_args::norm_probe; unset: 0), read when a layer loads. Measurement only.
 int a_norm_probe_from_env();
 
@@ -196,10 +205,18 @@ inline int a_rows_per_launch(int kblocks, int max_tiles_per_cta) {
     return r;
 }
 
-/// The v3 kernel of a width (2, 4 or 8; nullptr otherwise), weight load policy (past L1 or ld.global.cs,
-/// gptq_stream_load.cuh; the caller decides once, at load), mode and folded norm (a_args::norm_weight; default load
-/// policy only), and its launch (grid: a_grid).
-const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode = a_mode::group, bool norm = false);
+/// How a launch forms its activations (the kernels' template parameter): x as it is; rms_norm(x) * w exactly as the
+/// RMSNorm kernel forms it (a_args::norm_weight); or x * w with the inverse RMS applied to the outputs
+/// (a_args::norm_scaled).
+enum class a_norm_form : int { none = 0, exact = 1, scaled = 2 };
+inline a_norm_form a_norm_form_of(const a_args& a) {
+    return a.norm_weight == nullptr ? a_norm_form::none : a.norm_scaled ? a_norm_form::scaled : a_norm_form::exact;
+}
+
+/// The v3 kernel of a width (2, 3, 4 or 8; nullptr otherwise), weight load policy (past L1 or ld.global.cs,
+/// gptq_stream_load.cuh; the caller decides once, at load), mode and folded norm (default load policy only), and its
+/// launch (grid: a_grid).
+const void* a_kernel_for(int bits, bool bypass_l1, a_mode mode = a_mode::group, a_norm_form norm = a_norm_form::none);
 void launch_a_gemm(int bits, bool bypass_l1, a_mode mode, const a_args& args, const launch_options& o);
 
 /// Converts AutoGPTQ's qweight [ceil(k/32)*bits][n] (device) into the v3 layout (device), through row_of.

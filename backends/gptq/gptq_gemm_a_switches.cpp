@@ -48,6 +48,8 @@ int a_l2_prefetch_from_env() {
     return kb < 0 ? 0 : kb * 1024;
 }
 
+bool a_norm_scaled_from_env() { return string_switch_from_env("QBENCH_GPTQ_NORM_FOLD") == "scaled"; }
+
 int a_norm_probe_from_env() {
     const char* v = std::getenv("QBENCH_GPTQ_NORM_PROBE");
     return v == nullptr ? 0 : std::atoi(v) & 3;

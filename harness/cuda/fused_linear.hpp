@@ -31,7 +31,9 @@ public:
     // the epilogue of the linear that produces the block output, the norm in the prologue of the linears that read it.
 
     /// The input of a linear that forms h = rms_norm(residual) * norm_weight itself (rms_norm.cuh: the same roundings
-    /// and reduction order as launch_rms_norm's fast path, so its outputs are bit-identical to the unfolded path).
+    /// and reduction order as launch_rms_norm's fast path, so its outputs are bit-identical to the unfolded path; a
+    /// backend may offer a form that is not, only where the user asks for it by name and with its kernel path saying
+    /// so: GPTQ's QBENCH_GPTQ_NORM_FOLD=scaled).
     struct normed_input {
         const void* residual = nullptr;     ///< x [rows, in] fp16, the residual stream (already updated)
         const void* norm_weight = nullptr;  ///< [in] fp16

@@ -484,6 +484,80 @@ TEST_CASE("v3's folded RMSNorm, residual add and norm in the last CTA equal laun
     CHECK_FALSE(dynamic_cast<fused_linear*>(a.get())->forward_residual_normed(nullptr, 1, nullptr, {}, ctx.stream()));
 }
 
+TEST_CASE("v3's scaled RMSNorm fold agrees with launch_rms_norm and the separate launches to fp16 rounding",
+          "[gpu][gptq][fused][norm][scaled]") {
+    // QBENCH_GPTQ_NORM_FOLD=scaled (a_args::norm_scaled): the kernels stage x * w and scale the outputs by the inverse
+    // RMS, so they are not bit-identical to the RMSNorm kernel's h; they must agree to fp16 rounding. The residual is
+    // scaled up so that its RMS is far from 1: a missing or wrong inverse RMS would be off by that factor.
+    const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
+    const env_choice scaled("QBENCH_GPTQ_NORM_FOLD", "scaled");
+    device_context ctx;
+    const double eps = 1e-6;
+    std::uint64_t seed = 1900;
+    struct dims {
+        std::int64_t hidden, n_kv, inter;
+    };
+    for (std::int64_t bits : {2, 3, 4, 8})
+        for (const dims d : {dims{4096, 4096, 11008}, dims{512, 136, 328}, dims{5120, 640, 328}}) {
+            const std::int64_t H = d.hidden, I = d.inter, R = 8;
+            const auto qkv = upload_all(ctx, {member(H, H, bits, 128, false, seed), member(H, d.n_kv, bits, 128, false, seed + 1),
+                                              member(H, d.n_kv, bits, 128, false, seed + 2)});
+            const auto gu = upload_all(ctx, {member(H, I, bits, 128, false, seed + 3), member(H, I, bits, 128, false, seed + 4)});
+            auto* fq = dynamic_cast<fused_linear*>(qkv[0].get());
+            auto* fg = dynamic_cast<fused_linear*>(gu[0].get());
+            REQUIRE((fq != nullptr && fg != nullptr));
+            CHECK(fq->prefers_folded_norm());
+            CHECK(qkv[0]->kernel_path(1).find("-norm-scaled") != std::string::npos);
+            auto residual = random_inputs(R, H, seed + 6);
+            for (float& v : residual) v *= 24.0f;
+            const auto residual_host = to_half_bits(residual);
+            const device_buffer norm_w = upload(ctx, to_half_bits(random_inputs(1, H, seed + 7)));
+            seed += 10;
+            for (std::int64_t rows : {1, 2, 3, 8}) {
+                INFO(bits << "-bit hidden=" << H << " rows=" << rows);
+                REQUIRE(fq->folds_norm(rows));
+                const device_buffer x = upload(ctx, residual_host);
+                device_buffer h = poisoned(ctx, R * H);
+                launch_rms_norm(x.as<__half>(), nullptr, norm_w.as<const __half>(), eps, rows, H, h.as<__half>(),
+                                launch_options{ctx.stream(), false});
+                std::vector<device_buffer> sep, fold;
+                for (std::int64_t n : {H, d.n_kv, d.n_kv, I}) {
+                    sep.push_back(poisoned(ctx, R * n));
+                    fold.push_back(poisoned(ctx, R * n));
+                }
+                device_linear* kv[2] = {qkv[1].get(), qkv[2].get()};
+                void* ys_sep[3] = {sep[0].get(), sep[1].get(), sep[2].get()};
+                void* ys_fold[3] = {fold[0].get(), fold[1].get(), fold[2].get()};
+                REQUIRE(fq->forward_group(kv, 2, h.get(), rows, ys_sep, ctx.stream()));
+                REQUIRE(fg->forward_swiglu(*gu[1], h.get(), rows, sep[3].get(), ctx.stream()));
+                const fused_linear::normed_input in{x.get(), norm_w.get(), eps};
+                REQUIRE(fq->forward_group_normed(kv, 2, in, rows, ys_fold, ctx.stream()));
+                REQUIRE(fg->forward_swiglu_normed(*gu[1], in, rows, fold[3].get(), ctx.stream()));
+                QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+                const char* names[4] = {"q", "k", "v", "swiglu act"};
+                for (std::size_t i = 0; i < 4; ++i) {
+                    const std::size_t n = static_cast<std::size_t>(R * (i == 0 ? H : i == 3 ? I : d.n_kv));
+                    const std::size_t used = static_cast<std::size_t>(rows) * (n / static_cast<std::size_t>(R));
+                    const auto a = download<std::uint16_t>(sep[i].get(), n), b = download<std::uint16_t>(fold[i].get(), n);
+                    std::vector<double> ref(used);
+                    double largest = 0;
+                    for (std::size_t j = 0; j < used; ++j) {
+                        ref[j] = half_to_float(a[j]);
+                        largest = std::max(largest, std::abs(ref[j]));
+                    }
+                    const comparison c = compare(b, ref, used);
+                    INFO(names[i] << ": relative L2 " << c.rel_l2 << ", largest difference " << c.max_abs << " of " << largest);
+                    CHECK(c.nonfinite == 0);
+                    CHECK(c.rel_l2 < 4e-3);
+                    CHECK(c.max_abs <= 0.02 * largest);
+                    CHECK(std::all_of(b.begin() + static_cast<std::ptrdiff_t>(used), b.end(), [](std::uint16_t v) { return v == 0xffff; }));
+                }
+            }
+            std::printf("  scaled norm fold %lld-bit hidden %lld: q/k/v and gate/up agree with the separate path\n",
+                        static_cast<long long>(bits), static_cast<long long>(H));
+        }
+}
+
 TEST_CASE("the fused calls can be captured in a CUDA graph and replay identically", "[gpu][gptq][fused][graph]") {
     const kernel_under_test kernel(GENERATE(as<std::string>{}, "v2", "v3", "v3-paired", "v3-l2pre"));
     device_context ctx;

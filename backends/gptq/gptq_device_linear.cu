@@ -213,7 +213,7 @@ public:
         if (rows <= m_fused_rows)
             return std::string(m_version == kernel_version::v3 ? "gptq-fused-v3-" : m_mma ? "gptq-fused-mma-" : "gptq-fused-") +
                    std::to_string(m_plan.bits) + "b" + (m_plan.sequential ? "" : "-perm") + (pairs_at(rows) ? "-paired" : "") +
-                   l2_prefetch_suffix() + (prefers_folded_norm() && folds_norm(rows) ? "-norm-scaled" : "");
+                   l2_prefetch_suffix();
         return "recons+cublas";
     }
     /// A v3 layer whose L2 prefetch (QBENCH_GPTQ_L2PRE) is not the default says so: "-l2pre<KB per warp>".
@@ -344,9 +344,11 @@ public:
     // The scaled form (QBENCH_GPTQ_NORM_FOLD=scaled, a_args::norm_scaled; twentieth session) stages x * w in the plain
     // copy's one pass and applies the inverse RMS to the outputs, so it costs a launch about what the plain staging
     // does; it is not bit-identical to the RMSNorm kernel's h (fp16 rounding), so it is asked for, never a default,
-    // and a layer that takes it asks the executor to fold (prefers_folded_norm) and names it in its kernel path.
+    // and a layer that takes it asks the executor to fold (prefers_folded_norm); the kernel path then says
+    // "+fold-norm-scaled" (folded_norm_form).
 
     bool prefers_folded_norm() const override { return m_version == kernel_version::v3 && m_norm_scaled; }
+    std::string folded_norm_form() const override { return prefers_folded_norm() ? "-scaled" : ""; }
     a_norm_form norm_form(bool normed) const {
         return !normed ? a_norm_form::none : m_norm_scaled ? a_norm_form::scaled : a_norm_form::exact;
     }

@@ -89,7 +89,7 @@ public:
         if (norm_in_epilogue_from_env() && fo != nullptr && fo->norms_in_epilogue(rows) && !folds(fold_norm_from_env(), f))
             path += "+norm-in-epilogue";
         else if (f != nullptr && m_fuse && f->folds_norm(rows))
-            path += folds(fold_norm_from_env(), f) ? "+fold-norm" : "+norm-kernel";
+            path += folds(fold_norm_from_env(), f) ? "+fold-norm" + f->folded_norm_form() : "+norm-kernel";
         return path + (early_trigger_from_env() ? "" : "+late-trigger") + ablate_suffix(ablate_from_env());
     }
     void set_graphs_enabled(bool on) override { m_graphs_enabled = on; }

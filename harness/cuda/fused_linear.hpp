@@ -47,6 +47,9 @@ public:
     /// Whether the executor should fold by default (QBENCH_FP16_FOLD_NORM unset): the backend measured its folded
     /// step faster than the separate RMSNorm kernels. QBENCH_FP16_FOLD_NORM=1 / 0 folds everywhere / nowhere.
     virtual bool prefers_folded_norm() const { return false; }
+    /// What the executor's kernel path adds to "+fold-norm" where this backend's fold is not the bit-identical one
+    /// (GPTQ's scaled form: "-scaled"); empty otherwise.
+    virtual std::string folded_norm_form() const { return ""; }
     /// forward_group reading h = rms_norm(in) instead of a materialized h. False (nothing enqueued) when it cannot.
     virtual bool forward_group_normed(device_linear* const* others, int count, const normed_input& in,
                                       std::int64_t rows, void* const* ys, CUstream_st* stream) {

@@ -18,7 +18,9 @@
 // 3.884 vs 3.642 ms, beam 4 4.683 vs 3.742 ms: every GEMV block re-reads and reduces x before its first product,
 // tests/bench/PERF_NOTES.md v6) and for GPTQ v3 on the H100 (531.4 vs 539.9 tok/s, backends/gptq/PERF_NOTES.md,
 // eighth session). QBENCH_FP16_FOLD_NORM=1 / 0 (read at each generate) folds wherever possible / nowhere; the kernel
-// path string says which ran ("+fold-norm" / "+norm-kernel").
+// path string says which ran ("+fold-norm" / "+norm-kernel"). GPTQ layers loaded with QBENCH_GPTQ_NORM_FOLD=scaled
+// prefer to fold, in a form that is not bit-identical (x * w staged, the inverse RMS applied to the outputs; path
+// "+fold-norm-scaled").
 //
 // Norm in the epilogue (QBENCH_NORM_IN_EPILOGUE=1, read at each generate; off by default: measured slower on the H100):
 // o_proj and down_proj add into x and their launch's last CTA writes h = rms_norm(x) with the next norm's weights

@@ -380,53 +380,83 @@ TEST_CASE("the fused calls decline (return false, enqueue nothing) where they do
     }
 }
 
+namespace {
+
+/// The shapes of the norm tests: hidden, k/v width, intermediate width (5120, 13B: the prologue's second round of 512
+/// chunks, partly filled).
+struct norm_dims {
+    std::int64_t hidden, n_kv, inter;
+};
+constexpr norm_dims k_norm_dims[] = {{4096, 4096, 11008}, {512, 136, 328}, {5120, 640, 328}};
+
+/// q/k/v and gate/up of one layer of shape `d` (seeds seed .. seed + 4), and their fused interfaces.
+struct norm_layer {
+    std::vector<std::unique_ptr<device_linear>> qkv, gu;
+    fused_linear* fq = nullptr;
+    fused_linear* fg = nullptr;
+};
+norm_layer upload_norm_layer(device_context& ctx, std::int64_t bits, const norm_dims& d, std::uint64_t seed) {
+    const std::int64_t H = d.hidden;
+    norm_layer L;
+    L.qkv = upload_all(ctx, {member(H, H, bits, 128, false, seed), member(H, d.n_kv, bits, 128, false, seed + 1),
+                             member(H, d.n_kv, bits, 128, false, seed + 2)});
+    L.gu = upload_all(ctx, {member(H, d.inter, bits, 128, false, seed + 3), member(H, d.inter, bits, 128, false, seed + 4)});
+    L.fq = dynamic_cast<fused_linear*>(L.qkv[0].get());
+    L.fg = dynamic_cast<fused_linear*>(L.gu[0].get());
+    REQUIRE((L.fq != nullptr && L.fg != nullptr));
+    return L;
+}
+
+/// q, k, v and the SwiGLU product of `rows` rows of the residual stream `residual_host` ([R][hidden] fp16), twice, into
+/// outputs of `R` rows poisoned first: `sep` from h = rms_norm(x) * w by the RMSNorm kernel, `fold` from x with the norm
+/// folded into the same launches.
+void run_separate_and_folded(device_context& ctx, const norm_layer& L, const norm_dims& d, std::int64_t R,
+                             const std::vector<std::uint16_t>& residual_host, const device_buffer& norm_w, double eps,
+                             std::int64_t rows, std::vector<device_buffer>& sep, std::vector<device_buffer>& fold) {
+    INFO("hidden=" << d.hidden << " rows=" << rows);
+    REQUIRE(L.fq->folds_norm(rows));
+    const device_buffer x = upload(ctx, residual_host);
+    device_buffer h = poisoned(ctx, R * d.hidden);
+    launch_rms_norm(x.as<__half>(), nullptr, norm_w.as<const __half>(), eps, rows, d.hidden, h.as<__half>(),
+                    launch_options{ctx.stream(), false});
+    const fused_linear::normed_input in{x.get(), norm_w.get(), eps};
+    for (std::int64_t n : {d.hidden, d.n_kv, d.n_kv, d.inter}) {
+        sep.push_back(poisoned(ctx, R * n));
+        fold.push_back(poisoned(ctx, R * n));
+    }
+    device_linear* kv[2] = {L.qkv[1].get(), L.qkv[2].get()};
+    void* ys_sep[3] = {sep[0].get(), sep[1].get(), sep[2].get()};
+    void* ys_fold[3] = {fold[0].get(), fold[1].get(), fold[2].get()};
+    REQUIRE(L.fq->forward_group(kv, 2, h.get(), rows, ys_sep, ctx.stream()));
+    REQUIRE(L.fg->forward_swiglu(*L.gu[1], h.get(), rows, sep[3].get(), ctx.stream()));
+    REQUIRE(L.fq->forward_group_normed(kv, 2, in, rows, ys_fold, ctx.stream()));
+    REQUIRE(L.fg->forward_swiglu_normed(*L.gu[1], in, rows, fold[3].get(), ctx.stream()));
+    QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));  // x and h go out of scope
+}
+
+}  // namespace
+
 TEST_CASE("v3's folded RMSNorm, residual add and norm in the last CTA equal launch_rms_norm and the separate launches bit for bit",
           "[gpu][gptq][fused][norm]") {
     const env_choice v3("QBENCH_GPTQ_KERNEL", "v3");
     device_context ctx;
     const double eps = 1e-6;
     std::uint64_t seed = 900;
-    struct dims {
-        std::int64_t hidden, n_kv, inter;
-    };
     for (std::int64_t bits : {2, 3, 4, 8})
-        // 5120 (13B): the prologue's second round of 512 chunks, partly filled.
-        for (const dims d : {dims{4096, 4096, 11008}, dims{512, 136, 328}, dims{5120, 640, 328}}) {
+        for (const norm_dims& d : k_norm_dims) {
             const std::int64_t H = d.hidden, I = d.inter, R = 8;
-            const auto qkv = upload_all(ctx, {member(H, H, bits, 128, false, seed), member(H, d.n_kv, bits, 128, false, seed + 1),
-                                              member(H, d.n_kv, bits, 128, false, seed + 2)});
-            const auto gu = upload_all(ctx, {member(H, I, bits, 128, false, seed + 3), member(H, I, bits, 128, false, seed + 4)});
+            const norm_layer layer = upload_norm_layer(ctx, bits, d, seed);
             const auto down = upload_all(ctx, {member(I, H, bits, 128, false, seed + 5)});
-            auto* fq = dynamic_cast<fused_linear*>(qkv[0].get());
-            auto* fg = dynamic_cast<fused_linear*>(gu[0].get());
             auto* fd = dynamic_cast<fused_linear*>(down[0].get());
-            REQUIRE((fq != nullptr && fg != nullptr && fd != nullptr));
+            REQUIRE(fd != nullptr);
             const auto residual_host = to_half_bits(random_inputs(R, H, seed + 6));
             const device_buffer norm_w = upload(ctx, to_half_bits(random_inputs(1, H, seed + 7)));
             const device_buffer act = upload(ctx, to_half_bits(random_inputs(R, I, seed + 8)));
             seed += 10;
             for (std::int64_t rows : {1, 2, 3, 4, 8}) {  // 3: the prologue loads rows two at a time
                 INFO(bits << "-bit hidden=" << H << " rows=" << rows);
-                REQUIRE(fq->folds_norm(rows));
-                const device_buffer x = upload(ctx, residual_host);
-                // Separate: h = rms_norm(x) by the RMSNorm kernel, then the fused launches on h.
-                device_buffer h = poisoned(ctx, R * H);
-                launch_rms_norm(x.as<__half>(), nullptr, norm_w.as<const __half>(), eps, rows, H, h.as<__half>(),
-                                launch_options{ctx.stream(), false});
                 std::vector<device_buffer> sep, fold;
-                for (std::int64_t n : {H, d.n_kv, d.n_kv, I}) {
-                    sep.push_back(poisoned(ctx, R * n));
-                    fold.push_back(poisoned(ctx, R * n));
-                }
-                device_linear* kv[2] = {qkv[1].get(), qkv[2].get()};
-                void* ys_sep[3] = {sep[0].get(), sep[1].get(), sep[2].get()};
-                void* ys_fold[3] = {fold[0].get(), fold[1].get(), fold[2].get()};
-                REQUIRE(fq->forward_group(kv, 2, h.get(), rows, ys_sep, ctx.stream()));
-                REQUIRE(fg->forward_swiglu(*gu[1], h.get(), rows, sep[3].get(), ctx.stream()));
-                // Folded: the same launches read x and form the norm themselves.
-                const fused_linear::normed_input in{x.get(), norm_w.get(), eps};
-                REQUIRE(fq->forward_group_normed(kv, 2, in, rows, ys_fold, ctx.stream()));
-                REQUIRE(fg->forward_swiglu_normed(*gu[1], in, rows, fold[3].get(), ctx.stream()));
+                run_separate_and_folded(ctx, layer, d, R, residual_host, norm_w, eps, rows, sep, fold);
                 // The residual add: forward() into a delta then launch_rms_norm's add, against forward_residual.
                 const device_buffer x_sep = upload(ctx, residual_host), x_fold = upload(ctx, residual_host);
                 device_buffer delta = poisoned(ctx, R * H), h2 = poisoned(ctx, R * H);
@@ -494,20 +524,12 @@ TEST_CASE("v3's scaled RMSNorm fold agrees with launch_rms_norm and the separate
     device_context ctx;
     const double eps = 1e-6;
     std::uint64_t seed = 1900;
-    struct dims {
-        std::int64_t hidden, n_kv, inter;
-    };
     for (std::int64_t bits : {2, 3, 4, 8})
-        for (const dims d : {dims{4096, 4096, 11008}, dims{512, 136, 328}, dims{5120, 640, 328}}) {
+        for (const norm_dims& d : k_norm_dims) {
             const std::int64_t H = d.hidden, I = d.inter, R = 8;
-            const auto qkv = upload_all(ctx, {member(H, H, bits, 128, false, seed), member(H, d.n_kv, bits, 128, false, seed + 1),
-                                              member(H, d.n_kv, bits, 128, false, seed + 2)});
-            const auto gu = upload_all(ctx, {member(H, I, bits, 128, false, seed + 3), member(H, I, bits, 128, false, seed + 4)});
-            auto* fq = dynamic_cast<fused_linear*>(qkv[0].get());
-            auto* fg = dynamic_cast<fused_linear*>(gu[0].get());
-            REQUIRE((fq != nullptr && fg != nullptr));
-            CHECK(fq->prefers_folded_norm());
-            CHECK(fq->folded_norm_form() == "-scaled");
+            const norm_layer layer = upload_norm_layer(ctx, bits, d, seed);
+            CHECK(layer.fq->prefers_folded_norm());
+            CHECK(layer.fq->folded_norm_form() == "-scaled");
             auto residual = random_inputs(R, H, seed + 6);
             for (float& v : residual) v *= 24.0f;
             const auto residual_host = to_half_bits(residual);
@@ -515,25 +537,8 @@ TEST_CASE("v3's scaled RMSNorm fold agrees with launch_rms_norm and the separate
             seed += 10;
             for (std::int64_t rows : {1, 2, 3, 8}) {
                 INFO(bits << "-bit hidden=" << H << " rows=" << rows);
-                REQUIRE(fq->folds_norm(rows));
-                const device_buffer x = upload(ctx, residual_host);
-                device_buffer h = poisoned(ctx, R * H);
-                launch_rms_norm(x.as<__half>(), nullptr, norm_w.as<const __half>(), eps, rows, H, h.as<__half>(),
-                                launch_options{ctx.stream(), false});
                 std::vector<device_buffer> sep, fold;
-                for (std::int64_t n : {H, d.n_kv, d.n_kv, I}) {
-                    sep.push_back(poisoned(ctx, R * n));
-                    fold.push_back(poisoned(ctx, R * n));
-                }
-                device_linear* kv[2] = {qkv[1].get(), qkv[2].get()};
-                void* ys_sep[3] = {sep[0].get(), sep[1].get(), sep[2].get()};
-                void* ys_fold[3] = {fold[0].get(), fold[1].get(), fold[2].get()};
-                REQUIRE(fq->forward_group(kv, 2, h.get(), rows, ys_sep, ctx.stream()));
-                REQUIRE(fg->forward_swiglu(*gu[1], h.get(), rows, sep[3].get(), ctx.stream()));
-                const fused_linear::normed_input in{x.get(), norm_w.get(), eps};
-                REQUIRE(fq->forward_group_normed(kv, 2, in, rows, ys_fold, ctx.stream()));
-                REQUIRE(fg->forward_swiglu_normed(*gu[1], in, rows, fold[3].get(), ctx.stream()));
-                QB_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+                run_separate_and_folded(ctx, layer, d, R, residual_host, norm_w, eps, rows, sep, fold);
                 const char* names[4] = {"q", "k", "v", "swiglu act"};
                 for (std::size_t i = 0; i < 4; ++i) {
                     const std::size_t n = static_cast<std::size_t>(R * (i == 0 ? H : i == 3 ? I : d.n_kv));

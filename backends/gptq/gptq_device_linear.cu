@@ -337,7 +337,7 @@ public:
     // norm costs them one reduction, not a re-read. The seventh session's prologue measured 1% / 5% slower at beams
     // 1 / 4 than the two RMSNorm kernels it replaces (H100, PERF_NOTES.md): its reduction, four barriers and the
     // norm-weight round trip after the PDL wait sat before every CTA's first product. The eighth session's takes two
-    // barriers and requests the weights before the wait (gptq_gemm_a.cu, stage_normed_x), and was still slower
+    // barriers and requests the weights before the wait (gptq_a_norm_staging.cuh, stage_normed_x), and was still slower
     // (eighth session, H100: bench 1.802 / 1.908 / 2.171 ms at beams 1 / 2 / 4 against 1.715 / 1.795 / 2.002 with
     // the norm kernels; qbench 531.4 against 539.9 tok/s at beam 1), so the executor does not fold by default
     // (prefers_folded_norm keeps fused_linear's false); QBENCH_FP16_FOLD_NORM=1 folds.
